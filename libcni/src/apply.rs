@@ -1,0 +1,166 @@
+//! Puts an IPAM result on an interface inside a netns: sysctls, link up, addresses,
+//! then routes with the per-family gateway as the default next hop.
+
+use std::net::IpAddr;
+
+use crate::error::CniError;
+use crate::netlink::{LinkId, Netlink, RouteSpec, Transport};
+use crate::netns::NetNs;
+use crate::result::CniResult;
+
+/// Interface sysctls, as the Go plugins set them.
+#[derive(Clone, Copy, Debug)]
+pub struct InterfaceOptions {
+    /// IPv6 duplicate address detection; off sets accept_dad=0 and enhanced_dad=0.
+    pub ipv6_dad: bool,
+}
+
+impl Default for InterfaceOptions {
+    fn default() -> Self {
+        InterfaceOptions { ipv6_dad: true }
+    }
+}
+
+/// The sysctls for `ifname`: arp_notify for IPv4, and for IPv6 enable it,
+/// keep_addr_on_down, ndisc_notify and the DAD choice.
+fn interface_sysctls(ifname: &str, has_v4: bool, has_v6: bool, options: InterfaceOptions) -> Vec<(String, &'static str)> {
+    let mut settings = Vec::new();
+    if has_v4 {
+        settings.push((format!("net/ipv4/conf/{ifname}/arp_notify"), "1"));
+    }
+    if has_v6 {
+        settings.push((format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0"));
+        settings.push((format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1"));
+        settings.push((format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1"));
+        if !options.ipv6_dad {
+            settings.push((format!("net/ipv6/conf/{ifname}/enhanced_dad"), "0"));
+            settings.push((format!("net/ipv6/conf/{ifname}/accept_dad"), "0"));
+        }
+    }
+    settings
+}
+
+/// The routes to install for `result` on link `oif`: a route without a gateway gets
+/// the gateway of the first address of its family on this interface.
+pub fn routes_for(result: &CniResult, interface: usize, oif: u32) -> Vec<RouteSpec> {
+    let gateway_of = |v4: bool| -> Option<IpAddr> {
+        result
+            .ips
+            .iter()
+            .filter(|ip| ip.interface == Some(interface) && ip.is_ipv4() == v4)
+            .find_map(|ip| ip.gateway)
+    };
+    result
+        .routes
+        .iter()
+        .map(|r| RouteSpec {
+            dst: r.dst,
+            gateway: r.gw.or_else(|| gateway_of(r.dst.addr().is_ipv4())),
+            oif: Some(oif),
+            priority: r.priority,
+            table: r.table,
+            scope: r.scope.map(|s| s as u8),
+            mtu: r.mtu,
+            advmss: r.advmss,
+        })
+        .collect()
+}
+
+/// Configures `ifname` in `netns` from `result`. `nl` is a client bound to `netns`.
+/// Only the addresses whose `interface` index names `ifname` are added.
+pub fn configure_interface<T: Transport>(
+    netns: &NetNs,
+    nl: &mut Netlink<T>,
+    ifname: &str,
+    result: &CniResult,
+    options: InterfaceOptions,
+) -> Result<(), CniError> {
+    let interface = result
+        .interfaces
+        .iter()
+        .position(|i| i.name == ifname && i.sandbox.is_some())
+        .or_else(|| result.interfaces.iter().position(|i| i.name == ifname))
+        .ok_or_else(|| CniError::internal(format!("the result has no interface {ifname:?} to configure")))?;
+    for ip in &result.ips {
+        if let Some(index) = ip.interface {
+            if index >= result.interfaces.len() {
+                return Err(CniError::internal(format!(
+                    "failed to add IP address {} to {ifname:?}: invalid interface index {index}",
+                    ip.address
+                )));
+            }
+        }
+    }
+    let ips: Vec<_> = result.ips.iter().filter(|ip| ip.interface == Some(interface)).collect();
+    let has_v4 = ips.iter().any(|ip| ip.is_ipv4());
+    let has_v6 = ips.iter().any(|ip| !ip.is_ipv4());
+
+    let settings = interface_sysctls(ifname, has_v4, has_v6, options);
+    netns.run(|| {
+        for (key, value) in &settings {
+            // A kernel without IPv6, or an older one without a knob, is not an error
+            // here: the address step below reports what really matters.
+            if let Err(e) = crate::sysctl::write(key, value) {
+                crate::log_warn!("{e}");
+            }
+        }
+    })?;
+
+    let link = nl.require_link(&LinkId::Name(ifname.to_string()))?;
+    nl.set_up(link.index, true)?;
+    for ip in &ips {
+        nl.add_address(link.index, ip.address)
+            .map_err(|e| CniError::from(e.context(format!("configure {ifname:?} in {}", netns.path().display()))))?;
+    }
+    for route in routes_for(result, interface, link.index) {
+        nl.add_route(&route)
+            .map_err(|e| CniError::from(e.context(format!("configure {ifname:?} in {}", netns.path().display()))))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::{Interface, IpConfig, Route};
+
+    fn result() -> CniResult {
+        CniResult {
+            interfaces: vec![
+                Interface { name: "br0".into(), ..Default::default() },
+                Interface { name: "eth0".into(), sandbox: Some("/run/netns/x".into()), ..Default::default() },
+            ],
+            ips: vec![
+                IpConfig { address: "10.1.0.5/16".parse().unwrap(), gateway: Some("10.1.0.1".parse().unwrap()), interface: Some(1) },
+                IpConfig { address: "fd00::5/64".parse().unwrap(), gateway: Some("fd00::1".parse().unwrap()), interface: Some(1) },
+            ],
+            routes: vec![
+                Route { dst: "0.0.0.0/0".parse().unwrap(), ..Default::default() },
+                Route { dst: "::/0".parse().unwrap(), ..Default::default() },
+                Route { dst: "192.168.0.0/16".parse().unwrap(), gw: Some("10.1.0.254".parse().unwrap()), mtu: Some(1400), advmss: Some(1360), table: Some(100), ..Default::default() },
+            ],
+            dns: Default::default(),
+        }
+    }
+
+    #[test]
+    fn routes_default_to_the_family_gateway_and_keep_mtu_and_advmss() {
+        let routes = routes_for(&result(), 1, 7);
+        assert_eq!(routes[0].gateway, Some("10.1.0.1".parse().unwrap()));
+        assert_eq!(routes[1].gateway, Some("fd00::1".parse().unwrap()));
+        assert_eq!(routes[2].gateway, Some("10.1.0.254".parse().unwrap()));
+        assert_eq!((routes[2].mtu, routes[2].advmss, routes[2].table), (Some(1400), Some(1360), Some(100)));
+        assert!(routes.iter().all(|r| r.oif == Some(7)));
+    }
+
+    #[test]
+    fn sysctls_per_family_and_dad_choice() {
+        let v4_only = interface_sysctls("eth0", true, false, InterfaceOptions::default());
+        assert_eq!(v4_only, vec![("net/ipv4/conf/eth0/arp_notify".to_string(), "1")]);
+        let v6 = interface_sysctls("eth0", false, true, InterfaceOptions { ipv6_dad: false });
+        let keys: Vec<&str> = v6.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"net/ipv6/conf/eth0/keep_addr_on_down"));
+        assert!(keys.contains(&"net/ipv6/conf/eth0/accept_dad"));
+        assert!(keys.contains(&"net/ipv6/conf/eth0/ndisc_notify"));
+    }
+}

@@ -1,0 +1,388 @@
+//! Network configuration: a single plugin's config (what a plugin reads on stdin)
+//! and a configuration list (what a runtime loads).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{CniError, ErrorCode};
+use crate::result::Dns;
+use crate::version::{compare_version_text, SpecVersion, ALL_VERSIONS};
+
+/// A plugin config on stdin. `T` holds the plugin's own keys (flattened), so one
+/// parse gives both the common keys and the plugin's.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NetConf<T = NoPluginKeys> {
+    #[serde(rename = "cniVersion", default)]
+    pub cni_version: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub plugin_type: String,
+    #[serde(default)]
+    pub capabilities: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub ipam: Option<IpamConfig>,
+    #[serde(default)]
+    pub dns: Option<Dns>,
+    #[serde(default)]
+    pub args: Option<ConfigArgs>,
+    #[serde(rename = "runtimeConfig", default)]
+    pub runtime_config: RuntimeConfig,
+    #[serde(rename = "prevResult", default)]
+    pub prev_result: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    pub valid_attachments: Option<Vec<Attachment>>,
+    /// The name the 1.1.0 spec tag used for the same list; runtimes send both.
+    #[serde(rename = "cni.dev/attachments", default)]
+    pub legacy_attachments: Option<Vec<Attachment>>,
+    #[serde(flatten)]
+    pub plugin: T,
+}
+
+/// For plugins with no keys of their own.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct NoPluginKeys {}
+
+impl<T> NetConf<T> {
+    /// The attachments a GC request says are still valid (either key).
+    pub fn gc_valid_attachments(&self) -> Vec<Attachment> {
+        let mut all = self.valid_attachments.clone().unwrap_or_default();
+        for a in self.legacy_attachments.iter().flatten() {
+            if !all.contains(a) {
+                all.push(a.clone());
+            }
+        }
+        all
+    }
+
+    /// The IPAM section when it names a plugin; `None` or `{}` means layer 2 only.
+    pub fn delegated_ipam(&self) -> Option<&IpamConfig> {
+        self.ipam.as_ref().filter(|ipam| !ipam.plugin_type.is_empty())
+    }
+
+    /// The addresses asked for through `args.cni.ips`, then `runtimeConfig.ips`.
+    pub fn requested_ips(&self) -> Vec<String> {
+        let mut ips: Vec<String> =
+            self.args.as_ref().map(|a| a.cni.ips.clone()).unwrap_or_default();
+        ips.extend(self.runtime_config.ips.iter().cloned());
+        ips
+    }
+}
+
+/// Parses a plugin config, with the spec's error codes: unparseable JSON is 6, a
+/// well-formed config with a wrong key type is 7.
+pub fn parse_netconf<T: for<'de> Deserialize<'de>>(stdin: &[u8]) -> Result<NetConf<T>, CniError> {
+    let value: Value = serde_json::from_slice(stdin)
+        .map_err(|e| CniError::decoding(format!("failed to parse network configuration: {e}")))?;
+    NetConf::<T>::deserialize(&value)
+        .map_err(|e| CniError::invalid_config(format!("invalid network configuration: {e}")))
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// The `ipam` section: its `type` and the delegated plugin's own keys.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct IpamConfig {
+    #[serde(rename = "type", default)]
+    pub plugin_type: String,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// `args` in the config; only `args.cni` has a meaning the conventions define.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ConfigArgs {
+    #[serde(default)]
+    pub cni: CniConfigArgs,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CniConfigArgs {
+    #[serde(default)]
+    pub ips: Vec<String>,
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub labels: Vec<Label>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+}
+
+/// `runtimeConfig`: the well-known capabilities typed, every other key kept.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct RuntimeConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    #[serde(rename = "ipRanges", default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_ranges: Vec<Vec<IpRange>>,
+    #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
+    pub port_mappings: Vec<PortMapping>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Bandwidth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<RuntimeDns>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    #[serde(rename = "infinibandGUID", default, skip_serializing_if = "Option::is_none")]
+    pub infiniband_guid: Option<String>,
+    #[serde(rename = "cgroupPath", default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_path: Option<String>,
+    #[serde(
+        rename = "io.kubernetes.cri.pod-annotations",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub pod_annotations: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// One range of a range set, as `ipRanges` and host-local's `ranges` spell it.
+/// Kept as text: the IPAM plugin validates it with its own messages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct IpRange {
+    #[serde(default)]
+    pub subnet: String,
+    #[serde(rename = "rangeStart", default, skip_serializing_if = "Option::is_none")]
+    pub range_start: Option<String>,
+    #[serde(rename = "rangeEnd", default, skip_serializing_if = "Option::is_none")]
+    pub range_end: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PortMapping {
+    #[serde(rename = "hostPort")]
+    pub host_port: u16,
+    #[serde(rename = "containerPort")]
+    pub container_port: u16,
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(rename = "hostIP", default, skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Bandwidth {
+    #[serde(rename = "ingressRate", default)]
+    pub ingress_rate: u64,
+    #[serde(rename = "ingressBurst", default)]
+    pub ingress_burst: u64,
+    #[serde(rename = "egressRate", default)]
+    pub egress_rate: u64,
+    #[serde(rename = "egressBurst", default)]
+    pub egress_burst: u64,
+}
+
+/// The `dns` capability: note the names differ from the result's DNS object.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct RuntimeDns {
+    #[serde(default)]
+    pub servers: Vec<String>,
+    #[serde(default)]
+    pub searches: Vec<String>,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// A boolean that configuration lists also write as "true"/"false" (any case).
+pub fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Bool(b) => Ok(b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Value::Null => Ok(false),
+        other => Err(serde::de::Error::custom(format!("expected a boolean, got {other}"))),
+    }
+}
+
+/// A configuration list, as a runtime loads it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct NetConfList {
+    #[serde(rename = "cniVersion", default)]
+    pub cni_version: String,
+    #[serde(rename = "cniVersions", default)]
+    pub cni_versions: Vec<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "disableCheck", default, deserialize_with = "flexible_bool")]
+    pub disable_check: bool,
+    #[serde(rename = "disableGC", default, deserialize_with = "flexible_bool")]
+    pub disable_gc: bool,
+    #[serde(rename = "loadOnlyInlinedPlugins", default, deserialize_with = "flexible_bool")]
+    pub load_only_inlined_plugins: bool,
+    /// The plugin objects, kept raw: unknown keys go to the plugin untouched.
+    #[serde(default)]
+    pub plugins: Option<Vec<Map<String, Value>>>,
+}
+
+impl NetConfList {
+    pub fn parse(bytes: &[u8]) -> Result<NetConfList, CniError> {
+        let list: NetConfList = serde_json::from_slice(bytes).map_err(|e| {
+            CniError::decoding(format!("error parsing configuration list: {e}"))
+        })?;
+        if list.name.is_empty() {
+            return Err(CniError::invalid_config(
+                "error parsing configuration list: no name",
+            ));
+        }
+        crate::names::validate_network_name(&list.name)?;
+        if list.load_only_inlined_plugins && list.plugins.is_none() {
+            return Err(CniError::invalid_config(
+                "error parsing configuration list: loadOnlyInlinedPlugins is true but there is no plugins key",
+            ));
+        }
+        for plugin in list.plugins.iter().flatten() {
+            let plugin_type = plugin.get("type").and_then(Value::as_str).unwrap_or("");
+            if plugin_type.is_empty() {
+                return Err(CniError::invalid_config("a plugin in the list has no type"));
+            }
+            if plugin_type.contains('/') || plugin_type.contains('\\') {
+                return Err(CniError::invalid_config(format!(
+                    "invalid plugin type {plugin_type:?}: it must not contain a path separator"
+                )));
+            }
+        }
+        Ok(list)
+    }
+
+    /// The version the list runs at: the highest of `cniVersion` and `cniVersions`
+    /// that this library knows; versions above the newest we speak are ignored.
+    pub fn effective_version(&self) -> Result<SpecVersion, CniError> {
+        let candidates = self
+            .cni_versions
+            .iter()
+            .chain(std::iter::once(&self.cni_version))
+            .filter(|v| !v.is_empty())
+            .filter(|v| {
+                compare_version_text(v, SpecVersion::LATEST.as_str()) != std::cmp::Ordering::Greater
+            });
+        let mut best: Option<SpecVersion> = None;
+        let mut unknown = Vec::new();
+        for text in candidates {
+            match text.parse::<SpecVersion>() {
+                Ok(v) => best = best.max(Some(v)),
+                Err(_) => unknown.push(text.clone()),
+            }
+        }
+        match best {
+            Some(v) => Ok(v),
+            None if self.cni_version.is_empty() && self.cni_versions.is_empty() => {
+                Ok(SpecVersion::V0_1_0)
+            }
+            None => Err(CniError::new(
+                ErrorCode::IncompatibleVersion,
+                format!("configuration list {:?} names no supported CNI version", self.name),
+            )
+            .with_details(format!(
+                "it names {:?}; supported are {:?}",
+                unknown,
+                ALL_VERSIONS.iter().map(|v| v.as_str()).collect::<Vec<_>>()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    struct BridgeKeys {
+        #[serde(default)]
+        bridge: String,
+        #[serde(default)]
+        vlan: u16,
+    }
+
+    #[test]
+    fn plugin_keys_and_common_keys_parse_together() {
+        let stdin = json!({
+            "cniVersion": "0.3.1", "name": "vlan-net-1223", "type": "cnv-bridge",
+            "bridge": "br1", "vlan": 1223, "ipam": {},
+            "args": {"cni": {"ips": ["10.0.0.9/24"], "mac": "0a:00:00:00:00:01",
+                     "labels": [{"key": "a", "value": "b"}]}},
+            "runtimeConfig": {"mac": "0a:00:00:00:00:02", "ips": ["10.0.0.8/24"],
+                "deviceID": "0000:04:00.5", "portMappings": [{"hostPort": 80, "containerPort": 8080, "protocol": "tcp"}],
+                "ipRanges": [[{"subnet": "10.9.0.0/16"}]], "bandwidth": {"ingressRate": 1000},
+                "dns": {"servers": ["1.1.1.1"]}, "aliases": ["x"], "infinibandGUID": "g",
+                "cgroupPath": "/c", "io.kubernetes.cri.pod-annotations": {"k": "v"},
+                "CNIDeviceInfoFile": "/var/run/x.json"},
+            "cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}],
+            "cni.dev/attachments": [{"containerID": "a", "ifname": "eth0"}, {"containerID": "b", "ifname": "net1"}]
+        });
+        let conf: NetConf<BridgeKeys> = parse_netconf(stdin.to_string().as_bytes()).unwrap();
+        assert_eq!(conf.plugin.bridge, "br1");
+        assert_eq!(conf.plugin.vlan, 1223);
+        assert!(conf.delegated_ipam().is_none());
+        assert_eq!(conf.requested_ips(), vec!["10.0.0.9/24", "10.0.0.8/24"]);
+        let rc = &conf.runtime_config;
+        assert_eq!(rc.device_id.as_deref(), Some("0000:04:00.5"));
+        assert_eq!(rc.port_mappings[0].container_port, 8080);
+        assert_eq!(rc.ip_ranges[0][0].subnet, "10.9.0.0/16");
+        assert_eq!(rc.bandwidth.as_ref().unwrap().ingress_rate, 1000);
+        assert_eq!(rc.pod_annotations["k"], "v");
+        assert_eq!(rc.other["CNIDeviceInfoFile"], "/var/run/x.json");
+        assert_eq!(conf.args.as_ref().unwrap().cni.labels[0].value, "b");
+        assert_eq!(conf.gc_valid_attachments().len(), 2);
+    }
+
+    #[test]
+    fn wrong_type_is_code_7_and_bad_json_is_code_6() {
+        let e = parse_netconf::<BridgeKeys>(br#"{"name":"n","vlan":"x"}"#).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidNetworkConfig);
+        let e = parse_netconf::<BridgeKeys>(b"{not json").unwrap_err();
+        assert_eq!(e.code, ErrorCode::DecodingFailure);
+    }
+
+    #[test]
+    fn list_picks_the_highest_known_version() {
+        let list = NetConfList::parse(
+            br#"{"cniVersion":"0.4.0","cniVersions":["1.0.0","0.3.1","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(list.effective_version().unwrap(), SpecVersion::V1_0_0);
+    }
+
+    #[test]
+    fn list_booleans_accept_strings() {
+        let list = NetConfList::parse(
+            br#"{"cniVersion":"1.1.0","name":"n","disableCheck":"TRUE","disableGC":"false","loadOnlyInlinedPlugins":true,"plugins":[]}"#,
+        )
+        .unwrap();
+        assert!(list.disable_check);
+        assert!(!list.disable_gc);
+        assert!(list.load_only_inlined_plugins);
+        assert!(NetConfList::parse(br#"{"name":"n","disableCheck":"yes"}"#).is_err());
+    }
+
+    #[test]
+    fn list_rules() {
+        assert!(NetConfList::parse(br#"{"cniVersion":"1.0.0","name":"n","loadOnlyInlinedPlugins":true}"#).is_err());
+        assert!(NetConfList::parse(br#"{"cniVersion":"1.0.0","plugins":[]}"#).is_err());
+        assert!(NetConfList::parse(br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../x"}]}"#).is_err());
+        let unknown = NetConfList::parse(br#"{"cniVersion":"0.9.9","name":"n","plugins":[]}"#).unwrap();
+        assert_eq!(unknown.effective_version().unwrap_err().code, ErrorCode::IncompatibleVersion);
+    }
+}

@@ -1,0 +1,227 @@
+//! IPAM delegation: exec the plugin that `ipam.type` names from CNI_PATH with the
+//! byte-identical config and the inherited environment, only CNI_COMMAND replaced.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use crate::error::{CniError, ErrorCode};
+use crate::result::CniResult;
+use crate::skel::{Command, Request};
+use crate::version::SpecVersion;
+
+/// Finds `plugin_type` in the directories of CNI_PATH. A name with a path separator
+/// is refused: a config must never make us exec an arbitrary path.
+pub fn find_plugin(plugin_type: &str, search_path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if plugin_type.is_empty() {
+        return Err(CniError::invalid_config("no plugin name provided"));
+    }
+    if plugin_type.contains('/') || plugin_type.contains('\\') || plugin_type == ".." || plugin_type == "." {
+        return Err(CniError::invalid_config(format!(
+            "invalid plugin name {plugin_type:?}: it must not contain a path separator"
+        )));
+    }
+    search_path
+        .iter()
+        .map(|dir| dir.join(plugin_type))
+        .find(|candidate| candidate.metadata().map(|m| m.is_file()).unwrap_or(false))
+        .ok_or_else(|| {
+            let dirs: Vec<String> = search_path.iter().map(|d| d.display().to_string()).collect();
+            CniError::invalid_config(format!(
+                "failed to find plugin {plugin_type:?} in path [{}]",
+                dirs.join(" ")
+            ))
+        })
+}
+
+/// Runs a plugin binary once; on ETXTBSY (a binary being replaced right now) it
+/// tries again a few times, as the Go invoke package does.
+fn exec_once(binary: &Path, verb: Command, stdin: &[u8]) -> Result<std::process::Output, CniError> {
+    let mut attempt = 0;
+    let mut child = loop {
+        let spawned = Process::new(binary)
+            .env("CNI_COMMAND", verb.as_str())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match spawned {
+            Ok(child) => break child,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(50 * attempt));
+            }
+            Err(e) => {
+                return Err(CniError::io(format!("failed to exec plugin {}: {e}", binary.display())))
+            }
+        }
+    };
+    // Written from a thread: a plugin may print before it has read all of stdin.
+    let mut child_stdin = child.stdin.take().expect("stdin is piped");
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || child_stdin.write_all(&input));
+    let output = child
+        .wait_with_output()
+        .map_err(|e| CniError::io(format!("failed to wait for plugin {}: {e}", binary.display())))?;
+    // A plugin that exits without reading stdin closes the pipe: that is not our error.
+    let _ = writer.join();
+    Ok(output)
+}
+
+/// Execs a delegated plugin for `verb` and returns its result (ADD only).
+pub fn exec_plugin(
+    plugin_type: &str,
+    verb: Command,
+    stdin: &[u8],
+    search_path: &[PathBuf],
+    config_version: SpecVersion,
+) -> Result<Option<CniResult>, CniError> {
+    let binary = find_plugin(plugin_type, search_path)?;
+    let output = exec_once(&binary, verb, stdin)?;
+    // The delegate's logs are ours to forward, never to print on our stdout.
+    let _ = std::io::stderr().write_all(&output.stderr);
+    if !output.status.success() {
+        let error = CniError::from_json(&output.stdout).unwrap_or_else(|| {
+            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+            CniError::internal(format!("netplugin failed: {stderr:?}"))
+        });
+        return Err(error.context(format!("{} plugin {plugin_type:?} failed", verb.as_str())));
+    }
+    if verb != Command::Add {
+        return Ok(None);
+    }
+    let (result, _) = CniResult::from_plugin_output(&output.stdout, config_version)
+        .map_err(|e| e.context(format!("IPAM plugin {plugin_type:?} returned an unusable result")))?;
+    Ok(Some(result))
+}
+
+/// An address allocation that is released (IPAM DEL) when dropped, unless the ADD
+/// that made it succeeded and called [`Allocation::keep`].
+pub struct Allocation<'a> {
+    pub result: CniResult,
+    request: &'a Request,
+    plugin_type: String,
+    keep: bool,
+}
+
+impl Allocation<'_> {
+    /// The ADD succeeded: the addresses stay allocated.
+    pub fn keep(mut self) -> CniResult {
+        self.keep = true;
+        std::mem::take(&mut self.result)
+    }
+}
+
+impl Drop for Allocation<'_> {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Err(e) = del(self.request, &self.plugin_type) {
+            crate::log_warn!("releasing the IPAM allocation after a failed ADD: {e}");
+        }
+    }
+}
+
+/// IPAM ADD. Every address must reference no interface yet (the caller decides).
+pub fn add<'a>(request: &'a Request, plugin_type: &str) -> Result<Allocation<'a>, CniError> {
+    let result = exec_plugin(plugin_type, Command::Add, &request.stdin, &request.path, request.version)?;
+    let Some(result) = result else {
+        return Err(CniError::internal(format!("IPAM plugin {plugin_type:?} printed no result")));
+    };
+    let allocation = Allocation { result, request, plugin_type: plugin_type.to_string(), keep: false };
+    if allocation.result.ips.is_empty() {
+        // Dropping it releases whatever the delegate may have recorded.
+        return Err(CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            format!("IPAM plugin {plugin_type:?} returned no IP configuration"),
+        ));
+    }
+    Ok(allocation)
+}
+
+pub fn del(request: &Request, plugin_type: &str) -> Result<(), CniError> {
+    exec_plugin(plugin_type, Command::Del, &request.stdin, &request.path, request.version).map(|_| ())
+}
+
+pub fn check(request: &Request, plugin_type: &str) -> Result<(), CniError> {
+    exec_plugin(plugin_type, Command::Check, &request.stdin, &request.path, request.version).map(|_| ())
+}
+
+pub fn gc(request: &Request, plugin_type: &str) -> Result<(), CniError> {
+    exec_plugin(plugin_type, Command::Gc, &request.stdin, &request.path, request.version).map(|_| ())
+}
+
+pub fn status(request: &Request, plugin_type: &str) -> Result<(), CniError> {
+    exec_plugin(plugin_type, Command::Status, &request.stdin, &request.path, request.version).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in IPAM plugin: a shell script that logs its env and stdin.
+    fn fake_plugin(dir: &Path, name: &str, body: &str) {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("libcni-ipam-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn names_with_a_separator_are_refused() {
+        for bad in ["../host-local", "a/b", "a\\b", ".."] {
+            let e = find_plugin(bad, &[PathBuf::from("/usr/bin")]).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidNetworkConfig, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_missing_plugin_names_itself_and_the_path() {
+        let e = find_plugin("no-such-ipam", &[PathBuf::from("/nonexistent/a"), PathBuf::from("/b")]).unwrap_err();
+        assert!(e.msg.contains("no-such-ipam") && e.msg.contains("/nonexistent/a /b"), "{}", e.msg);
+    }
+
+    #[test]
+    fn delegate_gets_identical_stdin_and_the_command_replaced() {
+        let dir = tempdir("echo");
+        fake_plugin(
+            &dir,
+            "fake-ipam",
+            &format!(
+                "cat > {d}/stdin; echo \"$CNI_COMMAND $CNI_CONTAINERID\" > {d}/env; echo 'log line' >&2\n\
+                 echo '{{\"cniVersion\":\"0.4.0\",\"ips\":[{{\"version\":\"4\",\"address\":\"10.1.0.7/24\",\"gateway\":\"10.1.0.1\"}}]}}'",
+                d = dir.display()
+            ),
+        );
+        let stdin = br#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"fake-ipam"}}"#;
+        let result = exec_plugin("fake-ipam", Command::Add, stdin, &[dir.clone()], SpecVersion::V1_0_0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.ips[0].address.to_string(), "10.1.0.7/24");
+        assert_eq!(std::fs::read(dir.join("stdin")).unwrap(), stdin);
+        assert!(std::fs::read_to_string(dir.join("env")).unwrap().starts_with("ADD"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn delegate_error_object_becomes_ours_with_the_plugin_named() {
+        let dir = tempdir("err");
+        fake_plugin(&dir, "bad-ipam", "echo '{\"code\":11,\"msg\":\"range is full\"}'; exit 1");
+        fake_plugin(&dir, "crashy-ipam", "echo 'panic: oops' >&2; exit 2");
+        let e = exec_plugin("bad-ipam", Command::Add, b"{}", &[dir.clone()], SpecVersion::V1_0_0).unwrap_err();
+        assert_eq!(e.code, ErrorCode::TryAgainLater);
+        assert!(e.msg.contains("bad-ipam") && e.msg.contains("range is full"), "{}", e.msg);
+        let e = exec_plugin("crashy-ipam", Command::Del, b"{}", &[dir.clone()], SpecVersion::V1_0_0).unwrap_err();
+        assert!(e.msg.contains("panic: oops"), "{}", e.msg);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

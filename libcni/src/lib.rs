@@ -1,0 +1,30 @@
+//! The shared base of this workspace's CNI plugins.
+//!
+//! Layers, from the protocol down:
+//! - protocol: [`version`], [`error`], [`config`], [`result`], [`args`], [`names`], [`skel`];
+//! - delegation: [`ipam`] (exec of an IPAM plugin from CNI_PATH);
+//! - network namespaces: [`netns`];
+//! - netlink: [`netlink`] (a synchronous rtnetlink client with a fake for tests),
+//!   and [`apply`], which puts an IPAM result on an interface.
+
+pub mod apply;
+pub mod args;
+pub mod config;
+pub mod error;
+pub mod ipam;
+pub mod log;
+pub mod names;
+pub mod netlink;
+pub mod netns;
+pub mod result;
+pub mod skel;
+pub mod sysctl;
+pub mod version;
+
+pub use error::{CniError, ErrorCode};
+pub use result::CniResult;
+pub use skel::{About, Plugin, Request};
+pub use version::SpecVersion;
+
+/// The commit the workspace was built from.
+pub const GIT_COMMIT: &str = env!("LIBCNI_GIT_COMMIT");

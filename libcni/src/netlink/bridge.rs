@@ -1,0 +1,197 @@
+//! Bridges: VLAN filtering, port flags and per-port VLANs.
+
+use netlink_packet_route::link::{
+    AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
+    InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo,
+    LinkMessage,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::{Netlink, NlResult, Transport, CHANGE, DUMP};
+
+/// Bridge port flags to set; `None` leaves a flag as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BridgePortFlags {
+    pub hairpin: Option<bool>,
+    pub isolated: Option<bool>,
+}
+
+/// One VLAN of a bridge port (or of the bridge itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BridgeVlanEntry {
+    pub vid: u16,
+    pub pvid: bool,
+    pub untagged: bool,
+}
+
+fn vlan_message(port: u32, vlan: BridgeVlanEntry, on_bridge_itself: bool) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message.header.interface_family = AddressFamily::Bridge;
+    message.header.index = port;
+    let mut flags = BridgeVlanInfoFlags::empty();
+    if vlan.pvid {
+        flags |= BridgeVlanInfoFlags::Pvid;
+    }
+    if vlan.untagged {
+        flags |= BridgeVlanInfoFlags::Untagged;
+    }
+    let info = BridgeVlanInfo { flags, vid: vlan.vid };
+    let mut spec = Vec::new();
+    if on_bridge_itself {
+        spec.push(AfSpecBridge::Flags(BridgeFlag::LowerDev)); // "self"
+    }
+    spec.push(AfSpecBridge::VlanInfo(info));
+    message.attributes.push(LinkAttribute::AfSpecBridge(spec));
+    message
+}
+
+impl<T: Transport> Netlink<T> {
+    /// Turns VLAN filtering on or off on an existing bridge. It must be RTM_NEWLINK:
+    /// the kernel accepts the same attribute in RTM_SETLINK and ignores it.
+    pub fn set_vlan_filtering(&mut self, bridge: u32, on: bool) -> NlResult<()> {
+        let mut message = LinkMessage::default();
+        message.header.index = bridge;
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Bridge),
+            LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(on)])),
+        ]));
+        self.transport
+            .request(RouteNetlinkMessage::NewLink(message), CHANGE, &|| {
+                format!("set vlan_filtering={} on bridge #{bridge}", u8::from(on))
+            })
+            .map(|_| ())
+    }
+
+    /// Sets bridge port flags (hairpin, isolated) on a port.
+    pub fn set_bridge_port_flags(&mut self, port: u32, flags: BridgePortFlags) -> NlResult<()> {
+        let mut data = Vec::new();
+        if let Some(on) = flags.hairpin {
+            data.push(InfoBridgePort::HairpinMode(on));
+        }
+        if let Some(on) = flags.isolated {
+            data.push(InfoBridgePort::Isolated(on));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut message = LinkMessage::default();
+        message.header.index = port;
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(data)),
+        ]));
+        self.transport
+            .request(RouteNetlinkMessage::NewLink(message), CHANGE, &|| {
+                format!("set bridge port flags {flags:?} on link #{port}")
+            })
+            .map(|_| ())
+    }
+
+    pub fn bridge_vlan_add(&mut self, port: u32, vlan: BridgeVlanEntry, on_bridge_itself: bool) -> NlResult<()> {
+        self.transport
+            .request(RouteNetlinkMessage::SetLink(vlan_message(port, vlan, on_bridge_itself)), CHANGE, &|| {
+                format!("add VLAN {} to bridge port #{port}", vlan.vid)
+            })
+            .map(|_| ())
+    }
+
+    pub fn bridge_vlan_del(&mut self, port: u32, vid: u16, on_bridge_itself: bool) -> NlResult<()> {
+        let vlan = BridgeVlanEntry { vid, pvid: false, untagged: false };
+        self.transport
+            .request(RouteNetlinkMessage::DelLink(vlan_message(port, vlan, on_bridge_itself)), CHANGE, &|| {
+                format!("delete VLAN {vid} from bridge port #{port}")
+            })
+            .map(|_| ())
+    }
+
+    /// The VLANs of every bridge port (and bridge) of the netns, by link index.
+    pub fn bridge_vlan_dump(&mut self) -> NlResult<Vec<(u32, Vec<BridgeVlanEntry>)>> {
+        let mut request = LinkMessage::default();
+        request.header.interface_family = AddressFamily::Bridge;
+        request.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+        let replies = self
+            .transport
+            .request(RouteNetlinkMessage::GetLink(request), DUMP, &|| "list bridge VLANs".to_string())?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => {
+                    let vlans: Vec<BridgeVlanEntry> = link
+                        .attributes
+                        .iter()
+                        .filter_map(|a| match a {
+                            LinkAttribute::AfSpecBridge(spec) => Some(spec),
+                            _ => None,
+                        })
+                        .flatten()
+                        .filter_map(|s| match s {
+                            AfSpecBridge::VlanInfo(info) => Some(BridgeVlanEntry {
+                                vid: info.vid,
+                                pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+                                untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+                            }),
+                            _ => None,
+                        })
+                        .collect();
+                    Some((link.header.index, vlans))
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_vlan_is_pvid_untagged_in_the_bridge_family() {
+        let mut nl = Netlink::fake();
+        nl.bridge_vlan_add(5, BridgeVlanEntry { vid: 1223, pvid: true, untagged: true }, false).unwrap();
+        let RouteNetlinkMessage::SetLink(m) = &nl.transport.sent[0].0 else { panic!() };
+        assert_eq!(m.header.interface_family, AddressFamily::Bridge);
+        assert_eq!(m.header.index, 5);
+        let LinkAttribute::AfSpecBridge(spec) = &m.attributes[0] else { panic!() };
+        let AfSpecBridge::VlanInfo(info) = &spec[0] else { panic!() };
+        assert_eq!(info.vid, 1223);
+        assert_eq!(info.flags, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged);
+    }
+
+    #[test]
+    fn vlan_on_the_bridge_itself_says_self_and_delete_is_dellink() {
+        let mut nl = Netlink::fake();
+        nl.bridge_vlan_del(2, 1, true).unwrap();
+        let RouteNetlinkMessage::DelLink(m) = &nl.transport.sent[0].0 else { panic!() };
+        let LinkAttribute::AfSpecBridge(spec) = &m.attributes[0] else { panic!() };
+        assert_eq!(spec[0], AfSpecBridge::Flags(BridgeFlag::LowerDev));
+    }
+
+    #[test]
+    fn vlan_filtering_on_an_existing_bridge_is_newlink() {
+        let mut nl = Netlink::fake();
+        nl.set_vlan_filtering(2, true).unwrap();
+        let (RouteNetlinkMessage::NewLink(m), flags) = &nl.transport.sent[0] else { panic!() };
+        assert_eq!(*flags & netlink_packet_core::NLM_F_CREATE, 0);
+        assert_eq!(m.header.index, 2);
+    }
+
+    #[test]
+    fn port_flags_only_sent_when_asked() {
+        let mut nl = Netlink::fake();
+        nl.set_bridge_port_flags(3, BridgePortFlags::default()).unwrap();
+        assert!(nl.transport.sent.is_empty());
+        nl.set_bridge_port_flags(3, BridgePortFlags { hairpin: Some(true), isolated: Some(false) }).unwrap();
+        let RouteNetlinkMessage::NewLink(m) = &nl.transport.sent[0].0 else { panic!() };
+        assert_eq!(
+            m.attributes[0],
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::PortKind(InfoPortKind::Bridge),
+                LinkInfo::PortData(InfoPortData::BridgePort(vec![
+                    InfoBridgePort::HairpinMode(true),
+                    InfoBridgePort::Isolated(false)
+                ])),
+            ])
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! Links: look-up, creation (directly in a target netns), changes and deletion.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, MacVlanMode, VlanProtocol,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::{format_mac, Netlink, NlResult, Transport, CHANGE, DUMP, GET};
+
+/// How a link is named in a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkId {
+    Index(u32),
+    Name(String),
+}
+
+impl std::fmt::Display for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkId::Index(i) => write!(f, "link #{i}"),
+            LinkId::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+/// What we read back of a link.
+#[derive(Clone, Debug, Default)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `IFLA_INFO_KIND` (`veth`, `bridge`, `macvlan`, ...), absent for physical NICs.
+    pub kind: Option<String>,
+    pub mac: Option<String>,
+    pub mtu: u32,
+    pub up: bool,
+    /// The bridge (or other controller) this link is a port of.
+    pub controller: Option<u32>,
+    /// The lower link of a veth peer, macvlan or vlan (`IFLA_LINK`).
+    pub parent: Option<u32>,
+    pub vlan_id: Option<u16>,
+    pub macvlan_mode: Option<MacVlanMode>,
+    pub vlan_filtering: Option<bool>,
+    pub message: LinkMessage,
+}
+
+impl Link {
+    pub fn from_message(message: LinkMessage) -> Link {
+        let mut link = Link {
+            index: message.header.index,
+            up: message.header.flags.contains(LinkFlags::Up),
+            ..Link::default()
+        };
+        for attribute in &message.attributes {
+            match attribute {
+                LinkAttribute::IfName(name) => link.name = name.clone(),
+                LinkAttribute::Address(mac) => link.mac = Some(format_mac(mac)),
+                LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+                LinkAttribute::Controller(c) => link.controller = Some(*c),
+                LinkAttribute::Link(p) => link.parent = Some(*p),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        match info {
+                            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::Data(InfoData::Vlan(data)) => {
+                                for d in data {
+                                    if let InfoVlan::Id(id) = d {
+                                        link.vlan_id = Some(*id);
+                                    }
+                                }
+                            }
+                            LinkInfo::Data(InfoData::MacVlan(data)) => {
+                                for d in data {
+                                    if let InfoMacVlan::Mode(mode) = d {
+                                        link.macvlan_mode = Some(*mode);
+                                    }
+                                }
+                            }
+                            LinkInfo::Data(InfoData::Bridge(data)) => {
+                                for d in data {
+                                    if let netlink_packet_route::link::InfoBridge::VlanFiltering(on) = d {
+                                        link.vlan_filtering = Some(*on);
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link.message = message;
+        link
+    }
+}
+
+/// The kind-specific part of a new link.
+#[derive(Clone, Debug)]
+pub enum LinkKind<'fd> {
+    /// A veth pair; `peer` is the other end (its own name, MAC, MTU and netns).
+    Veth { peer: Box<NewLink<'fd>> },
+    Bridge { vlan_filtering: Option<bool> },
+    MacVlan { parent: u32, mode: MacVlanMode, broadcast_queue_len: Option<u32> },
+    Vlan { parent: u32, id: u16, protocol: VlanProtocol },
+    Dummy,
+}
+
+/// A link to create. The netns fd makes the kernel create it there directly.
+#[derive(Clone, Debug)]
+pub struct NewLink<'fd> {
+    pub name: String,
+    pub kind: Option<LinkKind<'fd>>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: Option<u32>,
+    pub netns: Option<BorrowedFd<'fd>>,
+    pub controller: Option<u32>,
+    pub up: bool,
+}
+
+impl<'fd> NewLink<'fd> {
+    pub fn new(name: impl Into<String>, kind: LinkKind<'fd>) -> NewLink<'fd> {
+        NewLink { name: name.into(), kind: Some(kind), mac: None, mtu: None, netns: None, controller: None, up: false }
+    }
+
+    /// The peer end of a veth, which has no kind of its own.
+    pub fn peer(name: impl Into<String>) -> NewLink<'fd> {
+        NewLink { name: name.into(), kind: None, mac: None, mtu: None, netns: None, controller: None, up: false }
+    }
+
+    fn to_message(&self) -> LinkMessage {
+        let mut message = LinkMessage::default();
+        if self.up {
+            message.header.flags |= LinkFlags::Up;
+            message.header.change_mask |= LinkFlags::Up;
+        }
+        let attrs = &mut message.attributes;
+        attrs.push(LinkAttribute::IfName(self.name.clone()));
+        if let Some(mac) = self.mac {
+            attrs.push(LinkAttribute::Address(mac.to_vec()));
+        }
+        if let Some(mtu) = self.mtu {
+            attrs.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(fd) = self.netns {
+            attrs.push(LinkAttribute::NetNsFd(fd.as_raw_fd()));
+        }
+        if let Some(controller) = self.controller {
+            attrs.push(LinkAttribute::Controller(controller));
+        }
+        let info = match &self.kind {
+            None => None,
+            Some(LinkKind::Veth { peer }) => Some(vec![
+                LinkInfo::Kind(InfoKind::Veth),
+                LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer.to_message()))),
+            ]),
+            Some(LinkKind::Bridge { vlan_filtering }) => {
+                let mut infos = vec![LinkInfo::Kind(InfoKind::Bridge)];
+                if let Some(on) = vlan_filtering {
+                    infos.push(LinkInfo::Data(InfoData::Bridge(vec![
+                        netlink_packet_route::link::InfoBridge::VlanFiltering(*on),
+                    ])));
+                }
+                Some(infos)
+            }
+            Some(LinkKind::MacVlan { parent, mode, broadcast_queue_len }) => {
+                attrs.push(LinkAttribute::Link(*parent));
+                let mut data = vec![InfoMacVlan::Mode(*mode)];
+                if let Some(len) = broadcast_queue_len {
+                    data.push(InfoMacVlan::BcQueueLen(*len));
+                }
+                Some(vec![LinkInfo::Kind(InfoKind::MacVlan), LinkInfo::Data(InfoData::MacVlan(data))])
+            }
+            Some(LinkKind::Vlan { parent, id, protocol }) => {
+                attrs.push(LinkAttribute::Link(*parent));
+                Some(vec![
+                    LinkInfo::Kind(InfoKind::Vlan),
+                    LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(*id), InfoVlan::Protocol(*protocol)])),
+                ])
+            }
+            Some(LinkKind::Dummy) => Some(vec![LinkInfo::Kind(InfoKind::Dummy)]),
+        };
+        if let Some(info) = info {
+            attrs.push(LinkAttribute::LinkInfo(info));
+        }
+        message
+    }
+}
+
+fn by_index(index: u32) -> LinkMessage {
+    let mut message = LinkMessage::default();
+    message.header.index = index;
+    message
+}
+
+impl<T: Transport> Netlink<T> {
+    /// The link, or `None` when it does not exist.
+    pub fn get_link(&mut self, id: &LinkId) -> NlResult<Option<Link>> {
+        let mut message = LinkMessage::default();
+        match id {
+            LinkId::Index(index) => message.header.index = *index,
+            LinkId::Name(name) => message.attributes.push(LinkAttribute::IfName(name.clone())),
+        }
+        let reply = self.transport.request(RouteNetlinkMessage::GetLink(message), GET, &|| format!("look up {id}"));
+        match reply {
+            Ok(messages) => Ok(messages.into_iter().find_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
+                _ => None,
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Like [`get_link`](Self::get_link), but a missing link is an error.
+    pub fn require_link(&mut self, id: &LinkId) -> NlResult<Link> {
+        self.get_link(id)?
+            .ok_or_else(|| super::NetlinkError::new(format!("find {id}"), super::Cause::Errno(libc::ENODEV)))
+    }
+
+    pub fn list_links(&mut self) -> NlResult<Vec<Link>> {
+        let replies = self.transport.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            DUMP,
+            &|| "list links".to_string(),
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates a link; EEXIST is an error (the caller decides whether that is fine).
+    pub fn create_link(&mut self, link: &NewLink) -> NlResult<()> {
+        let kind = match &link.kind {
+            Some(LinkKind::Veth { .. }) => "veth",
+            Some(LinkKind::Bridge { .. }) => "bridge",
+            Some(LinkKind::MacVlan { .. }) => "macvlan",
+            Some(LinkKind::Vlan { .. }) => "vlan",
+            Some(LinkKind::Dummy) => "dummy",
+            None => "link",
+        };
+        self.transport
+            .request(
+                RouteNetlinkMessage::NewLink(link.to_message()),
+                CHANGE | NLM_F_CREATE | NLM_F_EXCL,
+                &|| format!("create {kind} {:?}", link.name),
+            )
+            .map(|_| ())
+    }
+
+    pub fn delete_link(&mut self, index: u32, name: &str) -> NlResult<()> {
+        self.transport
+            .request(RouteNetlinkMessage::DelLink(by_index(index)), CHANGE, &|| format!("delete link {name:?}"))
+            .map(|_| ())
+    }
+
+    fn set_link(&mut self, message: LinkMessage, operation: &dyn Fn() -> String) -> NlResult<()> {
+        self.transport.request(RouteNetlinkMessage::SetLink(message), CHANGE, operation).map(|_| ())
+    }
+
+    pub fn set_up(&mut self, index: u32, up: bool) -> NlResult<()> {
+        let mut message = by_index(index);
+        if up {
+            message.header.flags |= LinkFlags::Up;
+        }
+        message.header.change_mask |= LinkFlags::Up;
+        self.set_link(message, &|| format!("set link #{index} {}", if up { "up" } else { "down" }))
+    }
+
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {
+        let mut message = by_index(index);
+        message.attributes.push(LinkAttribute::Mtu(mtu));
+        self.set_link(message, &|| format!("set the MTU of link #{index} to {mtu}"))
+    }
+
+    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> NlResult<()> {
+        let mut message = by_index(index);
+        message.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.set_link(message, &|| format!("set the MAC of link #{index} to {}", format_mac(&mac)))
+    }
+
+    /// Makes the link a port of `controller` (a bridge), or no port with 0.
+    pub fn set_controller(&mut self, index: u32, controller: u32) -> NlResult<()> {
+        let mut message = by_index(index);
+        message.attributes.push(LinkAttribute::Controller(controller));
+        self.set_link(message, &|| format!("attach link #{index} to controller #{controller}"))
+    }
+
+    pub fn rename(&mut self, index: u32, new_name: &str) -> NlResult<()> {
+        let mut message = by_index(index);
+        message.attributes.push(LinkAttribute::IfName(new_name.to_string()));
+        self.set_link(message, &|| format!("rename link #{index} to {new_name:?}"))
+    }
+
+    /// Moves the link into another netns, renaming it in the same message when asked.
+    pub fn move_to_netns(
+        &mut self,
+        index: u32,
+        netns: BorrowedFd<'_>,
+        netns_name: &str,
+        new_name: Option<&str>,
+    ) -> NlResult<()> {
+        let mut message = by_index(index);
+        message.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+        if let Some(name) = new_name {
+            message.attributes.push(LinkAttribute::IfName(name.to_string()));
+        }
+        self.set_link(message, &|| format!("move link #{index} into netns {netns_name}"))
+    }
+
+    /// Deletes a link by name; a missing link is success (for DEL paths).
+    pub fn delete_link_if_present(&mut self, name: &str) -> NlResult<bool> {
+        match self.get_link(&LinkId::Name(name.to_string()))? {
+            None => Ok(false),
+            Some(link) => match self.delete_link(link.index, name) {
+                Ok(()) => Ok(true),
+                Err(e) if e.is_not_found() => Ok(false),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::NLM_F_REQUEST;
+
+    fn sent(nl: &Netlink<super::super::FakeTransport>) -> &RouteNetlinkMessage {
+        &nl.transport.sent.last().unwrap().0
+    }
+
+    #[test]
+    fn veth_peer_is_created_in_the_target_netns_with_its_name() {
+        let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
+        let mut peer = NewLink::peer("eth0");
+        peer.netns = Some(std::os::fd::AsFd::as_fd(&netns));
+        peer.mac = Some([0x0a, 0, 0, 0, 0, 1]);
+        let mut veth = NewLink::new("veth1a2b3c4d", LinkKind::Veth { peer: Box::new(peer) });
+        veth.controller = Some(7);
+        veth.mtu = Some(1400);
+        let mut nl = Netlink::fake();
+        nl.create_link(&veth).unwrap();
+        let (message, flags) = &nl.transport.sent[0];
+        assert_eq!(*flags, NLM_F_REQUEST | netlink_packet_core::NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
+        let RouteNetlinkMessage::NewLink(m) = message else { panic!("{message:?}") };
+        assert!(m.attributes.contains(&LinkAttribute::IfName("veth1a2b3c4d".into())));
+        assert!(m.attributes.contains(&LinkAttribute::Controller(7)));
+        assert!(m.attributes.contains(&LinkAttribute::Mtu(1400)));
+        let peer_message = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) => Some(p.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            })
+            .expect("veth carries its peer");
+        assert!(peer_message.attributes.contains(&LinkAttribute::IfName("eth0".into())));
+        assert!(peer_message.attributes.contains(&LinkAttribute::NetNsFd(netns.as_raw_fd())));
+        assert!(peer_message.attributes.contains(&LinkAttribute::Address(vec![0x0a, 0, 0, 0, 0, 1])));
+    }
+
+    #[test]
+    fn macvlan_and_vlan_carry_parent_and_data() {
+        let mut nl = Netlink::fake();
+        nl.create_link(&NewLink::new(
+            "mv0",
+            LinkKind::MacVlan { parent: 3, mode: MacVlanMode::Private, broadcast_queue_len: Some(100) },
+        ))
+        .unwrap();
+        let RouteNetlinkMessage::NewLink(m) = sent(&nl) else { panic!() };
+        assert!(m.attributes.contains(&LinkAttribute::Link(3)));
+        assert!(m.attributes.contains(&LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::MacVlan),
+            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Private), InfoMacVlan::BcQueueLen(100)])),
+        ])));
+        nl.create_link(&NewLink::new("v100", LinkKind::Vlan { parent: 3, id: 100, protocol: VlanProtocol::Ieee8021Q }))
+            .unwrap();
+        let RouteNetlinkMessage::NewLink(m) = sent(&nl) else { panic!() };
+        assert!(m.attributes.contains(&LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vlan),
+            LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(100), InfoVlan::Protocol(VlanProtocol::Ieee8021Q)])),
+        ])));
+    }
+
+    #[test]
+    fn move_and_rename_is_one_message() {
+        let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
+        let mut nl = Netlink::fake();
+        nl.move_to_netns(9, std::os::fd::AsFd::as_fd(&netns), "/run/netns/x", Some("net1")).unwrap();
+        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else { panic!() };
+        assert_eq!(m.header.index, 9);
+        assert_eq!(
+            m.attributes,
+            vec![LinkAttribute::NetNsFd(netns.as_raw_fd()), LinkAttribute::IfName("net1".into())]
+        );
+    }
+
+    #[test]
+    fn set_up_sets_flag_and_change_mask() {
+        let mut nl = Netlink::fake();
+        nl.set_up(4, true).unwrap();
+        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else { panic!() };
+        assert!(m.header.flags.contains(LinkFlags::Up));
+        assert!(m.header.change_mask.contains(LinkFlags::Up));
+        nl.set_up(4, false).unwrap();
+        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else { panic!() };
+        assert!(!m.header.flags.contains(LinkFlags::Up));
+        assert!(m.header.change_mask.contains(LinkFlags::Up));
+    }
+
+    #[test]
+    fn a_missing_link_is_none_and_its_errors_name_it() {
+        let mut nl = Netlink::fake();
+        nl.transport.fail(libc::ENODEV);
+        assert!(nl.get_link(&LinkId::Name("nope".into())).unwrap().is_none());
+        nl.transport.fail(libc::EPERM);
+        let e = nl.delete_link(5, "veth0").unwrap_err();
+        assert_eq!(e.to_string(), "failed to delete link \"veth0\": EPERM: Operation not permitted");
+    }
+
+    #[test]
+    fn link_summary_reads_the_reply() {
+        let mut reply = LinkMessage::default();
+        reply.header.index = 12;
+        reply.header.flags = LinkFlags::Up;
+        reply.attributes = vec![
+            LinkAttribute::IfName("mv0".into()),
+            LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9]),
+            LinkAttribute::Mtu(1500),
+            LinkAttribute::Link(3),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::MacVlan),
+                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])),
+            ]),
+        ];
+        let mut nl = Netlink::fake();
+        nl.transport.reply(vec![RouteNetlinkMessage::NewLink(reply)]);
+        let link = nl.require_link(&LinkId::Index(12)).unwrap();
+        assert_eq!(link.name, "mv0");
+        assert_eq!(link.mac.as_deref(), Some("02:00:00:00:00:09"));
+        assert_eq!(link.kind.as_deref(), Some("macvlan"));
+        assert_eq!(link.macvlan_mode, Some(MacVlanMode::Bridge));
+        assert_eq!(link.parent, Some(3));
+        assert!(link.up);
+    }
+}

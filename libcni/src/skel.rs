@@ -1,0 +1,569 @@
+//! The plugin entry point: reads the environment and stdin, validates them as the
+//! spec says, dispatches the verb and prints the result or the error object.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use crate::args::CniArgs;
+use crate::error::{CniError, ErrorCode};
+use crate::names::{validate_container_id, validate_interface_name, validate_network_name};
+use crate::result::CniResult;
+use crate::version::{all_version_strings, SpecVersion};
+
+/// Stdin larger than this is refused: a config is a few KiB, a chained prevResult
+/// rarely more than tens; a runaway writer must not make us read forever.
+pub const MAX_STDIN_BYTES: u64 = 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Version,
+    Status,
+    Gc,
+}
+
+impl Command {
+    pub fn parse(text: &str) -> Option<Command> {
+        Some(match text {
+            "ADD" => Command::Add,
+            "DEL" => Command::Del,
+            "CHECK" => Command::Check,
+            "VERSION" => Command::Version,
+            "STATUS" => Command::Status,
+            "GC" => Command::Gc,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+        }
+    }
+
+    /// The variables the spec requires for the verb.
+    fn required_env(self) -> &'static [&'static str] {
+        match self {
+            Command::Add | Command::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
+            Command::Del => &["CNI_CONTAINERID", "CNI_IFNAME"],
+            Command::Gc => &["CNI_PATH"],
+            Command::Version | Command::Status => &[],
+        }
+    }
+}
+
+/// One invocation, validated.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub command: Command,
+    /// Empty for GC, STATUS and VERSION.
+    pub container_id: String,
+    /// `None` when CNI_NETNS is unset or empty (allowed for DEL).
+    pub netns: Option<PathBuf>,
+    pub ifname: String,
+    pub args: CniArgs,
+    pub path: Vec<PathBuf>,
+    pub stdin: Vec<u8>,
+    pub version: SpecVersion,
+    /// The network name from the config, already validated.
+    pub network_name: String,
+}
+
+impl Request {
+    /// The config as parsed JSON (it parsed once already, so this cannot fail).
+    pub fn config_value(&self) -> Value {
+        serde_json::from_slice(&self.stdin).unwrap_or(Value::Null)
+    }
+}
+
+/// What a plugin implements. Defaults: GC and STATUS succeed with nothing to do.
+pub trait Plugin {
+    fn add(&self, request: &Request) -> Result<CniResult, CniError>;
+    fn del(&self, request: &Request) -> Result<(), CniError>;
+    fn check(&self, request: &Request) -> Result<(), CniError>;
+    fn gc(&self, _request: &Request) -> Result<(), CniError> {
+        Ok(())
+    }
+    fn status(&self, _request: &Request) -> Result<(), CniError> {
+        Ok(())
+    }
+    /// CNI_ARGS keys this plugin reads (the runtime's K8S_POD_* keys are always known).
+    fn known_args(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// Who the plugin is, for the line printed when it runs without CNI_COMMAND.
+#[derive(Clone, Copy, Debug)]
+pub struct About {
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+impl About {
+    pub fn line(&self) -> String {
+        format!(
+            "CNI {} plugin {} (git {}), spec versions {}",
+            self.name,
+            self.version,
+            crate::GIT_COMMIT,
+            all_version_strings().join(", ")
+        )
+    }
+}
+
+/// What one invocation prints and returns; kept apart from the process so that the
+/// whole dispatch is unit-tested.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub exit_code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    fn error(error: &CniError, version: SpecVersion) -> Outcome {
+        Outcome {
+            exit_code: 1,
+            stdout: serde_json::to_string(&error.to_json(version)).expect("serializes") + "\n",
+            stderr: String::new(),
+        }
+    }
+}
+
+/// Reads at most `MAX_STDIN_BYTES`; more is an error, not a longer read.
+fn read_bounded(stdin: &mut dyn Read) -> Result<Vec<u8>, CniError> {
+    let mut bytes = Vec::new();
+    stdin
+        .take(MAX_STDIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| CniError::io(format!("failed to read the network configuration from stdin: {e}")))?;
+    if bytes.len() as u64 > MAX_STDIN_BYTES {
+        return Err(CniError::invalid_config(format!(
+            "network configuration on stdin is larger than {MAX_STDIN_BYTES} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The netns of the plugin itself, which a runtime must never hand us.
+fn is_own_netns(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata("/proc/self/ns/net"), std::fs::metadata(path)) {
+        (Ok(own), Ok(given)) => own.dev() == given.dev() && own.ino() == given.ino(),
+        _ => false,
+    }
+}
+
+/// Validates the invocation and runs the verb. `env` reads a variable.
+pub fn dispatch(
+    plugin: &dyn Plugin,
+    about: &About,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+) -> Outcome {
+    let Some(command_text) = env("CNI_COMMAND") else {
+        return Outcome { exit_code: 0, stdout: String::new(), stderr: about.line() + "\n" };
+    };
+    let Some(command) = Command::parse(&command_text) else {
+        return Outcome::error(
+            &CniError::invalid_env(format!("unknown CNI_COMMAND: {command_text:?}")),
+            SpecVersion::LATEST,
+        );
+    };
+    match validate(plugin, command, env, stdin) {
+        Ok(Validated::Version(reply)) => Outcome {
+            exit_code: 0,
+            stdout: serde_json::to_string(&reply).expect("serializes") + "\n",
+            stderr: String::new(),
+        },
+        Ok(Validated::Request(request)) => run_verb(plugin, &request),
+        Err((error, version)) => Outcome::error(&error, version),
+    }
+}
+
+enum Validated {
+    Version(Value),
+    Request(Box<Request>),
+}
+
+fn validate(
+    plugin: &dyn Plugin,
+    command: Command,
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+) -> Result<Validated, (CniError, SpecVersion)> {
+    let latest = SpecVersion::LATEST;
+    let non_empty = |name: &str| env(name).filter(|v| !v.is_empty());
+
+    let missing: Vec<&str> = command
+        .required_env()
+        .iter()
+        .copied()
+        // An empty container ID is set but unknown: code 3 below, not "missing".
+        .filter(|name| match *name {
+            "CNI_CONTAINERID" => env(name).is_none(),
+            _ => non_empty(name).is_none(),
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err((
+            CniError::invalid_env(format!("required environment variables missing: {}", missing.join(", "))),
+            latest,
+        ));
+    }
+
+    let stdin = read_bounded(stdin).map_err(|e| (e, latest))?;
+
+    if command == Command::Version {
+        // VERSION works with empty stdin; it answers in the version it was asked in.
+        let asked = serde_json::from_slice::<Value>(&stdin)
+            .ok()
+            .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|v| v.parse::<SpecVersion>().ok())
+            .unwrap_or(latest);
+        return Ok(Validated::Version(json!({
+            "cniVersion": asked.as_str(),
+            "supportedVersions": all_version_strings(),
+        })));
+    }
+
+    let container_id = env("CNI_CONTAINERID").unwrap_or_default();
+    if command.required_env().contains(&"CNI_CONTAINERID") || !container_id.is_empty() {
+        validate_container_id(&container_id).map_err(|e| (e, latest))?;
+    }
+    let ifname = env("CNI_IFNAME").unwrap_or_default();
+    if command.required_env().contains(&"CNI_IFNAME") || !ifname.is_empty() {
+        validate_interface_name(&ifname)
+            .map_err(|e| (e.context(format!("invalid CNI_IFNAME {ifname:?}")), latest))?;
+    }
+    let netns = non_empty("CNI_NETNS").map(PathBuf::from);
+    let override_netns_check =
+        non_empty("CNI_NETNS_OVERRIDE").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    if let Some(path) = &netns {
+        if !override_netns_check && is_own_netns(path) {
+            return Err((
+                CniError::invalid_env(format!(
+                    "CNI_NETNS {} is the plugin's own network namespace; set CNI_NETNS_OVERRIDE=1 to allow it",
+                    path.display()
+                )),
+                latest,
+            ));
+        }
+    }
+    let args = CniArgs::parse(&env("CNI_ARGS").unwrap_or_default()).map_err(|e| (e, latest))?;
+    let path = env("CNI_PATH")
+        .map(|p| p.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .unwrap_or_default();
+
+    let config: Value = serde_json::from_slice(&stdin).map_err(|e| {
+        (CniError::decoding(format!("failed to parse the network configuration on stdin: {e}")), latest)
+    })?;
+    if !config.is_object() {
+        return Err((CniError::decoding("the network configuration on stdin is not a JSON object"), latest));
+    }
+    let version_field = match config.get("cniVersion") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(other) => {
+            return Err((CniError::invalid_config(format!("cniVersion must be a string, got {other}")), latest))
+        }
+    };
+    let version = SpecVersion::from_config_field(version_field).map_err(|e| {
+        (
+            CniError::new(ErrorCode::IncompatibleVersion, format!("incompatible CNI versions: {e}"))
+                .with_details(format!(
+                    "config is {:?}, plugin supports {:?}",
+                    version_field.unwrap_or_default(),
+                    all_version_strings()
+                )),
+            latest,
+        )
+    })?;
+    let network_name = match config.get("name") {
+        Some(Value::String(name)) => name.clone(),
+        None => String::new(),
+        Some(other) => {
+            return Err((CniError::invalid_config(format!("network name must be a string, got {other}")), version))
+        }
+    };
+    validate_network_name(&network_name).map_err(|e| (e, version))?;
+
+    let gate = match command {
+        Command::Check if !version.supports_check() => Some("CHECK"),
+        Command::Gc if !version.supports_gc_and_status() => Some("GC"),
+        Command::Status if !version.supports_gc_and_status() => Some("STATUS"),
+        _ => None,
+    };
+    if let Some(verb) = gate {
+        return Err((
+            CniError::new(ErrorCode::IncompatibleVersion, format!("config version {version} does not allow {verb}")),
+            version,
+        ));
+    }
+    if matches!(command, Command::Add | Command::Check) {
+        args.check_known(plugin.known_args()).map_err(|e| (e, version))?;
+    }
+
+    Ok(Validated::Request(Box::new(Request {
+        command,
+        container_id,
+        netns,
+        ifname,
+        args,
+        path,
+        stdin,
+        version,
+        network_name,
+    })))
+}
+
+fn run_verb(plugin: &dyn Plugin, request: &Request) -> Outcome {
+    let version = request.version;
+    let done = |r: Result<(), CniError>| match r {
+        Ok(()) => Outcome::default(),
+        Err(e) => Outcome::error(&e, version),
+    };
+    match request.command {
+        Command::Add => match plugin.add(request).and_then(|r| r.to_value(version)) {
+            Ok(value) => Outcome {
+                exit_code: 0,
+                stdout: serde_json::to_string_pretty(&value).expect("serializes") + "\n",
+                stderr: String::new(),
+            },
+            Err(error) => {
+                // A result that the request's version cannot express is found only after
+                // the work is done: undo it so that a failed ADD leaves nothing behind.
+                let mut outcome = Outcome::error(&error, version);
+                if let Err(undo) = plugin.del(request) {
+                    outcome.stderr = format!("cleanup after the failed ADD also failed: {undo}\n");
+                }
+                outcome
+            }
+        },
+        Command::Del => done(plugin.del(request)),
+        Command::Check => done(plugin.check(request)),
+        Command::Gc => done(plugin.gc(request)),
+        Command::Status => done(plugin.status(request)),
+        Command::Version => unreachable!("VERSION is answered during validation"),
+    }
+}
+
+/// The `main` of every plugin binary.
+pub fn run(plugin: &dyn Plugin, about: About) -> ! {
+    let env = |name: &str| std::env::var(name).ok();
+    let outcome = dispatch(plugin, &about, &env, &mut std::io::stdin().lock());
+    let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(outcome.stdout.as_bytes());
+    let _ = stdout.flush();
+    std::process::exit(outcome.exit_code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::Interface;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Recorder {
+        calls: RefCell<Vec<&'static str>>,
+        l2_only: bool,
+    }
+
+    impl Plugin for Recorder {
+        fn add(&self, _r: &Request) -> Result<CniResult, CniError> {
+            self.calls.borrow_mut().push("add");
+            let mut result = CniResult::default();
+            result.add_interface(Interface { name: "eth0".into(), ..Default::default() });
+            if !self.l2_only {
+                result.ips.push(crate::result::IpConfig {
+                    address: "10.0.0.2/24".parse().unwrap(),
+                    gateway: None,
+                    interface: Some(0),
+                });
+            }
+            Ok(result)
+        }
+        fn del(&self, _r: &Request) -> Result<(), CniError> {
+            self.calls.borrow_mut().push("del");
+            Ok(())
+        }
+        fn check(&self, _r: &Request) -> Result<(), CniError> {
+            self.calls.borrow_mut().push("check");
+            Ok(())
+        }
+        fn known_args(&self) -> &'static [&'static str] {
+            &["IP"]
+        }
+    }
+
+    const ABOUT: About = About { name: "test", version: "0" };
+
+    fn invoke(plugin: &Recorder, vars: &[(&str, &str)], stdin: &str) -> (Outcome, Option<Value>) {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = move |name: &str| map.get(name).cloned();
+        let outcome = dispatch(plugin, &ABOUT, &env, &mut stdin.as_bytes());
+        let json = serde_json::from_str(&outcome.stdout).ok();
+        (outcome, json)
+    }
+
+    fn add_env<'a>() -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/var/run/netns/none"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/opt/cni/bin"),
+        ]
+    }
+
+    fn code(json: &Option<Value>) -> u64 {
+        json.as_ref().and_then(|j| j["code"].as_u64()).unwrap_or(0)
+    }
+
+    const CONF: &str = r#"{"cniVersion":"1.0.0","name":"net","type":"test"}"#;
+
+    #[test]
+    fn no_command_prints_about_and_exits_zero() {
+        let (o, _) = invoke(&Recorder::default(), &[], "");
+        assert_eq!(o.exit_code, 0);
+        assert!(o.stdout.is_empty());
+        assert!(o.stderr.contains("CNI test plugin"));
+    }
+
+    #[test]
+    fn version_works_with_empty_stdin_and_lists_all_versions() {
+        let (o, json) = invoke(&Recorder::default(), &[("CNI_COMMAND", "VERSION")], "");
+        assert_eq!(o.exit_code, 0);
+        let json = json.unwrap();
+        assert_eq!(json["supportedVersions"].as_array().unwrap().len(), 7);
+        let (_, json) = invoke(&Recorder::default(), &[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"0.3.1"}"#);
+        assert_eq!(json.unwrap()["cniVersion"], "0.3.1");
+    }
+
+    #[test]
+    fn all_missing_variables_are_named_in_one_error() {
+        let (o, json) = invoke(&Recorder::default(), &[("CNI_COMMAND", "ADD")], CONF);
+        assert_eq!(o.exit_code, 1);
+        assert_eq!(code(&json), 4);
+        let msg = json.unwrap()["msg"].as_str().unwrap().to_string();
+        for var in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+            assert!(msg.contains(var), "{msg}");
+        }
+    }
+
+    #[test]
+    fn unknown_command_is_code_4() {
+        let (_, json) = invoke(&Recorder::default(), &[("CNI_COMMAND", "FROB")], CONF);
+        assert_eq!(code(&json), 4);
+    }
+
+    #[test]
+    fn container_id_and_ifname_rules() {
+        let p = Recorder::default();
+        let mut env = add_env();
+        env[1] = ("CNI_CONTAINERID", "");
+        assert_eq!(code(&invoke(&p, &env, CONF).1), 3);
+        env[1] = ("CNI_CONTAINERID", "../../etc");
+        assert_eq!(code(&invoke(&p, &env, CONF).1), 4);
+        let mut env = add_env();
+        for bad in ["1234567890123456", "a/b", "..", "a:b", "a b"] {
+            env[3] = ("CNI_IFNAME", bad);
+            assert_eq!(code(&invoke(&p, &env, CONF).1), 4, "{bad}");
+        }
+        assert!(p.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn stdin_errors_have_their_codes() {
+        let p = Recorder::default();
+        assert_eq!(code(&invoke(&p, &add_env(), "{").1), 6);
+        assert_eq!(code(&invoke(&p, &add_env(), "[1]").1), 6);
+        assert_eq!(code(&invoke(&p, &add_env(), r#"{"cniVersion":"1.0.0"}"#).1), 7);
+        assert_eq!(code(&invoke(&p, &add_env(), r#"{"cniVersion":"1.0.0","name":"a/b"}"#).1), 7);
+        let (_, json) = invoke(&p, &add_env(), r#"{"cniVersion":"0.5.0","name":"n"}"#);
+        assert_eq!(code(&json), 1);
+        assert!(json.unwrap()["details"].as_str().unwrap().contains("1.1.0"));
+        let big = format!(r#"{{"name":"n","pad":"{}"}}"#, "x".repeat(3 * 1024 * 1024));
+        assert_eq!(code(&invoke(&p, &add_env(), &big).1), 7);
+        assert!(p.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn verbs_below_their_version_are_code_1() {
+        let p = Recorder::default();
+        let mut env = add_env();
+        env[0] = ("CNI_COMMAND", "CHECK");
+        assert_eq!(code(&invoke(&p, &env, r#"{"cniVersion":"0.3.1","name":"n"}"#).1), 1);
+        assert_eq!(invoke(&p, &env, r#"{"cniVersion":"0.4.0","name":"n"}"#).0.exit_code, 0);
+        let gc = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")];
+        assert_eq!(code(&invoke(&p, &gc, CONF).1), 1);
+        assert_eq!(invoke(&p, &gc, r#"{"cniVersion":"1.1.0","name":"n"}"#).0.exit_code, 0);
+        let status = [("CNI_COMMAND", "STATUS")];
+        assert_eq!(code(&invoke(&p, &status, CONF).1), 1);
+    }
+
+    #[test]
+    fn unknown_cni_args_key_is_refused_without_ignore_unknown() {
+        let p = Recorder::default();
+        let mut env = add_env();
+        env.push(("CNI_ARGS", "FOO=1"));
+        assert_eq!(code(&invoke(&p, &env, CONF).1), 4);
+        env.pop();
+        env.push(("CNI_ARGS", "IgnoreUnknown=1;FOO=1;K8S_POD_NAME=x;IP=10.0.0.1"));
+        assert_eq!(invoke(&p, &env, CONF).0.exit_code, 0);
+    }
+
+    #[test]
+    fn add_result_is_printed_in_the_request_version() {
+        let p = Recorder::default();
+        for (version, has_ip4) in [("0.2.0", true), ("0.4.0", false), ("1.1.0", false)] {
+            let conf = format!(r#"{{"cniVersion":"{version}","name":"n"}}"#);
+            let (o, json) = invoke(&p, &add_env(), &conf);
+            assert_eq!(o.exit_code, 0, "{}", o.stdout);
+            let json = json.unwrap();
+            assert_eq!(json["cniVersion"], version);
+            assert_eq!(json.get("ip4").is_some(), has_ip4);
+        }
+    }
+
+    #[test]
+    fn a_result_the_version_cannot_express_is_undone() {
+        let p = Recorder { l2_only: true, ..Default::default() };
+        let (o, json) = invoke(&p, &add_env(), r#"{"cniVersion":"0.2.0","name":"n"}"#);
+        assert_eq!(o.exit_code, 1);
+        assert_eq!(code(&json), 1);
+        assert_eq!(*p.calls.borrow(), vec!["add", "del"]);
+    }
+
+    #[test]
+    fn own_netns_is_refused_unless_overridden() {
+        let p = Recorder::default();
+        let mut env = add_env();
+        env[2] = ("CNI_NETNS", "/proc/self/ns/net");
+        assert_eq!(code(&invoke(&p, &env, CONF).1), 4);
+        env.push(("CNI_NETNS_OVERRIDE", "1"));
+        assert_eq!(invoke(&p, &env, CONF).0.exit_code, 0);
+    }
+
+    #[test]
+    fn del_needs_no_netns() {
+        let p = Recorder::default();
+        let env = [("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "eth0")];
+        assert_eq!(invoke(&p, &env, CONF).0.exit_code, 0);
+        assert_eq!(*p.calls.borrow(), vec!["del"]);
+    }
+}
