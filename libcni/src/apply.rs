@@ -29,6 +29,7 @@ fn interface_sysctls(ifname: &str, has_v4: bool, has_v6: bool, options: Interfac
         settings.push((format!("net/ipv4/conf/{ifname}/arp_notify"), "1"));
     }
     if has_v6 {
+        settings.push(("net/ipv6/conf/lo/disable_ipv6".to_string(), "0"));
         settings.push((format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0"));
         settings.push((format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1"));
         settings.push((format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1"));
@@ -112,11 +113,34 @@ pub fn configure_interface<T: Transport>(
         nl.add_address(link.index, ip.address)
             .map_err(|e| CniError::from(e.context(format!("configure {ifname:?} in {}", netns.path().display()))))?;
     }
+    let has_v6_gateway = ips.iter().any(|ip| !ip.is_ipv4() && ip.gateway.is_some());
+    if has_v6_gateway && options.ipv6_dad {
+        settle_ipv6_addresses(nl, link.index, ifname)?;
+    }
     for route in routes_for(result, interface, link.index) {
         nl.add_route(&route)
             .map_err(|e| CniError::from(e.context(format!("configure {ifname:?} in {}", netns.path().display()))))?;
     }
     Ok(())
+}
+
+/// Waits (50 ms steps, 5 s at most) until no address of the link is tentative, so
+/// that routes via an IPv6 gateway can be added; a failed DAD is an error.
+fn settle_ipv6_addresses<T: Transport>(nl: &mut Netlink<T>, index: u32, ifname: &str) -> Result<(), CniError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let addresses = nl.list_addresses(Some(index))?;
+        if let Some(failed) = addresses.iter().find(|a| a.dad_failed) {
+            return Err(CniError::internal(format!(
+                "IPv6 duplicate address detection failed for {} on {ifname:?}: the address is in use",
+                failed.address
+            )));
+        }
+        if !addresses.iter().any(|a| a.tentative) || std::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[cfg(test)]

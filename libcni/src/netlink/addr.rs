@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::{Netlink, NlResult, Transport, CHANGE, DUMP};
@@ -14,6 +14,10 @@ pub struct AddressEntry {
     pub index: u32,
     pub address: IpNet,
     pub scope: AddressScope,
+    /// IPv6 duplicate address detection is still running.
+    pub tentative: bool,
+    /// IPv6 duplicate address detection found the address in use.
+    pub dad_failed: bool,
 }
 
 fn family(address: &IpNet) -> AddressFamily {
@@ -82,7 +86,21 @@ impl<T: Transport> Netlink<T> {
                             })
                         });
                     let address = IpNet::new(addr?, a.header.prefix_len).ok()?;
-                    Some(AddressEntry { index: a.header.index, address, scope: a.header.scope })
+                    let flags = a
+                        .attributes
+                        .iter()
+                        .find_map(|attr| match attr {
+                            AddressAttribute::Flags(f) => Some(*f),
+                            _ => None,
+                        })
+                        .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(a.header.flags.bits())));
+                    Some(AddressEntry {
+                        index: a.header.index,
+                        address,
+                        scope: a.header.scope,
+                        tentative: flags.contains(AddressFlags::Tentative),
+                        dad_failed: flags.contains(AddressFlags::Dadfailed),
+                    })
                 }
                 _ => None,
             })

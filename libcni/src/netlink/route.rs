@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::NLM_F_CREATE;
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
     RouteScope, RouteType,
@@ -93,11 +93,13 @@ impl RouteSpec {
 }
 
 impl<T: Transport> Netlink<T> {
+    /// Adds a route. Without NLM_F_EXCL, as the Go plugins do, so that a second route
+    /// to one destination through another gateway is allowed.
     pub fn add_route(&mut self, route: &RouteSpec) -> NlResult<()> {
         self.transport
             .request(
                 RouteNetlinkMessage::NewRoute(route.to_message()),
-                CHANGE | NLM_F_CREATE | NLM_F_EXCL,
+                CHANGE | NLM_F_CREATE,
                 &|| match route.gateway {
                     Some(gw) => format!("add route to {} via {gw}", route.dst),
                     None => format!("add route to {}", route.dst),
