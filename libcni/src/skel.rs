@@ -334,21 +334,24 @@ fn run_verb(plugin: &dyn Plugin, request: &Request) -> Outcome {
         Err(e) => Outcome::error(&e, version),
     };
     match request.command {
-        Command::Add => match plugin.add(request).and_then(|r| r.to_value(version)) {
-            Ok(value) => Outcome {
-                exit_code: 0,
-                stdout: serde_json::to_string_pretty(&value).expect("serializes") + "\n",
-                stderr: String::new(),
-            },
-            Err(error) => {
-                // A result that the request's version cannot express is found only after
-                // the work is done: undo it so that a failed ADD leaves nothing behind.
-                let mut outcome = Outcome::error(&error, version);
-                if let Err(undo) = plugin.del(request) {
-                    outcome.stderr = format!("cleanup after the failed ADD also failed: {undo}\n");
+        Command::Add => match plugin.add(request) {
+            Err(error) => Outcome::error(&error, version),
+            Ok(result) => match result.to_value(version) {
+                Ok(value) => Outcome {
+                    exit_code: 0,
+                    stdout: serde_json::to_string_pretty(&value).expect("serializes") + "\n",
+                    stderr: String::new(),
+                },
+                Err(error) => {
+                    // A result that the request's version cannot express is found only
+                    // after the work is done: undo it so that the failed ADD leaves nothing.
+                    let mut outcome = Outcome::error(&error, version);
+                    if let Err(undo) = plugin.del(request) {
+                        outcome.stderr = format!("cleanup after the failed ADD also failed: {undo}\n");
+                    }
+                    outcome
                 }
-                outcome
-            }
+            },
         },
         Command::Del => done(plugin.del(request)),
         Command::Check => done(plugin.check(request)),
@@ -547,6 +550,33 @@ mod tests {
         assert_eq!(o.exit_code, 1);
         assert_eq!(code(&json), 1);
         assert_eq!(*p.calls.borrow(), vec!["add", "del"]);
+    }
+
+    struct FailingAdd(RefCell<Vec<&'static str>>);
+
+    impl Plugin for FailingAdd {
+        fn add(&self, _r: &Request) -> Result<CniResult, CniError> {
+            self.0.borrow_mut().push("add");
+            Err(CniError::invalid_config("duplicate"))
+        }
+        fn del(&self, _r: &Request) -> Result<(), CniError> {
+            self.0.borrow_mut().push("del");
+            Ok(())
+        }
+        fn check(&self, _r: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_add_is_not_followed_by_del() {
+        // The plugin undoes its own partial work; a DEL here would release what an
+        // earlier, successful ADD of the same attachment holds.
+        let p = FailingAdd(RefCell::new(Vec::new()));
+        let env: HashMap<String, String> = add_env().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let outcome = dispatch(&p, &ABOUT, &move |n: &str| env.get(n).cloned(), &mut CONF.as_bytes());
+        assert_eq!(outcome.exit_code, 1);
+        assert_eq!(*p.0.borrow(), vec!["add"]);
     }
 
     #[test]

@@ -1,0 +1,273 @@
+//! The black-box harness: run a plugin binary as a runtime does (env, stdin, exit
+//! code, stdout), inside namespaces the test makes for itself, and look at what it
+//! left in the kernel and on disk.
+//!
+//! A privileged test starts with `let Some(sb) = Sandbox::new("name") else { return };`.
+//! The sandbox moves the test's thread into a new network namespace (the "host") and
+//! a private mount namespace with its own tmpfs on /run/netns, /var/lib/cni and a
+//! scratch directory. Processes the test spawns inherit both, so tests run in
+//! parallel and never see the machine's interfaces or state.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// Whether a test that cannot run may skip: never under CI.
+fn skip_or_fail(test: &str, reason: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: cannot run here ({reason}) and CI=true forbids skipping");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+}
+
+/// The directory of the workspace's built binaries (target/<profile>).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CNI_TEST_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+/// The path of a workspace plugin binary; panics with the fix when it is not built.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.is_file(), "{} is not built: run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// Debian's Go reference plugins, for interop tests.
+pub const GO_PLUGIN_DIR: &str = "/usr/lib/cni";
+
+/// A Go reference plugin, or `None` after a loud skip (a failure under CI).
+pub fn go_plugin(test: &str, name: &str) -> Option<PathBuf> {
+    let path = Path::new(GO_PLUGIN_DIR).join(name);
+    if path.is_file() {
+        Some(path)
+    } else {
+        skip_or_fail(test, &format!("the Go plugin {} is not installed (apt-get install containernetworking-plugins)", path.display()));
+        None
+    }
+}
+
+/// What a plugin run printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    /// Asserts success and returns the parsed result (or Null for empty stdout).
+    pub fn ok(&self) -> Value {
+        assert_eq!(self.code, 0, "plugin failed: stdout {} stderr {}", self.stdout, self.stderr);
+        if self.stdout.trim().is_empty() { Value::Null } else { self.json() }
+    }
+
+    /// Asserts a failure with exactly one error object of `code`, and returns its msg.
+    pub fn error(&self, code: u64) -> String {
+        assert_eq!(self.code, 1, "expected exit status 1, got {}: stdout {} stderr {}", self.code, self.stdout, self.stderr);
+        let mut objects = serde_json::Deserializer::from_str(&self.stdout).into_iter::<Value>();
+        let error = objects.next().expect("an error object on stdout").expect("valid JSON on stdout");
+        assert!(objects.next().is_none(), "more than one JSON value on stdout: {}", self.stdout);
+        assert_eq!(error["code"].as_u64(), Some(code), "wrong error code: {error} (stderr {})", self.stderr);
+        error["msg"].as_str().unwrap_or_default().to_string()
+    }
+}
+
+/// One invocation as a runtime makes it.
+#[derive(Clone, Debug, Default)]
+pub struct Call {
+    pub env: BTreeMap<String, String>,
+    pub stdin: Vec<u8>,
+}
+
+impl Call {
+    pub fn new(command: &str) -> Call {
+        let mut call = Call::default();
+        call.env.insert("CNI_COMMAND".into(), command.into());
+        call.env.insert("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        call
+    }
+
+    /// ADD/DEL/CHECK with the usual variables; CNI_PATH is the workspace's bin dir.
+    pub fn attach(command: &str, container_id: &str, netns: &str, ifname: &str) -> Call {
+        Call::new(command)
+            .env("CNI_CONTAINERID", container_id)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", ifname)
+            .env("CNI_PATH", &bin_dir().display().to_string())
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Call {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn unset(mut self, key: &str) -> Call {
+        self.env.remove(key);
+        self
+    }
+
+    pub fn stdin(mut self, stdin: impl Into<Vec<u8>>) -> Call {
+        self.stdin = stdin.into();
+        self
+    }
+
+    pub fn config(self, config: &Value) -> Call {
+        self.stdin(config.to_string())
+    }
+
+    pub fn run(&self, binary: &Path) -> Output {
+        let mut child = Command::new(binary)
+            .env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("exec {}: {e}", binary.display()));
+        let mut stdin = child.stdin.take().unwrap();
+        let input = self.stdin.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait for plugin");
+        let _ = writer.join();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs a command in the sandbox, asserting success, and returns stdout.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Namespaces of one test. See the crate docs.
+pub struct Sandbox {
+    /// A private scratch directory (tmpfs) for configs and data dirs.
+    pub scratch: PathBuf,
+    netns_names: std::cell::RefCell<Vec<String>>,
+}
+
+impl Sandbox {
+    /// Enters fresh namespaces, or returns `None` after a loud skip when not root.
+    pub fn new(test: &str) -> Option<Sandbox> {
+        if !nix::unistd::geteuid().is_root() {
+            skip_or_fail(test, "needs root to create network and mount namespaces");
+            return None;
+        }
+        use nix::mount::{mount, MsFlags};
+        use nix::sched::{unshare, CloneFlags};
+        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET).expect("unshare mount and network namespaces");
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .expect("make / private in the test's mount namespace");
+        let scratch = PathBuf::from(format!("/tmp/cni-sandbox-{}-{test}", std::process::id()));
+        for dir in [Path::new("/run/netns"), Path::new("/var/lib/cni"), scratch.as_path()] {
+            std::fs::create_dir_all(dir).expect("create mount point");
+            mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::empty(), Some("mode=755"))
+                .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
+        }
+        sh(&["ip", "link", "set", "lo", "up"]);
+        Some(Sandbox { scratch, netns_names: Default::default() })
+    }
+
+    /// Creates a named netns (a container) and returns its path.
+    pub fn netns(&self, name: &str) -> String {
+        sh(&["ip", "netns", "add", name]);
+        sh(&["ip", "-n", name, "link", "set", "lo", "up"]);
+        self.netns_names.borrow_mut().push(name.to_string());
+        format!("/run/netns/{name}")
+    }
+
+    /// Link names per namespace ("" is the sandbox's host netns).
+    pub fn links(&self) -> BTreeMap<String, Vec<String>> {
+        let mut all = BTreeMap::new();
+        let mut namespaces = vec![String::new()];
+        namespaces.extend(self.netns_names.borrow().iter().cloned());
+        for ns in namespaces {
+            let mut args = vec!["ip", "-j"];
+            if !ns.is_empty() {
+                args.extend(["-n", ns.as_str()]);
+            }
+            args.extend(["link", "show"]);
+            let out: Value = serde_json::from_str(&sh(&args)).unwrap_or(Value::Null);
+            let mut names: Vec<String> = out
+                .as_array()
+                .map(|a| a.iter().filter_map(|l| l["ifname"].as_str().map(str::to_owned)).collect())
+                .unwrap_or_default();
+            names.sort();
+            all.insert(ns, names);
+        }
+        all
+    }
+
+    /// Every file under a directory, with its content (for "nothing left behind").
+    pub fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.components().any(|c| c.as_os_str() == ".index") {
+                    // An IPAM index may be rewritten by any call: its presence counts, not its bytes.
+                    out.insert(path.clone(), Vec::new());
+                } else {
+                    out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(dir, &mut out);
+        out
+    }
+
+    /// Links, files under /var/lib/cni and the scratch dir, and the nft ruleset.
+    pub fn snapshot(&self) -> Snapshot {
+        let nft = Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        Snapshot {
+            links: self.links(),
+            cni_files: Sandbox::files(Path::new("/var/lib/cni")),
+            scratch_files: Sandbox::files(&self.scratch),
+            nft,
+        }
+    }
+}
+
+/// The state a failed ADD must leave exactly as it found it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub links: BTreeMap<String, Vec<String>>,
+    pub cni_files: BTreeMap<PathBuf, Vec<u8>>,
+    pub scratch_files: BTreeMap<PathBuf, Vec<u8>>,
+    pub nft: String,
+}
+
+/// A scratch directory for tests that need no namespaces (no root needed).
+pub fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cni-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

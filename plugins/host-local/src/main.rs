@@ -88,12 +88,14 @@ impl Plugin for HostLocal {
                 Err(e) => {
                     // All or nothing: give back only what this ADD took.
                     store.release_addrs(&attachment(request), &taken)?;
+                    store.restore_round_robin()?;
                     return Err(e.context(format!("failed to allocate for range {index}")));
                 }
             }
         }
         if !requested.is_empty() {
             store.release_addrs(&attachment(request), &taken)?;
+            store.restore_round_robin()?;
             let left: Vec<String> = requested.iter().map(|a| a.to_string()).collect();
             return Err(CniError::invalid_config(format!(
                 "failed to allocate all requested IPs: {}",

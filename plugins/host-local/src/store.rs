@@ -64,6 +64,12 @@ pub struct Store {
     _lock: Flock<File>,
     /// Set once we changed the network directory: the state is recorded on drop.
     changed: bool,
+    /// What each last-reserved file held before this process wrote it (None: absent),
+    /// so that a rolled-back ADD leaves the round-robin position as it found it.
+    last_reserved_before: HashMap<usize, Option<Vec<u8>>>,
+    /// The range-set indices that have a last-reserved file, so that recording the
+    /// state never needs to list the (possibly huge) directory.
+    last_reserved_indices: std::collections::BTreeSet<usize>,
 }
 
 impl Store {
@@ -83,9 +89,17 @@ impl Store {
         let lock = Flock::lock(lock_file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| CniError::io(format!("failed to lock {}: {errno}", lock_path.display())))?;
         let index = dir.join(INDEX_DIR);
-        let mut store = Store { dir, index, _lock: lock, changed: false };
-        if !store.index_is_fresh() {
-            store.rebuild_index()?;
+        let mut store = Store {
+            dir,
+            index,
+            _lock: lock,
+            changed: false,
+            last_reserved_before: HashMap::new(),
+            last_reserved_indices: Default::default(),
+        };
+        match store.fresh_index_state() {
+            Some(indices) => store.last_reserved_indices = indices,
+            None => store.rebuild_index()?,
         }
         Ok(store)
     }
@@ -109,42 +123,35 @@ impl Store {
     }
 
     /// The index is fresh when the directory's mtime and the last-reserved files are
-    /// what we recorded after our own last change.
-    fn index_is_fresh(&self) -> bool {
-        let Ok(state) = fs::read_to_string(self.index.join(STATE_FILE)) else { return false };
+    /// what we recorded after our own last change; then it returns their indices.
+    fn fresh_index_state(&self) -> Option<std::collections::BTreeSet<usize>> {
+        let state = fs::read_to_string(self.index.join(STATE_FILE)).ok()?;
         let mut lines = state.lines();
         if lines.next() != Some(INDEX_HEADER) {
-            return false;
+            return None;
         }
-        let Some(mtime) = lines.next() else { return false };
-        let Some((s, ns)) = self.dir_mtime() else { return false };
-        if mtime != format!("mtime {s} {ns}") {
-            return false;
+        let (s, ns) = self.dir_mtime()?;
+        if lines.next()? != format!("mtime {s} {ns}") {
+            return None;
         }
         let mut recorded = Vec::new();
         for line in lines {
             let mut words = line.splitn(3, ' ');
             match (words.next(), words.next().and_then(|i| i.parse::<usize>().ok()), words.next()) {
                 (Some("last"), Some(i), Some(ip)) => recorded.push((i, ip.to_string())),
-                _ => return false,
+                _ => return None,
             }
         }
         let indices: Vec<usize> = recorded.iter().map(|(i, _)| *i).collect();
-        self.last_reserved_files(&indices) == recorded
+        // A new last-reserved file would have changed the directory's mtime; a changed
+        // one means another writer allocated.
+        (self.last_reserved_files(&indices) == recorded).then(|| indices.into_iter().collect())
     }
 
     fn record_state(&self) -> Result<(), CniError> {
         let Some((s, ns)) = self.dir_mtime() else { return Ok(()) };
         let mut state = format!("{INDEX_HEADER}\nmtime {s} {ns}\n");
-        let mut indices = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(|e| io_error("list", &self.dir, e))?.flatten() {
-            if let Some(i) = entry.file_name().to_str().and_then(|n| n.strip_prefix(LAST_RESERVED_PREFIX)) {
-                if let Ok(i) = i.parse::<usize>() {
-                    indices.push(i);
-                }
-            }
-        }
-        indices.sort_unstable();
+        let indices: Vec<usize> = self.last_reserved_indices.iter().copied().collect();
         for (i, ip) in self.last_reserved_files(&indices) {
             state.push_str(&format!("last {i} {ip}\n"));
         }
@@ -181,6 +188,11 @@ impl Store {
         } else {
             fs::create_dir(&self.index).map_err(|e| io_error("create", &self.index, e))?;
         }
+        self.last_reserved_indices = fs::read_dir(&self.dir)
+            .map_err(|e| io_error("list", &self.dir, e))?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix(LAST_RESERVED_PREFIX)?.parse().ok())
+            .collect();
         let mut by_owner: HashMap<String, Vec<Addr>> = HashMap::new();
         for (addr, owner) in self.scan()? {
             by_owner.entry(owner.index_name()).or_default().push(addr);
@@ -272,6 +284,8 @@ impl Store {
             Err(e) => return Err(io_error("create", &target, e)),
         }
         let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
+        self.last_reserved_before.entry(range_set).or_insert_with(|| fs::read(&last).ok());
+        self.last_reserved_indices.insert(range_set);
         OpenOptions::new()
             .write(true)
             .create(true)
@@ -281,6 +295,23 @@ impl Store {
             .and_then(|mut f| f.write_all(addr.to_string().as_bytes()))
             .map_err(|e| io_error("write", &last, e))?;
         Ok(true)
+    }
+
+    /// Puts the last-reserved files back as they were before this process: for an
+    /// ADD that fails after it reserved some addresses.
+    pub fn restore_round_robin(&mut self) -> Result<(), CniError> {
+        for (range_set, before) in self.last_reserved_before.drain() {
+            let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
+            let restored = match before {
+                Some(content) => fs::write(&path, content),
+                None => {
+                    self.last_reserved_indices.remove(&range_set);
+                    fs::remove_file(&path)
+                }
+            };
+            restored.map_err(|e| io_error("restore", &path, e))?;
+        }
+        Ok(())
     }
 
     /// Releases the given addresses of `owner` (those its files confirm).

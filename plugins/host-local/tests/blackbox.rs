@@ -1,0 +1,241 @@
+//! host-local exec'd as a runtime does: results, files on disk, interop with the Go
+//! plugin on one data directory, concurrency and scale.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::{go_plugin, tempdir, Call, Output};
+
+fn ours() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_host-local"))
+}
+
+fn config(data_dir: &Path, ranges: Value) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "hl-net", "type": "bridge",
+           "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": ranges,
+                    "routes": [{"dst": "0.0.0.0/0"}, {"dst": "192.168.0.0/16", "gw": "10.5.0.254"}]}})
+}
+
+fn call(bin: &Path, command: &str, cid: &str, ifname: &str, conf: &Value) -> Output {
+    Call::attach(command, cid, "/run/netns/hl-none", ifname).config(conf).run(bin)
+}
+
+fn address_files(net_dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(net_dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn allocates_in_order_skipping_the_gateway_and_writes_the_go_files() {
+    let dir = tempdir("hl-order");
+    let conf = config(&dir, json!([[{"subnet": "10.5.0.0/24"}], [{"subnet": "fd00:5::/64"}]]));
+    let result = call(&ours(), "ADD", "cid-a", "eth0", &conf).ok();
+    assert_eq!(result["ips"][0]["address"], "10.5.0.2/24");
+    assert_eq!(result["ips"][0]["gateway"], "10.5.0.1");
+    assert_eq!(result["ips"][1]["address"], "fd00:5::2/64");
+    assert!(result["ips"][0].get("interface").is_none());
+    assert_eq!(result["routes"][1], json!({"dst": "192.168.0.0/16", "gw": "10.5.0.254"}));
+    let second = call(&ours(), "ADD", "cid-b", "eth0", &conf).ok();
+    assert_eq!(second["ips"][0]["address"], "10.5.0.3/24");
+
+    let net = dir.join("hl-net");
+    assert_eq!(std::fs::read(net.join("10.5.0.2")).unwrap(), b"cid-a\r\neth0");
+    assert_eq!(std::fs::read(net.join("fd00:5::3")).unwrap(), b"cid-b\r\neth0");
+    assert_eq!(std::fs::read(net.join("last_reserved_ip.0")).unwrap(), b"10.5.0.3");
+    assert_eq!(std::fs::read(net.join("last_reserved_ip.1")).unwrap(), b"fd00:5::3");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(net.join("10.5.0.2")).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let msg = call(&ours(), "ADD", "cid-a", "eth0", &conf).error(7);
+    assert!(msg.contains("10.5.0.2 has been allocated to cid-a, duplicate allocation is not allowed"), "{msg}");
+
+    call(&ours(), "CHECK", "cid-a", "eth0", &conf).ok();
+    call(&ours(), "DEL", "cid-a", "eth0", &conf).ok();
+    let msg = call(&ours(), "CHECK", "cid-a", "eth0", &conf).error(7);
+    assert!(msg.contains("Failed to find address added by container cid-a"), "{msg}");
+    assert_eq!(address_files(&net), BTreeSet::from(["10.5.0.3".to_string(), "fd00:5::3".to_string()]));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn requested_addresses_and_their_errors() {
+    let dir = tempdir("hl-req");
+    let conf = config(&dir, json!([[{"subnet": "10.6.0.0/24"}]]));
+    let r = Call::attach("ADD", "r1", "/x", "eth0").env("CNI_ARGS", "IP=10.6.0.77").config(&conf).run(&ours()).ok();
+    assert_eq!(r["ips"][0]["address"], "10.6.0.77/24");
+    let msg = Call::attach("ADD", "r2", "/x", "eth0").env("CNI_ARGS", "IP=10.6.0.77").config(&conf).run(&ours()).error(7);
+    assert!(msg.contains("requested IP address 10.6.0.77 is not available in range set 10.6.0.1-10.6.0.254"), "{msg}");
+    let msg = Call::attach("ADD", "r3", "/x", "eth0").env("CNI_ARGS", "IP=10.6.0.1").config(&conf).run(&ours()).error(7);
+    assert!(msg.contains("requested ip 10.6.0.1 is subnet's gateway"), "{msg}");
+    let msg = Call::attach("ADD", "r4", "/x", "eth0").env("CNI_ARGS", "IP=10.7.0.5").config(&conf).run(&ours()).error(7);
+    assert!(msg.contains("failed to allocate all requested IPs: 10.7.0.5"), "{msg}");
+    assert_eq!(address_files(&dir.join("hl-net")), BTreeSet::from(["10.6.0.77".to_string()]));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn an_exhausted_range_says_so_and_takes_nothing() {
+    let dir = tempdir("hl-full");
+    let conf = config(&dir, json!([[{"subnet": "10.8.0.0/30"}], [{"subnet": "10.9.0.0/24"}]]));
+    call(&ours(), "ADD", "f1", "eth0", &conf).ok();
+    let msg = call(&ours(), "ADD", "f2", "eth0", &conf).error(11);
+    assert!(msg.contains("failed to allocate for range 0") && msg.contains("no IP addresses available in range set: 10.8.0.1-10.8.0.2"), "{msg}");
+    assert_eq!(address_files(&dir.join("hl-net")).len(), 2, "only f1's two addresses");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn legacy_files_are_read_and_released() {
+    let dir = tempdir("hl-legacy");
+    let conf = config(&dir, json!([[{"subnet": "10.10.0.0/24"}]]));
+    call(&ours(), "ADD", "x", "eth0", &conf).ok();
+    std::fs::write(dir.join("hl-net/10.10.0.50"), "old-cid").unwrap();
+    call(&ours(), "CHECK", "old-cid", "eth0", &conf).ok();
+    call(&ours(), "DEL", "old-cid", "eth0", &conf).ok();
+    assert!(!dir.join("hl-net/10.10.0.50").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn gc_releases_what_is_not_in_the_valid_list() {
+    let dir = tempdir("hl-gc");
+    let mut conf = config(&dir, json!([[{"subnet": "10.11.0.0/24"}]]));
+    conf["cniVersion"] = json!("1.1.0");
+    for cid in ["keep1", "keep2", "leak1", "leak2"] {
+        call(&ours(), "ADD", cid, "eth0", &conf).ok();
+    }
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep1", "ifname": "eth0"}]);
+    gc["cni.dev/attachments"] = json!([{"containerID": "keep2", "ifname": "eth0"}]);
+    Call::new("GC").env("CNI_PATH", "/x").config(&gc).run(&ours()).ok();
+    assert_eq!(address_files(&dir.join("hl-net")).len(), 2);
+    call(&ours(), "CHECK", "keep1", "eth0", &conf).ok();
+    call(&ours(), "CHECK", "keep2", "eth0", &conf).ok();
+    call(&ours(), "CHECK", "leak1", "eth0", &conf).error(7);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn status_is_50_when_the_data_directory_is_unusable() {
+    let dir = tempdir("hl-status");
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let mut conf = config(&blocker, json!([[{"subnet": "10.12.0.0/24"}]]));
+    conf["cniVersion"] = json!("1.1.0");
+    let msg = Call::new("STATUS").config(&conf).run(&ours()).error(50);
+    assert!(msg.contains("not-a-dir"), "{msg}");
+    conf["ipam"]["dataDir"] = json!(dir.join("fine"));
+    Call::new("STATUS").config(&conf).run(&ours()).ok();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn names_cannot_escape_the_data_directory() {
+    let dir = tempdir("hl-escape");
+    let data = dir.join("data");
+    let mut conf = config(&data, json!([[{"subnet": "10.13.0.0/24"}]]));
+    call(&ours(), "ADD", "../../escape", "eth0", &conf).error(4);
+    call(&ours(), "ADD", "ok", "../../e", &conf).error(4);
+    conf["name"] = json!("../escape");
+    call(&ours(), "ADD", "ok", "eth0", &conf).error(7);
+    let everything = testkit::Sandbox::files(&dir);
+    assert!(everything.is_empty(), "files were written: {everything:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_hundred_parallel_adds_get_a_hundred_distinct_addresses() {
+    let dir = tempdir("hl-parallel");
+    let conf = config(&dir, json!([[{"subnet": "10.14.0.0/24"}]]));
+    let handles: Vec<_> = (0..100)
+        .map(|i| {
+            let conf = conf.clone();
+            std::thread::spawn(move || {
+                let r = call(&ours(), "ADD", &format!("p{i}"), "eth0", &conf).ok();
+                r["ips"][0]["address"].as_str().unwrap().to_string()
+            })
+        })
+        .collect();
+    let addresses: BTreeSet<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(addresses.len(), 100);
+    assert_eq!(address_files(&dir.join("hl-net")).len(), 100);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Ours and Go's, in turn on one data directory: no address is handed out twice, and
+/// each one's DEL releases what the other allocated.
+#[test]
+fn interop_with_the_go_plugin_on_one_data_directory() {
+    let Some(go) = go_plugin("interop_with_the_go_plugin_on_one_data_directory", "host-local") else { return };
+    let dir = tempdir("hl-interop");
+    let conf = config(&dir, json!([[{"subnet": "10.15.0.0/24"}]]));
+    let mut seen = BTreeSet::new();
+    for i in 0..20 {
+        let bin = if i % 2 == 0 { ours() } else { go.clone() };
+        let r = call(&bin, "ADD", &format!("i{i}"), "eth0", &conf).ok();
+        let address = r["ips"][0]["address"].as_str().unwrap().to_string();
+        assert!(seen.insert(address.clone()), "{address} handed out twice (step {i})");
+    }
+    // Each releases the other's allocations.
+    for i in 0..20 {
+        let bin = if i % 2 == 0 { go.clone() } else { ours() };
+        call(&bin, "DEL", &format!("i{i}"), "eth0", &conf).ok();
+    }
+    assert!(address_files(&dir.join("hl-net")).is_empty(), "left: {:?}", address_files(&dir.join("hl-net")));
+    // Duplicate detection sees the other's allocation.
+    call(&go, "ADD", "dup", "eth0", &conf).ok();
+    let msg = call(&ours(), "ADD", "dup", "eth0", &conf).error(7);
+    assert!(msg.contains("duplicate allocation is not allowed"), "{msg}");
+    call(&ours(), "CHECK", "dup", "eth0", &conf).ok();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// ADD+DEL cost with 10,000 allocations stays within 1.5x of an empty range (the Go
+/// plugin reads every file on each DEL and duplicate check).
+#[test]
+fn add_and_del_do_not_grow_with_the_number_of_allocations() {
+    let dir = tempdir("hl-scale");
+    let conf = config(&dir, json!([[{"subnet": "10.16.0.0/16"}]]));
+    let measure = |tag: &str| {
+        let mut add = Vec::new();
+        let mut del = Vec::new();
+        for i in 0..25 {
+            let cid = format!("{tag}-{i}");
+            let t = Instant::now();
+            call(&ours(), "ADD", &cid, "eth0", &conf).ok();
+            add.push(t.elapsed());
+            let t = Instant::now();
+            call(&ours(), "DEL", &cid, "eth0", &conf).ok();
+            del.push(t.elapsed());
+        }
+        (median(add), median(del))
+    };
+    call(&ours(), "ADD", "warm", "eth0", &conf).ok();
+    let (empty_add, empty_del) = measure("empty");
+    // 10,000 allocations as the Go plugin would have left them.
+    let net = dir.join("hl-net");
+    for n in 0..10_000u32 {
+        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 16, 100, 0)) + n);
+        std::fs::write(net.join(ip.to_string()), format!("bulk{n}\r\neth0")).unwrap();
+    }
+    std::fs::write(net.join("last_reserved_ip.0"), "10.16.139.15").unwrap();
+    call(&ours(), "ADD", "reindex", "eth0", &conf).ok();
+    let (full_add, full_del) = measure("full");
+    eprintln!("host-local median ADD {empty_add:?} -> {full_add:?}, DEL {empty_del:?} -> {full_del:?} with 10,000 allocations");
+    assert!(full_add.as_secs_f64() <= empty_add.as_secs_f64() * 1.5, "ADD {empty_add:?} -> {full_add:?}");
+    assert!(full_del.as_secs_f64() <= empty_del.as_secs_f64() * 1.5, "DEL {empty_del:?} -> {full_del:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

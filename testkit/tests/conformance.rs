@@ -1,0 +1,208 @@
+//! The conformance suite: every plugin binary of the workspace, exec'd as a runtime
+//! does, against the points of the spec that do not depend on what the plugin does.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use testkit::{plugin, tempdir, Call};
+
+const VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// A plugin under test and a config with which its ADD succeeds without root.
+struct Subject {
+    name: &'static str,
+    config: fn(version: &str, data_dir: &Path) -> Value,
+}
+
+fn subjects() -> Vec<Subject> {
+    vec![
+        Subject {
+            name: "static",
+            config: |version, _| {
+                json!({"cniVersion": version, "name": "conf-net", "type": "static",
+                       "ipam": {"type": "static", "addresses": [{"address": "10.9.0.5/24", "gateway": "10.9.0.1"}],
+                                "routes": [{"dst": "0.0.0.0/0"}]}})
+            },
+        },
+        Subject {
+            name: "host-local",
+            config: |version, data_dir| {
+                json!({"cniVersion": version, "name": "conf-net", "type": "host-local",
+                       "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]],
+                                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}})
+            },
+        },
+    ]
+}
+
+/// The files named by an address: what an IPAM allocation leaves.
+fn address_files(dir: &Path) -> Vec<PathBuf> {
+    testkit::Sandbox::files(dir)
+        .into_keys()
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok()))
+        .collect()
+}
+
+fn add(cid: &str) -> Call {
+    Call::attach("ADD", cid, "/run/netns/conformance-none", "eth0")
+}
+
+fn each(test: &str, mut check: impl FnMut(&Subject, PathBuf, PathBuf)) {
+    for subject in subjects() {
+        let dir = tempdir(&format!("{test}-{}", subject.name));
+        check(&subject, plugin(subject.name), dir.clone());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+#[test]
+fn without_cni_command_prints_an_about_line_and_exits_zero() {
+    each("about", |s, bin, _| {
+        let out = Call::default().run(&bin);
+        assert_eq!(out.code, 0, "{}", s.name);
+        assert!(out.stdout.is_empty(), "{}: stdout must stay empty", s.name);
+        assert!(out.stderr.contains(&format!("CNI {} plugin", s.name)), "{}: {}", s.name, out.stderr);
+        assert!(out.stderr.contains("git "), "{}: the about line names the commit", s.name);
+    });
+}
+
+#[test]
+fn version_answers_with_empty_stdin_and_lists_every_version() {
+    each("version", |s, bin, _| {
+        let reply = Call::new("VERSION").run(&bin).ok();
+        assert_eq!(reply["supportedVersions"], json!(VERSIONS), "{}", s.name);
+        let reply = Call::new("VERSION").stdin(r#"{"cniVersion":"0.4.0"}"#).run(&bin).ok();
+        assert_eq!(reply["cniVersion"], "0.4.0", "{}", s.name);
+    });
+}
+
+#[test]
+fn missing_environment_is_one_code_4_error_naming_every_variable() {
+    each("env", |s, bin, dir| {
+        let conf = (s.config)("1.0.0", &dir);
+        let msg = Call::new("ADD").config(&conf).run(&bin).error(4);
+        for var in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+            assert!(msg.contains(var), "{}: {msg}", s.name);
+        }
+        let msg = Call::new("DEL").config(&conf).run(&bin).error(4);
+        assert!(msg.contains("CNI_CONTAINERID") && msg.contains("CNI_IFNAME") && !msg.contains("CNI_NETNS"), "{}: {msg}", s.name);
+        Call::new("FROB").config(&conf).run(&bin).error(4);
+    });
+}
+
+#[test]
+fn container_ids_and_interface_names_are_validated() {
+    each("ids", |s, bin, dir| {
+        let conf = (s.config)("1.0.0", &dir);
+        add("").config(&conf).run(&bin).error(3);
+        for bad in ["../../etc", "-x", "a/b", "a b"] {
+            add(bad).config(&conf).run(&bin).error(4);
+        }
+        for bad in ["1234567890123456", "a/b", ".", "..", "a:b", "a b"] {
+            add("c1").env("CNI_IFNAME", bad).config(&conf).run(&bin).error(4);
+        }
+        assert!(address_files(&dir).is_empty(), "{}: a refused ADD allocated {:?}", s.name, address_files(&dir));
+    });
+}
+
+#[test]
+fn stdin_errors_have_the_spec_codes() {
+    each("stdin", |s, bin, dir| {
+        add("c1").stdin("{not json").run(&bin).error(6);
+        add("c1").stdin("").run(&bin).error(6);
+        add("c1").config(&json!({"cniVersion": "1.0.0"})).run(&bin).error(7);
+        add("c1").config(&json!({"cniVersion": "1.0.0", "name": "../x"})).run(&bin).error(7);
+        let mut conf = (s.config)("1.0.0", &dir);
+        conf["cniVersion"] = json!("0.9.9");
+        let out = add("c1").config(&conf).run(&bin);
+        out.error(1);
+        assert!(out.json()["details"].as_str().unwrap().contains("1.1.0"), "{}: {}", s.name, out.stdout);
+        let mut huge = (s.config)("1.0.0", &dir);
+        huge["padding"] = json!("x".repeat(4 * 1024 * 1024));
+        add("c1").config(&huge).run(&bin).error(7);
+    });
+}
+
+#[test]
+fn verbs_below_their_spec_version_are_code_1() {
+    each("gates", |s, bin, dir| {
+        let check = Call::attach("CHECK", "c1", "/run/netns/none", "eth0");
+        check.config(&(s.config)("0.3.1", &dir)).run(&bin).error(1);
+        let gc = Call::new("GC").env("CNI_PATH", "/nonexistent");
+        gc.clone().config(&(s.config)("1.0.0", &dir)).run(&bin).error(1);
+        Call::new("STATUS").config(&(s.config)("1.0.0", &dir)).run(&bin).error(1);
+        gc.config(&(s.config)("1.1.0", &dir)).run(&bin).ok();
+        Call::new("STATUS").config(&(s.config)("1.1.0", &dir)).run(&bin).ok();
+    });
+}
+
+#[test]
+fn unknown_cni_args_need_ignore_unknown() {
+    each("args", |s, bin, dir| {
+        let conf = (s.config)("1.0.0", &dir);
+        add("c1").env("CNI_ARGS", "NOSUCHKEY=1").config(&conf).run(&bin).error(4);
+        add("c1").env("CNI_ARGS", "bad").config(&conf).run(&bin).error(4);
+        add("c2")
+            .env("CNI_ARGS", "IgnoreUnknown=1;NOSUCHKEY=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c2")
+            .config(&conf)
+            .run(&bin)
+            .ok();
+    });
+}
+
+#[test]
+fn the_result_is_in_the_request_version_with_that_version_schema() {
+    each("schema", |s, bin, dir| {
+        for (n, version) in VERSIONS.iter().enumerate() {
+            let cid = format!("schema{n}");
+            let conf = (s.config)(version, &dir);
+            let result = add(&cid).config(&conf).run(&bin).ok();
+            assert_eq!(result["cniVersion"], *version, "{}", s.name);
+            match *version {
+                "0.1.0" | "0.2.0" => {
+                    assert!(result["ip4"]["ip"].is_string(), "{} {version}: {result}", s.name);
+                    assert!(result.get("ips").is_none(), "{} {version}: {result}", s.name);
+                }
+                "0.3.0" | "0.3.1" | "0.4.0" => {
+                    assert_eq!(result["ips"][0]["version"], "4", "{} {version}: {result}", s.name);
+                }
+                _ => {
+                    assert!(result["ips"][0].get("version").is_none(), "{} {version}: {result}", s.name);
+                    assert!(result["ips"][0]["address"].is_string(), "{} {version}: {result}", s.name);
+                }
+            }
+            Call::attach("DEL", &cid, "", "eth0").config(&conf).run(&bin).ok();
+        }
+    });
+}
+
+#[test]
+fn del_succeeds_twice_and_without_a_netns() {
+    each("del", |s, bin, dir| {
+        let conf = (s.config)("1.0.0", &dir);
+        add("d1").config(&conf).run(&bin).ok();
+        for _ in 0..2 {
+            Call::attach("DEL", "d1", "", "eth0").unset("CNI_NETNS").config(&conf).run(&bin).ok();
+        }
+        Call::attach("DEL", "never-added", "/run/netns/gone", "eth0").config(&conf).run(&bin).ok();
+    });
+}
+
+#[test]
+fn a_failed_add_leaves_no_file_behind() {
+    each("rollback", |s, bin, dir| {
+        let conf = (s.config)("1.0.0", &dir);
+        // Warm the store up so that only what the failing ADD does is compared.
+        add("w1").config(&conf).run(&bin).ok();
+        Call::attach("DEL", "w1", "", "eth0").config(&conf).run(&bin).ok();
+        let before = testkit::Sandbox::files(&dir);
+        let mut bad = conf.clone();
+        bad["ipam"]["addresses"] = json!([{"address": "not-an-address"}]);
+        bad["ipam"]["ranges"] = json!([[{"subnet": "10.9.0.0/24"}], [{"subnet": "10.10.0.0/24"}]]);
+        bad["runtimeConfig"] = json!({"ips": ["10.99.0.1/24"]}); // in no range: host-local fails after allocating
+        let out = add("f1").config(&bad).run(&bin);
+        assert_eq!(out.code, 1, "{}: {}", s.name, out.stdout);
+        out.json();
+        assert_eq!(testkit::Sandbox::files(&dir), before, "{}: a failed ADD changed the files", s.name);
+    });
+}
