@@ -23,7 +23,12 @@ impl Default for InterfaceOptions {
 
 /// The sysctls for `ifname`: arp_notify for IPv4, and for IPv6 enable it,
 /// keep_addr_on_down, ndisc_notify and the DAD choice.
-fn interface_sysctls(ifname: &str, has_v4: bool, has_v6: bool, options: InterfaceOptions) -> Vec<(String, &'static str)> {
+fn interface_sysctls(
+    ifname: &str,
+    has_v4: bool,
+    has_v6: bool,
+    options: InterfaceOptions,
+) -> Vec<(String, &'static str)> {
     let mut settings = Vec::new();
     if has_v4 {
         settings.push((format!("net/ipv4/conf/{ifname}/arp_notify"), "1"));
@@ -81,7 +86,11 @@ pub fn configure_interface<T: Transport>(
         .iter()
         .position(|i| i.name == ifname && i.sandbox.is_some())
         .or_else(|| result.interfaces.iter().position(|i| i.name == ifname))
-        .ok_or_else(|| CniError::internal(format!("the result has no interface {ifname:?} to configure")))?;
+        .ok_or_else(|| {
+            CniError::internal(format!(
+                "the result has no interface {ifname:?} to configure"
+            ))
+        })?;
     for ip in &result.ips {
         if let Some(index) = ip.interface {
             if index >= result.interfaces.len() {
@@ -92,7 +101,11 @@ pub fn configure_interface<T: Transport>(
             }
         }
     }
-    let ips: Vec<_> = result.ips.iter().filter(|ip| ip.interface == Some(interface)).collect();
+    let ips: Vec<_> = result
+        .ips
+        .iter()
+        .filter(|ip| ip.interface == Some(interface))
+        .collect();
     let has_v4 = ips.iter().any(|ip| ip.is_ipv4());
     let has_v6 = ips.iter().any(|ip| !ip.is_ipv4());
 
@@ -110,23 +123,35 @@ pub fn configure_interface<T: Transport>(
     let link = nl.require_link(&LinkId::Name(ifname.to_string()))?;
     nl.set_up(link.index, true)?;
     for ip in &ips {
-        nl.add_address(link.index, ip.address)
-            .map_err(|e| CniError::from(e.context(format!("configure {ifname:?} in {}", netns.path().display()))))?;
+        nl.add_address(link.index, ip.address).map_err(|e| {
+            CniError::from(e.context(format!(
+                "configure {ifname:?} in {}",
+                netns.path().display()
+            )))
+        })?;
     }
     let has_v6_gateway = ips.iter().any(|ip| !ip.is_ipv4() && ip.gateway.is_some());
     if has_v6_gateway && options.ipv6_dad {
         settle_ipv6_addresses(nl, link.index, ifname)?;
     }
     for route in routes_for(result, interface, link.index) {
-        nl.add_route(&route)
-            .map_err(|e| CniError::from(e.context(format!("configure {ifname:?} in {}", netns.path().display()))))?;
+        nl.add_route(&route).map_err(|e| {
+            CniError::from(e.context(format!(
+                "configure {ifname:?} in {}",
+                netns.path().display()
+            )))
+        })?;
     }
     Ok(())
 }
 
 /// Waits (50 ms steps, 5 s at most) until no address of the link is tentative, so
 /// that routes via an IPv6 gateway can be added; a failed DAD is an error.
-fn settle_ipv6_addresses<T: Transport>(nl: &mut Netlink<T>, index: u32, ifname: &str) -> Result<(), CniError> {
+fn settle_ipv6_addresses<T: Transport>(
+    nl: &mut Netlink<T>,
+    index: u32,
+    ifname: &str,
+) -> Result<(), CniError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let addresses = nl.list_addresses(Some(index))?;
@@ -151,17 +176,45 @@ mod tests {
     fn result() -> CniResult {
         CniResult {
             interfaces: vec![
-                Interface { name: "br0".into(), ..Default::default() },
-                Interface { name: "eth0".into(), sandbox: Some("/run/netns/x".into()), ..Default::default() },
+                Interface {
+                    name: "br0".into(),
+                    ..Default::default()
+                },
+                Interface {
+                    name: "eth0".into(),
+                    sandbox: Some("/run/netns/x".into()),
+                    ..Default::default()
+                },
             ],
             ips: vec![
-                IpConfig { address: "10.1.0.5/16".parse().unwrap(), gateway: Some("10.1.0.1".parse().unwrap()), interface: Some(1) },
-                IpConfig { address: "fd00::5/64".parse().unwrap(), gateway: Some("fd00::1".parse().unwrap()), interface: Some(1) },
+                IpConfig {
+                    address: "10.1.0.5/16".parse().unwrap(),
+                    gateway: Some("10.1.0.1".parse().unwrap()),
+                    interface: Some(1),
+                },
+                IpConfig {
+                    address: "fd00::5/64".parse().unwrap(),
+                    gateway: Some("fd00::1".parse().unwrap()),
+                    interface: Some(1),
+                },
             ],
             routes: vec![
-                Route { dst: "0.0.0.0/0".parse().unwrap(), ..Default::default() },
-                Route { dst: "::/0".parse().unwrap(), ..Default::default() },
-                Route { dst: "192.168.0.0/16".parse().unwrap(), gw: Some("10.1.0.254".parse().unwrap()), mtu: Some(1400), advmss: Some(1360), table: Some(100), ..Default::default() },
+                Route {
+                    dst: "0.0.0.0/0".parse().unwrap(),
+                    ..Default::default()
+                },
+                Route {
+                    dst: "::/0".parse().unwrap(),
+                    ..Default::default()
+                },
+                Route {
+                    dst: "192.168.0.0/16".parse().unwrap(),
+                    gw: Some("10.1.0.254".parse().unwrap()),
+                    mtu: Some(1400),
+                    advmss: Some(1360),
+                    table: Some(100),
+                    ..Default::default()
+                },
             ],
             dns: Default::default(),
         }
@@ -173,14 +226,20 @@ mod tests {
         assert_eq!(routes[0].gateway, Some("10.1.0.1".parse().unwrap()));
         assert_eq!(routes[1].gateway, Some("fd00::1".parse().unwrap()));
         assert_eq!(routes[2].gateway, Some("10.1.0.254".parse().unwrap()));
-        assert_eq!((routes[2].mtu, routes[2].advmss, routes[2].table), (Some(1400), Some(1360), Some(100)));
+        assert_eq!(
+            (routes[2].mtu, routes[2].advmss, routes[2].table),
+            (Some(1400), Some(1360), Some(100))
+        );
         assert!(routes.iter().all(|r| r.oif == Some(7)));
     }
 
     #[test]
     fn sysctls_per_family_and_dad_choice() {
         let v4_only = interface_sysctls("eth0", true, false, InterfaceOptions::default());
-        assert_eq!(v4_only, vec![("net/ipv4/conf/eth0/arp_notify".to_string(), "1")]);
+        assert_eq!(
+            v4_only,
+            vec![("net/ipv4/conf/eth0/arp_notify".to_string(), "1")]
+        );
         let v6 = interface_sysctls("eth0", false, true, InterfaceOptions { ipv6_dad: false });
         let keys: Vec<&str> = v6.iter().map(|(k, _)| k.as_str()).collect();
         assert!(keys.contains(&"net/ipv6/conf/eth0/keep_addr_on_down"));

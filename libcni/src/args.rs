@@ -27,7 +27,9 @@ impl CniArgs {
         for item in text.split(';') {
             let parts: Vec<&str> = item.split('=').collect();
             if parts.len() != 2 {
-                return Err(CniError::invalid_env(format!("ARGS: invalid pair {item:?}")));
+                return Err(CniError::invalid_env(format!(
+                    "ARGS: invalid pair {item:?}"
+                )));
             }
             pairs.push((parts[0].to_string(), parts[1].to_string()));
         }
@@ -36,7 +38,11 @@ impl CniArgs {
 
     /// The last value of a key (a later pair overrides an earlier one, as in Go).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn pairs(&self) -> &[(String, String)] {
@@ -78,7 +84,9 @@ mod tests {
 
     #[test]
     fn parses_pairs_as_go_does() {
-        let a = CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.0.0.5/24;MAC=0a:00:00:00:00:01").unwrap();
+        let a =
+            CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=web;IP=10.0.0.5/24;MAC=0a:00:00:00:00:01")
+                .unwrap();
         assert_eq!(a.get("IP"), Some("10.0.0.5/24"));
         assert_eq!(a.get("MAC"), Some("0a:00:00:00:00:01"));
         assert!(a.ignore_unknown());
@@ -94,9 +102,18 @@ mod tests {
         let e = a.check_known(&["IP"]).unwrap_err();
         assert_eq!(e.code.number(), 4);
         assert!(e.msg.contains("FOO"));
-        CniArgs::parse("IgnoreUnknown=TRUE;FOO=bar").unwrap().check_known(&[]).unwrap();
-        CniArgs::parse("IgnoreUnknown=0;K8S_POD_UID=u").unwrap().check_known(&[]).unwrap();
-        assert!(CniArgs::parse("IgnoreUnknown=0;FOO=bar").unwrap().check_known(&[]).is_err());
+        CniArgs::parse("IgnoreUnknown=TRUE;FOO=bar")
+            .unwrap()
+            .check_known(&[])
+            .unwrap();
+        CniArgs::parse("IgnoreUnknown=0;K8S_POD_UID=u")
+            .unwrap()
+            .check_known(&[])
+            .unwrap();
+        assert!(CniArgs::parse("IgnoreUnknown=0;FOO=bar")
+            .unwrap()
+            .check_known(&[])
+            .is_err());
     }
 
     #[test]

@@ -59,13 +59,18 @@ impl<T> NetConf<T> {
 
     /// The IPAM section when it names a plugin; `None` or `{}` means layer 2 only.
     pub fn delegated_ipam(&self) -> Option<&IpamConfig> {
-        self.ipam.as_ref().filter(|ipam| !ipam.plugin_type.is_empty())
+        self.ipam
+            .as_ref()
+            .filter(|ipam| !ipam.plugin_type.is_empty())
     }
 
     /// The addresses asked for through `args.cni.ips`, then `runtimeConfig.ips`.
     pub fn requested_ips(&self) -> Vec<String> {
-        let mut ips: Vec<String> =
-            self.args.as_ref().map(|a| a.cni.ips.clone()).unwrap_or_default();
+        let mut ips: Vec<String> = self
+            .args
+            .as_ref()
+            .map(|a| a.cni.ips.clone())
+            .unwrap_or_default();
         ips.extend(self.runtime_config.ips.iter().cloned());
         ips
     }
@@ -134,7 +139,11 @@ pub struct RuntimeConfig {
     pub device_id: Option<String>,
     #[serde(rename = "ipRanges", default, skip_serializing_if = "Vec::is_empty")]
     pub ip_ranges: Vec<Vec<IpRange>>,
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub port_mappings: Vec<PortMapping>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bandwidth: Option<Bandwidth>,
@@ -142,9 +151,17 @@ pub struct RuntimeConfig {
     pub dns: Option<RuntimeDns>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
-    #[serde(rename = "infinibandGUID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infinibandGUID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infiniband_guid: Option<String>,
-    #[serde(rename = "cgroupPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cgroupPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cgroup_path: Option<String>,
     #[serde(
         rename = "io.kubernetes.cri.pod-annotations",
@@ -162,7 +179,11 @@ pub struct RuntimeConfig {
 pub struct IpRange {
     #[serde(default)]
     pub subnet: String,
-    #[serde(rename = "rangeStart", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rangeStart",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub range_start: Option<String>,
     #[serde(rename = "rangeEnd", default, skip_serializing_if = "Option::is_none")]
     pub range_end: Option<String>,
@@ -212,7 +233,9 @@ pub fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> 
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
         Value::Null => Ok(false),
-        other => Err(serde::de::Error::custom(format!("expected a boolean, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a boolean, got {other}"
+        ))),
     }
 }
 
@@ -229,7 +252,11 @@ pub struct NetConfList {
     pub disable_check: bool,
     #[serde(rename = "disableGC", default, deserialize_with = "flexible_bool")]
     pub disable_gc: bool,
-    #[serde(rename = "loadOnlyInlinedPlugins", default, deserialize_with = "flexible_bool")]
+    #[serde(
+        rename = "loadOnlyInlinedPlugins",
+        default,
+        deserialize_with = "flexible_bool"
+    )]
     pub load_only_inlined_plugins: bool,
     /// The plugin objects, kept raw: unknown keys go to the plugin untouched.
     #[serde(default)]
@@ -238,9 +265,8 @@ pub struct NetConfList {
 
 impl NetConfList {
     pub fn parse(bytes: &[u8]) -> Result<NetConfList, CniError> {
-        let list: NetConfList = serde_json::from_slice(bytes).map_err(|e| {
-            CniError::decoding(format!("error parsing configuration list: {e}"))
-        })?;
+        let list: NetConfList = serde_json::from_slice(bytes)
+            .map_err(|e| CniError::decoding(format!("error parsing configuration list: {e}")))?;
         if list.name.is_empty() {
             return Err(CniError::invalid_config(
                 "error parsing configuration list: no name",
@@ -292,7 +318,10 @@ impl NetConfList {
             }
             None => Err(CniError::new(
                 ErrorCode::IncompatibleVersion,
-                format!("configuration list {:?} names no supported CNI version", self.name),
+                format!(
+                    "configuration list {:?} names no supported CNI version",
+                    self.name
+                ),
             )
             .with_details(format!(
                 "it names {:?}; supported are {:?}",
@@ -379,10 +408,20 @@ mod tests {
 
     #[test]
     fn list_rules() {
-        assert!(NetConfList::parse(br#"{"cniVersion":"1.0.0","name":"n","loadOnlyInlinedPlugins":true}"#).is_err());
+        assert!(NetConfList::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","loadOnlyInlinedPlugins":true}"#
+        )
+        .is_err());
         assert!(NetConfList::parse(br#"{"cniVersion":"1.0.0","plugins":[]}"#).is_err());
-        assert!(NetConfList::parse(br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../x"}]}"#).is_err());
-        let unknown = NetConfList::parse(br#"{"cniVersion":"0.9.9","name":"n","plugins":[]}"#).unwrap();
-        assert_eq!(unknown.effective_version().unwrap_err().code, ErrorCode::IncompatibleVersion);
+        assert!(NetConfList::parse(
+            br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../x"}]}"#
+        )
+        .is_err());
+        let unknown =
+            NetConfList::parse(br#"{"cniVersion":"0.9.9","name":"n","plugins":[]}"#).unwrap();
+        assert_eq!(
+            unknown.effective_version().unwrap_err().code,
+            ErrorCode::IncompatibleVersion
+        );
     }
 }

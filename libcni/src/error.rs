@@ -100,7 +100,11 @@ impl fmt::Display for CniError {
 
 impl CniError {
     pub fn new(code: ErrorCode, msg: impl Into<String>) -> CniError {
-        CniError { code, msg: msg.into(), details: String::new() }
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> CniError {
@@ -161,7 +165,11 @@ impl CniError {
 
 #[derive(Serialize, Deserialize)]
 struct WireError {
-    #[serde(rename = "cniVersion", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "cniVersion",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     cni_version: Option<String>,
     code: u32,
     #[serde(default)]
@@ -197,7 +205,9 @@ impl ErrorList {
     /// Ok when nothing failed; else the first error's code with every message joined.
     pub fn into_result(self) -> Result<(), CniError> {
         let mut errors = self.0.into_iter();
-        let Some(first) = errors.next() else { return Ok(()) };
+        let Some(first) = errors.next() else {
+            return Ok(());
+        };
         let rest: Vec<String> = errors.map(|e| e.to_string()).collect();
         if rest.is_empty() {
             return Err(first);
@@ -216,7 +226,10 @@ mod tests {
     fn error_object_has_the_spec_fields() {
         let e = CniError::invalid_config("bad").with_details("more");
         let v = e.to_json(SpecVersion::V1_0_0);
-        assert_eq!(v, serde_json::json!({"cniVersion":"1.0.0","code":7,"msg":"bad","details":"more"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"cniVersion":"1.0.0","code":7,"msg":"bad","details":"more"})
+        );
         let no_details = CniError::io("x").to_json(SpecVersion::V0_4_0);
         assert!(no_details.get("details").is_none());
     }

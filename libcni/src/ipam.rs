@@ -17,7 +17,11 @@ pub fn find_plugin(plugin_type: &str, search_path: &[PathBuf]) -> Result<PathBuf
     if plugin_type.is_empty() {
         return Err(CniError::invalid_config("no plugin name provided"));
     }
-    if plugin_type.contains('/') || plugin_type.contains('\\') || plugin_type == ".." || plugin_type == "." {
+    if plugin_type.contains('/')
+        || plugin_type.contains('\\')
+        || plugin_type == ".."
+        || plugin_type == "."
+    {
         return Err(CniError::invalid_config(format!(
             "invalid plugin name {plugin_type:?}: it must not contain a path separator"
         )));
@@ -27,7 +31,10 @@ pub fn find_plugin(plugin_type: &str, search_path: &[PathBuf]) -> Result<PathBuf
         .map(|dir| dir.join(plugin_type))
         .find(|candidate| candidate.metadata().map(|m| m.is_file()).unwrap_or(false))
         .ok_or_else(|| {
-            let dirs: Vec<String> = search_path.iter().map(|d| d.display().to_string()).collect();
+            let dirs: Vec<String> = search_path
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
             CniError::invalid_config(format!(
                 "failed to find plugin {plugin_type:?} in path [{}]",
                 dirs.join(" ")
@@ -53,7 +60,10 @@ fn exec_once(binary: &Path, verb: Command, stdin: &[u8]) -> Result<std::process:
                 std::thread::sleep(Duration::from_millis(50 * attempt));
             }
             Err(e) => {
-                return Err(CniError::io(format!("failed to exec plugin {}: {e}", binary.display())))
+                return Err(CniError::io(format!(
+                    "failed to exec plugin {}: {e}",
+                    binary.display()
+                )))
             }
         }
     };
@@ -61,9 +71,12 @@ fn exec_once(binary: &Path, verb: Command, stdin: &[u8]) -> Result<std::process:
     let mut child_stdin = child.stdin.take().expect("stdin is piped");
     let input = stdin.to_vec();
     let writer = std::thread::spawn(move || child_stdin.write_all(&input));
-    let output = child
-        .wait_with_output()
-        .map_err(|e| CniError::io(format!("failed to wait for plugin {}: {e}", binary.display())))?;
+    let output = child.wait_with_output().map_err(|e| {
+        CniError::io(format!(
+            "failed to wait for plugin {}: {e}",
+            binary.display()
+        ))
+    })?;
     // A plugin that exits without reading stdin closes the pipe: that is not our error.
     let _ = writer.join();
     Ok(output)
@@ -91,8 +104,12 @@ pub fn exec_plugin(
     if verb != Command::Add {
         return Ok(None);
     }
-    let (result, _) = CniResult::from_plugin_output(&output.stdout, config_version)
-        .map_err(|e| e.context(format!("IPAM plugin {plugin_type:?} returned an unusable result")))?;
+    let (result, _) =
+        CniResult::from_plugin_output(&output.stdout, config_version).map_err(|e| {
+            e.context(format!(
+                "IPAM plugin {plugin_type:?} returned an unusable result"
+            ))
+        })?;
     Ok(Some(result))
 }
 
@@ -126,11 +143,24 @@ impl Drop for Allocation<'_> {
 
 /// IPAM ADD. Every address must reference no interface yet (the caller decides).
 pub fn add<'a>(request: &'a Request, plugin_type: &str) -> Result<Allocation<'a>, CniError> {
-    let result = exec_plugin(plugin_type, Command::Add, &request.stdin, &request.path, request.version)?;
+    let result = exec_plugin(
+        plugin_type,
+        Command::Add,
+        &request.stdin,
+        &request.path,
+        request.version,
+    )?;
     let Some(result) = result else {
-        return Err(CniError::internal(format!("IPAM plugin {plugin_type:?} printed no result")));
+        return Err(CniError::internal(format!(
+            "IPAM plugin {plugin_type:?} printed no result"
+        )));
     };
-    let allocation = Allocation { result, request, plugin_type: plugin_type.to_string(), keep: false };
+    let allocation = Allocation {
+        result,
+        request,
+        plugin_type: plugin_type.to_string(),
+        keep: false,
+    };
     if allocation.result.ips.is_empty() {
         // Dropping it releases whatever the delegate may have recorded.
         return Err(CniError::new(
@@ -142,19 +172,47 @@ pub fn add<'a>(request: &'a Request, plugin_type: &str) -> Result<Allocation<'a>
 }
 
 pub fn del(request: &Request, plugin_type: &str) -> Result<(), CniError> {
-    exec_plugin(plugin_type, Command::Del, &request.stdin, &request.path, request.version).map(|_| ())
+    exec_plugin(
+        plugin_type,
+        Command::Del,
+        &request.stdin,
+        &request.path,
+        request.version,
+    )
+    .map(|_| ())
 }
 
 pub fn check(request: &Request, plugin_type: &str) -> Result<(), CniError> {
-    exec_plugin(plugin_type, Command::Check, &request.stdin, &request.path, request.version).map(|_| ())
+    exec_plugin(
+        plugin_type,
+        Command::Check,
+        &request.stdin,
+        &request.path,
+        request.version,
+    )
+    .map(|_| ())
 }
 
 pub fn gc(request: &Request, plugin_type: &str) -> Result<(), CniError> {
-    exec_plugin(plugin_type, Command::Gc, &request.stdin, &request.path, request.version).map(|_| ())
+    exec_plugin(
+        plugin_type,
+        Command::Gc,
+        &request.stdin,
+        &request.path,
+        request.version,
+    )
+    .map(|_| ())
 }
 
 pub fn status(request: &Request, plugin_type: &str) -> Result<(), CniError> {
-    exec_plugin(plugin_type, Command::Status, &request.stdin, &request.path, request.version).map(|_| ())
+    exec_plugin(
+        plugin_type,
+        Command::Status,
+        &request.stdin,
+        &request.path,
+        request.version,
+    )
+    .map(|_| ())
 }
 
 #[cfg(test)]
@@ -186,8 +244,16 @@ mod tests {
 
     #[test]
     fn a_missing_plugin_names_itself_and_the_path() {
-        let e = find_plugin("no-such-ipam", &[PathBuf::from("/nonexistent/a"), PathBuf::from("/b")]).unwrap_err();
-        assert!(e.msg.contains("no-such-ipam") && e.msg.contains("/nonexistent/a /b"), "{}", e.msg);
+        let e = find_plugin(
+            "no-such-ipam",
+            &[PathBuf::from("/nonexistent/a"), PathBuf::from("/b")],
+        )
+        .unwrap_err();
+        assert!(
+            e.msg.contains("no-such-ipam") && e.msg.contains("/nonexistent/a /b"),
+            "{}",
+            e.msg
+        );
     }
 
     #[test]
@@ -203,24 +269,54 @@ mod tests {
             ),
         );
         let stdin = br#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"fake-ipam"}}"#;
-        let result = exec_plugin("fake-ipam", Command::Add, stdin, &[dir.clone()], SpecVersion::V1_0_0)
-            .unwrap()
-            .unwrap();
+        let result = exec_plugin(
+            "fake-ipam",
+            Command::Add,
+            stdin,
+            std::slice::from_ref(&dir),
+            SpecVersion::V1_0_0,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(result.ips[0].address.to_string(), "10.1.0.7/24");
         assert_eq!(std::fs::read(dir.join("stdin")).unwrap(), stdin);
-        assert!(std::fs::read_to_string(dir.join("env")).unwrap().starts_with("ADD"));
+        assert!(std::fs::read_to_string(dir.join("env"))
+            .unwrap()
+            .starts_with("ADD"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn delegate_error_object_becomes_ours_with_the_plugin_named() {
         let dir = tempdir("err");
-        fake_plugin(&dir, "bad-ipam", "echo '{\"code\":11,\"msg\":\"range is full\"}'; exit 1");
+        fake_plugin(
+            &dir,
+            "bad-ipam",
+            "echo '{\"code\":11,\"msg\":\"range is full\"}'; exit 1",
+        );
         fake_plugin(&dir, "crashy-ipam", "echo 'panic: oops' >&2; exit 2");
-        let e = exec_plugin("bad-ipam", Command::Add, b"{}", &[dir.clone()], SpecVersion::V1_0_0).unwrap_err();
+        let e = exec_plugin(
+            "bad-ipam",
+            Command::Add,
+            b"{}",
+            std::slice::from_ref(&dir),
+            SpecVersion::V1_0_0,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::TryAgainLater);
-        assert!(e.msg.contains("bad-ipam") && e.msg.contains("range is full"), "{}", e.msg);
-        let e = exec_plugin("crashy-ipam", Command::Del, b"{}", &[dir.clone()], SpecVersion::V1_0_0).unwrap_err();
+        assert!(
+            e.msg.contains("bad-ipam") && e.msg.contains("range is full"),
+            "{}",
+            e.msg
+        );
+        let e = exec_plugin(
+            "crashy-ipam",
+            Command::Del,
+            b"{}",
+            std::slice::from_ref(&dir),
+            SpecVersion::V1_0_0,
+        )
+        .unwrap_err();
         assert!(e.msg.contains("panic: oops"), "{}", e.msg);
         std::fs::remove_dir_all(dir).unwrap();
     }

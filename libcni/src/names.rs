@@ -15,10 +15,15 @@ fn is_safe_identifier(text: &str) -> bool {
 
 pub fn validate_container_id(id: &str) -> Result<(), CniError> {
     if id.is_empty() {
-        return Err(CniError::new(ErrorCode::UnknownContainer, "missing containerID"));
+        return Err(CniError::new(
+            ErrorCode::UnknownContainer,
+            "missing containerID",
+        ));
     }
     if !is_safe_identifier(id) {
-        return Err(CniError::invalid_env(format!("invalid characters in containerID {id:?}")));
+        return Err(CniError::invalid_env(format!(
+            "invalid characters in containerID {id:?}"
+        )));
     }
     Ok(())
 }
@@ -28,7 +33,9 @@ pub fn validate_network_name(name: &str) -> Result<(), CniError> {
         return Err(CniError::invalid_config("missing network name"));
     }
     if !is_safe_identifier(name) {
-        return Err(CniError::invalid_config(format!("invalid characters found in network name {name:?}")));
+        return Err(CniError::invalid_config(format!(
+            "invalid characters found in network name {name:?}"
+        )));
     }
     Ok(())
 }
@@ -44,8 +51,13 @@ pub fn check_interface_name(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err(format!("interface name {name:?} is not a valid name"));
     }
-    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0') {
-        return Err(format!("interface name {name:?} contains '/', ':', NUL or whitespace"));
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
+    {
+        return Err(format!(
+            "interface name {name:?} contains '/', ':', NUL or whitespace"
+        ));
     }
     Ok(())
 }
@@ -63,9 +75,16 @@ mod tests {
         for ok in ["a", "A1", "abc-DEF_1.2", "0"] {
             validate_container_id(ok).unwrap();
         }
-        assert_eq!(validate_container_id("").unwrap_err().code, ErrorCode::UnknownContainer);
+        assert_eq!(
+            validate_container_id("").unwrap_err().code,
+            ErrorCode::UnknownContainer
+        );
         for bad in ["../../etc", "-a", ".a", "a/b", "a b", "a;b", "é"] {
-            assert_eq!(validate_container_id(bad).unwrap_err().code, ErrorCode::InvalidEnvironment, "{bad}");
+            assert_eq!(
+                validate_container_id(bad).unwrap_err().code,
+                ErrorCode::InvalidEnvironment,
+                "{bad}"
+            );
         }
     }
 
@@ -73,7 +92,10 @@ mod tests {
     fn network_names() {
         validate_network_name("vlan-net-1223").unwrap();
         for bad in ["", "..", "a/b", "../x", "a\\b"] {
-            assert_eq!(validate_network_name(bad).unwrap_err().code, ErrorCode::InvalidNetworkConfig);
+            assert_eq!(
+                validate_network_name(bad).unwrap_err().code,
+                ErrorCode::InvalidNetworkConfig
+            );
         }
     }
 
@@ -82,7 +104,16 @@ mod tests {
         for ok in ["eth0", "net1", "a", "123456789012345", "veth-x.y"] {
             validate_interface_name(ok).unwrap();
         }
-        for bad in ["", ".", "..", "1234567890123456", "a/b", "a:b", "a b", "a\tb"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "1234567890123456",
+            "a/b",
+            "a:b",
+            "a b",
+            "a\tb",
+        ] {
             assert!(validate_interface_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -20,11 +20,17 @@ const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 #[derive(Debug, thiserror::Error)]
 pub enum NetnsError {
     #[error("failed to open netns {path}: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a network namespace")]
     NotNetns { path: PathBuf },
     #[error("failed to enter netns {path}: {errno}")]
-    Enter { path: PathBuf, errno: nix::errno::Errno },
+    Enter {
+        path: PathBuf,
+        errno: nix::errno::Errno,
+    },
     #[error("a thread working in netns {path} panicked")]
     Panicked { path: PathBuf },
 }
@@ -62,16 +68,24 @@ impl NetNs {
     /// Opens `path` and checks that it is a network namespace (nsfs, or procfs on
     /// old kernels), so that a regular file or a directory is refused up front.
     pub fn open(path: &Path) -> Result<NetNs, NetnsError> {
-        let file = File::open(path).map_err(|source| NetnsError::Open { path: path.to_owned(), source })?;
+        let file = File::open(path).map_err(|source| NetnsError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         let fs = nix::sys::statfs::fstatfs(&file).map_err(|errno| NetnsError::Open {
             path: path.to_owned(),
             source: std::io::Error::from_raw_os_error(errno as i32),
         })?;
         let magic = fs.filesystem_type().0 as i64;
         if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC {
-            return Err(NetnsError::NotNetns { path: path.to_owned() });
+            return Err(NetnsError::NotNetns {
+                path: path.to_owned(),
+            });
         }
-        Ok(NetNs { file, path: path.to_owned() })
+        Ok(NetNs {
+            file,
+            path: path.to_owned(),
+        })
     }
 
     /// Opens the netns, or `None` when it no longer exists (for DEL).
@@ -100,11 +114,19 @@ impl NetNs {
     pub fn run<T: Send, F: FnOnce() -> T + Send>(&self, work: F) -> Result<T, NetnsError> {
         std::thread::scope(|scope| {
             let handle = scope.spawn(|| {
-                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
-                    .map_err(|errno| NetnsError::Enter { path: self.path.clone(), errno })?;
+                setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|errno| {
+                    NetnsError::Enter {
+                        path: self.path.clone(),
+                        errno,
+                    }
+                })?;
                 Ok(work())
             });
-            handle.join().unwrap_or_else(|_| Err(NetnsError::Panicked { path: self.path.clone() }))
+            handle.join().unwrap_or_else(|_| {
+                Err(NetnsError::Panicked {
+                    path: self.path.clone(),
+                })
+            })
         })
     }
 
@@ -129,15 +151,24 @@ mod tests {
 
     #[test]
     fn a_missing_path_is_gone() {
-        assert!(NetNs::open_if_present(Path::new("/run/netns/does-not-exist-xyz")).unwrap().is_none());
+        assert!(
+            NetNs::open_if_present(Path::new("/run/netns/does-not-exist-xyz"))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn the_callers_thread_keeps_its_netns() {
         let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
         let ns = NetNs::current().unwrap();
-        let inside = ns.run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap()).unwrap();
+        let inside = ns
+            .run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap())
+            .unwrap();
         assert_eq!(inside, before);
-        assert_eq!(std::fs::read_link("/proc/thread-self/ns/net").unwrap(), before);
+        assert_eq!(
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+            before
+        );
     }
 }

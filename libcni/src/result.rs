@@ -19,7 +19,11 @@ pub struct Interface {
     pub mtu: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
-    #[serde(rename = "socketPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "socketPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub socket_path: Option<String>,
     #[serde(rename = "pciID", default, skip_serializing_if = "Option::is_none")]
     pub pci_id: Option<String>,
@@ -100,7 +104,11 @@ struct WireIp {
 /// 0.3.0 to 1.1.0. The Go types print `dns` even when it is empty; so do we.
 #[derive(Serialize, Deserialize)]
 struct WireResult {
-    #[serde(rename = "cniVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     cni_version: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     interfaces: Vec<Interface>,
@@ -131,7 +139,11 @@ struct LegacyIp {
 /// 0.1.0 and 0.2.0.
 #[derive(Serialize, Deserialize)]
 struct LegacyResult {
-    #[serde(rename = "cniVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     cni_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ip4: Option<LegacyIp>,
@@ -182,7 +194,10 @@ impl CniResult {
             .map_err(|e| CniError::decoding(format!("failed to parse a result: {e}")))?;
         let version = match value.get("cniVersion").and_then(Value::as_str) {
             Some(text) if !text.is_empty() => text.parse().map_err(|e| {
-                CniError::new(crate::error::ErrorCode::IncompatibleVersion, format!("{e} in a result"))
+                CniError::new(
+                    crate::error::ErrorCode::IncompatibleVersion,
+                    format!("{e} in a result"),
+                )
             })?,
             _ => default_version,
         };
@@ -190,9 +205,16 @@ impl CniResult {
     }
 
     fn from_legacy(legacy: LegacyResult) -> CniResult {
-        let mut result = CniResult { dns: legacy.dns, ..CniResult::default() };
+        let mut result = CniResult {
+            dns: legacy.dns,
+            ..CniResult::default()
+        };
         for ip in [legacy.ip4, legacy.ip6].into_iter().flatten() {
-            result.ips.push(IpConfig { address: ip.ip, gateway: ip.gateway, interface: None });
+            result.ips.push(IpConfig {
+                address: ip.ip,
+                gateway: ip.gateway,
+                interface: None,
+            });
             result.routes.extend(ip.routes.into_iter().map(|r| Route {
                 dst: r.dst,
                 gw: r.gw,
@@ -250,16 +272,22 @@ impl CniResult {
 
     fn to_legacy(&self, version: SpecVersion) -> Result<LegacyResult, CniError> {
         let first = |v4: bool| {
-            self.ips.iter().find(|ip| ip.is_ipv4() == v4).map(|ip| LegacyIp {
-                ip: ip.address,
-                gateway: ip.gateway,
-                routes: self
-                    .routes
-                    .iter()
-                    .filter(|r| r.dst.addr().is_ipv4() == v4)
-                    .map(|r| LegacyRoute { dst: r.dst, gw: r.gw })
-                    .collect(),
-            })
+            self.ips
+                .iter()
+                .find(|ip| ip.is_ipv4() == v4)
+                .map(|ip| LegacyIp {
+                    ip: ip.address,
+                    gateway: ip.gateway,
+                    routes: self
+                        .routes
+                        .iter()
+                        .filter(|r| r.dst.addr().is_ipv4() == v4)
+                        .map(|r| LegacyRoute {
+                            dst: r.dst,
+                            gw: r.gw,
+                        })
+                        .collect(),
+                })
         };
         let (ip4, ip6) = (first(true), first(false));
         if ip4.is_none() && ip6.is_none() {
@@ -322,7 +350,12 @@ mod tests {
                 } else {
                     let expected = std::fs::read_to_string(&golden)
                         .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
-                    assert_eq!(printed, expected, "{from} -> {to} differs from {}", golden.display());
+                    assert_eq!(
+                        printed,
+                        expected,
+                        "{from} -> {to} differs from {}",
+                        golden.display()
+                    );
                 }
                 checked += 1;
             }
@@ -332,10 +365,9 @@ mod tests {
 
     #[test]
     fn round_trip_through_current_layout_is_lossless() {
-        let input: Value = serde_json::from_slice(
-            &std::fs::read(testdata().join("input-1.1.0.json")).unwrap(),
-        )
-        .unwrap();
+        let input: Value =
+            serde_json::from_slice(&std::fs::read(testdata().join("input-1.1.0.json")).unwrap())
+                .unwrap();
         let parsed = CniResult::from_value(&input, SpecVersion::V1_1_0).unwrap();
         assert_eq!(parsed.to_value(SpecVersion::V1_1_0).unwrap(), input);
     }
@@ -343,7 +375,10 @@ mod tests {
     #[test]
     fn layer2_result_cannot_be_printed_as_0_2_0() {
         let l2 = CniResult {
-            interfaces: vec![Interface { name: "eth0".into(), ..Interface::default() }],
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                ..Interface::default()
+            }],
             ..CniResult::default()
         };
         for v in [SpecVersion::V0_1_0, SpecVersion::V0_2_0] {
@@ -367,6 +402,9 @@ mod tests {
         let (r, v) = CniResult::from_plugin_output(legacy, SpecVersion::V1_0_0).unwrap();
         assert_eq!(v, SpecVersion::V0_2_0);
         assert_eq!(r.ips.len(), 1);
-        assert!(CniResult::from_plugin_output(b"{\"cniVersion\":\"9.9.9\"}", SpecVersion::V1_0_0).is_err());
+        assert!(
+            CniResult::from_plugin_output(b"{\"cniVersion\":\"9.9.9\"}", SpecVersion::V1_0_0)
+                .is_err()
+        );
     }
 }

@@ -146,7 +146,11 @@ fn read_bounded(stdin: &mut dyn Read) -> Result<Vec<u8>, CniError> {
     stdin
         .take(MAX_STDIN_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| CniError::io(format!("failed to read the network configuration from stdin: {e}")))?;
+        .map_err(|e| {
+            CniError::io(format!(
+                "failed to read the network configuration from stdin: {e}"
+            ))
+        })?;
     if bytes.len() as u64 > MAX_STDIN_BYTES {
         return Err(CniError::invalid_config(format!(
             "network configuration on stdin is larger than {MAX_STDIN_BYTES} bytes"
@@ -158,7 +162,10 @@ fn read_bounded(stdin: &mut dyn Read) -> Result<Vec<u8>, CniError> {
 /// The netns of the plugin itself, which a runtime must never hand us.
 fn is_own_netns(path: &std::path::Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata("/proc/self/ns/net"), std::fs::metadata(path)) {
+    match (
+        std::fs::metadata("/proc/self/ns/net"),
+        std::fs::metadata(path),
+    ) {
         (Ok(own), Ok(given)) => own.dev() == given.dev() && own.ino() == given.ino(),
         _ => false,
     }
@@ -172,7 +179,11 @@ pub fn dispatch(
     stdin: &mut dyn Read,
 ) -> Outcome {
     let Some(command_text) = env("CNI_COMMAND") else {
-        return Outcome { exit_code: 0, stdout: String::new(), stderr: about.line() + "\n" };
+        return Outcome {
+            exit_code: 0,
+            stdout: String::new(),
+            stderr: about.line() + "\n",
+        };
     };
     let Some(command) = Command::parse(&command_text) else {
         return Outcome::error(
@@ -217,7 +228,10 @@ fn validate(
         .collect();
     if !missing.is_empty() {
         return Err((
-            CniError::invalid_env(format!("required environment variables missing: {}", missing.join(", "))),
+            CniError::invalid_env(format!(
+                "required environment variables missing: {}",
+                missing.join(", ")
+            )),
             latest,
         ));
     }
@@ -228,7 +242,11 @@ fn validate(
         // VERSION works with empty stdin; it answers in the version it was asked in.
         let asked = serde_json::from_slice::<Value>(&stdin)
             .ok()
-            .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_owned))
+            .and_then(|v| {
+                v.get("cniVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
             .and_then(|v| v.parse::<SpecVersion>().ok())
             .unwrap_or(latest);
         return Ok(Validated::Version(json!({
@@ -262,30 +280,49 @@ fn validate(
     }
     let args = CniArgs::parse(&env("CNI_ARGS").unwrap_or_default()).map_err(|e| (e, latest))?;
     let path = env("CNI_PATH")
-        .map(|p| p.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect())
+        .map(|p| {
+            p.split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default();
 
     let config: Value = serde_json::from_slice(&stdin).map_err(|e| {
-        (CniError::decoding(format!("failed to parse the network configuration on stdin: {e}")), latest)
+        (
+            CniError::decoding(format!(
+                "failed to parse the network configuration on stdin: {e}"
+            )),
+            latest,
+        )
     })?;
     if !config.is_object() {
-        return Err((CniError::decoding("the network configuration on stdin is not a JSON object"), latest));
+        return Err((
+            CniError::decoding("the network configuration on stdin is not a JSON object"),
+            latest,
+        ));
     }
     let version_field = match config.get("cniVersion") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
         Some(other) => {
-            return Err((CniError::invalid_config(format!("cniVersion must be a string, got {other}")), latest))
+            return Err((
+                CniError::invalid_config(format!("cniVersion must be a string, got {other}")),
+                latest,
+            ))
         }
     };
     let version = SpecVersion::from_config_field(version_field).map_err(|e| {
         (
-            CniError::new(ErrorCode::IncompatibleVersion, format!("incompatible CNI versions: {e}"))
-                .with_details(format!(
-                    "config is {:?}, plugin supports {:?}",
-                    version_field.unwrap_or_default(),
-                    all_version_strings()
-                )),
+            CniError::new(
+                ErrorCode::IncompatibleVersion,
+                format!("incompatible CNI versions: {e}"),
+            )
+            .with_details(format!(
+                "config is {:?}, plugin supports {:?}",
+                version_field.unwrap_or_default(),
+                all_version_strings()
+            )),
             latest,
         )
     })?;
@@ -293,7 +330,10 @@ fn validate(
         Some(Value::String(name)) => name.clone(),
         None => String::new(),
         Some(other) => {
-            return Err((CniError::invalid_config(format!("network name must be a string, got {other}")), version))
+            return Err((
+                CniError::invalid_config(format!("network name must be a string, got {other}")),
+                version,
+            ))
         }
     };
     validate_network_name(&network_name).map_err(|e| (e, version))?;
@@ -306,12 +346,16 @@ fn validate(
     };
     if let Some(verb) = gate {
         return Err((
-            CniError::new(ErrorCode::IncompatibleVersion, format!("config version {version} does not allow {verb}")),
+            CniError::new(
+                ErrorCode::IncompatibleVersion,
+                format!("config version {version} does not allow {verb}"),
+            ),
             version,
         ));
     }
     if matches!(command, Command::Add | Command::Check) {
-        args.check_known(plugin.known_args()).map_err(|e| (e, version))?;
+        args.check_known(plugin.known_args())
+            .map_err(|e| (e, version))?;
     }
 
     Ok(Validated::Request(Box::new(Request {
@@ -347,7 +391,8 @@ fn run_verb(plugin: &dyn Plugin, request: &Request) -> Outcome {
                     // after the work is done: undo it so that the failed ADD leaves nothing.
                     let mut outcome = Outcome::error(&error, version);
                     if let Err(undo) = plugin.del(request) {
-                        outcome.stderr = format!("cleanup after the failed ADD also failed: {undo}\n");
+                        outcome.stderr =
+                            format!("cleanup after the failed ADD also failed: {undo}\n");
                     }
                     outcome
                 }
@@ -389,7 +434,10 @@ mod tests {
         fn add(&self, _r: &Request) -> Result<CniResult, CniError> {
             self.calls.borrow_mut().push("add");
             let mut result = CniResult::default();
-            result.add_interface(Interface { name: "eth0".into(), ..Default::default() });
+            result.add_interface(Interface {
+                name: "eth0".into(),
+                ..Default::default()
+            });
             if !self.l2_only {
                 result.ips.push(crate::result::IpConfig {
                     address: "10.0.0.2/24".parse().unwrap(),
@@ -412,11 +460,16 @@ mod tests {
         }
     }
 
-    const ABOUT: About = About { name: "test", version: "0" };
+    const ABOUT: About = About {
+        name: "test",
+        version: "0",
+    };
 
     fn invoke(plugin: &Recorder, vars: &[(&str, &str)], stdin: &str) -> (Outcome, Option<Value>) {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let env = move |name: &str| map.get(name).cloned();
         let outcome = dispatch(plugin, &ABOUT, &env, &mut stdin.as_bytes());
         let json = serde_json::from_str(&outcome.stdout).ok();
@@ -453,7 +506,11 @@ mod tests {
         assert_eq!(o.exit_code, 0);
         let json = json.unwrap();
         assert_eq!(json["supportedVersions"].as_array().unwrap().len(), 7);
-        let (_, json) = invoke(&Recorder::default(), &[("CNI_COMMAND", "VERSION")], r#"{"cniVersion":"0.3.1"}"#);
+        let (_, json) = invoke(
+            &Recorder::default(),
+            &[("CNI_COMMAND", "VERSION")],
+            r#"{"cniVersion":"0.3.1"}"#,
+        );
         assert_eq!(json.unwrap()["cniVersion"], "0.3.1");
     }
 
@@ -495,8 +552,14 @@ mod tests {
         let p = Recorder::default();
         assert_eq!(code(&invoke(&p, &add_env(), "{").1), 6);
         assert_eq!(code(&invoke(&p, &add_env(), "[1]").1), 6);
-        assert_eq!(code(&invoke(&p, &add_env(), r#"{"cniVersion":"1.0.0"}"#).1), 7);
-        assert_eq!(code(&invoke(&p, &add_env(), r#"{"cniVersion":"1.0.0","name":"a/b"}"#).1), 7);
+        assert_eq!(
+            code(&invoke(&p, &add_env(), r#"{"cniVersion":"1.0.0"}"#).1),
+            7
+        );
+        assert_eq!(
+            code(&invoke(&p, &add_env(), r#"{"cniVersion":"1.0.0","name":"a/b"}"#).1),
+            7
+        );
         let (_, json) = invoke(&p, &add_env(), r#"{"cniVersion":"0.5.0","name":"n"}"#);
         assert_eq!(code(&json), 1);
         assert!(json.unwrap()["details"].as_str().unwrap().contains("1.1.0"));
@@ -510,11 +573,24 @@ mod tests {
         let p = Recorder::default();
         let mut env = add_env();
         env[0] = ("CNI_COMMAND", "CHECK");
-        assert_eq!(code(&invoke(&p, &env, r#"{"cniVersion":"0.3.1","name":"n"}"#).1), 1);
-        assert_eq!(invoke(&p, &env, r#"{"cniVersion":"0.4.0","name":"n"}"#).0.exit_code, 0);
+        assert_eq!(
+            code(&invoke(&p, &env, r#"{"cniVersion":"0.3.1","name":"n"}"#).1),
+            1
+        );
+        assert_eq!(
+            invoke(&p, &env, r#"{"cniVersion":"0.4.0","name":"n"}"#)
+                .0
+                .exit_code,
+            0
+        );
         let gc = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")];
         assert_eq!(code(&invoke(&p, &gc, CONF).1), 1);
-        assert_eq!(invoke(&p, &gc, r#"{"cniVersion":"1.1.0","name":"n"}"#).0.exit_code, 0);
+        assert_eq!(
+            invoke(&p, &gc, r#"{"cniVersion":"1.1.0","name":"n"}"#)
+                .0
+                .exit_code,
+            0
+        );
         let status = [("CNI_COMMAND", "STATUS")];
         assert_eq!(code(&invoke(&p, &status, CONF).1), 1);
     }
@@ -526,7 +602,10 @@ mod tests {
         env.push(("CNI_ARGS", "FOO=1"));
         assert_eq!(code(&invoke(&p, &env, CONF).1), 4);
         env.pop();
-        env.push(("CNI_ARGS", "IgnoreUnknown=1;FOO=1;K8S_POD_NAME=x;IP=10.0.0.1"));
+        env.push((
+            "CNI_ARGS",
+            "IgnoreUnknown=1;FOO=1;K8S_POD_NAME=x;IP=10.0.0.1",
+        ));
         assert_eq!(invoke(&p, &env, CONF).0.exit_code, 0);
     }
 
@@ -545,7 +624,10 @@ mod tests {
 
     #[test]
     fn a_result_the_version_cannot_express_is_undone() {
-        let p = Recorder { l2_only: true, ..Default::default() };
+        let p = Recorder {
+            l2_only: true,
+            ..Default::default()
+        };
         let (o, json) = invoke(&p, &add_env(), r#"{"cniVersion":"0.2.0","name":"n"}"#);
         assert_eq!(o.exit_code, 1);
         assert_eq!(code(&json), 1);
@@ -573,8 +655,16 @@ mod tests {
         // The plugin undoes its own partial work; a DEL here would release what an
         // earlier, successful ADD of the same attachment holds.
         let p = FailingAdd(RefCell::new(Vec::new()));
-        let env: HashMap<String, String> = add_env().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let outcome = dispatch(&p, &ABOUT, &move |n: &str| env.get(n).cloned(), &mut CONF.as_bytes());
+        let env: HashMap<String, String> = add_env()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let outcome = dispatch(
+            &p,
+            &ABOUT,
+            &move |n: &str| env.get(n).cloned(),
+            &mut CONF.as_bytes(),
+        );
         assert_eq!(outcome.exit_code, 1);
         assert_eq!(*p.0.borrow(), vec!["add"]);
     }
@@ -592,7 +682,11 @@ mod tests {
     #[test]
     fn del_needs_no_netns() {
         let p = Recorder::default();
-        let env = [("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c"), ("CNI_IFNAME", "eth0")];
+        let env = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c"),
+            ("CNI_IFNAME", "eth0"),
+        ];
         assert_eq!(invoke(&p, &env, CONF).0.exit_code, 0);
         assert_eq!(*p.calls.borrow(), vec!["del"]);
     }

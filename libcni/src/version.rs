@@ -149,8 +149,14 @@ mod tests {
 
     #[test]
     fn missing_version_means_0_1_0() {
-        assert_eq!(SpecVersion::from_config_field(None).unwrap(), SpecVersion::V0_1_0);
-        assert_eq!(SpecVersion::from_config_field(Some("")).unwrap(), SpecVersion::V0_1_0);
+        assert_eq!(
+            SpecVersion::from_config_field(None).unwrap(),
+            SpecVersion::V0_1_0
+        );
+        assert_eq!(
+            SpecVersion::from_config_field(Some("")).unwrap(),
+            SpecVersion::V0_1_0
+        );
     }
 
     #[test]

@@ -15,12 +15,39 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+/// Records a skip where the test script collects them (CNI_TEST_SKIP_LOG), so that
+/// the run reports it as skipped and not as passed, and says it on stderr.
+fn record_skip(test: &str, reason: &str) {
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Ok(log) = std::env::var("CNI_TEST_SKIP_LOG") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(file, "{test}: {reason}");
+        }
+    }
+}
+
 /// Whether a test that cannot run may skip: never under CI.
 fn skip_or_fail(test: &str, reason: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: cannot run here ({reason}) and CI=true forbids skipping");
     }
-    eprintln!("SKIPPED {test}: {reason}");
+    record_skip(test, reason);
+}
+
+/// A kernel feature this machine lacks: a loud skip here. On the full-kernel tier
+/// (`CNI_TEST_TIER=full-kernel`) every feature must be there, so it fails.
+pub fn kernel_feature_missing(test: &str, feature: &str) {
+    if std::env::var("CNI_TEST_TIER").is_ok_and(|t| t == "full-kernel") {
+        panic!("{test}: the kernel lacks {feature} on the full-kernel tier");
+    }
+    record_skip(
+        test,
+        &format!("this kernel has no {feature}; the full-kernel tier runs it"),
+    );
 }
 
 /// The directory of the workspace's built binaries (target/<profile>).
@@ -30,13 +57,20 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// The path of a workspace plugin binary; panics with the fix when it is not built.
 pub fn plugin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.is_file(), "{} is not built: run `cargo build --workspace --bins` first", path.display());
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build --workspace --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -49,7 +83,13 @@ pub fn go_plugin(test: &str, name: &str) -> Option<PathBuf> {
     if path.is_file() {
         Some(path)
     } else {
-        skip_or_fail(test, &format!("the Go plugin {} is not installed (apt-get install containernetworking-plugins)", path.display()));
+        skip_or_fail(
+            test,
+            &format!(
+                "the Go plugin {} is not installed (apt-get install containernetworking-plugins)",
+                path.display()
+            ),
+        );
         None
     }
 }
@@ -64,23 +104,51 @@ pub struct Output {
 
 impl Output {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON object ({e}): {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// Asserts success and returns the parsed result (or Null for empty stdout).
     pub fn ok(&self) -> Value {
-        assert_eq!(self.code, 0, "plugin failed: stdout {} stderr {}", self.stdout, self.stderr);
-        if self.stdout.trim().is_empty() { Value::Null } else { self.json() }
+        assert_eq!(
+            self.code, 0,
+            "plugin failed: stdout {} stderr {}",
+            self.stdout, self.stderr
+        );
+        if self.stdout.trim().is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
     }
 
     /// Asserts a failure with exactly one error object of `code`, and returns its msg.
     pub fn error(&self, code: u64) -> String {
-        assert_eq!(self.code, 1, "expected exit status 1, got {}: stdout {} stderr {}", self.code, self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 1,
+            "expected exit status 1, got {}: stdout {} stderr {}",
+            self.code, self.stdout, self.stderr
+        );
         let mut objects = serde_json::Deserializer::from_str(&self.stdout).into_iter::<Value>();
-        let error = objects.next().expect("an error object on stdout").expect("valid JSON on stdout");
-        assert!(objects.next().is_none(), "more than one JSON value on stdout: {}", self.stdout);
-        assert_eq!(error["code"].as_u64(), Some(code), "wrong error code: {error} (stderr {})", self.stderr);
+        let error = objects
+            .next()
+            .expect("an error object on stdout")
+            .expect("valid JSON on stdout");
+        assert!(
+            objects.next().is_none(),
+            "more than one JSON value on stdout: {}",
+            self.stdout
+        );
+        assert_eq!(
+            error["code"].as_u64(),
+            Some(code),
+            "wrong error code: {error} (stderr {})",
+            self.stderr
+        );
         error["msg"].as_str().unwrap_or_default().to_string()
     }
 }
@@ -96,7 +164,8 @@ impl Call {
     pub fn new(command: &str) -> Call {
         let mut call = Call::default();
         call.env.insert("CNI_COMMAND".into(), command.into());
-        call.env.insert("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into());
+        call.env
+            .insert("PATH".into(), "/usr/sbin:/usr/bin:/sbin:/bin".into());
         call
     }
 
@@ -154,8 +223,15 @@ impl Call {
 
 /// Runs a command in the sandbox, asserting success, and returns stdout.
 pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -175,17 +251,37 @@ impl Sandbox {
         }
         use nix::mount::{mount, MsFlags};
         use nix::sched::{unshare, CloneFlags};
-        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET).expect("unshare mount and network namespaces");
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-            .expect("make / private in the test's mount namespace");
+        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWNET)
+            .expect("unshare mount and network namespaces");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("make / private in the test's mount namespace");
         let scratch = PathBuf::from(format!("/tmp/cni-sandbox-{}-{test}", std::process::id()));
-        for dir in [Path::new("/run/netns"), Path::new("/var/lib/cni"), scratch.as_path()] {
+        for dir in [
+            Path::new("/run/netns"),
+            Path::new("/var/lib/cni"),
+            scratch.as_path(),
+        ] {
             std::fs::create_dir_all(dir).expect("create mount point");
-            mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::empty(), Some("mode=755"))
-                .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
+            mount(
+                Some("tmpfs"),
+                dir,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                Some("mode=755"),
+            )
+            .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
         }
         sh(&["ip", "link", "set", "lo", "up"]);
-        Some(Sandbox { scratch, netns_names: Default::default() })
+        Some(Sandbox {
+            scratch,
+            netns_names: Default::default(),
+        })
     }
 
     /// Creates a named netns (a container) and returns its path.
@@ -210,7 +306,11 @@ impl Sandbox {
             let out: Value = serde_json::from_str(&sh(&args)).unwrap_or(Value::Null);
             let mut names: Vec<String> = out
                 .as_array()
-                .map(|a| a.iter().filter_map(|l| l["ifname"].as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|l| l["ifname"].as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             names.sort();
             all.insert(ns, names);
@@ -221,7 +321,9 @@ impl Sandbox {
     /// Every file under a directory, with its content (for "nothing left behind").
     pub fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.is_dir() {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use testkit::{plugin, tempdir, Call};
 
-const VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+const VERSIONS: [&str; 7] = [
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 /// A plugin under test and a config with which its ADD succeeds without root.
 struct Subject {
@@ -39,7 +41,11 @@ fn subjects() -> Vec<Subject> {
 fn address_files(dir: &Path) -> Vec<PathBuf> {
     testkit::Sandbox::files(dir)
         .into_keys()
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok())
+        })
         .collect()
 }
 
@@ -61,8 +67,17 @@ fn without_cni_command_prints_an_about_line_and_exits_zero() {
         let out = Call::default().run(&bin);
         assert_eq!(out.code, 0, "{}", s.name);
         assert!(out.stdout.is_empty(), "{}: stdout must stay empty", s.name);
-        assert!(out.stderr.contains(&format!("CNI {} plugin", s.name)), "{}: {}", s.name, out.stderr);
-        assert!(out.stderr.contains("git "), "{}: the about line names the commit", s.name);
+        assert!(
+            out.stderr.contains(&format!("CNI {} plugin", s.name)),
+            "{}: {}",
+            s.name,
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("git "),
+            "{}: the about line names the commit",
+            s.name
+        );
     });
 }
 
@@ -71,7 +86,10 @@ fn version_answers_with_empty_stdin_and_lists_every_version() {
     each("version", |s, bin, _| {
         let reply = Call::new("VERSION").run(&bin).ok();
         assert_eq!(reply["supportedVersions"], json!(VERSIONS), "{}", s.name);
-        let reply = Call::new("VERSION").stdin(r#"{"cniVersion":"0.4.0"}"#).run(&bin).ok();
+        let reply = Call::new("VERSION")
+            .stdin(r#"{"cniVersion":"0.4.0"}"#)
+            .run(&bin)
+            .ok();
         assert_eq!(reply["cniVersion"], "0.4.0", "{}", s.name);
     });
 }
@@ -85,7 +103,13 @@ fn missing_environment_is_one_code_4_error_naming_every_variable() {
             assert!(msg.contains(var), "{}: {msg}", s.name);
         }
         let msg = Call::new("DEL").config(&conf).run(&bin).error(4);
-        assert!(msg.contains("CNI_CONTAINERID") && msg.contains("CNI_IFNAME") && !msg.contains("CNI_NETNS"), "{}: {msg}", s.name);
+        assert!(
+            msg.contains("CNI_CONTAINERID")
+                && msg.contains("CNI_IFNAME")
+                && !msg.contains("CNI_NETNS"),
+            "{}: {msg}",
+            s.name
+        );
         Call::new("FROB").config(&conf).run(&bin).error(4);
     });
 }
@@ -99,9 +123,18 @@ fn container_ids_and_interface_names_are_validated() {
             add(bad).config(&conf).run(&bin).error(4);
         }
         for bad in ["1234567890123456", "a/b", ".", "..", "a:b", "a b"] {
-            add("c1").env("CNI_IFNAME", bad).config(&conf).run(&bin).error(4);
+            add("c1")
+                .env("CNI_IFNAME", bad)
+                .config(&conf)
+                .run(&bin)
+                .error(4);
         }
-        assert!(address_files(&dir).is_empty(), "{}: a refused ADD allocated {:?}", s.name, address_files(&dir));
+        assert!(
+            address_files(&dir).is_empty(),
+            "{}: a refused ADD allocated {:?}",
+            s.name,
+            address_files(&dir)
+        );
     });
 }
 
@@ -110,13 +143,24 @@ fn stdin_errors_have_the_spec_codes() {
     each("stdin", |s, bin, dir| {
         add("c1").stdin("{not json").run(&bin).error(6);
         add("c1").stdin("").run(&bin).error(6);
-        add("c1").config(&json!({"cniVersion": "1.0.0"})).run(&bin).error(7);
-        add("c1").config(&json!({"cniVersion": "1.0.0", "name": "../x"})).run(&bin).error(7);
+        add("c1")
+            .config(&json!({"cniVersion": "1.0.0"}))
+            .run(&bin)
+            .error(7);
+        add("c1")
+            .config(&json!({"cniVersion": "1.0.0", "name": "../x"}))
+            .run(&bin)
+            .error(7);
         let mut conf = (s.config)("1.0.0", &dir);
         conf["cniVersion"] = json!("0.9.9");
         let out = add("c1").config(&conf).run(&bin);
         out.error(1);
-        assert!(out.json()["details"].as_str().unwrap().contains("1.1.0"), "{}: {}", s.name, out.stdout);
+        assert!(
+            out.json()["details"].as_str().unwrap().contains("1.1.0"),
+            "{}: {}",
+            s.name,
+            out.stdout
+        );
         let mut huge = (s.config)("1.0.0", &dir);
         huge["padding"] = json!("x".repeat(4 * 1024 * 1024));
         add("c1").config(&huge).run(&bin).error(7);
@@ -129,10 +173,19 @@ fn verbs_below_their_spec_version_are_code_1() {
         let check = Call::attach("CHECK", "c1", "/run/netns/none", "eth0");
         check.config(&(s.config)("0.3.1", &dir)).run(&bin).error(1);
         let gc = Call::new("GC").env("CNI_PATH", "/nonexistent");
-        gc.clone().config(&(s.config)("1.0.0", &dir)).run(&bin).error(1);
-        Call::new("STATUS").config(&(s.config)("1.0.0", &dir)).run(&bin).error(1);
+        gc.clone()
+            .config(&(s.config)("1.0.0", &dir))
+            .run(&bin)
+            .error(1);
+        Call::new("STATUS")
+            .config(&(s.config)("1.0.0", &dir))
+            .run(&bin)
+            .error(1);
         gc.config(&(s.config)("1.1.0", &dir)).run(&bin).ok();
-        Call::new("STATUS").config(&(s.config)("1.1.0", &dir)).run(&bin).ok();
+        Call::new("STATUS")
+            .config(&(s.config)("1.1.0", &dir))
+            .run(&bin)
+            .ok();
     });
 }
 
@@ -140,8 +193,16 @@ fn verbs_below_their_spec_version_are_code_1() {
 fn unknown_cni_args_need_ignore_unknown() {
     each("args", |s, bin, dir| {
         let conf = (s.config)("1.0.0", &dir);
-        add("c1").env("CNI_ARGS", "NOSUCHKEY=1").config(&conf).run(&bin).error(4);
-        add("c1").env("CNI_ARGS", "bad").config(&conf).run(&bin).error(4);
+        add("c1")
+            .env("CNI_ARGS", "NOSUCHKEY=1")
+            .config(&conf)
+            .run(&bin)
+            .error(4);
+        add("c1")
+            .env("CNI_ARGS", "bad")
+            .config(&conf)
+            .run(&bin)
+            .error(4);
         add("c2")
             .env("CNI_ARGS", "IgnoreUnknown=1;NOSUCHKEY=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c2")
             .config(&conf)
@@ -160,18 +221,41 @@ fn the_result_is_in_the_request_version_with_that_version_schema() {
             assert_eq!(result["cniVersion"], *version, "{}", s.name);
             match *version {
                 "0.1.0" | "0.2.0" => {
-                    assert!(result["ip4"]["ip"].is_string(), "{} {version}: {result}", s.name);
-                    assert!(result.get("ips").is_none(), "{} {version}: {result}", s.name);
+                    assert!(
+                        result["ip4"]["ip"].is_string(),
+                        "{} {version}: {result}",
+                        s.name
+                    );
+                    assert!(
+                        result.get("ips").is_none(),
+                        "{} {version}: {result}",
+                        s.name
+                    );
                 }
                 "0.3.0" | "0.3.1" | "0.4.0" => {
-                    assert_eq!(result["ips"][0]["version"], "4", "{} {version}: {result}", s.name);
+                    assert_eq!(
+                        result["ips"][0]["version"], "4",
+                        "{} {version}: {result}",
+                        s.name
+                    );
                 }
                 _ => {
-                    assert!(result["ips"][0].get("version").is_none(), "{} {version}: {result}", s.name);
-                    assert!(result["ips"][0]["address"].is_string(), "{} {version}: {result}", s.name);
+                    assert!(
+                        result["ips"][0].get("version").is_none(),
+                        "{} {version}: {result}",
+                        s.name
+                    );
+                    assert!(
+                        result["ips"][0]["address"].is_string(),
+                        "{} {version}: {result}",
+                        s.name
+                    );
                 }
             }
-            Call::attach("DEL", &cid, "", "eth0").config(&conf).run(&bin).ok();
+            Call::attach("DEL", &cid, "", "eth0")
+                .config(&conf)
+                .run(&bin)
+                .ok();
         }
     });
 }
@@ -182,9 +266,16 @@ fn del_succeeds_twice_and_without_a_netns() {
         let conf = (s.config)("1.0.0", &dir);
         add("d1").config(&conf).run(&bin).ok();
         for _ in 0..2 {
-            Call::attach("DEL", "d1", "", "eth0").unset("CNI_NETNS").config(&conf).run(&bin).ok();
+            Call::attach("DEL", "d1", "", "eth0")
+                .unset("CNI_NETNS")
+                .config(&conf)
+                .run(&bin)
+                .ok();
         }
-        Call::attach("DEL", "never-added", "/run/netns/gone", "eth0").config(&conf).run(&bin).ok();
+        Call::attach("DEL", "never-added", "/run/netns/gone", "eth0")
+            .config(&conf)
+            .run(&bin)
+            .ok();
     });
 }
 
@@ -194,7 +285,10 @@ fn a_failed_add_leaves_no_file_behind() {
         let conf = (s.config)("1.0.0", &dir);
         // Warm the store up so that only what the failing ADD does is compared.
         add("w1").config(&conf).run(&bin).ok();
-        Call::attach("DEL", "w1", "", "eth0").config(&conf).run(&bin).ok();
+        Call::attach("DEL", "w1", "", "eth0")
+            .config(&conf)
+            .run(&bin)
+            .ok();
         let before = testkit::Sandbox::files(&dir);
         let mut bad = conf.clone();
         bad["ipam"]["addresses"] = json!([{"address": "not-an-address"}]);
@@ -203,6 +297,11 @@ fn a_failed_add_leaves_no_file_behind() {
         let out = add("f1").config(&bad).run(&bin);
         assert_eq!(out.code, 1, "{}: {}", s.name, out.stdout);
         out.json();
-        assert_eq!(testkit::Sandbox::files(&dir), before, "{}: a failed ADD changed the files", s.name);
+        assert_eq!(
+            testkit::Sandbox::files(&dir),
+            before,
+            "{}: a failed ADD changed the files",
+            s.name
+        );
     });
 }

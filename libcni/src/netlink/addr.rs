@@ -21,7 +21,11 @@ pub struct AddressEntry {
 }
 
 fn family(address: &IpNet) -> AddressFamily {
-    if address.addr().is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 }
+    if address.addr().is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    }
 }
 
 fn message(index: u32, address: &IpNet) -> AddressMessage {
@@ -29,8 +33,12 @@ fn message(index: u32, address: &IpNet) -> AddressMessage {
     message.header.family = family(address);
     message.header.prefix_len = address.prefix_len();
     message.header.index = index;
-    message.attributes.push(AddressAttribute::Local(address.addr()));
-    message.attributes.push(AddressAttribute::Address(address.addr()));
+    message
+        .attributes
+        .push(AddressAttribute::Local(address.addr()));
+    message
+        .attributes
+        .push(AddressAttribute::Address(address.addr()));
     message
 }
 
@@ -41,21 +49,26 @@ impl<T: Transport> Netlink<T> {
         let mut msg = message(index, &address);
         if let IpNet::V4(v4) = address {
             if v4.prefix_len() < 31 {
-                msg.attributes.push(AddressAttribute::Broadcast(v4.broadcast()));
+                msg.attributes
+                    .push(AddressAttribute::Broadcast(v4.broadcast()));
             }
         }
         self.transport
-            .request(RouteNetlinkMessage::NewAddress(msg), CHANGE | NLM_F_CREATE | NLM_F_EXCL, &|| {
-                format!("add address {address} to link #{index}")
-            })
+            .request(
+                RouteNetlinkMessage::NewAddress(msg),
+                CHANGE | NLM_F_CREATE | NLM_F_EXCL,
+                &|| format!("add address {address} to link #{index}"),
+            )
             .map(|_| ())
     }
 
     pub fn delete_address(&mut self, index: u32, address: IpNet) -> NlResult<()> {
         self.transport
-            .request(RouteNetlinkMessage::DelAddress(message(index, &address)), CHANGE, &|| {
-                format!("delete address {address} from link #{index}")
-            })
+            .request(
+                RouteNetlinkMessage::DelAddress(message(index, &address)),
+                CHANGE,
+                &|| format!("delete address {address} from link #{index}"),
+            )
             .map(|_| ())
     }
 
@@ -65,9 +78,11 @@ impl<T: Transport> Netlink<T> {
         if let Some(index) = index {
             request.header.index = index;
         }
-        let replies = self.transport.request(RouteNetlinkMessage::GetAddress(request), DUMP, &|| {
-            "list addresses".to_string()
-        })?;
+        let replies =
+            self.transport
+                .request(RouteNetlinkMessage::GetAddress(request), DUMP, &|| {
+                    "list addresses".to_string()
+                })?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -93,7 +108,9 @@ impl<T: Transport> Netlink<T> {
                             AddressAttribute::Flags(f) => Some(*f),
                             _ => None,
                         })
-                        .unwrap_or_else(|| AddressFlags::from_bits_retain(u32::from(a.header.flags.bits())));
+                        .unwrap_or_else(|| {
+                            AddressFlags::from_bits_retain(u32::from(a.header.flags.bits()))
+                        });
                     Some(AddressEntry {
                         index: a.header.index,
                         address,
@@ -117,12 +134,18 @@ mod tests {
     fn ipv4_address_gets_local_address_and_broadcast() {
         let mut nl = Netlink::fake();
         nl.add_address(3, "10.1.0.5/16".parse().unwrap()).unwrap();
-        let RouteNetlinkMessage::NewAddress(m) = &nl.transport.sent[0].0 else { panic!() };
+        let RouteNetlinkMessage::NewAddress(m) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
         assert_eq!(m.header.prefix_len, 16);
         assert_eq!(m.header.index, 3);
         assert_eq!(m.header.family, AddressFamily::Inet);
-        assert!(m.attributes.contains(&AddressAttribute::Broadcast("10.1.255.255".parse().unwrap())));
-        assert!(m.attributes.contains(&AddressAttribute::Local("10.1.0.5".parse().unwrap())));
+        assert!(m.attributes.contains(&AddressAttribute::Broadcast(
+            "10.1.255.255".parse().unwrap()
+        )));
+        assert!(m
+            .attributes
+            .contains(&AddressAttribute::Local("10.1.0.5".parse().unwrap())));
     }
 
     #[test]
@@ -131,8 +154,13 @@ mod tests {
         nl.add_address(3, "fd00::5/64".parse().unwrap()).unwrap();
         nl.add_address(3, "10.0.0.1/31".parse().unwrap()).unwrap();
         for (m, _) in &nl.transport.sent {
-            let RouteNetlinkMessage::NewAddress(m) = m else { panic!() };
-            assert!(!m.attributes.iter().any(|a| matches!(a, AddressAttribute::Broadcast(_))));
+            let RouteNetlinkMessage::NewAddress(m) = m else {
+                panic!()
+            };
+            assert!(!m
+                .attributes
+                .iter()
+                .any(|a| matches!(a, AddressAttribute::Broadcast(_))));
         }
     }
 }

@@ -35,7 +35,10 @@ fn vlan_message(port: u32, vlan: BridgeVlanEntry, on_bridge_itself: bool) -> Lin
     if vlan.untagged {
         flags |= BridgeVlanInfoFlags::Untagged;
     }
-    let info = BridgeVlanInfo { flags, vid: vlan.vid };
+    let info = BridgeVlanInfo {
+        flags,
+        vid: vlan.vid,
+    };
     let mut spec = Vec::new();
     if on_bridge_itself {
         spec.push(AfSpecBridge::Flags(BridgeFlag::LowerDev)); // "self"
@@ -87,20 +90,33 @@ impl<T: Transport> Netlink<T> {
             .map(|_| ())
     }
 
-    pub fn bridge_vlan_add(&mut self, port: u32, vlan: BridgeVlanEntry, on_bridge_itself: bool) -> NlResult<()> {
+    pub fn bridge_vlan_add(
+        &mut self,
+        port: u32,
+        vlan: BridgeVlanEntry,
+        on_bridge_itself: bool,
+    ) -> NlResult<()> {
         self.transport
-            .request(RouteNetlinkMessage::SetLink(vlan_message(port, vlan, on_bridge_itself)), CHANGE, &|| {
-                format!("add VLAN {} to bridge port #{port}", vlan.vid)
-            })
+            .request(
+                RouteNetlinkMessage::SetLink(vlan_message(port, vlan, on_bridge_itself)),
+                CHANGE,
+                &|| format!("add VLAN {} to bridge port #{port}", vlan.vid),
+            )
             .map(|_| ())
     }
 
     pub fn bridge_vlan_del(&mut self, port: u32, vid: u16, on_bridge_itself: bool) -> NlResult<()> {
-        let vlan = BridgeVlanEntry { vid, pvid: false, untagged: false };
+        let vlan = BridgeVlanEntry {
+            vid,
+            pvid: false,
+            untagged: false,
+        };
         self.transport
-            .request(RouteNetlinkMessage::DelLink(vlan_message(port, vlan, on_bridge_itself)), CHANGE, &|| {
-                format!("delete VLAN {vid} from bridge port #{port}")
-            })
+            .request(
+                RouteNetlinkMessage::DelLink(vlan_message(port, vlan, on_bridge_itself)),
+                CHANGE,
+                &|| format!("delete VLAN {vid} from bridge port #{port}"),
+            )
             .map(|_| ())
     }
 
@@ -108,10 +124,14 @@ impl<T: Transport> Netlink<T> {
     pub fn bridge_vlan_dump(&mut self) -> NlResult<Vec<(u32, Vec<BridgeVlanEntry>)>> {
         let mut request = LinkMessage::default();
         request.header.interface_family = AddressFamily::Bridge;
-        request.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
-        let replies = self
-            .transport
-            .request(RouteNetlinkMessage::GetLink(request), DUMP, &|| "list bridge VLANs".to_string())?;
+        request
+            .attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
+        let replies =
+            self.transport
+                .request(RouteNetlinkMessage::GetLink(request), DUMP, &|| {
+                    "list bridge VLANs".to_string()
+                })?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -148,22 +168,44 @@ mod tests {
     #[test]
     fn access_vlan_is_pvid_untagged_in_the_bridge_family() {
         let mut nl = Netlink::fake();
-        nl.bridge_vlan_add(5, BridgeVlanEntry { vid: 1223, pvid: true, untagged: true }, false).unwrap();
-        let RouteNetlinkMessage::SetLink(m) = &nl.transport.sent[0].0 else { panic!() };
+        nl.bridge_vlan_add(
+            5,
+            BridgeVlanEntry {
+                vid: 1223,
+                pvid: true,
+                untagged: true,
+            },
+            false,
+        )
+        .unwrap();
+        let RouteNetlinkMessage::SetLink(m) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
         assert_eq!(m.header.interface_family, AddressFamily::Bridge);
         assert_eq!(m.header.index, 5);
-        let LinkAttribute::AfSpecBridge(spec) = &m.attributes[0] else { panic!() };
-        let AfSpecBridge::VlanInfo(info) = &spec[0] else { panic!() };
+        let LinkAttribute::AfSpecBridge(spec) = &m.attributes[0] else {
+            panic!()
+        };
+        let AfSpecBridge::VlanInfo(info) = &spec[0] else {
+            panic!()
+        };
         assert_eq!(info.vid, 1223);
-        assert_eq!(info.flags, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged);
+        assert_eq!(
+            info.flags,
+            BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged
+        );
     }
 
     #[test]
     fn vlan_on_the_bridge_itself_says_self_and_delete_is_dellink() {
         let mut nl = Netlink::fake();
         nl.bridge_vlan_del(2, 1, true).unwrap();
-        let RouteNetlinkMessage::DelLink(m) = &nl.transport.sent[0].0 else { panic!() };
-        let LinkAttribute::AfSpecBridge(spec) = &m.attributes[0] else { panic!() };
+        let RouteNetlinkMessage::DelLink(m) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
+        let LinkAttribute::AfSpecBridge(spec) = &m.attributes[0] else {
+            panic!()
+        };
         assert_eq!(spec[0], AfSpecBridge::Flags(BridgeFlag::LowerDev));
     }
 
@@ -171,7 +213,9 @@ mod tests {
     fn vlan_filtering_on_an_existing_bridge_is_newlink() {
         let mut nl = Netlink::fake();
         nl.set_vlan_filtering(2, true).unwrap();
-        let (RouteNetlinkMessage::NewLink(m), flags) = &nl.transport.sent[0] else { panic!() };
+        let (RouteNetlinkMessage::NewLink(m), flags) = &nl.transport.sent[0] else {
+            panic!()
+        };
         assert_eq!(*flags & netlink_packet_core::NLM_F_CREATE, 0);
         assert_eq!(m.header.index, 2);
     }
@@ -179,10 +223,20 @@ mod tests {
     #[test]
     fn port_flags_only_sent_when_asked() {
         let mut nl = Netlink::fake();
-        nl.set_bridge_port_flags(3, BridgePortFlags::default()).unwrap();
+        nl.set_bridge_port_flags(3, BridgePortFlags::default())
+            .unwrap();
         assert!(nl.transport.sent.is_empty());
-        nl.set_bridge_port_flags(3, BridgePortFlags { hairpin: Some(true), isolated: Some(false) }).unwrap();
-        let RouteNetlinkMessage::NewLink(m) = &nl.transport.sent[0].0 else { panic!() };
+        nl.set_bridge_port_flags(
+            3,
+            BridgePortFlags {
+                hairpin: Some(true),
+                isolated: Some(false),
+            },
+        )
+        .unwrap();
+        let RouteNetlinkMessage::NewLink(m) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
         assert_eq!(
             m.attributes[0],
             LinkAttribute::LinkInfo(vec![

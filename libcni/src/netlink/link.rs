@@ -81,7 +81,10 @@ impl Link {
                             }
                             LinkInfo::Data(InfoData::Bridge(data)) => {
                                 for d in data {
-                                    if let netlink_packet_route::link::InfoBridge::VlanFiltering(on) = d {
+                                    if let netlink_packet_route::link::InfoBridge::VlanFiltering(
+                                        on,
+                                    ) = d
+                                    {
                                         link.vlan_filtering = Some(*on);
                                     }
                                 }
@@ -102,10 +105,22 @@ impl Link {
 #[derive(Clone, Debug)]
 pub enum LinkKind<'fd> {
     /// A veth pair; `peer` is the other end (its own name, MAC, MTU and netns).
-    Veth { peer: Box<NewLink<'fd>> },
-    Bridge { vlan_filtering: Option<bool> },
-    MacVlan { parent: u32, mode: MacVlanMode, broadcast_queue_len: Option<u32> },
-    Vlan { parent: u32, id: u16, protocol: VlanProtocol },
+    Veth {
+        peer: Box<NewLink<'fd>>,
+    },
+    Bridge {
+        vlan_filtering: Option<bool>,
+    },
+    MacVlan {
+        parent: u32,
+        mode: MacVlanMode,
+        broadcast_queue_len: Option<u32>,
+    },
+    Vlan {
+        parent: u32,
+        id: u16,
+        protocol: VlanProtocol,
+    },
     Dummy,
 }
 
@@ -123,12 +138,28 @@ pub struct NewLink<'fd> {
 
 impl<'fd> NewLink<'fd> {
     pub fn new(name: impl Into<String>, kind: LinkKind<'fd>) -> NewLink<'fd> {
-        NewLink { name: name.into(), kind: Some(kind), mac: None, mtu: None, netns: None, controller: None, up: false }
+        NewLink {
+            name: name.into(),
+            kind: Some(kind),
+            mac: None,
+            mtu: None,
+            netns: None,
+            controller: None,
+            up: false,
+        }
     }
 
     /// The peer end of a veth, which has no kind of its own.
     pub fn peer(name: impl Into<String>) -> NewLink<'fd> {
-        NewLink { name: name.into(), kind: None, mac: None, mtu: None, netns: None, controller: None, up: false }
+        NewLink {
+            name: name.into(),
+            kind: None,
+            mac: None,
+            mtu: None,
+            netns: None,
+            controller: None,
+            up: false,
+        }
     }
 
     fn to_message(&self) -> LinkMessage {
@@ -166,19 +197,33 @@ impl<'fd> NewLink<'fd> {
                 }
                 Some(infos)
             }
-            Some(LinkKind::MacVlan { parent, mode, broadcast_queue_len }) => {
+            Some(LinkKind::MacVlan {
+                parent,
+                mode,
+                broadcast_queue_len,
+            }) => {
                 attrs.push(LinkAttribute::Link(*parent));
                 let mut data = vec![InfoMacVlan::Mode(*mode)];
                 if let Some(len) = broadcast_queue_len {
                     data.push(InfoMacVlan::BcQueueLen(*len));
                 }
-                Some(vec![LinkInfo::Kind(InfoKind::MacVlan), LinkInfo::Data(InfoData::MacVlan(data))])
+                Some(vec![
+                    LinkInfo::Kind(InfoKind::MacVlan),
+                    LinkInfo::Data(InfoData::MacVlan(data)),
+                ])
             }
-            Some(LinkKind::Vlan { parent, id, protocol }) => {
+            Some(LinkKind::Vlan {
+                parent,
+                id,
+                protocol,
+            }) => {
                 attrs.push(LinkAttribute::Link(*parent));
                 Some(vec![
                     LinkInfo::Kind(InfoKind::Vlan),
-                    LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(*id), InfoVlan::Protocol(*protocol)])),
+                    LinkInfo::Data(InfoData::Vlan(vec![
+                        InfoVlan::Id(*id),
+                        InfoVlan::Protocol(*protocol),
+                    ])),
                 ])
             }
             Some(LinkKind::Dummy) => Some(vec![LinkInfo::Kind(InfoKind::Dummy)]),
@@ -204,7 +249,11 @@ impl<T: Transport> Netlink<T> {
             LinkId::Index(index) => message.header.index = *index,
             LinkId::Name(name) => message.attributes.push(LinkAttribute::IfName(name.clone())),
         }
-        let reply = self.transport.request(RouteNetlinkMessage::GetLink(message), GET, &|| format!("look up {id}"));
+        let reply = self
+            .transport
+            .request(RouteNetlinkMessage::GetLink(message), GET, &|| {
+                format!("look up {id}")
+            });
         match reply {
             Ok(messages) => Ok(messages.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
@@ -217,8 +266,9 @@ impl<T: Transport> Netlink<T> {
 
     /// Like [`get_link`](Self::get_link), but a missing link is an error.
     pub fn require_link(&mut self, id: &LinkId) -> NlResult<Link> {
-        self.get_link(id)?
-            .ok_or_else(|| super::NetlinkError::new(format!("find {id}"), super::Cause::Errno(libc::ENODEV)))
+        self.get_link(id)?.ok_or_else(|| {
+            super::NetlinkError::new(format!("find {id}"), super::Cause::Errno(libc::ENODEV))
+        })
     }
 
     pub fn list_links(&mut self) -> NlResult<Vec<Link>> {
@@ -257,12 +307,18 @@ impl<T: Transport> Netlink<T> {
 
     pub fn delete_link(&mut self, index: u32, name: &str) -> NlResult<()> {
         self.transport
-            .request(RouteNetlinkMessage::DelLink(by_index(index)), CHANGE, &|| format!("delete link {name:?}"))
+            .request(
+                RouteNetlinkMessage::DelLink(by_index(index)),
+                CHANGE,
+                &|| format!("delete link {name:?}"),
+            )
             .map(|_| ())
     }
 
     fn set_link(&mut self, message: LinkMessage, operation: &dyn Fn() -> String) -> NlResult<()> {
-        self.transport.request(RouteNetlinkMessage::SetLink(message), CHANGE, operation).map(|_| ())
+        self.transport
+            .request(RouteNetlinkMessage::SetLink(message), CHANGE, operation)
+            .map(|_| ())
     }
 
     pub fn set_up(&mut self, index: u32, up: bool) -> NlResult<()> {
@@ -271,31 +327,45 @@ impl<T: Transport> Netlink<T> {
             message.header.flags |= LinkFlags::Up;
         }
         message.header.change_mask |= LinkFlags::Up;
-        self.set_link(message, &|| format!("set link #{index} {}", if up { "up" } else { "down" }))
+        self.set_link(message, &|| {
+            format!("set link #{index} {}", if up { "up" } else { "down" })
+        })
     }
 
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {
         let mut message = by_index(index);
         message.attributes.push(LinkAttribute::Mtu(mtu));
-        self.set_link(message, &|| format!("set the MTU of link #{index} to {mtu}"))
+        self.set_link(message, &|| {
+            format!("set the MTU of link #{index} to {mtu}")
+        })
     }
 
     pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> NlResult<()> {
         let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        self.set_link(message, &|| format!("set the MAC of link #{index} to {}", format_mac(&mac)))
+        message
+            .attributes
+            .push(LinkAttribute::Address(mac.to_vec()));
+        self.set_link(message, &|| {
+            format!("set the MAC of link #{index} to {}", format_mac(&mac))
+        })
     }
 
     /// Makes the link a port of `controller` (a bridge), or no port with 0.
     pub fn set_controller(&mut self, index: u32, controller: u32) -> NlResult<()> {
         let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::Controller(controller));
-        self.set_link(message, &|| format!("attach link #{index} to controller #{controller}"))
+        message
+            .attributes
+            .push(LinkAttribute::Controller(controller));
+        self.set_link(message, &|| {
+            format!("attach link #{index} to controller #{controller}")
+        })
     }
 
     pub fn rename(&mut self, index: u32, new_name: &str) -> NlResult<()> {
         let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::IfName(new_name.to_string()));
+        message
+            .attributes
+            .push(LinkAttribute::IfName(new_name.to_string()));
         self.set_link(message, &|| format!("rename link #{index} to {new_name:?}"))
     }
 
@@ -308,11 +378,17 @@ impl<T: Transport> Netlink<T> {
         new_name: Option<&str>,
     ) -> NlResult<()> {
         let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
+        message
+            .attributes
+            .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
         if let Some(name) = new_name {
-            message.attributes.push(LinkAttribute::IfName(name.to_string()));
+            message
+                .attributes
+                .push(LinkAttribute::IfName(name.to_string()));
         }
-        self.set_link(message, &|| format!("move link #{index} into netns {netns_name}"))
+        self.set_link(message, &|| {
+            format!("move link #{index} into netns {netns_name}")
+        })
     }
 
     /// Deletes a link by name; a missing link is success (for DEL paths).
@@ -343,15 +419,27 @@ mod tests {
         let mut peer = NewLink::peer("eth0");
         peer.netns = Some(std::os::fd::AsFd::as_fd(&netns));
         peer.mac = Some([0x0a, 0, 0, 0, 0, 1]);
-        let mut veth = NewLink::new("veth1a2b3c4d", LinkKind::Veth { peer: Box::new(peer) });
+        let mut veth = NewLink::new(
+            "veth1a2b3c4d",
+            LinkKind::Veth {
+                peer: Box::new(peer),
+            },
+        );
         veth.controller = Some(7);
         veth.mtu = Some(1400);
         let mut nl = Netlink::fake();
         nl.create_link(&veth).unwrap();
         let (message, flags) = &nl.transport.sent[0];
-        assert_eq!(*flags, NLM_F_REQUEST | netlink_packet_core::NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
-        let RouteNetlinkMessage::NewLink(m) = message else { panic!("{message:?}") };
-        assert!(m.attributes.contains(&LinkAttribute::IfName("veth1a2b3c4d".into())));
+        assert_eq!(
+            *flags,
+            NLM_F_REQUEST | netlink_packet_core::NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
+        );
+        let RouteNetlinkMessage::NewLink(m) = message else {
+            panic!("{message:?}")
+        };
+        assert!(m
+            .attributes
+            .contains(&LinkAttribute::IfName("veth1a2b3c4d".into())));
         assert!(m.attributes.contains(&LinkAttribute::Controller(7)));
         assert!(m.attributes.contains(&LinkAttribute::Mtu(1400)));
         let peer_message = m
@@ -365,9 +453,15 @@ mod tests {
                 _ => None,
             })
             .expect("veth carries its peer");
-        assert!(peer_message.attributes.contains(&LinkAttribute::IfName("eth0".into())));
-        assert!(peer_message.attributes.contains(&LinkAttribute::NetNsFd(netns.as_raw_fd())));
-        assert!(peer_message.attributes.contains(&LinkAttribute::Address(vec![0x0a, 0, 0, 0, 0, 1])));
+        assert!(peer_message
+            .attributes
+            .contains(&LinkAttribute::IfName("eth0".into())));
+        assert!(peer_message
+            .attributes
+            .contains(&LinkAttribute::NetNsFd(netns.as_raw_fd())));
+        assert!(peer_message
+            .attributes
+            .contains(&LinkAttribute::Address(vec![0x0a, 0, 0, 0, 0, 1])));
     }
 
     #[test]
@@ -375,21 +469,42 @@ mod tests {
         let mut nl = Netlink::fake();
         nl.create_link(&NewLink::new(
             "mv0",
-            LinkKind::MacVlan { parent: 3, mode: MacVlanMode::Private, broadcast_queue_len: Some(100) },
+            LinkKind::MacVlan {
+                parent: 3,
+                mode: MacVlanMode::Private,
+                broadcast_queue_len: Some(100),
+            },
         ))
         .unwrap();
-        let RouteNetlinkMessage::NewLink(m) = sent(&nl) else { panic!() };
+        let RouteNetlinkMessage::NewLink(m) = sent(&nl) else {
+            panic!()
+        };
         assert!(m.attributes.contains(&LinkAttribute::Link(3)));
         assert!(m.attributes.contains(&LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::MacVlan),
-            LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Private), InfoMacVlan::BcQueueLen(100)])),
+            LinkInfo::Data(InfoData::MacVlan(vec![
+                InfoMacVlan::Mode(MacVlanMode::Private),
+                InfoMacVlan::BcQueueLen(100)
+            ])),
         ])));
-        nl.create_link(&NewLink::new("v100", LinkKind::Vlan { parent: 3, id: 100, protocol: VlanProtocol::Ieee8021Q }))
-            .unwrap();
-        let RouteNetlinkMessage::NewLink(m) = sent(&nl) else { panic!() };
+        nl.create_link(&NewLink::new(
+            "v100",
+            LinkKind::Vlan {
+                parent: 3,
+                id: 100,
+                protocol: VlanProtocol::Ieee8021Q,
+            },
+        ))
+        .unwrap();
+        let RouteNetlinkMessage::NewLink(m) = sent(&nl) else {
+            panic!()
+        };
         assert!(m.attributes.contains(&LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Vlan),
-            LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(100), InfoVlan::Protocol(VlanProtocol::Ieee8021Q)])),
+            LinkInfo::Data(InfoData::Vlan(vec![
+                InfoVlan::Id(100),
+                InfoVlan::Protocol(VlanProtocol::Ieee8021Q)
+            ])),
         ])));
     }
 
@@ -397,12 +512,23 @@ mod tests {
     fn move_and_rename_is_one_message() {
         let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
         let mut nl = Netlink::fake();
-        nl.move_to_netns(9, std::os::fd::AsFd::as_fd(&netns), "/run/netns/x", Some("net1")).unwrap();
-        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else { panic!() };
+        nl.move_to_netns(
+            9,
+            std::os::fd::AsFd::as_fd(&netns),
+            "/run/netns/x",
+            Some("net1"),
+        )
+        .unwrap();
+        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
+            panic!()
+        };
         assert_eq!(m.header.index, 9);
         assert_eq!(
             m.attributes,
-            vec![LinkAttribute::NetNsFd(netns.as_raw_fd()), LinkAttribute::IfName("net1".into())]
+            vec![
+                LinkAttribute::NetNsFd(netns.as_raw_fd()),
+                LinkAttribute::IfName("net1".into())
+            ]
         );
     }
 
@@ -410,11 +536,15 @@ mod tests {
     fn set_up_sets_flag_and_change_mask() {
         let mut nl = Netlink::fake();
         nl.set_up(4, true).unwrap();
-        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else { panic!() };
+        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
+            panic!()
+        };
         assert!(m.header.flags.contains(LinkFlags::Up));
         assert!(m.header.change_mask.contains(LinkFlags::Up));
         nl.set_up(4, false).unwrap();
-        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else { panic!() };
+        let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
+            panic!()
+        };
         assert!(!m.header.flags.contains(LinkFlags::Up));
         assert!(m.header.change_mask.contains(LinkFlags::Up));
     }
@@ -426,7 +556,10 @@ mod tests {
         assert!(nl.get_link(&LinkId::Name("nope".into())).unwrap().is_none());
         nl.transport.fail(libc::EPERM);
         let e = nl.delete_link(5, "veth0").unwrap_err();
-        assert_eq!(e.to_string(), "failed to delete link \"veth0\": EPERM: Operation not permitted");
+        assert_eq!(
+            e.to_string(),
+            "failed to delete link \"veth0\": EPERM: Operation not permitted"
+        );
     }
 
     #[test]
@@ -441,11 +574,14 @@ mod tests {
             LinkAttribute::Link(3),
             LinkAttribute::LinkInfo(vec![
                 LinkInfo::Kind(InfoKind::MacVlan),
-                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(MacVlanMode::Bridge)])),
+                LinkInfo::Data(InfoData::MacVlan(vec![InfoMacVlan::Mode(
+                    MacVlanMode::Bridge,
+                )])),
             ]),
         ];
         let mut nl = Netlink::fake();
-        nl.transport.reply(vec![RouteNetlinkMessage::NewLink(reply)]);
+        nl.transport
+            .reply(vec![RouteNetlinkMessage::NewLink(reply)]);
         let link = nl.require_link(&LinkId::Index(12)).unwrap();
         assert_eq!(link.name, "mv0");
         assert_eq!(link.mac.as_deref(), Some("02:00:00:00:00:09"));

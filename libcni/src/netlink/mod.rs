@@ -44,7 +44,10 @@ pub enum Cause {
 
 impl NetlinkError {
     pub fn new(operation: impl Into<String>, cause: Cause) -> NetlinkError {
-        NetlinkError { operation: operation.into(), cause }
+        NetlinkError {
+            operation: operation.into(),
+            cause,
+        }
     }
 
     pub fn errno(&self) -> Option<i32> {
@@ -56,7 +59,10 @@ impl NetlinkError {
     }
 
     pub fn is_not_found(&self) -> bool {
-        matches!(self.errno(), Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH))
+        matches!(
+            self.errno(),
+            Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH)
+        )
     }
 
     pub fn is_exists(&self) -> bool {
@@ -119,7 +125,10 @@ impl SocketTransport {
         // Strict checking makes the kernel honour filters in dump requests.
         let _ = socket.set_netlink_get_strict_chk(true);
         let _ = socket.set_ext_ack(true);
-        Ok(SocketTransport { socket, sequence: 0 })
+        Ok(SocketTransport {
+            socket,
+            sequence: 0,
+        })
     }
 }
 
@@ -194,7 +203,8 @@ impl FakeTransport {
     }
 
     pub fn fail(&mut self, errno: i32) {
-        self.replies.push_back(Err(NetlinkError::new("fake", Cause::Errno(errno))));
+        self.replies
+            .push_back(Err(NetlinkError::new("fake", Cause::Errno(errno))));
     }
 }
 
@@ -227,19 +237,26 @@ pub struct Netlink<T: Transport = SocketTransport> {
 impl Netlink<SocketTransport> {
     /// A client for the netns of the calling thread.
     pub fn open() -> NlResult<Netlink<SocketTransport>> {
-        Ok(Netlink { transport: SocketTransport::open()? })
+        Ok(Netlink {
+            transport: SocketTransport::open()?,
+        })
     }
 }
 
 impl Netlink<FakeTransport> {
     pub fn fake() -> Netlink<FakeTransport> {
-        Netlink { transport: FakeTransport::default() }
+        Netlink {
+            transport: FakeTransport::default(),
+        }
     }
 }
 
 /// Formats a MAC as the kernel and `ip` print it.
 pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Parses `aa:bb:cc:dd:ee:ff` (either case).
@@ -264,15 +281,28 @@ mod tests {
     fn mac_text_round_trips() {
         let mac = parse_mac("0A:58:0a:01:00:FF").unwrap();
         assert_eq!(format_mac(&mac), "0a:58:0a:01:00:ff");
-        for bad in ["", "0a:58", "0a:58:0a:01:00:ff:00", "0g:00:00:00:00:00", "0a-58-0a-01-00-ff", "a:58:0a:01:00:ff"] {
+        for bad in [
+            "",
+            "0a:58",
+            "0a:58:0a:01:00:ff:00",
+            "0g:00:00:00:00:00",
+            "0a-58-0a-01-00-ff",
+            "a:58:0a:01:00:ff",
+        ] {
             assert!(parse_mac(bad).is_none(), "{bad}");
         }
     }
 
     #[test]
     fn errors_name_the_operation_and_the_errno() {
-        let e = NetlinkError::new("move \"veth1a2b\" into netns /run/netns/x", Cause::Errno(libc::EEXIST));
-        assert_eq!(e.to_string(), "failed to move \"veth1a2b\" into netns /run/netns/x: EEXIST: File exists");
+        let e = NetlinkError::new(
+            "move \"veth1a2b\" into netns /run/netns/x",
+            Cause::Errno(libc::EEXIST),
+        );
+        assert_eq!(
+            e.to_string(),
+            "failed to move \"veth1a2b\" into netns /run/netns/x: EEXIST: File exists"
+        );
         assert!(e.is_exists());
     }
 }

@@ -54,8 +54,11 @@ impl RouteSpec {
     fn to_message(&self) -> RouteMessage {
         let mut message = RouteMessage::default();
         let header = &mut message.header;
-        header.address_family =
-            if self.dst.addr().is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        header.address_family = if self.dst.addr().is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         header.destination_prefix_length = self.dst.prefix_len();
         header.protocol = RouteProtocol::Boot;
         header.kind = RouteType::Unicast;
@@ -65,10 +68,16 @@ impl RouteSpec {
         };
         let table = self.table.unwrap_or(RouteHeader::RT_TABLE_MAIN as u32);
         // Tables above 255 only fit the attribute; the header then says "unspec".
-        header.table = if table > 255 { RouteHeader::RT_TABLE_UNSPEC } else { table as u8 };
+        header.table = if table > 255 {
+            RouteHeader::RT_TABLE_UNSPEC
+        } else {
+            table as u8
+        };
         let attrs = &mut message.attributes;
         attrs.push(RouteAttribute::Table(table));
-        attrs.push(RouteAttribute::Destination(route_address(self.dst.network())));
+        attrs.push(RouteAttribute::Destination(route_address(
+            self.dst.network(),
+        )));
         if let Some(gw) = self.gateway {
             attrs.push(RouteAttribute::Gateway(route_address(gw)));
         }
@@ -110,26 +119,38 @@ impl<T: Transport> Netlink<T> {
 
     pub fn delete_route(&mut self, route: &RouteSpec) -> NlResult<()> {
         self.transport
-            .request(RouteNetlinkMessage::DelRoute(route.to_message()), CHANGE, &|| {
-                format!("delete route to {}", route.dst)
-            })
+            .request(
+                RouteNetlinkMessage::DelRoute(route.to_message()),
+                CHANGE,
+                &|| format!("delete route to {}", route.dst),
+            )
             .map(|_| ())
     }
 
     /// The unicast routes of one family, in every table.
     pub fn list_routes(&mut self, ipv4: bool) -> NlResult<Vec<RouteEntry>> {
         let mut request = RouteMessage::default();
-        request.header.address_family = if ipv4 { AddressFamily::Inet } else { AddressFamily::Inet6 };
-        let replies = self.transport.request(RouteNetlinkMessage::GetRoute(request), DUMP, &|| {
-            "list routes".to_string()
-        })?;
+        request.header.address_family = if ipv4 {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        let replies =
+            self.transport
+                .request(RouteNetlinkMessage::GetRoute(request), DUMP, &|| {
+                    "list routes".to_string()
+                })?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
                 RouteNetlinkMessage::NewRoute(r) if r.header.kind == RouteType::Unicast => {
                     let mut entry = RouteEntry {
                         dst: IpNet::new(
-                            if ipv4 { "0.0.0.0".parse().unwrap() } else { "::".parse().unwrap() },
+                            if ipv4 {
+                                "0.0.0.0".parse().unwrap()
+                            } else {
+                                "::".parse().unwrap()
+                            },
                             r.header.destination_prefix_length,
                         )
                         .ok()?,
@@ -141,7 +162,9 @@ impl<T: Transport> Netlink<T> {
                     for attr in &r.attributes {
                         match attr {
                             RouteAttribute::Destination(d) => {
-                                entry.dst = IpNet::new(ip_of(d)?, r.header.destination_prefix_length).ok()?
+                                entry.dst =
+                                    IpNet::new(ip_of(d)?, r.header.destination_prefix_length)
+                                        .ok()?
                             }
                             RouteAttribute::Gateway(g) => entry.gateway = ip_of(g),
                             RouteAttribute::Oif(o) => entry.oif = Some(*o),
@@ -176,7 +199,9 @@ mod tests {
             advmss: Some(1360),
         })
         .unwrap();
-        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].0 else { panic!() };
+        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
         assert_eq!(m.header.destination_prefix_length, 16);
         assert_eq!(m.header.table, RouteHeader::RT_TABLE_UNSPEC);
         for expected in [
@@ -193,11 +218,24 @@ mod tests {
     #[test]
     fn default_route_uses_the_main_table_and_the_network_address() {
         let mut nl = Netlink::fake();
-        nl.add_route(&RouteSpec { dst: "fd00::5/0".parse().unwrap(), ..Default::default() }).unwrap();
-        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].0 else { panic!() };
+        nl.add_route(&RouteSpec {
+            dst: "fd00::5/0".parse().unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
         assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);
         assert_eq!(m.header.address_family, AddressFamily::Inet6);
-        assert!(m.attributes.contains(&RouteAttribute::Destination(RouteAddress::Inet6("::".parse().unwrap()))));
-        assert!(!m.attributes.iter().any(|a| matches!(a, RouteAttribute::Metrics(_))));
+        assert!(m
+            .attributes
+            .contains(&RouteAttribute::Destination(RouteAddress::Inet6(
+                "::".parse().unwrap()
+            ))));
+        assert!(!m
+            .attributes
+            .iter()
+            .any(|a| matches!(a, RouteAttribute::Metrics(_))));
     }
 }

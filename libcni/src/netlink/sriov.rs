@@ -87,10 +87,14 @@ impl<T: Transport> Netlink<T> {
     pub fn get_vfs(&mut self, pf: u32, pf_name: &str) -> NlResult<Vec<VfState>> {
         let mut request = LinkMessage::default();
         request.header.index = pf;
-        request.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
-        let replies = self.transport.request(RouteNetlinkMessage::GetLink(request), GET, &|| {
-            format!("read the VFs of PF {pf_name:?}")
-        })?;
+        request
+            .attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
+        let replies =
+            self.transport
+                .request(RouteNetlinkMessage::GetLink(request), GET, &|| {
+                    format!("read the VFs of PF {pf_name:?}")
+                })?;
         let mut vfs = Vec::new();
         for reply in replies {
             if let RouteNetlinkMessage::NewLink(link) = reply {
@@ -105,9 +109,15 @@ impl<T: Transport> Netlink<T> {
     }
 
     pub fn get_vf(&mut self, pf: u32, pf_name: &str, vf: u32) -> NlResult<VfState> {
-        self.get_vfs(pf, pf_name)?.into_iter().find(|s| s.vf == vf).ok_or_else(|| {
-            NetlinkError::new(format!("find VF {vf} of PF {pf_name:?}"), Cause::Errno(libc::ENOENT))
-        })
+        self.get_vfs(pf, pf_name)?
+            .into_iter()
+            .find(|s| s.vf == vf)
+            .ok_or_else(|| {
+                NetlinkError::new(
+                    format!("find VF {vf} of PF {pf_name:?}"),
+                    Cause::Errno(libc::ENOENT),
+                )
+            })
     }
 
     /// Applies the settings, one message per setting so that an error names it.
@@ -120,22 +130,40 @@ impl<T: Transport> Netlink<T> {
                 info.vlan_id = vlan;
                 info.qos = qos;
                 info.protocol = VlanProtocol::Ieee8021Ad;
-                steps.push((format!("vlan {vlan} qos {qos} proto 802.1ad"), VfInfo::VlanList(vec![VfVlan::Info(info)])));
+                steps.push((
+                    format!("vlan {vlan} qos {qos} proto 802.1ad"),
+                    VfInfo::VlanList(vec![VfVlan::Info(info)]),
+                ));
             } else {
-                steps.push((format!("vlan {vlan} qos {qos}"), VfInfo::Vlan(VfInfoVlan::new(vf, vlan, qos))));
+                steps.push((
+                    format!("vlan {vlan} qos {qos}"),
+                    VfInfo::Vlan(VfInfoVlan::new(vf, vlan, qos)),
+                ));
             }
         }
         if let Some(mac) = config.mac {
-            steps.push((format!("mac {}", format_mac(&mac)), VfInfo::Mac(VfInfoMac::new(vf, &mac))));
+            steps.push((
+                format!("mac {}", format_mac(&mac)),
+                VfInfo::Mac(VfInfoMac::new(vf, &mac)),
+            ));
         }
         if let Some((min, max)) = config.rate {
-            steps.push((format!("min_tx_rate {min} max_tx_rate {max}"), VfInfo::Rate(VfInfoRate::new(vf, min, max))));
+            steps.push((
+                format!("min_tx_rate {min} max_tx_rate {max}"),
+                VfInfo::Rate(VfInfoRate::new(vf, min, max)),
+            ));
         }
         if let Some(on) = config.spoofchk {
-            steps.push((format!("spoofchk {}", on_off(on)), VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, on))));
+            steps.push((
+                format!("spoofchk {}", on_off(on)),
+                VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, on)),
+            ));
         }
         if let Some(on) = config.trust {
-            steps.push((format!("trust {}", on_off(on)), VfInfo::Trust(VfInfoTrust::new(vf, on))));
+            steps.push((
+                format!("trust {}", on_off(on)),
+                VfInfo::Trust(VfInfoTrust::new(vf, on)),
+            ));
         }
         if let Some(state) = config.link_state {
             let (text, value) = match state {
@@ -143,22 +171,32 @@ impl<T: Transport> Netlink<T> {
                 VfLinkStateSetting::Enable => ("enable", VfLinkState::Enable),
                 VfLinkStateSetting::Disable => ("disable", VfLinkState::Disable),
             };
-            steps.push((format!("link_state {text}"), VfInfo::LinkState(VfInfoLinkState::new(vf, value))));
+            steps.push((
+                format!("link_state {text}"),
+                VfInfo::LinkState(VfInfoLinkState::new(vf, value)),
+            ));
         }
         for (what, info) in steps {
             let mut message = LinkMessage::default();
             message.header.index = pf;
-            message.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])]));
-            self.transport.request(RouteNetlinkMessage::SetLink(message), CHANGE, &|| {
-                format!("set {what} on VF {vf} of PF {pf_name:?}")
-            })?;
+            message
+                .attributes
+                .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])]));
+            self.transport
+                .request(RouteNetlinkMessage::SetLink(message), CHANGE, &|| {
+                    format!("set {what} on VF {vf} of PF {pf_name:?}")
+                })?;
         }
         Ok(())
     }
 }
 
 fn on_off(on: bool) -> &'static str {
-    if on { "on" } else { "off" }
+    if on {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 #[cfg(test)]
@@ -179,13 +217,19 @@ mod tests {
         nl.set_vf(4, "ens1f0", 2, &config).unwrap();
         assert_eq!(nl.transport.sent.len(), 6);
         for (message, _) in &nl.transport.sent {
-            let RouteNetlinkMessage::SetLink(m) = message else { panic!() };
+            let RouteNetlinkMessage::SetLink(m) = message else {
+                panic!()
+            };
             assert_eq!(m.header.index, 4);
         }
-        let RouteNetlinkMessage::SetLink(first) = &nl.transport.sent[0].0 else { panic!() };
+        let RouteNetlinkMessage::SetLink(first) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
         assert_eq!(
             first.attributes[0],
-            LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![VfInfo::Vlan(VfInfoVlan::new(2, 100, 3))])])
+            LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![VfInfo::Vlan(VfInfoVlan::new(
+                2, 100, 3
+            ))])])
         );
     }
 
@@ -194,28 +238,57 @@ mod tests {
         let mut nl = Netlink::fake();
         nl.transport.fail(libc::EOPNOTSUPP);
         let e = nl
-            .set_vf(4, "ens1f0", 2, &VfConfig { trust: Some(true), ..Default::default() })
+            .set_vf(
+                4,
+                "ens1f0",
+                2,
+                &VfConfig {
+                    trust: Some(true),
+                    ..Default::default()
+                },
+            )
             .unwrap_err();
-        assert!(e.to_string().starts_with("failed to set trust on on VF 2 of PF \"ens1f0\": EOPNOTSUPP"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("failed to set trust on on VF 2 of PF \"ens1f0\": EOPNOTSUPP"),
+            "{e}"
+        );
     }
 
     #[test]
     fn vf_state_is_read_with_the_vf_filter() {
         let mut reply = LinkMessage::default();
-        reply.attributes.push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![
-            VfInfo::Mac(VfInfoMac::new(1, &[2, 0, 0, 0, 0, 1])),
-            VfInfo::Vlan(VfInfoVlan::new(1, 10, 2)),
-            VfInfo::SpoofCheck(VfInfoSpoofCheck::new(1, true)),
-            VfInfo::Trust(VfInfoTrust::new(1, false)),
-            VfInfo::Rate(VfInfoRate::new(1, 0, 500)),
-            VfInfo::LinkState(VfInfoLinkState::new(1, VfLinkState::Disable)),
-        ])]));
+        reply
+            .attributes
+            .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![
+                VfInfo::Mac(VfInfoMac::new(1, &[2, 0, 0, 0, 0, 1])),
+                VfInfo::Vlan(VfInfoVlan::new(1, 10, 2)),
+                VfInfo::SpoofCheck(VfInfoSpoofCheck::new(1, true)),
+                VfInfo::Trust(VfInfoTrust::new(1, false)),
+                VfInfo::Rate(VfInfoRate::new(1, 0, 500)),
+                VfInfo::LinkState(VfInfoLinkState::new(1, VfLinkState::Disable)),
+            ])]));
         let mut nl = Netlink::fake();
-        nl.transport.reply(vec![RouteNetlinkMessage::NewLink(reply)]);
+        nl.transport
+            .reply(vec![RouteNetlinkMessage::NewLink(reply)]);
         let vf = nl.get_vf(4, "pf0", 1).unwrap();
         assert_eq!(vf.mac, "02:00:00:00:00:01");
-        assert_eq!((vf.vlan, vf.qos, vf.spoofchk, vf.trust, vf.max_tx_rate, vf.link_state), (10, 2, true, false, 500, Some(2)));
-        let RouteNetlinkMessage::GetLink(request) = &nl.transport.sent[0].0 else { panic!() };
-        assert!(request.attributes.contains(&LinkAttribute::ExtMask(vec![LinkExtentMask::Vf])));
+        assert_eq!(
+            (
+                vf.vlan,
+                vf.qos,
+                vf.spoofchk,
+                vf.trust,
+                vf.max_tx_rate,
+                vf.link_state
+            ),
+            (10, 2, true, false, 500, Some(2))
+        );
+        let RouteNetlinkMessage::GetLink(request) = &nl.transport.sent[0].0 else {
+            panic!()
+        };
+        assert!(request
+            .attributes
+            .contains(&LinkAttribute::ExtMask(vec![LinkExtentMask::Vf])));
     }
 }

@@ -56,7 +56,10 @@ fn parse_requested(text: &str) -> Result<Addr, CniError> {
 /// they work even when the ranges no longer validate.
 pub fn store_location(request: &Request) -> Result<(String, PathBuf), CniError> {
     let conf: NetConf = parse_netconf(&request.stdin)?;
-    let ipam = conf.ipam.as_ref().ok_or_else(|| CniError::invalid_config("IPAM config missing 'ipam' key"))?;
+    let ipam = conf
+        .ipam
+        .as_ref()
+        .ok_or_else(|| CniError::invalid_config("IPAM config missing 'ipam' key"))?;
     let data_dir = ipam
         .rest
         .get("dataDir")
@@ -98,10 +101,10 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
     }
     let mut range_sets = Vec::new();
     for (index, set) in sets.iter().enumerate() {
-        range_sets.push(
-            RangeSet::from_config(set)
-                .map_err(|e| CniError::invalid_config(format!("invalid range set {index}: {e}")))?,
-        );
+        range_sets
+            .push(RangeSet::from_config(set).map_err(|e| {
+                CniError::invalid_config(format!("invalid range set {index}: {e}"))
+            })?);
     }
     let v4 = range_sets.iter().filter(|s| s.is_v4()).count();
     if (v4 > 1 || range_sets.len() - v4 > 1) && !request.version.allows_multiple_ips_per_family() {
@@ -113,7 +116,9 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
     for (i, a) in range_sets.iter().enumerate() {
         for (j, b) in range_sets.iter().enumerate().skip(i + 1) {
             if a.overlaps(b) {
-                return Err(CniError::invalid_config(format!("range set {i} overlaps with {j}")));
+                return Err(CniError::invalid_config(format!(
+                    "range set {i} overlaps with {j}"
+                )));
             }
         }
     }
@@ -122,8 +127,15 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
         range_sets,
         requested,
         routes: keys.routes,
-        data_dir: PathBuf::from(keys.data_dir.filter(|d| !d.is_empty()).unwrap_or_else(|| DEFAULT_DATA_DIR.into())),
-        resolv_conf: keys.resolv_conf.filter(|p| !p.is_empty()).map(PathBuf::from),
+        data_dir: PathBuf::from(
+            keys.data_dir
+                .filter(|d| !d.is_empty())
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.into()),
+        ),
+        resolv_conf: keys
+            .resolv_conf
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     })
 }
 
@@ -173,7 +185,11 @@ mod tests {
             "subnet":"10.2.0.0/24","ranges":[[{"subnet":"10.3.0.0/24"}]]},
             "runtimeConfig":{"ipRanges":[[{"subnet":"10.1.0.0/24"}]]}});
         let c = load(&request(conf, "")).unwrap();
-        let firsts: Vec<String> = c.range_sets.iter().map(|s| s.0[0].subnet.to_string()).collect();
+        let firsts: Vec<String> = c
+            .range_sets
+            .iter()
+            .map(|s| s.0[0].subnet.to_string())
+            .collect();
         assert_eq!(firsts, vec!["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"]);
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     }
@@ -191,17 +207,39 @@ mod tests {
     fn config_errors_have_the_go_texts() {
         let e = load(&request(json!({"cniVersion":"1.0.0","name":"n"}), "")).unwrap_err();
         assert_eq!(e.msg, "IPAM config missing 'ipam' key");
-        let e = load(&request(json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local"}}), "")).unwrap_err();
+        let e = load(&request(
+            json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local"}}),
+            "",
+        ))
+        .unwrap_err();
         assert_eq!(e.msg, "no IP ranges specified");
-        let e = load(&request(json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local",
-            "ranges":[[{"subnet":"10.0.0.0/24"}],[{"subnet":"10.0.0.0/16"}]]}}), "")).unwrap_err();
+        let e = load(&request(
+            json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local",
+            "ranges":[[{"subnet":"10.0.0.0/24"}],[{"subnet":"10.0.0.0/16"}]]}}),
+            "",
+        ))
+        .unwrap_err();
         assert_eq!(e.msg, "range set 0 overlaps with 1");
-        let e = load(&request(json!({"cniVersion":"0.2.0","name":"n","ipam":{"type":"host-local",
-            "ranges":[[{"subnet":"10.0.0.0/24"}],[{"subnet":"10.1.0.0/16"}]]}}), "")).unwrap_err();
-        assert_eq!(e.msg, "CNI version 0.2.0 does not support more than 1 address per family");
-        let e = load(&request(json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local",
-            "ranges":[[{"subnet":"10.0.0.0/32"}]]}}), "")).unwrap_err();
-        assert_eq!(e.msg, "invalid range set 0: Network 10.0.0.0/32 too small to allocate from");
+        let e = load(&request(
+            json!({"cniVersion":"0.2.0","name":"n","ipam":{"type":"host-local",
+            "ranges":[[{"subnet":"10.0.0.0/24"}],[{"subnet":"10.1.0.0/16"}]]}}),
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.msg,
+            "CNI version 0.2.0 does not support more than 1 address per family"
+        );
+        let e = load(&request(
+            json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"host-local",
+            "ranges":[[{"subnet":"10.0.0.0/32"}]]}}),
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.msg,
+            "invalid range set 0: Network 10.0.0.0/32 too small to allocate from"
+        );
     }
 
     #[test]

@@ -14,11 +14,17 @@ use crate::store::{Owner, Store};
 
 /// Exhausted ranges: addresses come back as pods go, so the runtime may retry.
 fn exhausted(set: &RangeSet) -> CniError {
-    CniError::new(ErrorCode::TryAgainLater, format!("no IP addresses available in range set: {set}"))
+    CniError::new(
+        ErrorCode::TryAgainLater,
+        format!("no IP addresses available in range set: {set}"),
+    )
 }
 
 fn attachment(request: &Request) -> Owner {
-    Owner::Attachment { container_id: request.container_id.clone(), ifname: request.ifname.clone() }
+    Owner::Attachment {
+        container_id: request.container_id.clone(),
+        ifname: request.ifname.clone(),
+    }
 }
 
 /// One address from one range set: the requested one, or the next free in
@@ -36,7 +42,9 @@ fn allocate_from_set<'s>(
             .range_for(wanted)
             .ok_or_else(|| CniError::invalid_config(format!("{wanted} not in range set {set}")))?;
         if wanted == range.gateway {
-            return Err(CniError::invalid_config(format!("requested ip {wanted} is subnet's gateway")));
+            return Err(CniError::invalid_config(format!(
+                "requested ip {wanted} is subnet's gateway"
+            )));
         }
         if !store.reserve(cid, ifname, wanted, set_index)? {
             return Err(CniError::invalid_config(format!(
@@ -45,8 +53,14 @@ fn allocate_from_set<'s>(
         }
         return Ok((wanted, range));
     }
-    let legacy = Owner::Legacy { container_id: cid.clone() };
-    for held in store.held(&attachment(request)).into_iter().chain(store.held(&legacy)) {
+    let legacy = Owner::Legacy {
+        container_id: cid.clone(),
+    };
+    for held in store
+        .held(&attachment(request))
+        .into_iter()
+        .chain(store.held(&legacy))
+    {
         if set.contains(held) {
             return Err(CniError::invalid_config(format!(
                 "{held} has been allocated to {cid}, duplicate allocation is not allowed"
@@ -55,7 +69,9 @@ fn allocate_from_set<'s>(
     }
     for candidate in set.candidates(store.last_reserved(set_index)) {
         if store.is_free(candidate) && store.reserve(cid, ifname, candidate, set_index)? {
-            let range = set.range_for(candidate).expect("candidates come from the set");
+            let range = set
+                .range_for(candidate)
+                .expect("candidates come from the set");
             return Ok((candidate, range));
         }
     }
@@ -75,7 +91,10 @@ impl Plugin for HostLocal {
         let mut requested = config.requested.clone();
         let mut taken = Vec::new();
         for (index, set) in config.range_sets.iter().enumerate() {
-            let wanted = requested.iter().position(|a| set.contains(*a)).map(|i| requested.remove(i));
+            let wanted = requested
+                .iter()
+                .position(|a| set.contains(*a))
+                .map(|i| requested.remove(i));
             match allocate_from_set(&mut store, request, set, index, wanted) {
                 Ok((addr, range)) => {
                     taken.push(addr);
@@ -116,7 +135,9 @@ impl Plugin for HostLocal {
     fn check(&self, request: &Request) -> Result<(), CniError> {
         let config = config::load(request)?;
         let store = Store::open(&config.data_dir, &config.network)?;
-        let legacy = Owner::Legacy { container_id: request.container_id.clone() };
+        let legacy = Owner::Legacy {
+            container_id: request.container_id.clone(),
+        };
         if store.held(&attachment(request)).is_empty() && store.held(&legacy).is_empty() {
             return Err(CniError::invalid_config(format!(
                 "host-local: Failed to find address added by container {}",
@@ -136,10 +157,15 @@ impl Plugin for HostLocal {
         let mut errors = libcni::error::ErrorList::new();
         for (addr, owner) in store.scan()? {
             let keep = match &owner {
-                Owner::Attachment { container_id, ifname } => {
-                    valid.iter().any(|a| &a.container_id == container_id && &a.ifname == ifname)
+                Owner::Attachment {
+                    container_id,
+                    ifname,
+                } => valid
+                    .iter()
+                    .any(|a| &a.container_id == container_id && &a.ifname == ifname),
+                Owner::Legacy { container_id } => {
+                    valid.iter().any(|a| &a.container_id == container_id)
                 }
-                Owner::Legacy { container_id } => valid.iter().any(|a| &a.container_id == container_id),
             };
             if !keep {
                 errors.record(store.release_addrs(&owner, &[addr]));
@@ -152,7 +178,10 @@ impl Plugin for HostLocal {
     fn status(&self, request: &Request) -> Result<(), CniError> {
         let (network, data_dir) = config::store_location(request)?;
         Store::open(&data_dir, &network).map(|_| ()).map_err(|e| {
-            CniError::new(ErrorCode::PluginNotAvailable, format!("host-local data directory is unusable: {}", e.msg))
+            CniError::new(
+                ErrorCode::PluginNotAvailable,
+                format!("host-local data directory is unusable: {}", e.msg),
+            )
         })
     }
 
@@ -162,5 +191,11 @@ impl Plugin for HostLocal {
 }
 
 fn main() {
-    libcni::skel::run(&HostLocal, About { name: "host-local", version: env!("CARGO_PKG_VERSION") })
+    libcni::skel::run(
+        &HostLocal,
+        About {
+            name: "host-local",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
 }

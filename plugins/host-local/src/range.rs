@@ -16,11 +16,20 @@ pub struct Addr {
 impl Addr {
     pub fn from_ip(ip: IpAddr) -> Addr {
         match ip {
-            IpAddr::V4(v4) => Addr { v4: true, value: u32::from(v4) as u128 },
+            IpAddr::V4(v4) => Addr {
+                v4: true,
+                value: u32::from(v4) as u128,
+            },
             // An IPv4-mapped IPv6 address is the IPv4 address, as Go canonicalizes it.
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Addr { v4: true, value: u32::from(v4) as u128 },
-                None => Addr { v4: false, value: u128::from(v6) },
+                Some(v4) => Addr {
+                    v4: true,
+                    value: u32::from(v4) as u128,
+                },
+                None => Addr {
+                    v4: false,
+                    value: u128::from(v6),
+                },
             },
         }
     }
@@ -34,7 +43,10 @@ impl Addr {
     }
 
     fn next(self) -> Addr {
-        Addr { v4: self.v4, value: self.value.wrapping_add(1) }
+        Addr {
+            v4: self.v4,
+            value: self.value.wrapping_add(1),
+        }
     }
 }
 
@@ -77,8 +89,11 @@ impl Range {
         let subnet = match subnet {
             // An IPv4-mapped subnet is the IPv4 subnet.
             IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() && v6.prefix_len() >= 96 => {
-                IpNet::new(IpAddr::V4(v6.addr().to_ipv4_mapped().unwrap()), v6.prefix_len() - 96)
-                    .expect("prefix fits")
+                IpNet::new(
+                    IpAddr::V4(v6.addr().to_ipv4_mapped().unwrap()),
+                    v6.prefix_len() - 96,
+                )
+                .expect("prefix fits")
             }
             other => other,
         };
@@ -117,10 +132,18 @@ impl Range {
                 }
                 end
             }
-            _ if network.v4 => Addr { v4: true, value: last.value - 1 },
+            _ if network.v4 => Addr {
+                v4: true,
+                value: last.value - 1,
+            },
             _ => last,
         };
-        Ok(Range { subnet, start, end, gateway })
+        Ok(Range {
+            subnet,
+            start,
+            end,
+            gateway,
+        })
     }
 
     pub fn contains(&self, a: Addr) -> bool {
@@ -157,7 +180,10 @@ impl RangeSet {
         if configs.is_empty() {
             return Err("empty range set".into());
         }
-        let ranges = configs.iter().map(Range::from_config).collect::<Result<Vec<_>, _>>()?;
+        let ranges = configs
+            .iter()
+            .map(Range::from_config)
+            .collect::<Result<Vec<_>, _>>()?;
         if ranges.iter().any(|r| r.start.v4 != ranges[0].start.v4) {
             return Err("mixed address families".into());
         }
@@ -192,9 +218,18 @@ impl RangeSet {
     /// a gateway. The order is the Go plugin's, so both plugins agree on a node.
     pub fn candidates(&self, last_reserved: Option<Addr>) -> Candidates<'_> {
         let start = last_reserved.and_then(|last| {
-            self.0.iter().position(|r| r.contains(last)).map(|index| (index, last))
+            self.0
+                .iter()
+                .position(|r| r.contains(last))
+                .map(|index| (index, last))
         });
-        Candidates { set: self, range_index: start.map(|s| s.0).unwrap_or(0), current: start.map(|s| s.1), first: None, done: false }
+        Candidates {
+            set: self,
+            range_index: start.map(|s| s.0).unwrap_or(0),
+            current: start.map(|s| s.1),
+            first: None,
+            done: false,
+        }
     }
 }
 
@@ -243,7 +278,10 @@ mod tests {
     use super::*;
 
     fn range(subnet: &str) -> IpRange {
-        IpRange { subnet: subnet.into(), ..Default::default() }
+        IpRange {
+            subnet: subnet.into(),
+            ..Default::default()
+        }
     }
 
     fn set(subnets: &[&str]) -> RangeSet {
@@ -257,26 +295,48 @@ mod tests {
     #[test]
     fn defaults_follow_the_go_plugin() {
         let r = Range::from_config(&range("10.1.2.0/24")).unwrap();
-        assert_eq!((r.start.to_string(), r.end.to_string(), r.gateway.to_string()), ("10.1.2.1".into(), "10.1.2.254".into(), "10.1.2.1".into()));
+        assert_eq!(
+            (
+                r.start.to_string(),
+                r.end.to_string(),
+                r.gateway.to_string()
+            ),
+            ("10.1.2.1".into(), "10.1.2.254".into(), "10.1.2.1".into())
+        );
         let r6 = Range::from_config(&range("fd00:1::/120")).unwrap();
         assert_eq!(r6.end.to_string(), "fd00:1::ff");
     }
 
     #[test]
     fn validation_messages() {
-        assert_eq!(Range::from_config(&range("10.0.0.0/31")).unwrap_err(), "Network 10.0.0.0/31 too small to allocate from");
-        assert_eq!(Range::from_config(&range("fd00::/127")).unwrap_err(), "Network fd00::/127 too small to allocate from");
+        assert_eq!(
+            Range::from_config(&range("10.0.0.0/31")).unwrap_err(),
+            "Network 10.0.0.0/31 too small to allocate from"
+        );
+        assert_eq!(
+            Range::from_config(&range("fd00::/127")).unwrap_err(),
+            "Network fd00::/127 too small to allocate from"
+        );
         assert_eq!(
             Range::from_config(&range("10.0.0.5/24")).unwrap_err(),
             "Network has host bits set. For a subnet mask of length 24 the network address is 10.0.0.0"
         );
         let mut r = range("10.0.0.0/24");
         r.range_start = Some("10.0.1.5".into());
-        assert_eq!(Range::from_config(&r).unwrap_err(), "RangeStart 10.0.1.5 not in network 10.0.0.0/24");
+        assert_eq!(
+            Range::from_config(&r).unwrap_err(),
+            "RangeStart 10.0.1.5 not in network 10.0.0.0/24"
+        );
         let mut r = range("10.0.0.0/24");
         r.range_end = Some("10.0.1.5".into());
-        assert_eq!(Range::from_config(&r).unwrap_err(), "RangeEnd 10.0.1.5 not in network 10.0.0.0/24");
-        assert_eq!(RangeSet::from_config(&[range("10.0.0.0/24"), range("fd00::/64")]).unwrap_err(), "mixed address families");
+        assert_eq!(
+            Range::from_config(&r).unwrap_err(),
+            "RangeEnd 10.0.1.5 not in network 10.0.0.0/24"
+        );
+        assert_eq!(
+            RangeSet::from_config(&[range("10.0.0.0/24"), range("fd00::/64")]).unwrap_err(),
+            "mixed address families"
+        );
         assert_eq!(
             RangeSet::from_config(&[range("10.0.0.0/16"), range("10.0.5.0/24")]).unwrap_err(),
             "subnets 10.0.0.1-10.0.255.254 and 10.0.5.1-10.0.5.254 overlap"
@@ -293,13 +353,23 @@ mod tests {
     #[test]
     fn round_robin_starts_after_the_last_reserved_and_wraps_across_ranges() {
         let s = set(&["10.0.0.0/29", "10.0.1.0/29"]);
-        let order: Vec<String> = s.candidates(Some(addr("10.0.0.5"))).map(|a| a.to_string()).collect();
+        let order: Vec<String> = s
+            .candidates(Some(addr("10.0.0.5")))
+            .map(|a| a.to_string())
+            .collect();
         assert_eq!(
             order,
-            vec!["10.0.0.6", "10.0.1.2", "10.0.1.3", "10.0.1.4", "10.0.1.5", "10.0.1.6", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"]
+            vec![
+                "10.0.0.6", "10.0.1.2", "10.0.1.3", "10.0.1.4", "10.0.1.5", "10.0.1.6", "10.0.0.2",
+                "10.0.0.3", "10.0.0.4", "10.0.0.5"
+            ]
         );
         // A last-reserved address outside the set restarts from the beginning.
-        let order: Vec<String> = s.candidates(Some(addr("192.168.0.1"))).map(|a| a.to_string()).take(2).collect();
+        let order: Vec<String> = s
+            .candidates(Some(addr("192.168.0.1")))
+            .map(|a| a.to_string())
+            .take(2)
+            .collect();
         assert_eq!(order, vec!["10.0.0.2", "10.0.0.3"]);
     }
 
@@ -309,6 +379,9 @@ mod tests {
         r.gateway = Some("10.0.0.3".into());
         let s = RangeSet::from_config(&[r]).unwrap();
         let all: Vec<String> = s.candidates(None).map(|a| a.to_string()).collect();
-        assert_eq!(all, vec!["10.0.0.1", "10.0.0.2", "10.0.0.4", "10.0.0.5", "10.0.0.6"]);
+        assert_eq!(
+            all,
+            vec!["10.0.0.1", "10.0.0.2", "10.0.0.4", "10.0.0.5", "10.0.0.6"]
+        );
     }
 }

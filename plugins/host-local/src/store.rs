@@ -31,7 +31,10 @@ const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
 /// Who holds an address, as its file says.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
-    Attachment { container_id: String, ifname: String },
+    Attachment {
+        container_id: String,
+        ifname: String,
+    },
     /// The format of old Go versions: the container ID only.
     Legacy { container_id: String },
 }
@@ -40,14 +43,22 @@ impl Owner {
     fn parse(content: &str) -> Owner {
         let content = content.trim();
         match content.split_once("\r\n") {
-            Some((id, ifname)) => Owner::Attachment { container_id: id.trim().to_string(), ifname: ifname.to_string() },
-            None => Owner::Legacy { container_id: content.to_string() },
+            Some((id, ifname)) => Owner::Attachment {
+                container_id: id.trim().to_string(),
+                ifname: ifname.to_string(),
+            },
+            None => Owner::Legacy {
+                container_id: content.to_string(),
+            },
         }
     }
 
     fn index_name(&self) -> String {
         match self {
-            Owner::Attachment { container_id, ifname } => format!("{container_id}:{ifname}"),
+            Owner::Attachment {
+                container_id,
+                ifname,
+            } => format!("{container_id}:{ifname}"),
             Owner::Legacy { container_id } => format!("{container_id}:"),
         }
     }
@@ -82,12 +93,14 @@ impl Store {
         let lock_file = OpenOptions::new()
             .read(true)
             .create(true)
+            .truncate(false) // the lock file stays empty; never truncate one Go holds
             .write(true)
             .mode(0o750)
             .open(&lock_path)
             .map_err(|e| io_error("open the lock file", &lock_path, e))?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| CniError::io(format!("failed to lock {}: {errno}", lock_path.display())))?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, errno)| {
+            CniError::io(format!("failed to lock {}: {errno}", lock_path.display()))
+        })?;
         let index = dir.join(INDEX_DIR);
         let mut store = Store {
             dir,
@@ -109,7 +122,9 @@ impl Store {
     }
 
     fn dir_mtime(&self) -> Option<(i64, i64)> {
-        fs::metadata(&self.dir).ok().map(|m| (m.mtime(), m.mtime_nsec()))
+        fs::metadata(&self.dir)
+            .ok()
+            .map(|m| (m.mtime(), m.mtime_nsec()))
     }
 
     /// The last-reserved files, as `index content` pairs.
@@ -117,7 +132,9 @@ impl Store {
         indices
             .iter()
             .filter_map(|i| {
-                fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{i}"))).ok().map(|c| (*i, c))
+                fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{i}")))
+                    .ok()
+                    .map(|c| (*i, c))
             })
             .collect()
     }
@@ -137,7 +154,11 @@ impl Store {
         let mut recorded = Vec::new();
         for line in lines {
             let mut words = line.splitn(3, ' ');
-            match (words.next(), words.next().and_then(|i| i.parse::<usize>().ok()), words.next()) {
+            match (
+                words.next(),
+                words.next().and_then(|i| i.parse::<usize>().ok()),
+                words.next(),
+            ) {
                 (Some("last"), Some(i), Some(ip)) => recorded.push((i, ip.to_string())),
                 _ => return None,
             }
@@ -149,7 +170,9 @@ impl Store {
     }
 
     fn record_state(&self) -> Result<(), CniError> {
-        let Some((s, ns)) = self.dir_mtime() else { return Ok(()) };
+        let Some((s, ns)) = self.dir_mtime() else {
+            return Ok(());
+        };
         let mut state = format!("{INDEX_HEADER}\nmtime {s} {ns}\n");
         let indices: Vec<usize> = self.last_reserved_indices.iter().copied().collect();
         for (i, ip) in self.last_reserved_files(&indices) {
@@ -159,7 +182,9 @@ impl Store {
     }
 
     fn write_index_file(&self, name: &str, content: &str) -> Result<(), CniError> {
-        let temp = self.index.join(format!("tmp-{}-{name}", std::process::id()));
+        let temp = self
+            .index
+            .join(format!("tmp-{}-{name}", std::process::id()));
         fs::write(&temp, content).map_err(|e| io_error("write", &temp, e))?;
         let path = self.index.join(name);
         fs::rename(&temp, &path).map_err(|e| io_error("write", &path, e))
@@ -168,9 +193,18 @@ impl Store {
     /// Reads every address file: the truth, for GC and for rebuilding the index.
     pub fn scan(&self) -> Result<Vec<(Addr, Owner)>, CniError> {
         let mut held = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(|e| io_error("list", &self.dir, e))?.flatten() {
+        for entry in fs::read_dir(&self.dir)
+            .map_err(|e| io_error("list", &self.dir, e))?
+            .flatten()
+        {
             let name = entry.file_name();
-            let Some(addr) = name.to_str().and_then(|n| n.parse().ok()).map(Addr::from_ip) else { continue };
+            let Some(addr) = name
+                .to_str()
+                .and_then(|n| n.parse().ok())
+                .map(Addr::from_ip)
+            else {
+                continue;
+            };
             if let Ok(content) = fs::read_to_string(entry.path()) {
                 held.push((addr, Owner::parse(&content)));
             }
@@ -182,7 +216,10 @@ impl Store {
         // Drop the state first: a crash half-way leaves an index that is rebuilt again.
         let _ = fs::remove_file(self.index.join(STATE_FILE));
         if self.index.exists() {
-            for entry in fs::read_dir(&self.index).map_err(|e| io_error("list", &self.index, e))?.flatten() {
+            for entry in fs::read_dir(&self.index)
+                .map_err(|e| io_error("list", &self.index, e))?
+                .flatten()
+            {
                 let _ = fs::remove_file(entry.path());
             }
         } else {
@@ -191,7 +228,13 @@ impl Store {
         self.last_reserved_indices = fs::read_dir(&self.dir)
             .map_err(|e| io_error("list", &self.dir, e))?
             .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix(LAST_RESERVED_PREFIX)?.parse().ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix(LAST_RESERVED_PREFIX)?
+                    .parse()
+                    .ok()
+            })
             .collect();
         let mut by_owner: HashMap<String, Vec<Addr>> = HashMap::new();
         for (addr, owner) in self.scan()? {
@@ -204,18 +247,25 @@ impl Store {
     }
 
     fn read_entry(&self, name: &str) -> Vec<Addr> {
-        let Ok(content) = fs::read_to_string(self.index.join(name)) else { return Vec::new() };
+        let Ok(content) = fs::read_to_string(self.index.join(name)) else {
+            return Vec::new();
+        };
         let mut lines = content.lines();
         if lines.next() != Some(INDEX_HEADER) {
             return Vec::new();
         }
-        lines.filter_map(|l| l.parse().ok()).map(Addr::from_ip).collect()
+        lines
+            .filter_map(|l| l.parse().ok())
+            .map(Addr::from_ip)
+            .collect()
     }
 
     fn write_entry(&self, name: &str, addrs: &[Addr]) -> Result<(), CniError> {
         if addrs.is_empty() {
             return match fs::remove_file(self.index.join(name)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_error("remove", &self.index.join(name), e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(io_error("remove", &self.index.join(name), e))
+                }
                 _ => Ok(()),
             };
         }
@@ -228,12 +278,17 @@ impl Store {
 
     /// Whether the address file exists and says `owner` holds it.
     fn held_by(&self, addr: Addr, owner: &Owner) -> bool {
-        fs::read_to_string(self.address_path(addr)).map(|c| Owner::parse(&c) == *owner).unwrap_or(false)
+        fs::read_to_string(self.address_path(addr))
+            .map(|c| Owner::parse(&c) == *owner)
+            .unwrap_or(false)
     }
 
     /// The addresses `owner` holds (each checked against its file).
     pub fn held(&self, owner: &Owner) -> Vec<Addr> {
-        self.read_entry(&owner.index_name()).into_iter().filter(|a| self.held_by(*a, owner)).collect()
+        self.read_entry(&owner.index_name())
+            .into_iter()
+            .filter(|a| self.held_by(*a, owner))
+            .collect()
     }
 
     pub fn is_free(&self, addr: Addr) -> bool {
@@ -251,8 +306,17 @@ impl Store {
     /// is written first, so that a crash after the address file exists can still be
     /// undone by DEL; the file is created complete (written, then linked into place),
     /// so no reader ever sees it empty.
-    pub fn reserve(&mut self, container_id: &str, ifname: &str, addr: Addr, range_set: usize) -> Result<bool, CniError> {
-        let owner = Owner::Attachment { container_id: container_id.to_string(), ifname: ifname.to_string() };
+    pub fn reserve(
+        &mut self,
+        container_id: &str,
+        ifname: &str,
+        addr: Addr,
+        range_set: usize,
+    ) -> Result<bool, CniError> {
+        let owner = Owner::Attachment {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+        };
         let name = owner.index_name();
         let mut entry = self.read_entry(&name);
         if !entry.contains(&addr) {
@@ -284,7 +348,9 @@ impl Store {
             Err(e) => return Err(io_error("create", &target, e)),
         }
         let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
-        self.last_reserved_before.entry(range_set).or_insert_with(|| fs::read(&last).ok());
+        self.last_reserved_before
+            .entry(range_set)
+            .or_insert_with(|| fs::read(&last).ok());
         self.last_reserved_indices.insert(range_set);
         OpenOptions::new()
             .write(true)
@@ -321,21 +387,34 @@ impl Store {
             if self.held_by(*addr, owner) {
                 let path = self.address_path(*addr);
                 match fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => errors.push(io_error("remove", &path, e)),
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        errors.push(io_error("remove", &path, e))
+                    }
                     _ => self.changed = true,
                 }
             }
         }
         let name = owner.index_name();
-        let left: Vec<Addr> = self.read_entry(&name).into_iter().filter(|a| !addrs.contains(a)).collect();
+        let left: Vec<Addr> = self
+            .read_entry(&name)
+            .into_iter()
+            .filter(|a| !addrs.contains(a))
+            .collect();
         errors.record(self.write_entry(&name, &left));
         errors.into_result()
     }
 
     /// Releases everything the attachment holds; the legacy format (container ID only)
     /// only when nothing in the current format was found, as Go does.
-    pub fn release_attachment(&mut self, container_id: &str, ifname: &str) -> Result<Vec<Addr>, CniError> {
-        let owner = Owner::Attachment { container_id: container_id.to_string(), ifname: ifname.to_string() };
+    pub fn release_attachment(
+        &mut self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Vec<Addr>, CniError> {
+        let owner = Owner::Attachment {
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+        };
         let held = self.held(&owner);
         if !held.is_empty() {
             self.release_addrs(&owner, &held)?;
@@ -344,7 +423,9 @@ impl Store {
         // Clear stale index entries too.
         let stale = self.read_entry(&owner.index_name());
         self.release_addrs(&owner, &stale)?;
-        let legacy = Owner::Legacy { container_id: container_id.to_string() };
+        let legacy = Owner::Legacy {
+            container_id: container_id.to_string(),
+        };
         let held = self.held(&legacy);
         self.release_addrs(&legacy, &held)?;
         Ok(held)
@@ -366,7 +447,8 @@ mod tests {
     use super::*;
 
     fn tempdir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("host-local-store-{tag}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("host-local-store-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -383,8 +465,14 @@ mod tests {
         drop(store);
         let dir = data.join("net1");
         assert_eq!(fs::read(dir.join("10.0.0.2")).unwrap(), b"cid1\r\neth0");
-        assert_eq!(fs::metadata(dir.join("10.0.0.2")).unwrap().mode() & 0o777, 0o600);
-        assert_eq!(fs::read(dir.join("last_reserved_ip.0")).unwrap(), b"10.0.0.2");
+        assert_eq!(
+            fs::metadata(dir.join("10.0.0.2")).unwrap().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read(dir.join("last_reserved_ip.0")).unwrap(),
+            b"10.0.0.2"
+        );
         assert_eq!(fs::metadata(dir.join("lock")).unwrap().len(), 0);
         fs::remove_dir_all(data).unwrap();
     }
@@ -395,7 +483,12 @@ mod tests {
         let mut store = Store::open(&data, "n").unwrap();
         assert!(store.reserve("a", "eth0", addr("10.0.0.2"), 0).unwrap());
         assert!(!store.reserve("b", "eth0", addr("10.0.0.2"), 0).unwrap());
-        assert!(store.held(&Owner::Attachment { container_id: "b".into(), ifname: "eth0".into() }).is_empty());
+        assert!(store
+            .held(&Owner::Attachment {
+                container_id: "b".into(),
+                ifname: "eth0".into()
+            })
+            .is_empty());
         fs::remove_dir_all(data).unwrap();
     }
 
@@ -408,9 +501,21 @@ mod tests {
         fs::write(dir.join("10.0.0.9"), "gocid\r\nnet1").unwrap();
         fs::write(dir.join("10.0.0.10"), "oldcid").unwrap();
         let mut store = Store::open(&data, "n").unwrap();
-        assert_eq!(store.held(&Owner::Attachment { container_id: "gocid".into(), ifname: "net1".into() }), vec![addr("10.0.0.9")]);
-        assert_eq!(store.release_attachment("oldcid", "eth0").unwrap(), vec![addr("10.0.0.10")]);
-        assert_eq!(store.release_attachment("gocid", "net1").unwrap(), vec![addr("10.0.0.9")]);
+        assert_eq!(
+            store.held(&Owner::Attachment {
+                container_id: "gocid".into(),
+                ifname: "net1".into()
+            }),
+            vec![addr("10.0.0.9")]
+        );
+        assert_eq!(
+            store.release_attachment("oldcid", "eth0").unwrap(),
+            vec![addr("10.0.0.10")]
+        );
+        assert_eq!(
+            store.release_attachment("gocid", "net1").unwrap(),
+            vec![addr("10.0.0.9")]
+        );
         assert!(store.is_free(addr("10.0.0.9")) && store.is_free(addr("10.0.0.10")));
         fs::remove_dir_all(data).unwrap();
     }
@@ -424,7 +529,12 @@ mod tests {
         fs::remove_file(data.join("n/10.0.0.2")).unwrap();
         fs::write(data.join("n/10.0.0.2"), "other\r\neth0").unwrap();
         let store = Store::open(&data, "n").unwrap();
-        assert!(store.held(&Owner::Attachment { container_id: "a".into(), ifname: "eth0".into() }).is_empty());
+        assert!(store
+            .held(&Owner::Attachment {
+                container_id: "a".into(),
+                ifname: "eth0".into()
+            })
+            .is_empty());
         fs::remove_dir_all(data).unwrap();
     }
 }

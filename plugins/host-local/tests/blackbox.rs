@@ -19,7 +19,9 @@ fn config(data_dir: &Path, ranges: Value) -> Value {
 }
 
 fn call(bin: &Path, command: &str, cid: &str, ifname: &str, conf: &Value) -> Output {
-    Call::attach(command, cid, "/run/netns/hl-none", ifname).config(conf).run(bin)
+    Call::attach(command, cid, "/run/netns/hl-none", ifname)
+        .config(conf)
+        .run(bin)
 }
 
 fn address_files(net_dir: &Path) -> BTreeSet<String> {
@@ -36,32 +38,66 @@ fn address_files(net_dir: &Path) -> BTreeSet<String> {
 #[test]
 fn allocates_in_order_skipping_the_gateway_and_writes_the_go_files() {
     let dir = tempdir("hl-order");
-    let conf = config(&dir, json!([[{"subnet": "10.5.0.0/24"}], [{"subnet": "fd00:5::/64"}]]));
+    let conf = config(
+        &dir,
+        json!([[{"subnet": "10.5.0.0/24"}], [{"subnet": "fd00:5::/64"}]]),
+    );
     let result = call(&ours(), "ADD", "cid-a", "eth0", &conf).ok();
     assert_eq!(result["ips"][0]["address"], "10.5.0.2/24");
     assert_eq!(result["ips"][0]["gateway"], "10.5.0.1");
     assert_eq!(result["ips"][1]["address"], "fd00:5::2/64");
     assert!(result["ips"][0].get("interface").is_none());
-    assert_eq!(result["routes"][1], json!({"dst": "192.168.0.0/16", "gw": "10.5.0.254"}));
+    assert_eq!(
+        result["routes"][1],
+        json!({"dst": "192.168.0.0/16", "gw": "10.5.0.254"})
+    );
     let second = call(&ours(), "ADD", "cid-b", "eth0", &conf).ok();
     assert_eq!(second["ips"][0]["address"], "10.5.0.3/24");
 
     let net = dir.join("hl-net");
-    assert_eq!(std::fs::read(net.join("10.5.0.2")).unwrap(), b"cid-a\r\neth0");
-    assert_eq!(std::fs::read(net.join("fd00:5::3")).unwrap(), b"cid-b\r\neth0");
-    assert_eq!(std::fs::read(net.join("last_reserved_ip.0")).unwrap(), b"10.5.0.3");
-    assert_eq!(std::fs::read(net.join("last_reserved_ip.1")).unwrap(), b"fd00:5::3");
+    assert_eq!(
+        std::fs::read(net.join("10.5.0.2")).unwrap(),
+        b"cid-a\r\neth0"
+    );
+    assert_eq!(
+        std::fs::read(net.join("fd00:5::3")).unwrap(),
+        b"cid-b\r\neth0"
+    );
+    assert_eq!(
+        std::fs::read(net.join("last_reserved_ip.0")).unwrap(),
+        b"10.5.0.3"
+    );
+    assert_eq!(
+        std::fs::read(net.join("last_reserved_ip.1")).unwrap(),
+        b"fd00:5::3"
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(net.join("10.5.0.2")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(net.join("10.5.0.2"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
 
     let msg = call(&ours(), "ADD", "cid-a", "eth0", &conf).error(7);
-    assert!(msg.contains("10.5.0.2 has been allocated to cid-a, duplicate allocation is not allowed"), "{msg}");
+    assert!(
+        msg.contains("10.5.0.2 has been allocated to cid-a, duplicate allocation is not allowed"),
+        "{msg}"
+    );
 
     call(&ours(), "CHECK", "cid-a", "eth0", &conf).ok();
     call(&ours(), "DEL", "cid-a", "eth0", &conf).ok();
     let msg = call(&ours(), "CHECK", "cid-a", "eth0", &conf).error(7);
-    assert!(msg.contains("Failed to find address added by container cid-a"), "{msg}");
-    assert_eq!(address_files(&net), BTreeSet::from(["10.5.0.3".to_string(), "fd00:5::3".to_string()]));
+    assert!(
+        msg.contains("Failed to find address added by container cid-a"),
+        "{msg}"
+    );
+    assert_eq!(
+        address_files(&net),
+        BTreeSet::from(["10.5.0.3".to_string(), "fd00:5::3".to_string()])
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -69,26 +105,67 @@ fn allocates_in_order_skipping_the_gateway_and_writes_the_go_files() {
 fn requested_addresses_and_their_errors() {
     let dir = tempdir("hl-req");
     let conf = config(&dir, json!([[{"subnet": "10.6.0.0/24"}]]));
-    let r = Call::attach("ADD", "r1", "/x", "eth0").env("CNI_ARGS", "IP=10.6.0.77").config(&conf).run(&ours()).ok();
+    let r = Call::attach("ADD", "r1", "/x", "eth0")
+        .env("CNI_ARGS", "IP=10.6.0.77")
+        .config(&conf)
+        .run(&ours())
+        .ok();
     assert_eq!(r["ips"][0]["address"], "10.6.0.77/24");
-    let msg = Call::attach("ADD", "r2", "/x", "eth0").env("CNI_ARGS", "IP=10.6.0.77").config(&conf).run(&ours()).error(7);
-    assert!(msg.contains("requested IP address 10.6.0.77 is not available in range set 10.6.0.1-10.6.0.254"), "{msg}");
-    let msg = Call::attach("ADD", "r3", "/x", "eth0").env("CNI_ARGS", "IP=10.6.0.1").config(&conf).run(&ours()).error(7);
-    assert!(msg.contains("requested ip 10.6.0.1 is subnet's gateway"), "{msg}");
-    let msg = Call::attach("ADD", "r4", "/x", "eth0").env("CNI_ARGS", "IP=10.7.0.5").config(&conf).run(&ours()).error(7);
-    assert!(msg.contains("failed to allocate all requested IPs: 10.7.0.5"), "{msg}");
-    assert_eq!(address_files(&dir.join("hl-net")), BTreeSet::from(["10.6.0.77".to_string()]));
+    let msg = Call::attach("ADD", "r2", "/x", "eth0")
+        .env("CNI_ARGS", "IP=10.6.0.77")
+        .config(&conf)
+        .run(&ours())
+        .error(7);
+    assert!(
+        msg.contains(
+            "requested IP address 10.6.0.77 is not available in range set 10.6.0.1-10.6.0.254"
+        ),
+        "{msg}"
+    );
+    let msg = Call::attach("ADD", "r3", "/x", "eth0")
+        .env("CNI_ARGS", "IP=10.6.0.1")
+        .config(&conf)
+        .run(&ours())
+        .error(7);
+    assert!(
+        msg.contains("requested ip 10.6.0.1 is subnet's gateway"),
+        "{msg}"
+    );
+    let msg = Call::attach("ADD", "r4", "/x", "eth0")
+        .env("CNI_ARGS", "IP=10.7.0.5")
+        .config(&conf)
+        .run(&ours())
+        .error(7);
+    assert!(
+        msg.contains("failed to allocate all requested IPs: 10.7.0.5"),
+        "{msg}"
+    );
+    assert_eq!(
+        address_files(&dir.join("hl-net")),
+        BTreeSet::from(["10.6.0.77".to_string()])
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn an_exhausted_range_says_so_and_takes_nothing() {
     let dir = tempdir("hl-full");
-    let conf = config(&dir, json!([[{"subnet": "10.8.0.0/30"}], [{"subnet": "10.9.0.0/24"}]]));
+    let conf = config(
+        &dir,
+        json!([[{"subnet": "10.8.0.0/30"}], [{"subnet": "10.9.0.0/24"}]]),
+    );
     call(&ours(), "ADD", "f1", "eth0", &conf).ok();
     let msg = call(&ours(), "ADD", "f2", "eth0", &conf).error(11);
-    assert!(msg.contains("failed to allocate for range 0") && msg.contains("no IP addresses available in range set: 10.8.0.1-10.8.0.2"), "{msg}");
-    assert_eq!(address_files(&dir.join("hl-net")).len(), 2, "only f1's two addresses");
+    assert!(
+        msg.contains("failed to allocate for range 0")
+            && msg.contains("no IP addresses available in range set: 10.8.0.1-10.8.0.2"),
+        "{msg}"
+    );
+    assert_eq!(
+        address_files(&dir.join("hl-net")).len(),
+        2,
+        "only f1's two addresses"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -115,7 +192,11 @@ fn gc_releases_what_is_not_in_the_valid_list() {
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep1", "ifname": "eth0"}]);
     gc["cni.dev/attachments"] = json!([{"containerID": "keep2", "ifname": "eth0"}]);
-    Call::new("GC").env("CNI_PATH", "/x").config(&gc).run(&ours()).ok();
+    Call::new("GC")
+        .env("CNI_PATH", "/x")
+        .config(&gc)
+        .run(&ours())
+        .ok();
     assert_eq!(address_files(&dir.join("hl-net")).len(), 2);
     call(&ours(), "CHECK", "keep1", "eth0", &conf).ok();
     call(&ours(), "CHECK", "keep2", "eth0", &conf).ok();
@@ -174,7 +255,12 @@ fn a_hundred_parallel_adds_get_a_hundred_distinct_addresses() {
 /// each one's DEL releases what the other allocated.
 #[test]
 fn interop_with_the_go_plugin_on_one_data_directory() {
-    let Some(go) = go_plugin("interop_with_the_go_plugin_on_one_data_directory", "host-local") else { return };
+    let Some(go) = go_plugin(
+        "interop_with_the_go_plugin_on_one_data_directory",
+        "host-local",
+    ) else {
+        return;
+    };
     let dir = tempdir("hl-interop");
     let conf = config(&dir, json!([[{"subnet": "10.15.0.0/24"}]]));
     let mut seen = BTreeSet::new();
@@ -182,14 +268,21 @@ fn interop_with_the_go_plugin_on_one_data_directory() {
         let bin = if i % 2 == 0 { ours() } else { go.clone() };
         let r = call(&bin, "ADD", &format!("i{i}"), "eth0", &conf).ok();
         let address = r["ips"][0]["address"].as_str().unwrap().to_string();
-        assert!(seen.insert(address.clone()), "{address} handed out twice (step {i})");
+        assert!(
+            seen.insert(address.clone()),
+            "{address} handed out twice (step {i})"
+        );
     }
     // Each releases the other's allocations.
     for i in 0..20 {
         let bin = if i % 2 == 0 { go.clone() } else { ours() };
         call(&bin, "DEL", &format!("i{i}"), "eth0", &conf).ok();
     }
-    assert!(address_files(&dir.join("hl-net")).is_empty(), "left: {:?}", address_files(&dir.join("hl-net")));
+    assert!(
+        address_files(&dir.join("hl-net")).is_empty(),
+        "left: {:?}",
+        address_files(&dir.join("hl-net"))
+    );
     // Duplicate detection sees the other's allocation.
     call(&go, "ADD", "dup", "eth0", &conf).ok();
     let msg = call(&ours(), "ADD", "dup", "eth0", &conf).error(7);
@@ -235,7 +328,13 @@ fn add_and_del_do_not_grow_with_the_number_of_allocations() {
     call(&ours(), "ADD", "reindex", "eth0", &conf).ok();
     let (full_add, full_del) = measure("full");
     eprintln!("host-local median ADD {empty_add:?} -> {full_add:?}, DEL {empty_del:?} -> {full_del:?} with 10,000 allocations");
-    assert!(full_add.as_secs_f64() <= empty_add.as_secs_f64() * 1.5, "ADD {empty_add:?} -> {full_add:?}");
-    assert!(full_del.as_secs_f64() <= empty_del.as_secs_f64() * 1.5, "DEL {empty_del:?} -> {full_del:?}");
+    assert!(
+        full_add.as_secs_f64() <= empty_add.as_secs_f64() * 1.5,
+        "ADD {empty_add:?} -> {full_add:?}"
+    );
+    assert!(
+        full_del.as_secs_f64() <= empty_del.as_secs_f64() * 1.5,
+        "DEL {empty_del:?} -> {full_del:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

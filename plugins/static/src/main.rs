@@ -36,12 +36,15 @@ struct Plan {
 
 fn parse_cidr(text: &str, what: &str) -> Result<IpNet, CniError> {
     text.parse::<IpNet>().map_err(|_| {
-        CniError::invalid_config(format!("{what} expected to be in CIDR notation, got: '{text}'"))
+        CniError::invalid_config(format!(
+            "{what} expected to be in CIDR notation, got: '{text}'"
+        ))
     })
 }
 
 fn parse_gateway(text: &str) -> Result<IpAddr, CniError> {
-    text.parse().map_err(|_| CniError::invalid_config(format!("invalid gateway address: {text}")))
+    text.parse()
+        .map_err(|_| CniError::invalid_config(format!("invalid gateway address: {text}")))
 }
 
 /// Resolves the addresses with the precedence of the Go plugin: the config's list,
@@ -65,7 +68,11 @@ fn plan(request: &Request) -> Result<Plan, CniError> {
     }
     if let Some(list) = request.args.value("IP") {
         for text in list.split(',') {
-            ips.push(IpConfig { address: parse_cidr(text, "the 'ip' field is")?, gateway: None, interface: None });
+            ips.push(IpConfig {
+                address: parse_cidr(text, "the 'ip' field is")?,
+                gateway: None,
+                interface: None,
+            });
         }
     }
     if let Some(list) = request.args.value("GATEWAY") {
@@ -76,7 +83,13 @@ fn plan(request: &Request) -> Result<Plan, CniError> {
             }
         }
     }
-    for source in [conf.args.as_ref().map(|a| &a.cni.ips), Some(&conf.runtime_config.ips)].into_iter().flatten() {
+    for source in [
+        conf.args.as_ref().map(|a| &a.cni.ips),
+        Some(&conf.runtime_config.ips),
+    ]
+    .into_iter()
+    .flatten()
+    {
         if !source.is_empty() {
             ips = source
                 .iter()
@@ -100,7 +113,11 @@ fn plan(request: &Request) -> Result<Plan, CniError> {
             }
         }
     }
-    Ok(Plan { ips, routes: ipam.routes, dns: ipam.dns })
+    Ok(Plan {
+        ips,
+        routes: ipam.routes,
+        dns: ipam.dns,
+    })
 }
 
 struct Static;
@@ -108,7 +125,12 @@ struct Static;
 impl Plugin for Static {
     fn add(&self, request: &Request) -> Result<CniResult, CniError> {
         let plan = plan(request)?;
-        Ok(CniResult { interfaces: Vec::new(), ips: plan.ips, routes: plan.routes, dns: plan.dns })
+        Ok(CniResult {
+            interfaces: Vec::new(),
+            ips: plan.ips,
+            routes: plan.routes,
+            dns: plan.dns,
+        })
     }
 
     fn del(&self, _request: &Request) -> Result<(), CniError> {
@@ -150,7 +172,13 @@ impl Plugin for Static {
 }
 
 fn main() {
-    libcni::skel::run(&Static, About { name: "static", version: env!("CARGO_PKG_VERSION") })
+    libcni::skel::run(
+        &Static,
+        About {
+            name: "static",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -168,48 +196,91 @@ mod tests {
             ifname: "eth0".into(),
             args: CniArgs::parse(cni_args).unwrap(),
             path: vec![],
-            version: stdin["cniVersion"].as_str().unwrap().parse().unwrap_or(SpecVersion::V1_0_0),
+            version: stdin["cniVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap_or(SpecVersion::V1_0_0),
             stdin: stdin.to_string().into_bytes(),
             network_name: "n".into(),
         }
     }
 
     fn ips(plan: &Plan) -> Vec<String> {
-        plan.ips.iter().map(|ip| format!("{}{}", ip.address, ip.gateway.map(|g| format!(" via {g}")).unwrap_or_default())).collect()
+        plan.ips
+            .iter()
+            .map(|ip| {
+                format!(
+                    "{}{}",
+                    ip.address,
+                    ip.gateway.map(|g| format!(" via {g}")).unwrap_or_default()
+                )
+            })
+            .collect()
     }
 
     #[test]
     fn cni_args_append_and_gateway_applies_by_subnet() {
         let conf = serde_json::json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"static",
             "addresses":[{"address":"10.10.0.1/24","gateway":"10.10.0.254"}]}});
-        let plan = plan(&request(conf, "IP=10.20.0.5/24,fd00::5/64;GATEWAY=10.20.0.1")).unwrap();
-        assert_eq!(ips(&plan), vec!["10.10.0.1/24 via 10.10.0.254", "10.20.0.5/24 via 10.20.0.1", "fd00::5/64"]);
+        let plan = plan(&request(
+            conf,
+            "IP=10.20.0.5/24,fd00::5/64;GATEWAY=10.20.0.1",
+        ))
+        .unwrap();
+        assert_eq!(
+            ips(&plan),
+            vec![
+                "10.10.0.1/24 via 10.10.0.254",
+                "10.20.0.5/24 via 10.20.0.1",
+                "fd00::5/64"
+            ]
+        );
     }
 
     #[test]
     fn args_and_runtime_config_replace_in_that_order() {
         let conf = serde_json::json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"static",
             "addresses":[{"address":"10.10.0.1/24"}]}, "args":{"cni":{"ips":["10.30.0.1/24"]}}});
-        assert_eq!(ips(&plan(&request(conf.clone(), "")).unwrap()), vec!["10.30.0.1/24"]);
+        assert_eq!(
+            ips(&plan(&request(conf.clone(), "")).unwrap()),
+            vec!["10.30.0.1/24"]
+        );
         let mut with_rc = conf;
         with_rc["runtimeConfig"] = serde_json::json!({"ips":["10.40.0.1/24"]});
-        assert_eq!(ips(&plan(&request(with_rc, "")).unwrap()), vec!["10.40.0.1/24"]);
+        assert_eq!(
+            ips(&plan(&request(with_rc, "")).unwrap()),
+            vec!["10.40.0.1/24"]
+        );
     }
 
     #[test]
     fn go_error_texts() {
-        let e = plan(&request(serde_json::json!({"cniVersion":"1.0.0","name":"n"}), "")).unwrap_err();
+        let e = plan(&request(
+            serde_json::json!({"cniVersion":"1.0.0","name":"n"}),
+            "",
+        ))
+        .unwrap_err();
         assert_eq!(e.msg, "IPAM config missing 'ipam' key");
         let bad = serde_json::json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"static","addresses":[{"address":"10.0.0.1"}]}});
-        assert_eq!(plan(&request(bad, "")).unwrap_err().msg, "the 'address' field is expected to be in CIDR notation, got: '10.0.0.1'");
+        assert_eq!(
+            plan(&request(bad, "")).unwrap_err().msg,
+            "the 'address' field is expected to be in CIDR notation, got: '10.0.0.1'"
+        );
         let gw = serde_json::json!({"cniVersion":"1.0.0","name":"n","ipam":{"type":"static","addresses":[{"address":"10.0.0.1/24","gateway":"x"}]}});
-        assert_eq!(plan(&request(gw, "")).unwrap_err().msg, "invalid gateway address: x");
+        assert_eq!(
+            plan(&request(gw, "")).unwrap_err().msg,
+            "invalid gateway address: x"
+        );
     }
 
     #[test]
     fn two_addresses_of_a_family_need_0_3_0() {
         let conf = serde_json::json!({"cniVersion":"0.2.0","name":"n","ipam":{"type":"static",
             "addresses":[{"address":"10.10.0.1/24"},{"address":"10.10.1.1/24"}]}});
-        assert!(plan(&request(conf, "")).unwrap_err().msg.contains("does not support more than 1 address per family"));
+        assert!(plan(&request(conf, ""))
+            .unwrap_err()
+            .msg
+            .contains("does not support more than 1 address per family"));
     }
 }

@@ -1,0 +1,343 @@
+//! The netns, netlink and apply layers against the real kernel, each test inside
+//! namespaces of its own (see testkit::Sandbox). Checked with `ip`, as a user would.
+
+use std::path::Path;
+
+use libcni::apply::{configure_interface, InterfaceOptions};
+use libcni::netlink::{BridgePortFlags, BridgeVlanEntry, LinkId, LinkKind, Netlink, NewLink};
+use libcni::netns::NetNs;
+use libcni::result::{CniResult, Interface, IpConfig, Route};
+use netlink_packet_route::link::MacVlanMode;
+use serde_json::Value;
+use testkit::{sh, Sandbox};
+
+fn ip_json(args: &[&str]) -> Value {
+    let mut all = vec!["ip", "-j", "-d"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&sh(&all)).unwrap()
+}
+
+fn link_in(netns: &str, name: &str) -> Option<Value> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-d", "-n", netns, "link", "show", name])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.get(0).cloned())
+}
+
+#[test]
+fn veth_peer_is_created_directly_in_the_container_netns() {
+    let Some(sb) = Sandbox::new("veth_peer_in_netns") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    let ns = NetNs::open(Path::new(&c1)).unwrap();
+    let mut nl = Netlink::open().unwrap();
+    nl.create_link(&NewLink::new(
+        "br0",
+        LinkKind::Bridge {
+            vlan_filtering: None,
+        },
+    ))
+    .unwrap();
+    let bridge = nl.require_link(&LinkId::Name("br0".into())).unwrap();
+    let mut peer = NewLink::peer("eth0");
+    peer.netns = Some(ns.fd());
+    peer.mac = Some([0x0a, 0x58, 0, 0, 0, 0x42]);
+    peer.mtu = Some(1400);
+    let mut veth = NewLink::new(
+        "vethtest0",
+        LinkKind::Veth {
+            peer: Box::new(peer),
+        },
+    );
+    veth.controller = Some(bridge.index);
+    veth.up = true;
+    nl.create_link(&veth).unwrap();
+
+    let inside = link_in("c1", "eth0").expect("eth0 exists in c1");
+    assert_eq!(inside["address"], "0a:58:00:00:00:42");
+    assert_eq!(inside["mtu"], 1400);
+    let host = ip_json(&["link", "show", "vethtest0"]);
+    assert_eq!(host[0]["master"], "br0");
+    assert!(link_in("c1", "vethtest0").is_none());
+
+    // EEXIST is reported with the object named.
+    let e = nl
+        .create_link(&NewLink::new(
+            "br0",
+            LinkKind::Bridge {
+                vlan_filtering: None,
+            },
+        ))
+        .unwrap_err();
+    assert!(e.is_exists() && e.to_string().contains("\"br0\""), "{e}");
+
+    let port = nl.require_link(&LinkId::Name("vethtest0".into())).unwrap();
+    nl.set_bridge_port_flags(
+        port.index,
+        BridgePortFlags {
+            hairpin: Some(true),
+            isolated: Some(true),
+        },
+    )
+    .unwrap();
+    let port = ip_json(&["link", "show", "vethtest0"]);
+    assert_eq!(port[0]["linkinfo"]["info_slave_data"]["hairpin"], true);
+    assert_eq!(port[0]["linkinfo"]["info_slave_data"]["isolated"], true);
+
+    assert!(nl.delete_link_if_present("vethtest0").unwrap());
+    assert!(!nl.delete_link_if_present("vethtest0").unwrap());
+    assert!(
+        link_in("c1", "eth0").is_none(),
+        "deleting one end removes the peer"
+    );
+}
+
+#[test]
+fn move_into_a_netns_and_rename_in_one_step() {
+    let Some(sb) = Sandbox::new("move_and_rename") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    sh(&[
+        "ip", "link", "add", "tmpa", "type", "veth", "peer", "name", "tmpb",
+    ]);
+    let ns = NetNs::open(Path::new(&c1)).unwrap();
+    let mut nl = Netlink::open().unwrap();
+    let link = nl.require_link(&LinkId::Name("tmpa".into())).unwrap();
+    nl.move_to_netns(link.index, ns.fd(), &c1, Some("net1"))
+        .unwrap();
+    assert!(link_in("c1", "net1").is_some());
+    assert!(nl.get_link(&LinkId::Name("tmpa".into())).unwrap().is_none());
+}
+
+#[test]
+fn macvlan_is_created_in_the_container_with_its_mode() {
+    let Some(sb) = Sandbox::new("macvlan_create") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    sh(&[
+        "ip", "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+    ]);
+    let ns = NetNs::open(Path::new(&c1)).unwrap();
+    let mut nl = Netlink::open().unwrap();
+    let parent = nl.require_link(&LinkId::Name("uplink0".into())).unwrap();
+    let mut mv = NewLink::new(
+        "mvtmp0",
+        LinkKind::MacVlan {
+            parent: parent.index,
+            mode: MacVlanMode::Private,
+            broadcast_queue_len: None,
+        },
+    );
+    mv.netns = Some(ns.fd());
+    nl.create_link(&mv).unwrap();
+    let mut inner = ns.netlink().unwrap();
+    let created = inner.require_link(&LinkId::Name("mvtmp0".into())).unwrap();
+    assert_eq!(created.kind.as_deref(), Some("macvlan"));
+    assert_eq!(created.macvlan_mode, Some(MacVlanMode::Private));
+    inner.rename(created.index, "eth1").unwrap();
+    assert_eq!(
+        link_in("c1", "eth1").unwrap()["linkinfo"]["info_data"]["mode"],
+        "private"
+    );
+}
+
+#[test]
+fn an_ipam_result_is_applied_with_routes_mtu_and_advmss() {
+    let Some(sb) = Sandbox::new("apply_result") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    sh(&[
+        "ip", "link", "add", "hostside", "type", "veth", "peer", "name", "eth0", "netns", "c1",
+    ]);
+    let ns = NetNs::open(Path::new(&c1)).unwrap();
+    let result = CniResult {
+        interfaces: vec![Interface {
+            name: "eth0".into(),
+            sandbox: Some(c1.clone()),
+            ..Default::default()
+        }],
+        ips: vec![
+            IpConfig {
+                address: "10.50.0.5/24".parse().unwrap(),
+                gateway: Some("10.50.0.1".parse().unwrap()),
+                interface: Some(0),
+            },
+            IpConfig {
+                address: "fd00:50::5/64".parse().unwrap(),
+                gateway: Some("fd00:50::1".parse().unwrap()),
+                interface: Some(0),
+            },
+        ],
+        routes: vec![
+            Route {
+                dst: "0.0.0.0/0".parse().unwrap(),
+                ..Default::default()
+            },
+            Route {
+                dst: "192.168.7.0/24".parse().unwrap(),
+                gw: Some("10.50.0.254".parse().unwrap()),
+                mtu: Some(1300),
+                advmss: Some(1260),
+                priority: Some(50),
+                ..Default::default()
+            },
+            Route {
+                dst: "::/0".parse().unwrap(),
+                ..Default::default()
+            },
+        ],
+        dns: Default::default(),
+    };
+    let mut nl = ns.netlink().unwrap();
+    configure_interface(
+        &ns,
+        &mut nl,
+        "eth0",
+        &result,
+        InterfaceOptions { ipv6_dad: false },
+    )
+    .unwrap();
+
+    let addrs = sh(&["ip", "-n", "c1", "addr", "show", "eth0"]);
+    assert!(
+        addrs.contains("inet 10.50.0.5/24 brd 10.50.0.255"),
+        "{addrs}"
+    );
+    assert!(addrs.contains("inet6 fd00:50::5/64"), "{addrs}");
+    let routes = sh(&["ip", "-n", "c1", "route", "show"]);
+    assert!(
+        routes.contains("default via 10.50.0.1 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("192.168.7.0/24 via 10.50.0.254 dev eth0"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("metric 50")
+            && routes.contains("mtu 1300")
+            && routes.contains("advmss 1260"),
+        "{routes}"
+    );
+    let routes6 = sh(&["ip", "-n", "c1", "-6", "route", "show"]);
+    assert!(
+        routes6.contains("default via fd00:50::1 dev eth0"),
+        "{routes6}"
+    );
+    let dad = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "c1",
+        "cat",
+        "/proc/sys/net/ipv6/conf/eth0/accept_dad",
+    ]);
+    assert_eq!(dad.trim(), "0");
+    let arp = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "c1",
+        "cat",
+        "/proc/sys/net/ipv4/conf/eth0/arp_notify",
+    ]);
+    assert_eq!(arp.trim(), "1");
+    // The sysctl ran on a thread of its own: the test's thread is still in its netns.
+    assert_eq!(
+        sh(&["cat", "/proc/sys/net/ipv4/conf/lo/arp_notify"]).trim(),
+        "0"
+    );
+}
+
+#[test]
+fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
+    let Some(sb) = Sandbox::new("bridge_vlans") else {
+        return;
+    };
+    let _ = sb;
+    let mut nl = Netlink::open().unwrap();
+    nl.create_link(&NewLink::new(
+        "brv",
+        LinkKind::Bridge {
+            vlan_filtering: None,
+        },
+    ))
+    .unwrap();
+    let bridge = nl.require_link(&LinkId::Name("brv".into())).unwrap();
+    if let Err(e) = nl.set_vlan_filtering(bridge.index, true) {
+        testkit::kernel_feature_missing(
+            "bridge_vlans_where_the_kernel_has_vlan_filtering",
+            &format!("bridge VLAN filtering ({e})"),
+        );
+        return;
+    }
+    let filtering = ip_json(&["link", "show", "brv"]);
+    if filtering[0]["linkinfo"]["info_data"]["vlan_filtering"] != 1 {
+        // This kernel accepts the attribute but has no VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING=n).
+        testkit::kernel_feature_missing(
+            "bridge_vlans_where_the_kernel_has_vlan_filtering",
+            "bridge VLAN filtering",
+        );
+        return;
+    }
+    sh(&[
+        "ip", "link", "add", "pa", "type", "veth", "peer", "name", "pb",
+    ]);
+    let port = nl.require_link(&LinkId::Name("pa".into())).unwrap();
+    nl.set_controller(port.index, bridge.index).unwrap();
+    nl.bridge_vlan_add(
+        port.index,
+        BridgeVlanEntry {
+            vid: 1223,
+            pvid: true,
+            untagged: true,
+        },
+        false,
+    )
+    .unwrap();
+    nl.bridge_vlan_del(port.index, 1, false).unwrap();
+    let dump = nl.bridge_vlan_dump().unwrap();
+    let vlans = &dump.iter().find(|(i, _)| *i == port.index).unwrap().1;
+    assert_eq!(
+        vlans,
+        &vec![BridgeVlanEntry {
+            vid: 1223,
+            pvid: true,
+            untagged: true
+        }]
+    );
+}
+
+#[test]
+fn netns_run_never_moves_the_callers_thread() {
+    let Some(sb) = Sandbox::new("netns_thread") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let ns = NetNs::open(Path::new(&c1)).unwrap();
+    let inside = ns
+        .run(|| std::fs::read_link("/proc/thread-self/ns/net").unwrap())
+        .unwrap();
+    assert_ne!(inside, before);
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        before
+    );
+    // A socket made inside stays there: it sees c1's lo only.
+    let links = ns.netlink().unwrap().list_links().unwrap();
+    assert_eq!(
+        links.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(),
+        vec!["lo"]
+    );
+}
