@@ -57,6 +57,20 @@ impl<T> NetConf<T> {
         all
     }
 
+    /// `prevResult`, read in the request's version (as the Go `ParsePrevResult`).
+    pub fn parsed_prev_result(
+        &self,
+        version: crate::SpecVersion,
+    ) -> Result<Option<crate::CniResult>, CniError> {
+        match &self.prev_result {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) if value.as_object().is_some_and(|o| o.is_empty()) => Ok(None),
+            Some(value) => crate::CniResult::from_value(value, version)
+                .map(Some)
+                .map_err(|e| e.context("invalid prevResult")),
+        }
+    }
+
     /// The IPAM section when it names a plugin; `None` or `{}` means layer 2 only.
     pub fn delegated_ipam(&self) -> Option<&IpamConfig> {
         self.ipam
@@ -375,6 +389,24 @@ mod tests {
         assert_eq!(rc.other["CNIDeviceInfoFile"], "/var/run/x.json");
         assert_eq!(conf.args.as_ref().unwrap().cni.labels[0].value, "b");
         assert_eq!(conf.gc_valid_attachments().len(), 2);
+    }
+
+    #[test]
+    fn prev_result_is_read_in_the_request_version() {
+        let conf: NetConf = parse_netconf(
+            br#"{"name":"n","cniVersion":"0.2.0","prevResult":{"ip4":{"ip":"10.0.0.2/24"}}}"#,
+        )
+        .unwrap();
+        let prev = conf
+            .parsed_prev_result(SpecVersion::V0_2_0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(prev.ips[0].address.to_string(), "10.0.0.2/24");
+        let empty: NetConf = parse_netconf(br#"{"name":"n","prevResult":{}}"#).unwrap();
+        assert!(empty
+            .parsed_prev_result(SpecVersion::V1_0_0)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
