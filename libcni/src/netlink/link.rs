@@ -4,8 +4,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVlan, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage, MacVlanMode, VlanProtocol,
+    InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData, InfoVeth, InfoVlan,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, State, VlanProtocol,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -44,6 +44,12 @@ pub struct Link {
     pub vlan_id: Option<u16>,
     pub macvlan_mode: Option<MacVlanMode>,
     pub vlan_filtering: Option<bool>,
+    /// Operational state is up (carrier and admin up).
+    pub oper_up: bool,
+    pub promiscuous: bool,
+    /// Bridge port flags, when the link is a bridge port.
+    pub hairpin: Option<bool>,
+    pub isolated: Option<bool>,
     pub message: LinkMessage,
 }
 
@@ -52,6 +58,7 @@ impl Link {
         let mut link = Link {
             index: message.header.index,
             up: message.header.flags.contains(LinkFlags::Up),
+            promiscuous: message.header.flags.contains(LinkFlags::Promisc),
             ..Link::default()
         };
         for attribute in &message.attributes {
@@ -61,6 +68,7 @@ impl Link {
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
                 LinkAttribute::Link(p) => link.parent = Some(*p),
+                LinkAttribute::OperState(state) => link.oper_up = *state == State::Up,
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
@@ -76,6 +84,15 @@ impl Link {
                                 for d in data {
                                     if let InfoMacVlan::Mode(mode) = d {
                                         link.macvlan_mode = Some(*mode);
+                                    }
+                                }
+                            }
+                            LinkInfo::PortData(InfoPortData::BridgePort(data)) => {
+                                for d in data {
+                                    match d {
+                                        InfoBridgePort::HairpinMode(on) => link.hairpin = Some(*on),
+                                        InfoBridgePort::Isolated(on) => link.isolated = Some(*on),
+                                        _ => {}
                                     }
                                 }
                             }
@@ -330,6 +347,15 @@ impl<T: Transport> Netlink<T> {
         self.set_link(message, &|| {
             format!("set link #{index} {}", if up { "up" } else { "down" })
         })
+    }
+
+    pub fn set_promiscuous(&mut self, index: u32, on: bool) -> NlResult<()> {
+        let mut message = by_index(index);
+        if on {
+            message.header.flags |= LinkFlags::Promisc;
+        }
+        message.header.change_mask |= LinkFlags::Promisc;
+        self.set_link(message, &|| format!("set promiscuous mode {} on link #{index}", if on { "on" } else { "off" }))
     }
 
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {

@@ -1,0 +1,280 @@
+//! The bridge plugin's configuration: every key of the Go plugin, same names and
+//! meaning, validated with the Go plugin's messages.
+
+use std::collections::BTreeSet;
+
+use libcni::config::{parse_netconf, NetConf};
+use libcni::netlink::parse_mac;
+use libcni::{CniError, Request};
+use serde::Deserialize;
+
+pub const DEFAULT_BRIDGE: &str = "cni0";
+
+#[derive(Debug, Default, Deserialize)]
+pub struct BridgeKeys {
+    #[serde(rename = "bridge", default)]
+    pub bridge: Option<String>,
+    #[serde(rename = "isGateway", default)]
+    pub is_gateway: bool,
+    #[serde(rename = "isDefaultGateway", default)]
+    pub is_default_gateway: bool,
+    #[serde(rename = "forceAddress", default)]
+    pub force_address: bool,
+    #[serde(rename = "ipMasq", default)]
+    pub ip_masq: bool,
+    #[serde(rename = "ipMasqBackend", default)]
+    pub ip_masq_backend: Option<String>,
+    #[serde(default)]
+    pub mtu: u32,
+    #[serde(rename = "hairpinMode", default)]
+    pub hairpin_mode: bool,
+    #[serde(rename = "promiscMode", default)]
+    pub promisc_mode: bool,
+    #[serde(default)]
+    pub vlan: i64,
+    #[serde(rename = "vlanTrunk", default)]
+    pub vlan_trunk: Option<Vec<TrunkEntry>>,
+    #[serde(rename = "preserveDefaultVlan", default)]
+    pub preserve_default_vlan: Option<bool>,
+    #[serde(default)]
+    pub macspoofchk: bool,
+    #[serde(default)]
+    pub enabledad: bool,
+    #[serde(rename = "disableContainerInterface", default)]
+    pub disable_container_interface: bool,
+    #[serde(rename = "portIsolation", default)]
+    pub port_isolation: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct TrunkEntry {
+    #[serde(rename = "minID", default)]
+    pub min_id: Option<i64>,
+    #[serde(rename = "maxID", default)]
+    pub max_id: Option<i64>,
+    #[serde(default)]
+    pub id: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasqBackend {
+    Iptables,
+    Nftables,
+}
+
+/// The configuration of one request, validated.
+#[derive(Debug)]
+pub struct BridgeConfig {
+    pub conf: NetConf<BridgeKeys>,
+    pub bridge: String,
+    pub is_gateway: bool,
+    pub vlan: u16,
+    /// Sorted, without duplicates. `Some(empty)` still turns VLAN filtering on, as in Go.
+    pub trunk: Option<Vec<u16>>,
+    pub preserve_default_vlan: bool,
+    pub mac: Option<[u8; 6]>,
+    pub masq_backend: Option<MasqBackend>,
+}
+
+impl BridgeConfig {
+    pub fn keys(&self) -> &BridgeKeys {
+        &self.conf.plugin
+    }
+
+    pub fn is_layer3(&self) -> bool {
+        self.conf.delegated_ipam().is_some()
+    }
+
+    pub fn vlan_filtering(&self) -> bool {
+        self.vlan != 0 || self.trunk.is_some()
+    }
+
+    /// `<containerID>-<ifname>`: the key of this attachment's nftables objects.
+    pub fn reference(request: &Request) -> String {
+        format!("{}-{}", request.container_id, request.ifname)
+    }
+}
+
+/// Trunk VIDs, with the Go plugin's checks and messages.
+pub fn collect_trunk(entries: &[TrunkEntry]) -> Result<Vec<u16>, String> {
+    let valid = |v: i64| (1..=4094).contains(&v);
+    let mut vids = BTreeSet::new();
+    for entry in entries {
+        match (entry.min_id, entry.max_id) {
+            (Some(min), Some(max)) => {
+                if !valid(min) {
+                    return Err("incorrect trunk minID parameter".into());
+                }
+                if !valid(max) {
+                    return Err("incorrect trunk maxID parameter".into());
+                }
+                if max < min {
+                    return Err("minID is greater than maxID in trunk parameter".into());
+                }
+                vids.extend((min..=max).map(|v| v as u16));
+            }
+            (None, Some(_)) => {
+                return Err("minID and maxID should be configured simultaneously, minID is missing".into())
+            }
+            (Some(_), None) => {
+                return Err("minID and maxID should be configured simultaneously, maxID is missing".into())
+            }
+            (None, None) => {}
+        }
+        if let Some(id) = entry.id {
+            if !valid(id) {
+                return Err("incorrect trunk id parameter".into());
+            }
+            vids.insert(id as u16);
+        }
+    }
+    Ok(vids.into_iter().collect())
+}
+
+/// Whether this binary runs as `cnv-bridge`: then `preserveDefaultVlan` defaults to
+/// true, as the OpenShift Virtualization build does.
+pub fn invoked_as_cnv_bridge() -> bool {
+    std::env::args()
+        .next()
+        .map(|arg0| std::path::Path::new(&arg0).file_name().is_some_and(|n| n == "cnv-bridge"))
+        .unwrap_or(false)
+}
+
+pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniError> {
+    let conf: NetConf<BridgeKeys> = parse_netconf(&request.stdin)?;
+    let keys = &conf.plugin;
+    if !(0..=4094).contains(&keys.vlan) {
+        return Err(CniError::invalid_config(format!(
+            "invalid VLAN ID {} (must be between 0 and 4094)",
+            keys.vlan
+        )));
+    }
+    let trunk = keys.vlan_trunk.as_ref().map(|t| collect_trunk(t)).transpose().map_err(CniError::invalid_config)?;
+    if conf.delegated_ipam().is_some() && keys.disable_container_interface {
+        return Err(CniError::invalid_config("cannot use IPAM when DisableContainerInterface flag is set"));
+    }
+    if keys.hairpin_mode && keys.promisc_mode {
+        return Err(CniError::invalid_config("cannot set hairpin mode and promiscuous mode at the same time"));
+    }
+    let masq_backend = match keys.ip_masq_backend.as_deref() {
+        None => None,
+        Some("iptables") => Some(MasqBackend::Iptables),
+        Some("nftables") => Some(MasqBackend::Nftables),
+        Some(other) => return Err(CniError::invalid_config(format!("unknown ipmasq backend {other:?}"))),
+    };
+    // MAC precedence: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
+    let mac_text = [
+        conf.runtime_config.mac.clone(),
+        conf.args.as_ref().and_then(|a| a.cni.mac.clone()),
+        request.args.value("MAC").map(str::to_owned),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|m| !m.is_empty());
+    let mac = match mac_text {
+        None => None,
+        Some(text) => Some(parse_mac(&text).ok_or_else(|| {
+            CniError::invalid_config(format!("invalid MAC address {text:?}"))
+        })?),
+    };
+    if let Some(mac) = mac {
+        if mac[0] & 1 == 1 {
+            return Err(CniError::invalid_config(format!(
+                "invalid MAC address {}: it is a multicast address",
+                libcni::netlink::format_mac(&mac)
+            )));
+        }
+    }
+    let bridge = keys.bridge.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
+    libcni::names::check_interface_name(&bridge)
+        .map_err(|e| CniError::invalid_config(format!("invalid bridge name: {e}")))?;
+    Ok(BridgeConfig {
+        bridge,
+        is_gateway: keys.is_gateway || keys.is_default_gateway,
+        vlan: keys.vlan as u16,
+        trunk,
+        preserve_default_vlan: keys.preserve_default_vlan.unwrap_or(cnv_bridge),
+        mac,
+        masq_backend,
+        conf,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libcni::args::CniArgs;
+    use libcni::skel::Command;
+    use serde_json::json;
+
+    fn request(stdin: serde_json::Value, cni_args: &str) -> Request {
+        Request {
+            command: Command::Add,
+            container_id: "c".into(),
+            netns: None,
+            ifname: "eth0".into(),
+            args: CniArgs::parse(cni_args).unwrap(),
+            path: vec![],
+            version: libcni::SpecVersion::V0_3_1,
+            stdin: stdin.to_string().into_bytes(),
+            network_name: "n".into(),
+        }
+    }
+
+    fn trunk(v: serde_json::Value) -> Result<Vec<u16>, String> {
+        let entries: Vec<TrunkEntry> = serde_json::from_value(v).unwrap();
+        collect_trunk(&entries)
+    }
+
+    #[test]
+    fn the_seed_network_attachment_parses() {
+        let conf = json!({"cniVersion":"0.3.1","name":"vlan-net-1223","type":"cnv-bridge","bridge":"br1","macspoofchk":true,"vlan":1223});
+        let c = load(&request(conf.clone(), ""), true).unwrap();
+        assert_eq!((c.bridge.as_str(), c.vlan, c.keys().macspoofchk, c.is_layer3()), ("br1", 1223, true, false));
+        assert!(c.preserve_default_vlan, "cnv-bridge keeps VLAN 1 unless told otherwise");
+        assert!(!load(&request(conf, ""), false).unwrap().preserve_default_vlan, "bridge drops it");
+    }
+
+    #[test]
+    fn trunk_rules_and_messages() {
+        assert_eq!(trunk(json!([{"id": 5}, {"minID": 3, "maxID": 6}, {"id": 4}])).unwrap(), vec![3, 4, 5, 6]);
+        assert_eq!(trunk(json!([{"id": 0}])).unwrap_err(), "incorrect trunk id parameter");
+        assert_eq!(trunk(json!([{"minID": 0, "maxID": 3}])).unwrap_err(), "incorrect trunk minID parameter");
+        assert_eq!(trunk(json!([{"minID": 2, "maxID": 4095}])).unwrap_err(), "incorrect trunk maxID parameter");
+        assert_eq!(trunk(json!([{"minID": 5, "maxID": 3}])).unwrap_err(), "minID is greater than maxID in trunk parameter");
+        assert_eq!(trunk(json!([{"maxID": 3}])).unwrap_err(), "minID and maxID should be configured simultaneously, minID is missing");
+        assert_eq!(trunk(json!([{"minID": 3}])).unwrap_err(), "minID and maxID should be configured simultaneously, maxID is missing");
+    }
+
+    #[test]
+    fn validation_messages() {
+        let e = load(&request(json!({"name":"n","vlan":4095}), ""), false).unwrap_err();
+        assert_eq!(e.msg, "invalid VLAN ID 4095 (must be between 0 and 4094)");
+        let e = load(&request(json!({"name":"n","hairpinMode":true,"promiscMode":true}), ""), false).unwrap_err();
+        assert_eq!(e.msg, "cannot set hairpin mode and promiscuous mode at the same time");
+        let e = load(&request(json!({"name":"n","disableContainerInterface":true,"ipam":{"type":"host-local"}}), ""), false).unwrap_err();
+        assert_eq!(e.msg, "cannot use IPAM when DisableContainerInterface flag is set");
+        let e = load(&request(json!({"name":"n","ipMasqBackend":"pf"}), ""), false).unwrap_err();
+        assert_eq!(e.msg, "unknown ipmasq backend \"pf\"");
+    }
+
+    #[test]
+    fn mac_precedence_is_cni_args_then_args_then_runtime_config() {
+        let base = json!({"name":"n"});
+        let c = load(&request(base.clone(), "MAC=02:00:00:00:00:01"), false).unwrap();
+        assert_eq!(c.mac, Some([2, 0, 0, 0, 0, 1]));
+        let mut with_args = base.clone();
+        with_args["args"] = json!({"cni": {"mac": "02:00:00:00:00:02"}});
+        assert_eq!(load(&request(with_args.clone(), "MAC=02:00:00:00:00:01"), false).unwrap().mac, Some([2, 0, 0, 0, 0, 2]));
+        with_args["runtimeConfig"] = json!({"mac": "02:00:00:00:00:03"});
+        assert_eq!(load(&request(with_args, "MAC=02:00:00:00:00:01"), false).unwrap().mac, Some([2, 0, 0, 0, 0, 3]));
+        assert!(load(&request(json!({"name":"n","runtimeConfig":{"mac":"03:00:00:00:00:01"}}), ""), false).is_err());
+    }
+
+    #[test]
+    fn empty_trunk_still_filters() {
+        let c = load(&request(json!({"name":"n","vlanTrunk":[]}), ""), false).unwrap();
+        assert!(c.vlan_filtering());
+        assert!(!load(&request(json!({"name":"n"}), ""), false).unwrap().vlan_filtering());
+    }
+}
