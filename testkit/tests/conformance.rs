@@ -10,10 +10,12 @@ const VERSIONS: [&str; 7] = [
     "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
 ];
 
-/// A plugin under test and a config with which its ADD succeeds without root.
+/// A plugin under test and a config with which its ADD succeeds.
 struct Subject {
     name: &'static str,
     config: fn(version: &str, data_dir: &Path) -> Value,
+    /// Its ADD makes interfaces: it runs in a sandbox with a real netns (root).
+    needs_netns: bool,
 }
 
 fn subjects() -> Vec<Subject> {
@@ -25,6 +27,7 @@ fn subjects() -> Vec<Subject> {
                        "ipam": {"type": "static", "addresses": [{"address": "10.9.0.5/24", "gateway": "10.9.0.1"}],
                                 "routes": [{"dst": "0.0.0.0/0"}]}})
             },
+            needs_netns: false,
         },
         Subject {
             name: "host-local",
@@ -33,8 +36,37 @@ fn subjects() -> Vec<Subject> {
                        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]],
                                 "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}})
             },
+            needs_netns: false,
+        },
+        Subject {
+            name: "bridge",
+            config: |version, data_dir| {
+                json!({"cniVersion": version, "name": "conf-net", "type": "bridge", "bridge": "confbr0",
+                       "isGateway": true, "macspoofchk": true,
+                       "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]],
+                                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}})
+            },
+            needs_netns: true,
         },
     ]
+}
+
+/// Where a check runs: the plugin, a scratch dir, and the netns its ADD targets.
+struct Ctx {
+    bin: PathBuf,
+    dir: PathBuf,
+    netns: String,
+    sandbox: Option<std::rc::Rc<testkit::Sandbox>>,
+}
+
+impl Ctx {
+    fn add(&self, cid: &str) -> Call {
+        Call::attach("ADD", cid, &self.netns, "eth0")
+    }
+
+    fn del(&self, cid: &str) -> Call {
+        Call::attach("DEL", cid, &self.netns, "eth0")
+    }
 }
 
 /// The files named by an address: what an IPAM allocation leaves.
@@ -49,22 +81,42 @@ fn address_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn add(cid: &str) -> Call {
-    Call::attach("ADD", cid, "/run/netns/conformance-none", "eth0")
-}
-
-fn each(test: &str, mut check: impl FnMut(&Subject, PathBuf, PathBuf)) {
+/// Runs `check` against every subject; one sandbox (created when the first subject
+/// needs a netns) serves the whole test. Without root those subjects are skipped.
+fn each(test: &str, mut check: impl FnMut(&Subject, &Ctx)) {
+    let mut sandbox: Option<std::rc::Rc<testkit::Sandbox>> = None;
     for subject in subjects() {
+        let (netns, sb) = if subject.needs_netns {
+            if sandbox.is_none() {
+                match testkit::Sandbox::new(&format!("{test}_{}", subject.name)) {
+                    Some(sb) => sandbox = Some(std::rc::Rc::new(sb)),
+                    None => continue,
+                }
+            }
+            let sb = sandbox.clone().unwrap();
+            (sb.netns(&format!("conf-{}", subject.name)), Some(sb))
+        } else {
+            ("/run/netns/conformance-none".to_string(), None)
+        };
         let dir = tempdir(&format!("{test}-{}", subject.name));
-        check(&subject, plugin(subject.name), dir.clone());
+        check(
+            &subject,
+            &Ctx {
+                bin: plugin(subject.name),
+                dir: dir.clone(),
+                netns,
+                sandbox: sb,
+            },
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
 
 #[test]
 fn without_cni_command_prints_an_about_line_and_exits_zero() {
-    each("about", |s, bin, _| {
-        let out = Call::default().run(&bin);
+    each("about", |s, ctx| {
+        let bin = &ctx.bin;
+        let out = Call::default().run(bin);
         assert_eq!(out.code, 0, "{}", s.name);
         assert!(out.stdout.is_empty(), "{}: stdout must stay empty", s.name);
         assert!(
@@ -83,12 +135,13 @@ fn without_cni_command_prints_an_about_line_and_exits_zero() {
 
 #[test]
 fn version_answers_with_empty_stdin_and_lists_every_version() {
-    each("version", |s, bin, _| {
-        let reply = Call::new("VERSION").run(&bin).ok();
+    each("version", |s, ctx| {
+        let bin = &ctx.bin;
+        let reply = Call::new("VERSION").run(bin).ok();
         assert_eq!(reply["supportedVersions"], json!(VERSIONS), "{}", s.name);
         let reply = Call::new("VERSION")
             .stdin(r#"{"cniVersion":"0.4.0"}"#)
-            .run(&bin)
+            .run(bin)
             .ok();
         assert_eq!(reply["cniVersion"], "0.4.0", "{}", s.name);
     });
@@ -96,13 +149,14 @@ fn version_answers_with_empty_stdin_and_lists_every_version() {
 
 #[test]
 fn missing_environment_is_one_code_4_error_naming_every_variable() {
-    each("env", |s, bin, dir| {
-        let conf = (s.config)("1.0.0", &dir);
-        let msg = Call::new("ADD").config(&conf).run(&bin).error(4);
+    each("env", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
+        let conf = (s.config)("1.0.0", dir);
+        let msg = Call::new("ADD").config(&conf).run(bin).error(4);
         for var in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
             assert!(msg.contains(var), "{}: {msg}", s.name);
         }
-        let msg = Call::new("DEL").config(&conf).run(&bin).error(4);
+        let msg = Call::new("DEL").config(&conf).run(bin).error(4);
         assert!(
             msg.contains("CNI_CONTAINERID")
                 && msg.contains("CNI_IFNAME")
@@ -110,50 +164,52 @@ fn missing_environment_is_one_code_4_error_naming_every_variable() {
             "{}: {msg}",
             s.name
         );
-        Call::new("FROB").config(&conf).run(&bin).error(4);
+        Call::new("FROB").config(&conf).run(bin).error(4);
     });
 }
 
 #[test]
 fn container_ids_and_interface_names_are_validated() {
-    each("ids", |s, bin, dir| {
-        let conf = (s.config)("1.0.0", &dir);
-        add("").config(&conf).run(&bin).error(3);
+    each("ids", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
+        let conf = (s.config)("1.0.0", dir);
+        ctx.add("").config(&conf).run(bin).error(3);
         for bad in ["../../etc", "-x", "a/b", "a b"] {
-            add(bad).config(&conf).run(&bin).error(4);
+            ctx.add(bad).config(&conf).run(bin).error(4);
         }
         for bad in ["1234567890123456", "a/b", ".", "..", "a:b", "a b"] {
-            add("c1")
+            ctx.add("c1")
                 .env("CNI_IFNAME", bad)
                 .config(&conf)
-                .run(&bin)
+                .run(bin)
                 .error(4);
         }
         assert!(
-            address_files(&dir).is_empty(),
+            address_files(dir).is_empty(),
             "{}: a refused ADD allocated {:?}",
             s.name,
-            address_files(&dir)
+            address_files(dir)
         );
     });
 }
 
 #[test]
 fn stdin_errors_have_the_spec_codes() {
-    each("stdin", |s, bin, dir| {
-        add("c1").stdin("{not json").run(&bin).error(6);
-        add("c1").stdin("").run(&bin).error(6);
-        add("c1")
+    each("stdin", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
+        ctx.add("c1").stdin("{not json").run(bin).error(6);
+        ctx.add("c1").stdin("").run(bin).error(6);
+        ctx.add("c1")
             .config(&json!({"cniVersion": "1.0.0"}))
-            .run(&bin)
+            .run(bin)
             .error(7);
-        add("c1")
+        ctx.add("c1")
             .config(&json!({"cniVersion": "1.0.0", "name": "../x"}))
-            .run(&bin)
+            .run(bin)
             .error(7);
-        let mut conf = (s.config)("1.0.0", &dir);
+        let mut conf = (s.config)("1.0.0", dir);
         conf["cniVersion"] = json!("0.9.9");
-        let out = add("c1").config(&conf).run(&bin);
+        let out = ctx.add("c1").config(&conf).run(bin);
         out.error(1);
         assert!(
             out.json()["details"].as_str().unwrap().contains("1.1.0"),
@@ -161,63 +217,68 @@ fn stdin_errors_have_the_spec_codes() {
             s.name,
             out.stdout
         );
-        let mut huge = (s.config)("1.0.0", &dir);
+        let mut huge = (s.config)("1.0.0", dir);
         huge["padding"] = json!("x".repeat(4 * 1024 * 1024));
-        add("c1").config(&huge).run(&bin).error(7);
+        ctx.add("c1").config(&huge).run(bin).error(7);
     });
 }
 
 #[test]
 fn verbs_below_their_spec_version_are_code_1() {
-    each("gates", |s, bin, dir| {
+    each("gates", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
         let check = Call::attach("CHECK", "c1", "/run/netns/none", "eth0");
-        check.config(&(s.config)("0.3.1", &dir)).run(&bin).error(1);
-        let gc = Call::new("GC").env("CNI_PATH", "/nonexistent");
+        check.config(&(s.config)("0.3.1", dir)).run(bin).error(1);
+        let gc = Call::new("GC").env("CNI_PATH", &testkit::bin_dir().display().to_string());
         gc.clone()
-            .config(&(s.config)("1.0.0", &dir))
-            .run(&bin)
+            .config(&(s.config)("1.0.0", dir))
+            .run(bin)
             .error(1);
         Call::new("STATUS")
-            .config(&(s.config)("1.0.0", &dir))
-            .run(&bin)
+            .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+            .config(&(s.config)("1.0.0", dir))
+            .run(bin)
             .error(1);
-        gc.config(&(s.config)("1.1.0", &dir)).run(&bin).ok();
+        gc.config(&(s.config)("1.1.0", dir)).run(bin).ok();
         Call::new("STATUS")
-            .config(&(s.config)("1.1.0", &dir))
-            .run(&bin)
+            .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+            .config(&(s.config)("1.1.0", dir))
+            .run(bin)
             .ok();
     });
 }
 
 #[test]
 fn unknown_cni_args_need_ignore_unknown() {
-    each("args", |s, bin, dir| {
-        let conf = (s.config)("1.0.0", &dir);
-        add("c1")
+    each("args", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
+        let conf = (s.config)("1.0.0", dir);
+        ctx.add("c1")
             .env("CNI_ARGS", "NOSUCHKEY=1")
             .config(&conf)
-            .run(&bin)
+            .run(bin)
             .error(4);
-        add("c1")
+        ctx.add("c1")
             .env("CNI_ARGS", "bad")
             .config(&conf)
-            .run(&bin)
+            .run(bin)
             .error(4);
-        add("c2")
+        ctx.add("c2")
             .env("CNI_ARGS", "IgnoreUnknown=1;NOSUCHKEY=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c2")
             .config(&conf)
-            .run(&bin)
+            .run(bin)
             .ok();
     });
 }
 
 #[test]
 fn the_result_is_in_the_request_version_with_that_version_schema() {
-    each("schema", |s, bin, dir| {
+    each("schema", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
         for (n, version) in VERSIONS.iter().enumerate() {
             let cid = format!("schema{n}");
-            let conf = (s.config)(version, &dir);
-            let result = add(&cid).config(&conf).run(&bin).ok();
+            let conf = (s.config)(version, dir);
+            let result = ctx.add(&cid).config(&conf).run(bin).ok();
             assert_eq!(result["cniVersion"], *version, "{}", s.name);
             match *version {
                 "0.1.0" | "0.2.0" => {
@@ -252,56 +313,62 @@ fn the_result_is_in_the_request_version_with_that_version_schema() {
                     );
                 }
             }
-            Call::attach("DEL", &cid, "", "eth0")
-                .config(&conf)
-                .run(&bin)
-                .ok();
+            ctx.del(&cid).config(&conf).run(bin).ok();
         }
     });
 }
 
 #[test]
 fn del_succeeds_twice_and_without_a_netns() {
-    each("del", |s, bin, dir| {
-        let conf = (s.config)("1.0.0", &dir);
-        add("d1").config(&conf).run(&bin).ok();
+    each("del", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
+        let conf = (s.config)("1.0.0", dir);
+        ctx.add("d1").config(&conf).run(bin).ok();
         for _ in 0..2 {
             Call::attach("DEL", "d1", "", "eth0")
                 .unset("CNI_NETNS")
                 .config(&conf)
-                .run(&bin)
+                .run(bin)
                 .ok();
         }
         Call::attach("DEL", "never-added", "/run/netns/gone", "eth0")
             .config(&conf)
-            .run(&bin)
+            .run(bin)
             .ok();
+        ctx.del("d1").config(&conf).run(bin).ok();
     });
 }
 
 #[test]
 fn a_failed_add_leaves_no_file_behind() {
-    each("rollback", |s, bin, dir| {
-        let conf = (s.config)("1.0.0", &dir);
+    each("rollback", |s, ctx| {
+        let (bin, dir) = (&ctx.bin, &ctx.dir);
+        let conf = (s.config)("1.0.0", dir);
         // Warm the store up so that only what the failing ADD does is compared.
-        add("w1").config(&conf).run(&bin).ok();
-        Call::attach("DEL", "w1", "", "eth0")
-            .config(&conf)
-            .run(&bin)
-            .ok();
-        let before = testkit::Sandbox::files(&dir);
+        ctx.add("w1").config(&conf).run(bin).ok();
+        ctx.del("w1").config(&conf).run(bin).ok();
+        let before = testkit::Sandbox::files(dir);
+        let kernel_before = ctx.sandbox.as_ref().map(|sb| sb.snapshot());
         let mut bad = conf.clone();
         bad["ipam"]["addresses"] = json!([{"address": "not-an-address"}]);
         bad["ipam"]["ranges"] = json!([[{"subnet": "10.9.0.0/24"}], [{"subnet": "10.10.0.0/24"}]]);
         bad["runtimeConfig"] = json!({"ips": ["10.99.0.1/24"]}); // in no range: host-local fails after allocating
-        let out = add("f1").config(&bad).run(&bin);
+        let out = ctx.add("f1").config(&bad).run(bin);
         assert_eq!(out.code, 1, "{}: {}", s.name, out.stdout);
         out.json();
         assert_eq!(
-            testkit::Sandbox::files(&dir),
+            testkit::Sandbox::files(dir),
             before,
             "{}: a failed ADD changed the files",
             s.name
         );
+        if let Some(sb) = &ctx.sandbox {
+            assert_eq!(
+                Some(sb.snapshot()),
+                kernel_before,
+                "{}: a failed ADD changed links or rules",
+                s.name
+            );
+        }
     });
 }

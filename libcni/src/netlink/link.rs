@@ -355,7 +355,12 @@ impl<T: Transport> Netlink<T> {
             message.header.flags |= LinkFlags::Promisc;
         }
         message.header.change_mask |= LinkFlags::Promisc;
-        self.set_link(message, &|| format!("set promiscuous mode {} on link #{index}", if on { "on" } else { "off" }))
+        self.set_link(message, &|| {
+            format!(
+                "set promiscuous mode {} on link #{index}",
+                if on { "on" } else { "off" }
+            )
+        })
     }
 
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {

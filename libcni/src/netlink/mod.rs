@@ -273,6 +273,26 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
+/// A name made of `prefix` and `hex_digits` random hex digits, for interfaces that
+/// need a unique temporary or host-side name (`veth1a2b3c4d`).
+pub fn random_name(prefix: &str, hex_digits: usize) -> String {
+    let mut bytes = vec![0u8; hex_digits.div_ceil(2)];
+    // getrandom(2) does not fail for requests this small once the pool is ready.
+    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if filled != bytes.len() as isize {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (nanos >> (i % 4 * 8)) as u8 ^ std::process::id() as u8);
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{}", &hex[..hex_digits])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,21 +325,4 @@ mod tests {
         );
         assert!(e.is_exists());
     }
-}
-
-/// A name made of `prefix` and `hex_digits` random hex digits, for interfaces that
-/// need a unique temporary or host-side name (`veth1a2b3c4d`).
-pub fn random_name(prefix: &str, hex_digits: usize) -> String {
-    let mut bytes = vec![0u8; hex_digits.div_ceil(2)];
-    // getrandom(2) does not fail for requests this small once the pool is ready.
-    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if filled != bytes.len() as isize {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        bytes.iter_mut().enumerate().for_each(|(i, b)| *b = (nanos >> (i % 4 * 8)) as u8 ^ std::process::id() as u8);
-    }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{}", &hex[..hex_digits])
 }

@@ -24,24 +24,45 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         return Err(failed(format!("{:?} is not a bridge", cfg.bridge)));
     }
     if cfg.keys().promisc_mode != bridge.promiscuous {
-        return Err(failed(format!("bridge {:?} promiscuous mode is {}, the config says {}", cfg.bridge, bridge.promiscuous, cfg.keys().promisc_mode)));
+        return Err(failed(format!(
+            "bridge {:?} promiscuous mode is {}, the config says {}",
+            cfg.bridge,
+            bridge.promiscuous,
+            cfg.keys().promisc_mode
+        )));
     }
 
-    let netns_path = request.netns.as_ref().ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
+    let netns_path = request
+        .netns
+        .as_ref()
+        .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
     let netns = NetNs::open(netns_path)?;
     let sandbox = netns_path.display().to_string();
     let container_index = prev
         .interfaces
         .iter()
         .position(|i| i.name == request.ifname && i.sandbox.as_deref() == Some(sandbox.as_str()))
-        .ok_or_else(|| failed(format!("prevResult has no interface {:?} in {sandbox}", request.ifname)))?;
+        .ok_or_else(|| {
+            failed(format!(
+                "prevResult has no interface {:?} in {sandbox}",
+                request.ifname
+            ))
+        })?;
     let expected = &prev.interfaces[container_index];
     let mut inside = netns.netlink()?;
     let container = inside
         .get_link(&LinkId::Name(request.ifname.clone()))?
-        .ok_or_else(|| failed(format!("interface {:?} is missing from {sandbox}", request.ifname)))?;
+        .ok_or_else(|| {
+            failed(format!(
+                "interface {:?} is missing from {sandbox}",
+                request.ifname
+            ))
+        })?;
     if container.kind.as_deref() != Some("veth") {
-        return Err(failed(format!("interface {:?} in {sandbox} is not a veth", request.ifname)));
+        return Err(failed(format!(
+            "interface {:?} in {sandbox} is not a veth",
+            request.ifname
+        )));
     }
     if let Some(mac) = &expected.mac {
         if container.mac.as_deref() != Some(mac.to_lowercase().as_str()) {
@@ -58,36 +79,65 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         .interfaces
         .iter()
         .filter(|i| i.sandbox.is_none() && i.name != cfg.bridge)
-        .find_map(|i| nl.get_link(&LinkId::Name(i.name.clone())).ok().flatten().filter(|l| l.kind.as_deref() == Some("veth")))
+        .find_map(|i| {
+            nl.get_link(&LinkId::Name(i.name.clone()))
+                .ok()
+                .flatten()
+                .filter(|l| l.kind.as_deref() == Some("veth"))
+        })
         .ok_or_else(|| failed(format!("the host veth of {:?} is missing", request.ifname)))?;
     if host.controller != Some(bridge.index) {
-        return Err(failed(format!("host veth {:?} is not a port of bridge {:?}", host.name, cfg.bridge)));
+        return Err(failed(format!(
+            "host veth {:?} is not a port of bridge {:?}",
+            host.name, cfg.bridge
+        )));
     }
     if host.hairpin.unwrap_or(false) != cfg.keys().hairpin_mode {
-        return Err(failed(format!("host veth {:?} hairpin mode differs from the config", host.name)));
+        return Err(failed(format!(
+            "host veth {:?} hairpin mode differs from the config",
+            host.name
+        )));
     }
     if host.isolated.unwrap_or(false) != cfg.keys().port_isolation {
-        return Err(failed(format!("host veth {:?} isolation differs from the config", host.name)));
+        return Err(failed(format!(
+            "host veth {:?} isolation differs from the config",
+            host.name
+        )));
     }
 
     if cfg.vlan_filtering() {
-        let mut expected_vids: BTreeSet<u16> = cfg.trunk.clone().unwrap_or_default().into_iter().collect();
+        let mut expected_vids: BTreeSet<u16> =
+            cfg.trunk.clone().unwrap_or_default().into_iter().collect();
         if cfg.vlan != 0 {
             expected_vids.insert(cfg.vlan);
         } else if !expected_vids.is_empty() {
             expected_vids.insert(1);
         }
         let dump = nl.bridge_vlan_dump()?;
-        let actual: BTreeSet<u16> =
-            dump.iter().filter(|(i, _)| *i == host.index).flat_map(|(_, v)| v.iter().map(|e| e.vid)).collect();
+        let actual: BTreeSet<u16> = dump
+            .iter()
+            .filter(|(i, _)| *i == host.index)
+            .flat_map(|(_, v)| v.iter().map(|e| e.vid))
+            .collect();
         let missing: Vec<&u16> = expected_vids.difference(&actual).collect();
         if !missing.is_empty() {
-            return Err(failed(format!("host veth {:?} is missing VLANs {missing:?}", host.name)));
+            return Err(failed(format!(
+                "host veth {:?} is missing VLANs {missing:?}",
+                host.name
+            )));
         }
         if cfg.vlan != 0 {
-            let pvid = dump.iter().filter(|(i, _)| *i == host.index).flat_map(|(_, v)| v.iter()).find(|e| e.pvid).map(|e| e.vid);
+            let pvid = dump
+                .iter()
+                .filter(|(i, _)| *i == host.index)
+                .flat_map(|(_, v)| v.iter())
+                .find(|e| e.pvid)
+                .map(|e| e.vid);
             if pvid != Some(cfg.vlan) {
-                return Err(failed(format!("host veth {:?} has PVID {pvid:?}, the config says {}", host.name, cfg.vlan)));
+                return Err(failed(format!(
+                    "host veth {:?} has PVID {pvid:?}, the config says {}",
+                    host.name, cfg.vlan
+                )));
             }
         }
     }
@@ -95,30 +145,53 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
     if cfg.keys().macspoofchk {
         let reference = BridgeConfig::reference(request);
         match spoofcheck::allowed_mac(&reference)? {
-            None => return Err(failed(format!("macspoofchk rules of {reference} are missing"))),
+            None => {
+                return Err(failed(format!(
+                    "macspoofchk rules of {reference} are missing"
+                )))
+            }
             Some(mac) if Some(mac.as_str()) != container.mac.as_deref() => {
-                return Err(failed(format!("macspoofchk of {reference} allows {mac}, the interface has {:?}", container.mac)))
+                return Err(failed(format!(
+                    "macspoofchk of {reference} allows {mac}, the interface has {:?}",
+                    container.mac
+                )))
             }
             Some(_) => {}
         }
     }
 
     let addresses = inside.list_addresses(Some(container.index))?;
-    for ip in prev.ips.iter().filter(|ip| ip.interface == Some(container_index)) {
+    for ip in prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface == Some(container_index))
+    {
         if !addresses.iter().any(|a| a.address == ip.address) {
-            return Err(failed(format!("address {} is missing from {:?}", ip.address, request.ifname)));
+            return Err(failed(format!(
+                "address {} is missing from {:?}",
+                ip.address, request.ifname
+            )));
         }
     }
     for v4 in [true, false] {
-        let wanted: Vec<_> = prev.routes.iter().filter(|r| r.dst.addr().is_ipv4() == v4).collect();
+        let wanted: Vec<_> = prev
+            .routes
+            .iter()
+            .filter(|r| r.dst.addr().is_ipv4() == v4)
+            .collect();
         if wanted.is_empty() {
             continue;
         }
         let routes = inside.list_routes(v4)?;
         for route in wanted {
-            let found = routes.iter().any(|r| r.dst == route.dst.trunc() && (route.gw.is_none() || r.gateway == route.gw));
+            let found = routes.iter().any(|r| {
+                r.dst == route.dst.trunc() && (route.gw.is_none() || r.gateway == route.gw)
+            });
             if !found {
-                return Err(failed(format!("route to {} is missing in {sandbox}", route.dst)));
+                return Err(failed(format!(
+                    "route to {} is missing in {sandbox}",
+                    route.dst
+                )));
             }
         }
     }
@@ -132,7 +205,10 @@ pub fn gc_spoofcheck(cfg: &BridgeConfig, valid: &[(String, String)]) -> Result<(
     if !nft::available() {
         return Ok(());
     }
-    let valid_refs: BTreeSet<String> = valid.iter().map(|(cid, ifname)| format!("{cid}-{ifname}")).collect();
+    let valid_refs: BTreeSet<String> = valid
+        .iter()
+        .map(|(cid, ifname)| format!("{cid}-{ifname}"))
+        .collect();
     let prerouting = match nft::list(&["chain", "bridge", "nat", "PREROUTING"]) {
         Ok(items) => items,
         Err(e) if e.is_not_found() => Vec::new(),
@@ -146,14 +222,21 @@ pub fn gc_spoofcheck(cfg: &BridgeConfig, valid: &[(String, String)]) -> Result<(
             continue;
         }
         let comment = spoofcheck::comment(&reference);
-        let host_veth = nft::rules(&prerouting).filter(|r| r["comment"] == comment.as_str()).find_map(|r| {
-            r["expr"].as_array()?.iter().find_map(|e| e["match"]["right"].as_str().map(str::to_owned))
-        });
+        let host_veth = nft::rules(&prerouting)
+            .filter(|r| r["comment"] == comment.as_str())
+            .find_map(|r| {
+                r["expr"]
+                    .as_array()?
+                    .iter()
+                    .find_map(|e| e["match"]["right"].as_str().map(str::to_owned))
+            });
         let ours = match host_veth {
             None => true, // no jump into it: it filters nothing
             Some(name) => match nl.get_link(&LinkId::Name(name))? {
                 None => true,
-                Some(link) => bridge.as_ref().is_some_and(|b| link.controller == Some(b.index)),
+                Some(link) => bridge
+                    .as_ref()
+                    .is_some_and(|b| link.controller == Some(b.index)),
             },
         };
         if ours {

@@ -114,10 +114,14 @@ pub fn collect_trunk(entries: &[TrunkEntry]) -> Result<Vec<u16>, String> {
                 vids.extend((min..=max).map(|v| v as u16));
             }
             (None, Some(_)) => {
-                return Err("minID and maxID should be configured simultaneously, minID is missing".into())
+                return Err(
+                    "minID and maxID should be configured simultaneously, minID is missing".into(),
+                )
             }
             (Some(_), None) => {
-                return Err("minID and maxID should be configured simultaneously, maxID is missing".into())
+                return Err(
+                    "minID and maxID should be configured simultaneously, maxID is missing".into(),
+                )
             }
             (None, None) => {}
         }
@@ -136,7 +140,11 @@ pub fn collect_trunk(entries: &[TrunkEntry]) -> Result<Vec<u16>, String> {
 pub fn invoked_as_cnv_bridge() -> bool {
     std::env::args()
         .next()
-        .map(|arg0| std::path::Path::new(&arg0).file_name().is_some_and(|n| n == "cnv-bridge"))
+        .map(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_name()
+                .is_some_and(|n| n == "cnv-bridge")
+        })
         .unwrap_or(false)
 }
 
@@ -149,18 +157,31 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
             keys.vlan
         )));
     }
-    let trunk = keys.vlan_trunk.as_ref().map(|t| collect_trunk(t)).transpose().map_err(CniError::invalid_config)?;
+    let trunk = keys
+        .vlan_trunk
+        .as_ref()
+        .map(|t| collect_trunk(t))
+        .transpose()
+        .map_err(CniError::invalid_config)?;
     if conf.delegated_ipam().is_some() && keys.disable_container_interface {
-        return Err(CniError::invalid_config("cannot use IPAM when DisableContainerInterface flag is set"));
+        return Err(CniError::invalid_config(
+            "cannot use IPAM when DisableContainerInterface flag is set",
+        ));
     }
     if keys.hairpin_mode && keys.promisc_mode {
-        return Err(CniError::invalid_config("cannot set hairpin mode and promiscuous mode at the same time"));
+        return Err(CniError::invalid_config(
+            "cannot set hairpin mode and promiscuous mode at the same time",
+        ));
     }
     let masq_backend = match keys.ip_masq_backend.as_deref() {
         None => None,
         Some("iptables") => Some(MasqBackend::Iptables),
         Some("nftables") => Some(MasqBackend::Nftables),
-        Some(other) => return Err(CniError::invalid_config(format!("unknown ipmasq backend {other:?}"))),
+        Some(other) => {
+            return Err(CniError::invalid_config(format!(
+                "unknown ipmasq backend {other:?}"
+            )))
+        }
     };
     // MAC precedence: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
     let mac_text = [
@@ -173,9 +194,10 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
     .find(|m| !m.is_empty());
     let mac = match mac_text {
         None => None,
-        Some(text) => Some(parse_mac(&text).ok_or_else(|| {
-            CniError::invalid_config(format!("invalid MAC address {text:?}"))
-        })?),
+        Some(text) => Some(
+            parse_mac(&text)
+                .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {text:?}")))?,
+        ),
     };
     if let Some(mac) = mac {
         if mac[0] & 1 == 1 {
@@ -185,7 +207,11 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
             )));
         }
     }
-    let bridge = keys.bridge.clone().filter(|b| !b.is_empty()).unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
+    let bridge = keys
+        .bridge
+        .clone()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
     libcni::names::check_interface_name(&bridge)
         .map_err(|e| CniError::invalid_config(format!("invalid bridge name: {e}")))?;
     Ok(BridgeConfig {
@@ -230,31 +256,92 @@ mod tests {
     fn the_seed_network_attachment_parses() {
         let conf = json!({"cniVersion":"0.3.1","name":"vlan-net-1223","type":"cnv-bridge","bridge":"br1","macspoofchk":true,"vlan":1223});
         let c = load(&request(conf.clone(), ""), true).unwrap();
-        assert_eq!((c.bridge.as_str(), c.vlan, c.keys().macspoofchk, c.is_layer3()), ("br1", 1223, true, false));
-        assert!(c.preserve_default_vlan, "cnv-bridge keeps VLAN 1 unless told otherwise");
-        assert!(!load(&request(conf, ""), false).unwrap().preserve_default_vlan, "bridge drops it");
+        assert_eq!(
+            (
+                c.bridge.as_str(),
+                c.vlan,
+                c.keys().macspoofchk,
+                c.is_layer3()
+            ),
+            ("br1", 1223, true, false)
+        );
+        assert!(
+            c.preserve_default_vlan,
+            "cnv-bridge keeps VLAN 1 unless told otherwise"
+        );
+        assert!(
+            !load(&request(conf, ""), false)
+                .unwrap()
+                .preserve_default_vlan,
+            "bridge drops it"
+        );
     }
 
     #[test]
     fn trunk_rules_and_messages() {
-        assert_eq!(trunk(json!([{"id": 5}, {"minID": 3, "maxID": 6}, {"id": 4}])).unwrap(), vec![3, 4, 5, 6]);
-        assert_eq!(trunk(json!([{"id": 0}])).unwrap_err(), "incorrect trunk id parameter");
-        assert_eq!(trunk(json!([{"minID": 0, "maxID": 3}])).unwrap_err(), "incorrect trunk minID parameter");
-        assert_eq!(trunk(json!([{"minID": 2, "maxID": 4095}])).unwrap_err(), "incorrect trunk maxID parameter");
-        assert_eq!(trunk(json!([{"minID": 5, "maxID": 3}])).unwrap_err(), "minID is greater than maxID in trunk parameter");
-        assert_eq!(trunk(json!([{"maxID": 3}])).unwrap_err(), "minID and maxID should be configured simultaneously, minID is missing");
-        assert_eq!(trunk(json!([{"minID": 3}])).unwrap_err(), "minID and maxID should be configured simultaneously, maxID is missing");
+        assert_eq!(
+            trunk(json!([{"id": 5}, {"minID": 3, "maxID": 6}, {"id": 4}])).unwrap(),
+            vec![3, 4, 5, 6]
+        );
+        assert_eq!(
+            trunk(json!([{"id": 0}])).unwrap_err(),
+            "incorrect trunk id parameter"
+        );
+        assert_eq!(
+            trunk(json!([{"minID": 0, "maxID": 3}])).unwrap_err(),
+            "incorrect trunk minID parameter"
+        );
+        assert_eq!(
+            trunk(json!([{"minID": 2, "maxID": 4095}])).unwrap_err(),
+            "incorrect trunk maxID parameter"
+        );
+        assert_eq!(
+            trunk(json!([{"minID": 5, "maxID": 3}])).unwrap_err(),
+            "minID is greater than maxID in trunk parameter"
+        );
+        assert_eq!(
+            trunk(json!([{"maxID": 3}])).unwrap_err(),
+            "minID and maxID should be configured simultaneously, minID is missing"
+        );
+        assert_eq!(
+            trunk(json!([{"minID": 3}])).unwrap_err(),
+            "minID and maxID should be configured simultaneously, maxID is missing"
+        );
     }
 
     #[test]
     fn validation_messages() {
         let e = load(&request(json!({"name":"n","vlan":4095}), ""), false).unwrap_err();
         assert_eq!(e.msg, "invalid VLAN ID 4095 (must be between 0 and 4094)");
-        let e = load(&request(json!({"name":"n","hairpinMode":true,"promiscMode":true}), ""), false).unwrap_err();
-        assert_eq!(e.msg, "cannot set hairpin mode and promiscuous mode at the same time");
-        let e = load(&request(json!({"name":"n","disableContainerInterface":true,"ipam":{"type":"host-local"}}), ""), false).unwrap_err();
-        assert_eq!(e.msg, "cannot use IPAM when DisableContainerInterface flag is set");
-        let e = load(&request(json!({"name":"n","ipMasqBackend":"pf"}), ""), false).unwrap_err();
+        let e = load(
+            &request(
+                json!({"name":"n","hairpinMode":true,"promiscMode":true}),
+                "",
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.msg,
+            "cannot set hairpin mode and promiscuous mode at the same time"
+        );
+        let e = load(
+            &request(
+                json!({"name":"n","disableContainerInterface":true,"ipam":{"type":"host-local"}}),
+                "",
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.msg,
+            "cannot use IPAM when DisableContainerInterface flag is set"
+        );
+        let e = load(
+            &request(json!({"name":"n","ipMasqBackend":"pf"}), ""),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e.msg, "unknown ipmasq backend \"pf\"");
     }
 
@@ -265,16 +352,35 @@ mod tests {
         assert_eq!(c.mac, Some([2, 0, 0, 0, 0, 1]));
         let mut with_args = base.clone();
         with_args["args"] = json!({"cni": {"mac": "02:00:00:00:00:02"}});
-        assert_eq!(load(&request(with_args.clone(), "MAC=02:00:00:00:00:01"), false).unwrap().mac, Some([2, 0, 0, 0, 0, 2]));
+        assert_eq!(
+            load(&request(with_args.clone(), "MAC=02:00:00:00:00:01"), false)
+                .unwrap()
+                .mac,
+            Some([2, 0, 0, 0, 0, 2])
+        );
         with_args["runtimeConfig"] = json!({"mac": "02:00:00:00:00:03"});
-        assert_eq!(load(&request(with_args, "MAC=02:00:00:00:00:01"), false).unwrap().mac, Some([2, 0, 0, 0, 0, 3]));
-        assert!(load(&request(json!({"name":"n","runtimeConfig":{"mac":"03:00:00:00:00:01"}}), ""), false).is_err());
+        assert_eq!(
+            load(&request(with_args, "MAC=02:00:00:00:00:01"), false)
+                .unwrap()
+                .mac,
+            Some([2, 0, 0, 0, 0, 3])
+        );
+        assert!(load(
+            &request(
+                json!({"name":"n","runtimeConfig":{"mac":"03:00:00:00:00:01"}}),
+                ""
+            ),
+            false
+        )
+        .is_err());
     }
 
     #[test]
     fn empty_trunk_still_filters() {
         let c = load(&request(json!({"name":"n","vlanTrunk":[]}), ""), false).unwrap();
         assert!(c.vlan_filtering());
-        assert!(!load(&request(json!({"name":"n"}), ""), false).unwrap().vlan_filtering());
+        assert!(!load(&request(json!({"name":"n"}), ""), false)
+            .unwrap()
+            .vlan_filtering());
     }
 }

@@ -71,16 +71,26 @@ impl Drop for Rollback {
             }
         }
         let Ok(mut nl) = Netlink::open() else { return };
-        for name in [&self.host_veth, &self.created_vlan_gateway].into_iter().flatten() {
+        for name in [&self.host_veth, &self.created_vlan_gateway]
+            .into_iter()
+            .flatten()
+        {
             if let Err(e) = nl.delete_link_if_present(name) {
                 libcni::log_warn!("rollback: {e}");
             }
         }
         // A bridge this ADD created goes too, unless another ADD has put a port on it.
         if let Some(bridge) = &self.created_bridge {
-            let ports = nl.require_link(&LinkId::Name(bridge.clone())).and_then(|b| {
-                nl.list_links().map(|links| links.iter().filter(|l| l.controller == Some(b.index)).count())
-            });
+            let ports = nl
+                .require_link(&LinkId::Name(bridge.clone()))
+                .and_then(|b| {
+                    nl.list_links().map(|links| {
+                        links
+                            .iter()
+                            .filter(|l| l.controller == Some(b.index))
+                            .count()
+                    })
+                });
             if ports.is_ok_and(|n| n == 0) {
                 let _ = nl.delete_link_if_present(bridge);
             }
@@ -90,13 +100,22 @@ impl Drop for Rollback {
 
 /// Creates the bridge if missing (a concurrent ADD creating it first is fine), turns
 /// VLAN filtering on when needed (also on an existing bridge), and brings it up.
-fn ensure_bridge(nl: &mut Netlink, cfg: &BridgeConfig, rollback: &mut Rollback) -> Result<Link, CniError> {
+fn ensure_bridge(
+    nl: &mut Netlink,
+    cfg: &BridgeConfig,
+    rollback: &mut Rollback,
+) -> Result<Link, CniError> {
     let name = &cfg.bridge;
     let existing = nl.get_link(&LinkId::Name(name.clone()))?;
     let mut bridge = match existing {
         Some(link) => link,
         None => {
-            let mut new = NewLink::new(name.clone(), LinkKind::Bridge { vlan_filtering: cfg.vlan_filtering().then_some(true) });
+            let mut new = NewLink::new(
+                name.clone(),
+                LinkKind::Bridge {
+                    vlan_filtering: cfg.vlan_filtering().then_some(true),
+                },
+            );
             new.mtu = (cfg.keys().mtu > 0).then_some(cfg.keys().mtu);
             match nl.create_link(&new) {
                 Ok(()) => rollback.created_bridge = Some(name.clone()),
@@ -107,10 +126,13 @@ fn ensure_bridge(nl: &mut Netlink, cfg: &BridgeConfig, rollback: &mut Rollback) 
         }
     };
     if bridge.kind.as_deref() != Some("bridge") {
-        return Err(CniError::invalid_config(format!("{name:?} already exists but is not a bridge")));
+        return Err(CniError::invalid_config(format!(
+            "{name:?} already exists but is not a bridge"
+        )));
     }
     if cfg.vlan_filtering() && bridge.vlan_filtering != Some(true) {
-        nl.set_vlan_filtering(bridge.index, true).map_err(|e| eopnotsupp_hint(e, "bridge VLAN filtering"))?;
+        nl.set_vlan_filtering(bridge.index, true)
+            .map_err(|e| eopnotsupp_hint(e, "bridge VLAN filtering"))?;
         bridge = nl.require_link(&LinkId::Index(bridge.index))?;
         if bridge.vlan_filtering != Some(true) {
             return Err(CniError::internal(format!(
@@ -139,8 +161,15 @@ fn create_veth(
     ifname: &str,
     rollback: &mut Rollback,
 ) -> Result<String, CniError> {
-    let exists = || CniError::internal(format!("container veth name provided ({ifname}) already exists"));
-    if container.get_link(&LinkId::Name(ifname.to_string()))?.is_some() {
+    let exists = || {
+        CniError::internal(format!(
+            "container veth name provided ({ifname}) already exists"
+        ))
+    };
+    if container
+        .get_link(&LinkId::Name(ifname.to_string()))?
+        .is_some()
+    {
         return Err(exists());
     }
     let mtu = (cfg.keys().mtu > 0).then_some(cfg.keys().mtu);
@@ -150,7 +179,12 @@ fn create_veth(
         peer.netns = Some(netns.fd());
         peer.mac = cfg.mac;
         peer.mtu = mtu;
-        let mut veth = NewLink::new(host_name.clone(), LinkKind::Veth { peer: Box::new(peer) });
+        let mut veth = NewLink::new(
+            host_name.clone(),
+            LinkKind::Veth {
+                peer: Box::new(peer),
+            },
+        );
         veth.mtu = mtu;
         veth.controller = Some(bridge.index);
         veth.up = true;
@@ -160,14 +194,27 @@ fn create_veth(
                 return Ok(host_name);
             }
             Err(e) if e.is_exists() => {
-                if container.get_link(&LinkId::Name(ifname.to_string()))?.is_some() {
+                if container
+                    .get_link(&LinkId::Name(ifname.to_string()))?
+                    .is_some()
+                {
                     return Err(exists());
                 }
             }
-            Err(e) => return Err(e.context(format!("connect {ifname:?} in {} to bridge {:?}", netns.path().display(), cfg.bridge)).into()),
+            Err(e) => {
+                return Err(e
+                    .context(format!(
+                        "connect {ifname:?} in {} to bridge {:?}",
+                        netns.path().display(),
+                        cfg.bridge
+                    ))
+                    .into())
+            }
         }
     }
-    Err(CniError::internal("failed to find a free host veth name after 10 tries"))
+    Err(CniError::internal(
+        "failed to find a free host veth name after 10 tries",
+    ))
 }
 
 /// Access VLAN (PVID, untagged), trunk VIDs (tagged), and VLAN 1 removed unless preserved.
@@ -181,26 +228,61 @@ fn program_vlans(nl: &mut Netlink, cfg: &BridgeConfig, port: &Link) -> Result<()
         for (_, vlans) in dump.iter().filter(|(index, _)| *index == port.index) {
             for vlan in vlans {
                 nl.bridge_vlan_del(port.index, vlan.vid, false)
-                    .map_err(|e| CniError::from(e.context(format!("remove the default VLAN of {:?}", port.name))))?;
+                    .map_err(|e| {
+                        CniError::from(
+                            e.context(format!("remove the default VLAN of {:?}", port.name)),
+                        )
+                    })?;
             }
         }
     }
-    let tag = |e: libcni::netlink::NetlinkError| -> CniError { e.context(format!("set up VLAN tags on {:?}", port.name)).into() };
+    let tag = |e: libcni::netlink::NetlinkError| -> CniError {
+        e.context(format!("set up VLAN tags on {:?}", port.name))
+            .into()
+    };
     if cfg.vlan != 0 {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry { vid: cfg.vlan, pvid: true, untagged: true }, false).map_err(tag)?;
+        nl.bridge_vlan_add(
+            port.index,
+            BridgeVlanEntry {
+                vid: cfg.vlan,
+                pvid: true,
+                untagged: true,
+            },
+            false,
+        )
+        .map_err(tag)?;
     }
     for vid in &trunk {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry { vid: *vid, pvid: false, untagged: false }, false).map_err(tag)?;
+        nl.bridge_vlan_add(
+            port.index,
+            BridgeVlanEntry {
+                vid: *vid,
+                pvid: false,
+                untagged: false,
+            },
+            false,
+        )
+        .map_err(tag)?;
     }
     if cfg.vlan == 0 && !trunk.is_empty() {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry { vid: 1, pvid: true, untagged: true }, false).map_err(tag)?;
+        nl.bridge_vlan_add(
+            port.index,
+            BridgeVlanEntry {
+                vid: 1,
+                pvid: true,
+                untagged: true,
+            },
+            false,
+        )
+        .map_err(tag)?;
     }
     Ok(())
 }
 
 /// Serializes the gateway-VLAN interface between concurrent ADDs and DELs of a bridge.
 fn lock_vlan_gateway(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File>, CniError> {
-    std::fs::create_dir_all(VLAN_LOCK_DIR).map_err(|e| CniError::io(format!("failed to create {VLAN_LOCK_DIR}: {e}")))?;
+    std::fs::create_dir_all(VLAN_LOCK_DIR)
+        .map_err(|e| CniError::io(format!("failed to create {VLAN_LOCK_DIR}: {e}")))?;
     let path = Path::new(VLAN_LOCK_DIR).join(format!("{bridge}.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -214,7 +296,12 @@ fn lock_vlan_gateway(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File>, C
 
 /// `<bridge>.<vlan>`: a veth whose peer is an access port of the VLAN, carrying the
 /// gateway address of a VLAN network (as the Go plugin does).
-fn ensure_vlan_gateway(nl: &mut Netlink, cfg: &BridgeConfig, bridge: &Link, rollback: &mut Rollback) -> Result<Link, CniError> {
+fn ensure_vlan_gateway(
+    nl: &mut Netlink,
+    cfg: &BridgeConfig,
+    bridge: &Link,
+    rollback: &mut Rollback,
+) -> Result<Link, CniError> {
     let name = format!("{}.{}", cfg.bridge, cfg.vlan);
     if let Some(link) = nl.get_link(&LinkId::Name(name.clone()))? {
         return Ok(link);
@@ -223,12 +310,21 @@ fn ensure_vlan_gateway(nl: &mut Netlink, cfg: &BridgeConfig, bridge: &Link, roll
     let mut peer = NewLink::peer(peer_name.clone());
     peer.controller = Some(bridge.index);
     peer.up = true;
-    let mut gateway = NewLink::new(name.clone(), LinkKind::Veth { peer: Box::new(peer) });
+    let mut gateway = NewLink::new(
+        name.clone(),
+        LinkKind::Veth {
+            peer: Box::new(peer),
+        },
+    );
     gateway.up = true;
-    nl.create_link(&gateway).map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
+    nl.create_link(&gateway)
+        .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
     rollback.created_vlan_gateway = Some(name.clone());
     let peer = nl.require_link(&LinkId::Name(peer_name))?;
-    let access = BridgeConfig { trunk: None, ..clone_vlan_only(cfg) };
+    let access = BridgeConfig {
+        trunk: None,
+        ..clone_vlan_only(cfg)
+    };
     program_vlans(nl, &access, &peer)?;
     Ok(nl.require_link(&LinkId::Name(name))?)
 }
@@ -250,7 +346,12 @@ fn clone_vlan_only(cfg: &BridgeConfig) -> BridgeConfig {
 /// Puts `gateway` (address with the container's prefix) on the bridge or the VLAN
 /// gateway interface. An address already there is fine; a different IPv4 address
 /// (or an IPv6 one in the same subnet) is an error unless `forceAddress`.
-fn ensure_address(nl: &mut Netlink, link: &Link, gateway: IpNet, force: bool) -> Result<(), CniError> {
+fn ensure_address(
+    nl: &mut Netlink,
+    link: &Link,
+    gateway: IpNet,
+    force: bool,
+) -> Result<(), CniError> {
     let v4 = gateway.addr().is_ipv4();
     for existing in nl.list_addresses(Some(link.index))? {
         if existing.address.addr().is_ipv4() != v4 {
@@ -284,7 +385,11 @@ fn ensure_address(nl: &mut Netlink, link: &Link, gateway: IpNet, force: bool) ->
 }
 
 fn enable_forwarding(v4: bool) {
-    let key = if v4 { "net/ipv4/ip_forward" } else { "net/ipv6/conf/all/forwarding" };
+    let key = if v4 {
+        "net/ipv4/ip_forward"
+    } else {
+        "net/ipv6/conf/all/forwarding"
+    };
     if libcni::sysctl::read(key).map(|v| v != "1").unwrap_or(true) {
         host_sysctl(key, "1");
     }
@@ -301,8 +406,20 @@ fn wait_for_port(nl: &mut Netlink, name: &str) -> Result<Link, CniError> {
         }
         last = Some(link);
     }
-    let state = last.map(|l| format!("{:?}", l.message.attributes.iter().find(|a| matches!(a, netlink_packet_route::link::LinkAttribute::OperState(_))))).unwrap_or_default();
-    Err(CniError::internal(format!("bridge port {name:?} in error state: {state}")))
+    let state = last
+        .map(|l| {
+            format!(
+                "{:?}",
+                l.message
+                    .attributes
+                    .iter()
+                    .find(|a| matches!(a, netlink_packet_route::link::LinkAttribute::OperState(_)))
+            )
+        })
+        .unwrap_or_default();
+    Err(CniError::internal(format!(
+        "bridge port {name:?} in error state: {state}"
+    )))
 }
 
 struct Bridge {
@@ -311,7 +428,10 @@ struct Bridge {
 
 impl Bridge {
     fn netns(request: &Request) -> Result<NetNs, CniError> {
-        let path: &PathBuf = request.netns.as_ref().ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
+        let path: &PathBuf = request
+            .netns
+            .as_ref()
+            .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
         Ok(NetNs::open(path)?)
     }
 }
@@ -323,7 +443,10 @@ impl Plugin for Bridge {
             // Found before anything is made: 0.1.0/0.2.0 results cannot say "no address".
             return Err(CniError::new(
                 libcni::ErrorCode::IncompatibleVersion,
-                format!("cannot convert the result to CNI version {}: no valid IP addresses", request.version),
+                format!(
+                    "cannot convert the result to CNI version {}: no valid IP addresses",
+                    request.version
+                ),
             )
             .with_details("a layer-2 attachment (no ipam type) needs cniVersion 0.3.0 or later"));
         }
@@ -333,20 +456,37 @@ impl Plugin for Bridge {
         let mut rollback = Rollback::default();
 
         let bridge = ensure_bridge(&mut nl, &cfg, &mut rollback)?;
-        let host_name = create_veth(&mut nl, &mut inside, &netns, &cfg, &bridge, &request.ifname, &mut rollback)?;
+        let host_name = create_veth(
+            &mut nl,
+            &mut inside,
+            &netns,
+            &cfg,
+            &bridge,
+            &request.ifname,
+            &mut rollback,
+        )?;
         let host = nl.require_link(&LinkId::Name(host_name.clone()))?;
         host_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
         nl.set_bridge_port_flags(
             host.index,
-            BridgePortFlags { hairpin: Some(cfg.keys().hairpin_mode), isolated: Some(cfg.keys().port_isolation) },
+            BridgePortFlags {
+                hairpin: Some(cfg.keys().hairpin_mode),
+                isolated: Some(cfg.keys().port_isolation),
+            },
         )?;
         program_vlans(&mut nl, &cfg, &host)?;
         let container = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
         let container_mac = container.mac.clone().unwrap_or_default();
 
         let mut result = CniResult::default();
-        result.add_interface(Interface { name: cfg.bridge.clone(), ..Default::default() });
-        result.add_interface(Interface { name: host_name.clone(), ..Default::default() });
+        result.add_interface(Interface {
+            name: cfg.bridge.clone(),
+            ..Default::default()
+        });
+        result.add_interface(Interface {
+            name: host_name.clone(),
+            ..Default::default()
+        });
         result.add_interface(Interface {
             name: request.ifname.clone(),
             mac: Some(container_mac.clone()),
@@ -382,25 +522,55 @@ impl Plugin for Bridge {
                 }
                 let family = usize::from(!ip.is_ipv4());
                 if cfg.keys().is_default_gateway && !default_route[family] {
-                    let zero: IpNet = if ip.is_ipv4() { "0.0.0.0/0".parse().unwrap() } else { "::/0".parse().unwrap() };
-                    if !result.routes.iter().any(|r| r.dst == zero && r.gw.is_some()) {
-                        result.routes.push(Route { dst: zero, gw: ip.gateway, ..Default::default() });
+                    let zero: IpNet = if ip.is_ipv4() {
+                        "0.0.0.0/0".parse().unwrap()
+                    } else {
+                        "::/0".parse().unwrap()
+                    };
+                    if !result
+                        .routes
+                        .iter()
+                        .any(|r| r.dst == zero && r.gw.is_some())
+                    {
+                        result.routes.push(Route {
+                            dst: zero,
+                            gw: ip.gateway,
+                            ..Default::default()
+                        });
                     }
                     default_route[family] = true;
                 }
                 if cfg.is_gateway {
                     if let Some(gw) = ip.gateway {
-                        gateways.push(IpNet::new(gw, ip.address.prefix_len()).expect("prefix of an address"));
+                        gateways.push(
+                            IpNet::new(gw, ip.address.prefix_len()).expect("prefix of an address"),
+                        );
                     }
                 }
                 result.ips.push(ip);
             }
-            configure_interface(&netns, &mut inside, &request.ifname, &result, InterfaceOptions { ipv6_dad: cfg.keys().enabledad })?;
+            configure_interface(
+                &netns,
+                &mut inside,
+                &request.ifname,
+                &result,
+                InterfaceOptions {
+                    ipv6_dad: cfg.keys().enabledad,
+                },
+            )?;
             if cfg.is_gateway && !gateways.is_empty() {
-                let _guard = if cfg.vlan != 0 { Some(lock_vlan_gateway(&cfg.bridge)?) } else { None };
+                let _guard = if cfg.vlan != 0 {
+                    Some(lock_vlan_gateway(&cfg.bridge)?)
+                } else {
+                    None
+                };
                 let target = if cfg.vlan != 0 {
                     let gw_link = ensure_vlan_gateway(&mut nl, &cfg, &bridge, &mut rollback)?;
-                    result.add_interface(Interface { name: gw_link.name.clone(), mac: gw_link.mac.clone(), ..Default::default() });
+                    result.add_interface(Interface {
+                        name: gw_link.name.clone(),
+                        mac: gw_link.mac.clone(),
+                        ..Default::default()
+                    });
                     gw_link
                 } else {
                     bridge.clone()
@@ -413,14 +583,28 @@ impl Plugin for Bridge {
             if cfg.keys().ip_masq {
                 let addresses: Vec<IpNet> = result.ips.iter().map(|ip| ip.address).collect();
                 let backend = cfg.masq_backend.unwrap_or_else(masq::default_backend);
-                rollback.masquerade = Some((cfg.conf.name.clone(), request.ifname.clone(), request.container_id.clone()));
-                masq::setup(backend, &addresses, &cfg.conf.name, &request.ifname, &request.container_id)?;
+                rollback.masquerade = Some((
+                    cfg.conf.name.clone(),
+                    request.ifname.clone(),
+                    request.container_id.clone(),
+                ));
+                masq::setup(
+                    backend,
+                    &addresses,
+                    &cfg.conf.name,
+                    &request.ifname,
+                    &request.container_id,
+                )?;
             }
         } else if !cfg.keys().disable_container_interface {
             inside.set_up(container.index, true)?;
         }
 
-        let host = if cfg.keys().disable_container_interface { host } else { wait_for_port(&mut nl, &host_name)? };
+        let host = if cfg.keys().disable_container_interface {
+            host
+        } else {
+            wait_for_port(&mut nl, &host_name)?
+        };
         let bridge_now = nl.require_link(&LinkId::Index(bridge.index))?;
         result.interfaces[0].mac = bridge_now.mac;
         result.interfaces[1].mac = host.mac;
@@ -446,7 +630,10 @@ impl Plugin for Bridge {
             match NetNs::open_if_present(path) {
                 Ok(Some(netns)) => {
                     errors.record(netns.netlink().and_then(|mut inside| {
-                        inside.delete_link_if_present(&request.ifname).map(|_| ()).map_err(CniError::from)
+                        inside
+                            .delete_link_if_present(&request.ifname)
+                            .map(|_| ())
+                            .map_err(CniError::from)
                     }));
                 }
                 Ok(None) => {}
@@ -454,10 +641,16 @@ impl Plugin for Bridge {
             }
         }
         if cfg.keys().macspoofchk {
-            errors.record(spoofcheck::teardown(&BridgeConfig::reference(request)).map_err(CniError::from));
+            errors.record(
+                spoofcheck::teardown(&BridgeConfig::reference(request)).map_err(CniError::from),
+            );
         }
         if cfg.is_layer3() && cfg.keys().ip_masq {
-            errors.record(masq::teardown(&cfg.conf.name, &request.ifname, &request.container_id));
+            errors.record(masq::teardown(
+                &cfg.conf.name,
+                &request.ifname,
+                &request.container_id,
+            ));
         }
         if cfg.vlan != 0 && cfg.is_gateway && cfg.is_layer3() {
             errors.record(remove_unused_vlan_gateway(&cfg));
@@ -481,8 +674,12 @@ impl Plugin for Bridge {
     /// forwards GC to IPAM.
     fn gc(&self, request: &Request) -> Result<(), CniError> {
         let cfg = config::load(request, self.cnv_bridge)?;
-        let valid: Vec<(String, String)> =
-            cfg.conf.gc_valid_attachments().into_iter().map(|a| (a.container_id, a.ifname)).collect();
+        let valid: Vec<(String, String)> = cfg
+            .conf
+            .gc_valid_attachments()
+            .into_iter()
+            .map(|a| (a.container_id, a.ifname))
+            .collect();
         let mut errors = ErrorList::new();
         errors.record(check::gc_spoofcheck(&cfg, &valid));
         errors.record(masq::gc(&cfg.conf.name, &valid));
@@ -510,8 +707,12 @@ fn remove_unused_vlan_gateway(cfg: &BridgeConfig) -> Result<(), CniError> {
     let _guard = lock_vlan_gateway(&cfg.bridge)?;
     let mut nl = Netlink::open()?;
     let name = format!("{}.{}", cfg.bridge, cfg.vlan);
-    let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else { return Ok(()) };
-    let Some(bridge) = nl.get_link(&LinkId::Name(cfg.bridge.clone()))? else { return Ok(()) };
+    let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else {
+        return Ok(());
+    };
+    let Some(bridge) = nl.get_link(&LinkId::Name(cfg.bridge.clone()))? else {
+        return Ok(());
+    };
     let links = nl.list_links()?;
     let gateway_peer = gateway.parent;
     let ports: Vec<u32> = links
@@ -534,5 +735,11 @@ mod check;
 fn main() {
     let cnv_bridge = config::invoked_as_cnv_bridge();
     let name = if cnv_bridge { "cnv-bridge" } else { "bridge" };
-    libcni::skel::run(&Bridge { cnv_bridge }, About { name, version: env!("CARGO_PKG_VERSION") })
+    libcni::skel::run(
+        &Bridge { cnv_bridge },
+        About {
+            name,
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
 }

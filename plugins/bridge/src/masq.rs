@@ -35,7 +35,11 @@ fn network_hash(network: &str) -> String {
 }
 
 fn instance_hash(network: &str, ifname: &str, container_id: &str) -> String {
-    format!("{}-{}", network_hash(network), hash(16, "", &format!("{ifname}:{container_id}")))
+    format!(
+        "{}-{}",
+        network_hash(network),
+        hash(16, "", &format!("{ifname}:{container_id}"))
+    )
 }
 
 pub fn nft_comment(network: &str, ifname: &str, container_id: &str) -> String {
@@ -78,7 +82,11 @@ fn chain(name: &str) -> Value {
 }
 
 fn masq_rule(address: &IpNet, comment: &str) -> Value {
-    let family = if address.addr().is_ipv4() { "ip" } else { "ip6" };
+    let family = if address.addr().is_ipv4() {
+        "ip"
+    } else {
+        "ip6"
+    };
     json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": MASQ_CHAIN, "comment": comment, "expr": [
         {"match": {"op": "==", "left": {"payload": {"protocol": family, "field": "saddr"}}, "right": address.addr().to_string()}},
         {"match": {"op": "!=", "left": {"payload": {"protocol": family, "field": "daddr"}},
@@ -88,7 +96,12 @@ fn masq_rule(address: &IpNet, comment: &str) -> Value {
 }
 
 /// The ADD transaction for nftables, as data (unit-tested).
-pub fn nft_setup_commands(addresses: &[IpNet], network: &str, ifname: &str, container_id: &str) -> Vec<Value> {
+pub fn nft_setup_commands(
+    addresses: &[IpNet],
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+) -> Vec<Value> {
     let comment = nft_comment(network, ifname, container_id);
     let mut commands = vec![
         json!({"add": {"table": {"family": "inet", "name": TABLE,
@@ -112,11 +125,19 @@ pub fn nft_setup_commands(addresses: &[IpNet], network: &str, ifname: &str, cont
 
 fn iptables(v4: bool, args: &[&str]) -> Result<String, String> {
     let binary = if v4 { "iptables" } else { "ip6tables" };
-    let out = Command::new(binary).arg("-w").args(args).output().map_err(|e| format!("cannot run {binary}: {e}"))?;
+    let out = Command::new(binary)
+        .arg("-w")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {binary}: {e}"))?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("{binary} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+        Err(format!(
+            "{binary} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
@@ -131,7 +152,10 @@ pub fn setup(
         MasqBackend::Nftables => {
             // A rule left by an earlier ADD of the same attachment is replaced, not doubled.
             teardown_nft(network, ifname, container_id)?;
-            nft::apply("set up ipMasq", nft_setup_commands(addresses, network, ifname, container_id))?;
+            nft::apply(
+                "set up ipMasq",
+                nft_setup_commands(addresses, network, ifname, container_id),
+            )?;
         }
         MasqBackend::Iptables => {
             let chain = iptables_chain(network, container_id);
@@ -143,12 +167,51 @@ pub fn setup(
                 if iptables(v4, &["-t", "nat", "-S", &chain]).is_err() {
                     iptables(v4, &["-t", "nat", "-N", &chain]).map_err(fail)?;
                 }
-                let subnet = IpNet::new(address.network(), address.prefix_len()).expect("valid").to_string();
+                let subnet = IpNet::new(address.network(), address.prefix_len())
+                    .expect("valid")
+                    .to_string();
                 let source = address.addr().to_string();
                 let rules: [(&str, Vec<&str>); 3] = [
-                    (chain.as_str(), vec!["-d", &subnet, "-j", "ACCEPT", "-m", "comment", "--comment", &comment]),
-                    (chain.as_str(), vec!["!", "-d", multicast, "-j", "MASQUERADE", "-m", "comment", "--comment", &comment]),
-                    ("POSTROUTING", vec!["-s", &source, "-j", &chain, "-m", "comment", "--comment", &comment]),
+                    (
+                        chain.as_str(),
+                        vec![
+                            "-d",
+                            &subnet,
+                            "-j",
+                            "ACCEPT",
+                            "-m",
+                            "comment",
+                            "--comment",
+                            &comment,
+                        ],
+                    ),
+                    (
+                        chain.as_str(),
+                        vec![
+                            "!",
+                            "-d",
+                            multicast,
+                            "-j",
+                            "MASQUERADE",
+                            "-m",
+                            "comment",
+                            "--comment",
+                            &comment,
+                        ],
+                    ),
+                    (
+                        "POSTROUTING",
+                        vec![
+                            "-s",
+                            &source,
+                            "-j",
+                            &chain,
+                            "-m",
+                            "comment",
+                            "--comment",
+                            &comment,
+                        ],
+                    ),
                 ];
                 for (target, rule) in rules {
                     let mut check = vec!["-t", "nat", "-C", target];
@@ -194,10 +257,19 @@ fn delete_nft_rules(matches: impl Fn(&str) -> bool) -> Result<(), NftError> {
 fn teardown_iptables(network: &str, container_id: &str) -> Result<(), String> {
     let chain = iptables_chain(network, container_id);
     for v4 in [true, false] {
-        let Ok(rules) = iptables(v4, &["-t", "nat", "-S", "POSTROUTING"]) else { continue };
+        let Ok(rules) = iptables(v4, &["-t", "nat", "-S", "POSTROUTING"]) else {
+            continue;
+        };
         for line in rules.lines().filter(|l| l.contains(&format!("-j {chain}"))) {
-            let Some(spec) = line.strip_prefix("-A POSTROUTING ") else { continue };
-            let mut args = vec!["-t".to_string(), "nat".into(), "-D".into(), "POSTROUTING".into()];
+            let Some(spec) = line.strip_prefix("-A POSTROUTING ") else {
+                continue;
+            };
+            let mut args = vec![
+                "-t".to_string(),
+                "nat".into(),
+                "-D".into(),
+                "POSTROUTING".into(),
+            ];
             args.extend(shell_words(spec));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             iptables(v4, &args)?;
@@ -251,7 +323,11 @@ pub fn teardown(network: &str, ifname: &str, container_id: &str) -> Result<(), C
     if nft::available() {
         errors.record(teardown_nft(network, ifname, container_id).map_err(CniError::from));
     }
-    if Command::new("iptables").arg("--version").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("iptables")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         errors.record(teardown_iptables(network, container_id).map_err(CniError::internal));
     }
     errors.into_result()
@@ -263,8 +339,13 @@ pub fn gc(network: &str, valid: &[(String, String)]) -> Result<(), CniError> {
         return Ok(());
     }
     let network_prefix = format!("{}-", network_hash(network));
-    let keep: Vec<String> = valid.iter().map(|(cid, ifname)| nft_comment(network, ifname, cid)).collect();
-    delete_nft_rules(|comment| comment.starts_with(&network_prefix) && !keep.iter().any(|k| k == comment))?;
+    let keep: Vec<String> = valid
+        .iter()
+        .map(|(cid, ifname)| nft_comment(network, ifname, cid))
+        .collect();
+    delete_nft_rules(|comment| {
+        comment.starts_with(&network_prefix) && !keep.iter().any(|k| k == comment)
+    })?;
     Ok(())
 }
 
@@ -276,9 +357,15 @@ mod tests {
     fn names_and_comments_follow_the_go_plugin() {
         let chain = iptables_chain("mynet", "cid1");
         assert!(chain.starts_with("CNI-") && chain.len() == 28, "{chain}");
-        assert_eq!(iptables_comment("mynet", "cid1"), "name: \"mynet\" id: \"cid1\"");
+        assert_eq!(
+            iptables_comment("mynet", "cid1"),
+            "name: \"mynet\" id: \"cid1\""
+        );
         let comment = nft_comment("mynet", "eth0", "cid1");
-        assert!(comment.ends_with(", net: mynet, if: eth0, id: cid1"), "{comment}");
+        assert!(
+            comment.ends_with(", net: mynet, if: eth0, id: cid1"),
+            "{comment}"
+        );
         assert_eq!(comment.split(',').next().unwrap().len(), 33);
         assert_eq!(nft_comment(&"n".repeat(200), "eth0", "c").len(), 128);
     }
@@ -289,15 +376,29 @@ mod tests {
         let last = &commands.last().unwrap()["add"]["rule"];
         assert_eq!(last["chain"], "masq_checks");
         assert_eq!(last["expr"][0]["match"]["right"], "10.1.0.5");
-        assert_eq!(last["expr"][1]["match"]["right"]["prefix"]["addr"], "10.1.0.0");
+        assert_eq!(
+            last["expr"][1]["match"]["right"]["prefix"]["addr"],
+            "10.1.0.0"
+        );
         assert_eq!(last["expr"][1]["match"]["op"], "!=");
     }
 
     #[test]
     fn iptables_rule_words() {
         assert_eq!(
-            shell_words(r#"-s 10.1.0.5/32 -m comment --comment "name: \"n\" id: \"c\"" -j CNI-abc"#),
-            vec!["-s", "10.1.0.5/32", "-m", "comment", "--comment", "name: \"n\" id: \"c\"", "-j", "CNI-abc"]
+            shell_words(
+                r#"-s 10.1.0.5/32 -m comment --comment "name: \"n\" id: \"c\"" -j CNI-abc"#
+            ),
+            vec![
+                "-s",
+                "10.1.0.5/32",
+                "-m",
+                "comment",
+                "--comment",
+                "name: \"n\" id: \"c\"",
+                "-j",
+                "CNI-abc"
+            ]
         );
     }
 }

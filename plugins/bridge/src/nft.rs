@@ -35,14 +35,25 @@ pub fn apply(what: &str, commands: Vec<Value>) -> Result<(), NftError> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NftError { message: format!("failed to {what}: cannot run nft: {e}") })?;
-    let _ = child.stdin.take().expect("piped").write_all(input.as_bytes());
-    let out = child.wait_with_output().map_err(|e| NftError { message: format!("failed to {what}: {e}") })?;
+        .map_err(|e| NftError {
+            message: format!("failed to {what}: cannot run nft: {e}"),
+        })?;
+    let _ = child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.as_bytes());
+    let out = child.wait_with_output().map_err(|e| NftError {
+        message: format!("failed to {what}: {e}"),
+    })?;
     if out.status.success() {
         Ok(())
     } else {
         Err(NftError {
-            message: format!("failed to {what}: nft: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            message: format!(
+                "failed to {what}: nft: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         })
     }
 }
@@ -53,14 +64,21 @@ pub fn list(args: &[&str]) -> Result<Vec<Value>, NftError> {
         .args(["-j", "-a", "list"])
         .args(args)
         .output()
-        .map_err(|e| NftError { message: format!("failed to list {}: cannot run nft: {e}", args.join(" ")) })?;
+        .map_err(|e| NftError {
+            message: format!("failed to list {}: cannot run nft: {e}", args.join(" ")),
+        })?;
     if !out.status.success() {
         return Err(NftError {
-            message: format!("failed to list {}: nft: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()),
+            message: format!(
+                "failed to list {}: nft: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         });
     }
-    let parsed: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| NftError { message: format!("failed to parse nft output for {}: {e}", args.join(" ")) })?;
+    let parsed: Value = serde_json::from_slice(&out.stdout).map_err(|e| NftError {
+        message: format!("failed to parse nft output for {}: {e}", args.join(" ")),
+    })?;
     Ok(parsed["nftables"].as_array().cloned().unwrap_or_default())
 }
 
@@ -71,5 +89,9 @@ pub fn rules(items: &[Value]) -> impl Iterator<Item = &Value> {
 
 /// Whether nftables can be used at all (the binary exists and answers).
 pub fn available() -> bool {
-    Command::new("nft").args(["-j", "list", "tables"]).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("nft")
+        .args(["-j", "list", "tables"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }

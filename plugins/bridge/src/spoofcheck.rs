@@ -82,7 +82,10 @@ pub fn setup_commands(host_veth: &str, container_mac: &str, reference: &str) -> 
 }
 
 pub fn setup(host_veth: &str, container_mac: &str, reference: &str) -> Result<(), NftError> {
-    nft::apply(&format!("set up macspoofchk for {reference}"), setup_commands(host_veth, container_mac, reference))
+    nft::apply(
+        &format!("set up macspoofchk for {reference}"),
+        setup_commands(host_veth, container_mac, reference),
+    )
 }
 
 fn delete_rule(chain: &str, handle: u64) -> Value {
@@ -100,7 +103,9 @@ fn delete_chains(reference: &str) -> Vec<Value> {
 /// chain does not exist.
 fn iface_rule_handle(reference: &str) -> Result<Option<u64>, NftError> {
     match nft::list(&["chain", FAMILY, TABLE, &iface_chain(reference)]) {
-        Ok(items) => Ok(nft::rules(&items).find_map(|r| r["handle"].as_u64()).or(Some(0))),
+        Ok(items) => Ok(nft::rules(&items)
+            .find_map(|r| r["handle"].as_u64())
+            .or(Some(0))),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
@@ -111,7 +116,10 @@ pub fn teardown(reference: &str) -> Result<(), NftError> {
     let Some(handle) = iface_rule_handle(reference)? else {
         // No iface chain: no jump can point at it. A lone -mac chain may be left by an
         // interrupted Go teardown.
-        return match nft::apply("remove macspoofchk chain", vec![json!({"delete": {"chain": chain(&mac_chain(reference))}})]) {
+        return match nft::apply(
+            "remove macspoofchk chain",
+            vec![json!({"delete": {"chain": chain(&mac_chain(reference))}})],
+        ) {
             Err(e) if !e.is_not_found() => Err(e),
             _ => Ok(()),
         };
@@ -143,7 +151,10 @@ fn teardown_by_comment(reference: &str) -> Result<(), NftError> {
         Err(e) if e.is_not_found() => {
             // Some of it was already gone: remove what is left, one object at a time.
             for command in delete_chains(reference) {
-                match nft::apply(&format!("remove macspoofchk for {reference}"), vec![command]) {
+                match nft::apply(
+                    &format!("remove macspoofchk for {reference}"),
+                    vec![command],
+                ) {
                     Err(e) if !e.is_not_found() => return Err(e),
                     _ => {}
                 }
@@ -171,7 +182,10 @@ pub fn references() -> Result<Vec<String>, NftError> {
     // `<ref>` and `<ref>-mac` both exist for one attachment: keep the refs whose -mac twin is there, or lone ones.
     let mut refs: Vec<String> = names
         .iter()
-        .filter(|n| !(n.ends_with("-mac") && names.contains(&n.strip_suffix("-mac").unwrap_or(n).to_string())))
+        .filter(|n| {
+            !(n.ends_with("-mac")
+                && names.contains(&n.strip_suffix("-mac").unwrap_or(n).to_string()))
+        })
         .cloned()
         .collect();
     refs.sort();
@@ -189,7 +203,9 @@ pub fn allowed_mac(reference: &str) -> Result<Option<String>, NftError> {
     let mac = nft::rules(&items).find_map(|r| {
         r["expr"].as_array()?.iter().find_map(|e| {
             let m = e.get("match")?;
-            (m["left"]["payload"]["field"] == "saddr").then(|| m["right"].as_str().map(str::to_lowercase)).flatten()
+            (m["left"]["payload"]["field"] == "saddr")
+                .then(|| m["right"].as_str().map(str::to_lowercase))
+                .flatten()
         })
     });
     Ok(mac)
@@ -209,7 +225,10 @@ mod tests {
     #[test]
     fn setup_is_one_transaction_with_the_jump_rules_adjacent() {
         let commands = setup_commands("veth1", "02:00:00:00:00:42", "c-eth0");
-        let rules: Vec<&Value> = commands.iter().filter_map(|c| c["add"].get("rule")).collect();
+        let rules: Vec<&Value> = commands
+            .iter()
+            .filter_map(|c| c["add"].get("rule"))
+            .collect();
         assert_eq!(rules.len(), 4);
         assert_eq!(rules[0]["chain"], "PREROUTING");
         assert_eq!(rules[1]["chain"], "cni-br-iface-c-eth0");
@@ -217,6 +236,9 @@ mod tests {
         assert_eq!(rules[2]["expr"][0]["match"]["right"], "02:00:00:00:00:42");
         assert!(rules.iter().all(|r| r["comment"] == "macspoofchk-c-eth0"));
         let base = commands[1]["add"]["chain"].clone();
-        assert_eq!((base["hook"].as_str(), base["prio"].as_i64()), (Some("prerouting"), Some(-300)));
+        assert_eq!(
+            (base["hook"].as_str(), base["prio"].as_i64()),
+            (Some("prerouting"), Some(-300))
+        );
     }
 }

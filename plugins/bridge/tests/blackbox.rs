@@ -12,7 +12,9 @@ fn ours() -> PathBuf {
 
 fn call(bin: &Path, command: &str, cid: &str, netns: &str, conf: &Value) -> Output {
     plugin("host-local"); // asserts the IPAM plugin is built
-    Call::attach(command, cid, netns, "eth0").config(conf).run(bin)
+    Call::attach(command, cid, netns, "eth0")
+        .config(conf)
+        .run(bin)
 }
 
 /// The config with `prevResult` set, for CHECK and DEL.
@@ -42,29 +44,46 @@ fn nft_ruleset() -> String {
 
 fn links_in(ns: &str) -> Vec<String> {
     let out: Value = serde_json::from_str(&sh(&["ip", "-j", "-n", ns, "link", "show"])).unwrap();
-    out.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect()
+    out.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn host_links() -> Vec<String> {
     let out: Value = serde_json::from_str(&sh(&["ip", "-j", "link", "show"])).unwrap();
-    out.as_array().unwrap().iter().map(|l| l["ifname"].as_str().unwrap().to_string()).collect()
+    out.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ifname"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
 fn the_seed_attachment_works_as_written_and_del_removes_it() {
-    let Some(sb) = Sandbox::new("seed_l2") else { return };
+    let Some(sb) = Sandbox::new("seed_l2") else {
+        return;
+    };
     let c1 = sb.netns("c1");
     let cnv = sb.scratch.join("cnv-bridge");
     std::os::unix::fs::symlink(ours(), &cnv).unwrap();
     let conf = json!({"cniVersion":"0.3.1","name":"vlan-net-1223","type":"cnv-bridge","bridge":"br1","macspoofchk":true});
     let before = sb.snapshot();
-    let result = Call::attach("ADD", "cid1", &c1, "eth0").env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:42").config(&conf).run(&cnv).ok();
+    let result = Call::attach("ADD", "cid1", &c1, "eth0")
+        .env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:42")
+        .config(&conf)
+        .run(&cnv)
+        .ok();
     assert_eq!(result["cniVersion"], "0.3.1");
     let ifaces = result["interfaces"].as_array().unwrap();
     assert_eq!(ifaces.len(), 3);
     assert_eq!(ifaces[0]["name"], "br1");
     assert!(ifaces[1]["name"].as_str().unwrap().starts_with("veth"));
-    assert_eq!(ifaces[2], json!({"name": "eth0", "mac": "02:00:00:00:00:42", "sandbox": c1}));
+    assert_eq!(
+        ifaces[2],
+        json!({"name": "eth0", "mac": "02:00:00:00:00:42", "sandbox": c1})
+    );
     assert!(result.get("ips").is_none());
     assert!(links_in("c1").contains(&"eth0".to_string()));
     let host_veth = ifaces[1]["name"].as_str().unwrap();
@@ -72,34 +91,71 @@ fn the_seed_attachment_works_as_written_and_del_removes_it() {
     assert_eq!(port[0]["master"], "br1");
 
     let rules = nft_ruleset();
-    assert!(rules.contains(&format!("iifname \"{host_veth}\" jump cni-br-iface-cid1-eth0 comment \"macspoofchk-cid1-eth0\"")), "{rules}");
-    assert!(rules.contains("ether saddr 02:00:00:00:00:42 return comment \"macspoofchk-cid1-eth0\""), "{rules}");
-    assert!(rules.contains("chain cni-br-iface-cid1-eth0-mac"), "{rules}");
+    assert!(
+        rules.contains(&format!(
+            "iifname \"{host_veth}\" jump cni-br-iface-cid1-eth0 comment \"macspoofchk-cid1-eth0\""
+        )),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("ether saddr 02:00:00:00:00:42 return comment \"macspoofchk-cid1-eth0\""),
+        "{rules}"
+    );
+    assert!(
+        rules.contains("chain cni-br-iface-cid1-eth0-mac"),
+        "{rules}"
+    );
 
     // CHECK works for a layer-2 config (the Go plugin fails with "no plugin name provided").
-    Call::attach("CHECK", "cid1", &c1, "eth0").config(&with_prev(&conf, &result)).run(&cnv).error(1); // 0.3.1 has no CHECK
+    Call::attach("CHECK", "cid1", &c1, "eth0")
+        .config(&with_prev(&conf, &result))
+        .run(&cnv)
+        .error(1); // 0.3.1 has no CHECK
     let mut conf04 = with_prev(&conf, &result);
     conf04["cniVersion"] = json!("0.4.0");
-    Call::attach("CHECK", "cid1", &c1, "eth0").config(&conf04).run(&cnv).ok();
+    Call::attach("CHECK", "cid1", &c1, "eth0")
+        .config(&conf04)
+        .run(&cnv)
+        .ok();
 
-    Call::attach("DEL", "cid1", &c1, "eth0").config(&conf).run(&cnv).ok();
-    Call::attach("DEL", "cid1", &c1, "eth0").config(&conf).run(&cnv).ok();
+    Call::attach("DEL", "cid1", &c1, "eth0")
+        .config(&conf)
+        .run(&cnv)
+        .ok();
+    Call::attach("DEL", "cid1", &c1, "eth0")
+        .config(&conf)
+        .run(&cnv)
+        .ok();
     let after = sb.snapshot();
     assert!(!after.nft.contains("cni-br-iface"), "{}", after.nft);
-    assert_eq!(after.links[""].iter().filter(|l| l.starts_with("veth")).count(), 0);
+    assert_eq!(
+        after.links[""]
+            .iter()
+            .filter(|l| l.starts_with("veth"))
+            .count(),
+        0
+    );
     assert_eq!(after.links["c1"], before.links["c1"]);
 }
 
 #[test]
 fn two_namespaces_on_one_bridge_reach_each_other_and_the_gateway() {
-    let Some(sb) = Sandbox::new("l3_ping") else { return };
+    let Some(sb) = Sandbox::new("l3_ping") else {
+        return;
+    };
     let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
     let conf = l3("br0", "10.40.0.0/24", &sb.scratch);
     let r1 = call(&ours(), "ADD", "a1", &c1, &conf).ok();
     let r2 = call(&ours(), "ADD", "a2", &c2, &conf).ok();
-    assert_eq!(r1["ips"][0], json!({"interface": 2, "address": "10.40.0.2/24", "gateway": "10.40.0.1"}));
+    assert_eq!(
+        r1["ips"][0],
+        json!({"interface": 2, "address": "10.40.0.2/24", "gateway": "10.40.0.1"})
+    );
     assert_eq!(r2["ips"][0]["address"], "10.40.0.3/24");
-    assert_eq!(r1["routes"], json!([{"dst": "0.0.0.0/0", "gw": "10.40.0.1"}]));
+    assert_eq!(
+        r1["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.40.0.1"}])
+    );
     assert!(sh(&["ip", "addr", "show", "br0"]).contains("inet 10.40.0.1/24"));
     assert!(sh(&["ip", "-n", "c1", "route"]).contains("default via 10.40.0.1 dev eth0"));
     assert_eq!(sh(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(), "1");
@@ -113,14 +169,19 @@ fn two_namespaces_on_one_bridge_reach_each_other_and_the_gateway() {
 
 #[test]
 fn ipv6_and_dual_stack() {
-    let Some(sb) = Sandbox::new("dual_stack") else { return };
+    let Some(sb) = Sandbox::new("dual_stack") else {
+        return;
+    };
     let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
     let mut conf = l3("br6", "10.41.0.0/24", &sb.scratch);
     conf["ipam"]["ranges"] = json!([[{"subnet": "10.41.0.0/24"}], [{"subnet": "fd00:41::/64"}]]);
     let r1 = call(&ours(), "ADD", "d1", &c1, &conf).ok();
     call(&ours(), "ADD", "d2", &c2, &conf).ok();
     assert_eq!(r1["ips"][1]["address"], "fd00:41::2/64");
-    assert_eq!(r1["routes"], json!([{"dst": "0.0.0.0/0", "gw": "10.41.0.1"}, {"dst": "::/0", "gw": "fd00:41::1"}]));
+    assert_eq!(
+        r1["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "10.41.0.1"}, {"dst": "::/0", "gw": "fd00:41::1"}])
+    );
     assert!(sh(&["ip", "-n", "c1", "-6", "route"]).contains("default via fd00:41::1 dev eth0"));
     assert!(sh(&["ip", "addr", "show", "br6"]).contains("inet6 fd00:41::1/64"));
     assert!(ping("c1", "fd00:41::3"), "c1 cannot reach c2 over IPv6");
@@ -129,21 +190,38 @@ fn ipv6_and_dual_stack() {
 
 #[test]
 fn masquerade_rules_in_both_backends_are_removed_by_del() {
-    let Some(sb) = Sandbox::new("masq") else { return };
+    let Some(sb) = Sandbox::new("masq") else {
+        return;
+    };
     let c1 = sb.netns("c1");
     for backend in ["nftables", "iptables"] {
         let mut conf = l3("brm", "10.42.0.0/24", &sb.scratch);
         conf["ipMasq"] = json!(true);
         conf["ipMasqBackend"] = json!(backend);
         let r = call(&ours(), "ADD", "m1", &c1, &conf).ok();
-        let address = r["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+        let address = r["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
         if backend == "nftables" {
             let rules = nft_ruleset();
-            assert!(rules.contains(&format!("ip saddr {address} ip daddr != 10.42.0.0/24 masquerade")), "{rules}");
+            assert!(
+                rules.contains(&format!(
+                    "ip saddr {address} ip daddr != 10.42.0.0/24 masquerade"
+                )),
+                "{rules}"
+            );
             assert!(rules.contains("net: l3net, if: eth0, id: m1"), "{rules}");
         } else {
             let rules = sh(&["iptables", "-t", "nat", "-S"]);
-            assert!(rules.contains(&format!("-A POSTROUTING -s {address}/32")) && rules.contains("MASQUERADE"), "{rules}");
+            assert!(
+                rules.contains(&format!("-A POSTROUTING -s {address}/32"))
+                    && rules.contains("MASQUERADE"),
+                "{rules}"
+            );
         }
         // The netns goes first, as when a pod is force-deleted: DEL still cleans up.
         sh(&["ip", "netns", "del", "c1"]);
@@ -156,7 +234,9 @@ fn masquerade_rules_in_both_backends_are_removed_by_del() {
 
 #[test]
 fn hairpin_and_port_isolation() {
-    let Some(sb) = Sandbox::new("isolation") else { return };
+    let Some(sb) = Sandbox::new("isolation") else {
+        return;
+    };
     let (c1, c2, c3) = (sb.netns("c1"), sb.netns("c2"), sb.netns("c3"));
     let mut isolated = l3("bri", "10.43.0.0/24", &sb.scratch);
     isolated["portIsolation"] = json!(true);
@@ -167,27 +247,48 @@ fn hairpin_and_port_isolation() {
     open["portIsolation"] = json!(false);
     call(&ours(), "ADD", "i3", &c3, &open).ok();
     let port = r1["interfaces"][1]["name"].as_str().unwrap();
-    let details: Value = serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", port])).unwrap();
+    let details: Value =
+        serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", port])).unwrap();
     assert_eq!(details[0]["linkinfo"]["info_slave_data"]["hairpin"], true);
     assert_eq!(details[0]["linkinfo"]["info_slave_data"]["isolated"], true);
-    assert!(!ping("c1", "10.43.0.3"), "two isolated ports reached each other");
-    assert!(ping("c1", "10.43.0.4"), "an isolated port cannot reach a normal one");
+    assert!(
+        !ping("c1", "10.43.0.3"),
+        "two isolated ports reached each other"
+    );
+    assert!(
+        ping("c1", "10.43.0.4"),
+        "an isolated port cannot reach a normal one"
+    );
     call(&ours(), "CHECK", "i1", &c1, &with_prev(&isolated, &r1)).ok();
     call(&ours(), "CHECK", "i1", &c1, &with_prev(&open, &r1)).error(999);
 }
 
 #[test]
 fn macspoofchk_drops_a_forged_source_mac_and_passes_the_real_one() {
-    let Some(sb) = Sandbox::new("spoof") else { return };
+    let Some(sb) = Sandbox::new("spoof") else {
+        return;
+    };
     let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
     let mut conf = l3("brs", "10.44.0.0/24", &sb.scratch);
     conf["macspoofchk"] = json!(true);
     let r1 = call(&ours(), "ADD", "s1", &c1, &conf).ok();
     call(&ours(), "ADD", "s2", &c2, &conf).ok();
     assert!(ping("c1", "10.44.0.3"), "the real MAC must pass");
-    sh(&["ip", "-n", "c1", "link", "set", "eth0", "address", "02:66:66:66:66:66"]);
+    sh(&[
+        "ip",
+        "-n",
+        "c1",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "02:66:66:66:66:66",
+    ]);
     sh(&["ip", "-n", "c2", "neigh", "flush", "all"]);
-    assert!(!ping("c1", "10.44.0.3"), "a forged source MAC must be dropped");
+    assert!(
+        !ping("c1", "10.44.0.3"),
+        "a forged source MAC must be dropped"
+    );
     let e = call(&ours(), "CHECK", "s1", &c1, &with_prev(&conf, &r1)).error(999);
     assert!(e.contains("MAC"), "{e}");
     let real = r1["interfaces"][2]["mac"].as_str().unwrap();
@@ -198,7 +299,9 @@ fn macspoofchk_drops_a_forged_source_mac_and_passes_the_real_one() {
 
 #[test]
 fn every_del_path_succeeds_and_cleans_host_state() {
-    let Some(sb) = Sandbox::new("del_paths") else { return };
+    let Some(sb) = Sandbox::new("del_paths") else {
+        return;
+    };
     let c1 = sb.netns("c1");
     let mut conf = l3("brd", "10.45.0.0/24", &sb.scratch);
     conf["macspoofchk"] = json!(true);
@@ -211,7 +314,11 @@ fn every_del_path_succeeds_and_cleans_host_state() {
     let c1 = sb.netns("c1");
     call(&ours(), "ADD", "x2", &c1, &conf).ok();
     for _ in 0..2 {
-        Call::attach("DEL", "x2", "", "eth0").unset("CNI_NETNS").config(&conf).run(&ours()).ok();
+        Call::attach("DEL", "x2", "", "eth0")
+            .unset("CNI_NETNS")
+            .config(&conf)
+            .run(&ours())
+            .ok();
     }
     assert!(!nft_ruleset().contains("cni-br-iface-x2"));
     // Interface already gone (the DEL without a netns above left x2's eth0 in c1).
@@ -220,14 +327,25 @@ fn every_del_path_succeeds_and_cleans_host_state() {
     sh(&["ip", "-n", "c3", "link", "del", "eth0"]);
     call(&ours(), "DEL", "x3", &c3, &conf).ok();
     sh(&["ip", "-n", "c1", "link", "del", "eth0"]);
-    let left: Vec<_> = testkit::Sandbox::files(&sb.scratch.join("l3net")).into_keys().filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("10.")).collect();
+    let left: Vec<_> = testkit::Sandbox::files(&sb.scratch.join("l3net"))
+        .into_keys()
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("10."))
+        .collect();
     assert!(left.is_empty(), "allocations left: {left:?}");
-    assert_eq!(host_links().iter().filter(|l| l.starts_with("veth")).count(), 0);
+    assert_eq!(
+        host_links()
+            .iter()
+            .filter(|l| l.starts_with("veth"))
+            .count(),
+        0
+    );
 }
 
 #[test]
 fn a_failed_add_leaves_nothing_behind() {
-    let Some(sb) = Sandbox::new("rollback") else { return };
+    let Some(sb) = Sandbox::new("rollback") else {
+        return;
+    };
     let c1 = sb.netns("c1");
     // A /30 has one address: the second ADD fails in IPAM after the veth and rules exist.
     let mut conf = l3("brr", "10.46.0.0/30", &sb.scratch);
@@ -241,19 +359,26 @@ fn a_failed_add_leaves_nothing_behind() {
     // A layer-2 result cannot be printed as 0.2.0: also undone.
     let l2 = json!({"cniVersion": "0.2.0", "name": "l2", "type": "bridge", "bridge": "brr2", "macspoofchk": true});
     let before = sb.snapshot();
-    let msg = Call::attach("ADD", "r3", &c2, "eth0").config(&l2).run(&ours()).error(1);
+    let msg = Call::attach("ADD", "r3", &c2, "eth0")
+        .config(&l2)
+        .run(&ours())
+        .error(1);
     assert!(msg.contains("no valid IP addresses"), "{msg}");
     assert_eq!(sb.snapshot(), before);
     // VLANs on a kernel without bridge VLAN filtering: a clear error, nothing left.
     let vlan = json!({"cniVersion": "0.3.1", "name": "v", "type": "bridge", "bridge": "brv", "vlan": 100, "macspoofchk": true});
-    let out = Call::attach("ADD", "r4", &c2, "eth0").config(&vlan).run(&ours());
+    let out = Call::attach("ADD", "r4", &c2, "eth0")
+        .config(&vlan)
+        .run(&ours());
     if out.code == 1 {
         let msg = out.error(999);
         assert!(msg.contains("VLAN filtering"), "{msg}");
         assert_eq!(sb.snapshot(), before);
     }
     // An interface name that already exists in the container.
-    sh(&["ip", "-n", "c2", "link", "add", "eth0", "type", "veth", "peer", "name", "other"]);
+    sh(&[
+        "ip", "-n", "c2", "link", "add", "eth0", "type", "veth", "peer", "name", "other",
+    ]);
     let before = sb.snapshot();
     let msg = call(&ours(), "ADD", "r5", &c2, &conf).error(999);
     assert!(msg.contains("already exists"), "{msg}");
@@ -274,17 +399,32 @@ fn gc_removes_the_rules_of_attachments_that_are_gone() {
     sh(&["ip", "netns", "del", "c2"]);
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
-    Call::new("GC").env("CNI_PATH", &testkit::bin_dir().display().to_string()).config(&gc).run(&ours()).ok();
+    Call::new("GC")
+        .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+        .config(&gc)
+        .run(&ours())
+        .ok();
     let rules = nft_ruleset();
-    assert!(rules.contains("cni-br-iface-keep-eth0") && rules.contains("id: keep"), "{rules}");
-    assert!(!rules.contains("cni-br-iface-leak-eth0") && !rules.contains("id: leak"), "{rules}");
-    let files: Vec<_> = testkit::Sandbox::files(&sb.scratch.join("l3net")).into_keys().filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("10.")).collect();
+    assert!(
+        rules.contains("cni-br-iface-keep-eth0") && rules.contains("id: keep"),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains("cni-br-iface-leak-eth0") && !rules.contains("id: leak"),
+        "{rules}"
+    );
+    let files: Vec<_> = testkit::Sandbox::files(&sb.scratch.join("l3net"))
+        .into_keys()
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("10."))
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
 }
 
 #[test]
 fn fifty_parallel_adds_on_one_new_bridge() {
-    let Some(sb) = Sandbox::new("parallel") else { return };
+    let Some(sb) = Sandbox::new("parallel") else {
+        return;
+    };
     let conf = {
         let mut c = l3("brp", "10.48.0.0/24", &sb.scratch);
         c["macspoofchk"] = json!(true);
@@ -310,24 +450,53 @@ fn fifty_parallel_adds_on_one_new_bridge() {
 
 #[test]
 fn interop_go_host_local_as_ipam_and_spoofcheck_cleanup_both_ways() {
-    let Some(sb) = Sandbox::new("interop") else { return };
-    let Some(go_bridge) = go_plugin("interop_go_host_local_as_ipam_and_spoofcheck_cleanup_both_ways", "bridge") else { return };
+    let Some(sb) = Sandbox::new("interop") else {
+        return;
+    };
+    let Some(go_bridge) = go_plugin(
+        "interop_go_host_local_as_ipam_and_spoofcheck_cleanup_both_ways",
+        "bridge",
+    ) else {
+        return;
+    };
     let c1 = sb.netns("c1");
     // Our bridge with the Go host-local.
     let mut conf = l3("bro", "10.49.0.0/24", &sb.scratch);
     conf["macspoofchk"] = json!(true);
-    let r = Call::attach("ADD", "g1", &c1, "eth0").env("CNI_PATH", "/usr/lib/cni").config(&conf).run(&ours()).ok();
+    let r = Call::attach("ADD", "g1", &c1, "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .config(&conf)
+        .run(&ours())
+        .ok();
     assert_eq!(r["ips"][0]["address"], "10.49.0.2/24");
-    Call::attach("DEL", "g1", &c1, "eth0").env("CNI_PATH", "/usr/lib/cni").config(&conf).run(&ours()).ok();
+    Call::attach("DEL", "g1", &c1, "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .config(&conf)
+        .run(&ours())
+        .ok();
     assert!(!sb.scratch.join("l3net/10.49.0.2").exists());
     // macspoofchk made by the Go bridge, removed by our DEL, and the other way round.
     let l2 = json!({"cniVersion": "0.3.1", "name": "l2", "type": "bridge", "bridge": "brx", "macspoofchk": true});
-    Call::attach("ADD", "go1", &c1, "eth0").env("CNI_PATH", "/usr/lib/cni").config(&l2).run(&go_bridge).ok();
+    Call::attach("ADD", "go1", &c1, "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .config(&l2)
+        .run(&go_bridge)
+        .ok();
     assert!(nft_ruleset().contains("macspoofchk-go1-eth0"));
-    Call::attach("DEL", "go1", &c1, "eth0").config(&l2).run(&ours()).ok();
+    Call::attach("DEL", "go1", &c1, "eth0")
+        .config(&l2)
+        .run(&ours())
+        .ok();
     assert!(!nft_ruleset().contains("go1"), "{}", nft_ruleset());
-    Call::attach("ADD", "rs1", &c1, "eth0").config(&l2).run(&ours()).ok();
-    Call::attach("DEL", "rs1", &c1, "eth0").env("CNI_PATH", "/usr/lib/cni").config(&l2).run(&go_bridge).ok();
+    Call::attach("ADD", "rs1", &c1, "eth0")
+        .config(&l2)
+        .run(&ours())
+        .ok();
+    Call::attach("DEL", "rs1", &c1, "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .config(&l2)
+        .run(&go_bridge)
+        .ok();
     assert!(!nft_ruleset().contains("rs1"), "{}", nft_ruleset());
 }
 
@@ -335,23 +504,41 @@ fn interop_go_host_local_as_ipam_and_spoofcheck_cleanup_both_ways() {
 /// previous result as a runtime chains them.
 #[test]
 fn chained_with_go_tuning_and_portmap() {
-    let Some(sb) = Sandbox::new("chain") else { return };
-    let Some(tuning) = go_plugin("chained_with_go_tuning_and_portmap", "tuning") else { return };
-    let Some(portmap) = go_plugin("chained_with_go_tuning_and_portmap", "portmap") else { return };
+    let Some(sb) = Sandbox::new("chain") else {
+        return;
+    };
+    let Some(tuning) = go_plugin("chained_with_go_tuning_and_portmap", "tuning") else {
+        return;
+    };
+    let Some(portmap) = go_plugin("chained_with_go_tuning_and_portmap", "portmap") else {
+        return;
+    };
     let c1 = sb.netns("c1");
     let conf = l3("brc", "10.50.0.0/24", &sb.scratch);
     let r = call(&ours(), "ADD", "ch1", &c1, &conf).ok();
     let tune = json!({"cniVersion": "1.0.0", "name": "l3net", "type": "tuning", "mtu": 1400, "prevResult": r});
-    let r = Call::attach("ADD", "ch1", &c1, "eth0").env("CNI_PATH", "/usr/lib/cni").config(&tune).run(&tuning).ok();
+    let r = Call::attach("ADD", "ch1", &c1, "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .config(&tune)
+        .run(&tuning)
+        .ok();
     assert!(sh(&["ip", "-n", "c1", "link", "show", "eth0"]).contains("mtu 1400"));
     let pm = json!({"cniVersion": "1.0.0", "name": "l3net", "type": "portmap", "backend": "nftables",
                     "capabilities": {"portMappings": true},
                     "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
                     "prevResult": r});
-    let r = Call::attach("ADD", "ch1", &c1, "eth0").env("CNI_PATH", "/usr/lib/cni").config(&pm).run(&portmap).ok();
+    let r = Call::attach("ADD", "ch1", &c1, "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .config(&pm)
+        .run(&portmap)
+        .ok();
     assert_eq!(r["ips"][0]["address"], "10.50.0.2/24");
     for (bin, c) in [(&portmap, &pm), (&tuning, &tune)] {
-        Call::attach("DEL", "ch1", &c1, "eth0").env("CNI_PATH", "/usr/lib/cni").config(&with_prev(c, &r)).run(bin).ok();
+        Call::attach("DEL", "ch1", &c1, "eth0")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .config(&with_prev(c, &r))
+            .run(bin)
+            .ok();
     }
     call(&ours(), "CHECK", "ch1", &c1, &with_prev(&conf, &r)).ok();
     call(&ours(), "DEL", "ch1", &c1, &with_prev(&conf, &r)).ok();
