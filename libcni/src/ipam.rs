@@ -1,86 +1,14 @@
 //! IPAM delegation: exec the plugin that `ipam.type` names from CNI_PATH with the
 //! byte-identical config and the inherited environment, only CNI_COMMAND replaced.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use crate::error::{CniError, ErrorCode};
+use crate::invoke;
+pub use crate::invoke::find_plugin;
 use crate::result::CniResult;
 use crate::skel::{Command, Request};
 use crate::version::SpecVersion;
-
-/// Finds `plugin_type` in the directories of CNI_PATH. A name with a path separator
-/// is refused: a config must never make us exec an arbitrary path.
-pub fn find_plugin(plugin_type: &str, search_path: &[PathBuf]) -> Result<PathBuf, CniError> {
-    if plugin_type.is_empty() {
-        return Err(CniError::invalid_config("no plugin name provided"));
-    }
-    if plugin_type.contains('/')
-        || plugin_type.contains('\\')
-        || plugin_type == ".."
-        || plugin_type == "."
-    {
-        return Err(CniError::invalid_config(format!(
-            "invalid plugin name {plugin_type:?}: it must not contain a path separator"
-        )));
-    }
-    search_path
-        .iter()
-        .map(|dir| dir.join(plugin_type))
-        .find(|candidate| candidate.metadata().map(|m| m.is_file()).unwrap_or(false))
-        .ok_or_else(|| {
-            let dirs: Vec<String> = search_path
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
-            CniError::invalid_config(format!(
-                "failed to find plugin {plugin_type:?} in path [{}]",
-                dirs.join(" ")
-            ))
-        })
-}
-
-/// Runs a plugin binary once; on ETXTBSY (a binary being replaced right now) it
-/// tries again a few times, as the Go invoke package does.
-fn exec_once(binary: &Path, verb: Command, stdin: &[u8]) -> Result<std::process::Output, CniError> {
-    let mut attempt = 0;
-    let mut child = loop {
-        let spawned = Process::new(binary)
-            .env("CNI_COMMAND", verb.as_str())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        match spawned {
-            Ok(child) => break child,
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && attempt < 5 => {
-                attempt += 1;
-                std::thread::sleep(Duration::from_millis(50 * attempt));
-            }
-            Err(e) => {
-                return Err(CniError::io(format!(
-                    "failed to exec plugin {}: {e}",
-                    binary.display()
-                )))
-            }
-        }
-    };
-    // Written from a thread: a plugin may print before it has read all of stdin.
-    let mut child_stdin = child.stdin.take().expect("stdin is piped");
-    let input = stdin.to_vec();
-    let writer = std::thread::spawn(move || child_stdin.write_all(&input));
-    let output = child.wait_with_output().map_err(|e| {
-        CniError::io(format!(
-            "failed to wait for plugin {}: {e}",
-            binary.display()
-        ))
-    })?;
-    // A plugin that exits without reading stdin closes the pipe: that is not our error.
-    let _ = writer.join();
-    Ok(output)
-}
 
 /// Execs a delegated plugin for `verb` and returns its result (ADD only).
 pub fn exec_plugin(
@@ -91,25 +19,21 @@ pub fn exec_plugin(
     config_version: SpecVersion,
 ) -> Result<Option<CniResult>, CniError> {
     let binary = find_plugin(plugin_type, search_path)?;
-    let output = exec_once(&binary, verb, stdin)?;
-    // The delegate's logs are ours to forward, never to print on our stdout.
-    let _ = std::io::stderr().write_all(&output.stderr);
-    if !output.status.success() {
-        let error = CniError::from_json(&output.stdout).unwrap_or_else(|| {
-            let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-            CniError::internal(format!("netplugin failed: {stderr:?}"))
-        });
-        return Err(error.context(format!("{} plugin {plugin_type:?} failed", verb.as_str())));
-    }
+    // Everything else is inherited: the delegate sees our CNI_* variables.
+    let stdout = invoke::run(
+        &binary,
+        &[("CNI_COMMAND", verb.as_str().to_string())],
+        stdin,
+    )
+    .map_err(|e| e.context(format!("{} plugin {plugin_type:?} failed", verb.as_str())))?;
     if verb != Command::Add {
         return Ok(None);
     }
-    let (result, _) =
-        CniResult::from_plugin_output(&output.stdout, config_version).map_err(|e| {
-            e.context(format!(
-                "IPAM plugin {plugin_type:?} returned an unusable result"
-            ))
-        })?;
+    let (result, _) = CniResult::from_plugin_output(&stdout, config_version).map_err(|e| {
+        e.context(format!(
+            "IPAM plugin {plugin_type:?} returned an unusable result"
+        ))
+    })?;
     Ok(Some(result))
 }
 
@@ -219,6 +143,7 @@ pub fn status(request: &Request, plugin_type: &str) -> Result<(), CniError> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     /// A stand-in IPAM plugin: a shell script that logs its env and stdin.
     fn fake_plugin(dir: &Path, name: &str, body: &str) {

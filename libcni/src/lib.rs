@@ -2,7 +2,8 @@
 //!
 //! Layers, from the protocol down:
 //! - protocol: [`version`], [`error`], [`config`], [`result`], [`args`], [`names`], [`skel`];
-//! - delegation: [`ipam`] (exec of an IPAM plugin from CNI_PATH);
+//! - delegation: [`invoke`] (exec of a plugin from CNI_PATH), [`ipam`] (IPAM on top of it),
+//!   [`runtime`] (the runtime side: configuration lists, chains, the result cache);
 //! - network namespaces: [`netns`];
 //! - netlink: [`netlink`] (a synchronous rtnetlink client with a fake for tests),
 //!   and [`apply`], which puts an IPAM result on an interface.
@@ -11,12 +12,15 @@ pub mod apply;
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod hash;
+pub mod invoke;
 pub mod ipam;
 pub mod log;
 pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod result;
+pub mod runtime;
 pub mod skel;
 pub mod sysctl;
 pub mod version;

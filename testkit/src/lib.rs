@@ -31,7 +31,7 @@ fn record_skip(test: &str, reason: &str) {
 }
 
 /// Whether a test that cannot run may skip: never under CI.
-fn skip_or_fail(test: &str, reason: &str) {
+pub fn skip_or_fail(test: &str, reason: &str) {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{test}: cannot run here ({reason}) and CI=true forbids skipping");
     }

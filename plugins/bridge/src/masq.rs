@@ -14,7 +14,6 @@ use std::process::Command;
 use ipnet::IpNet;
 use libcni::CniError;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha512};
 
 use crate::config::MasqBackend;
 use crate::nft::{self, NftError};
@@ -25,9 +24,7 @@ const MASQ_CHAIN: &str = "masq_checks";
 const COMMENT_MAX: usize = 128;
 
 fn hash(length: usize, prefix: &str, input: &str) -> String {
-    let digest = Sha512::digest(input.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{hex}")[..length].to_string()
+    libcni::hash::sha512_hex(length, prefix, input.as_bytes())
 }
 
 fn network_hash(network: &str) -> String {
