@@ -341,3 +341,25 @@ fn netns_run_never_moves_the_callers_thread() {
         vec!["lo"]
     );
 }
+
+#[test]
+fn a_veth_pair_is_created_up_in_the_callers_netns() {
+    let Some(_sb) = Sandbox::new("veth_up_local") else {
+        return;
+    };
+    let mut nl = Netlink::open().unwrap();
+    let mut veth = NewLink::new(
+        "gw.50",
+        LinkKind::Veth {
+            peer: Box::new(NewLink::peer("gwpeer0")),
+        },
+    );
+    veth.up = true;
+    nl.create_link(&veth).unwrap();
+    let link = nl.require_link(&LinkId::Name("gw.50".into())).unwrap();
+    assert!(link.up);
+    assert!(nl
+        .get_link(&LinkId::Name("gwpeer0".into()))
+        .unwrap()
+        .is_some());
+}

@@ -50,6 +50,90 @@ pub fn kernel_feature_missing(test: &str, feature: &str) {
     );
 }
 
+/// Kernel features some tests need, probed for real in the sandbox's netns.
+#[derive(Clone, Copy, Debug)]
+pub enum KernelFeature {
+    BridgeVlanFiltering,
+    Vlan8021q,
+    Dummy,
+}
+
+impl KernelFeature {
+    fn describe(self) -> &'static str {
+        match self {
+            KernelFeature::BridgeVlanFiltering => "bridge VLAN filtering",
+            KernelFeature::Vlan8021q => "802.1Q VLAN links",
+            KernelFeature::Dummy => "dummy links",
+        }
+    }
+
+    fn probe(self) -> bool {
+        let ok = |args: &[&str]| {
+            Command::new("ip")
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let _ = ok(&["link", "del", "cniprobe0"]);
+        let present = match self {
+            KernelFeature::BridgeVlanFiltering => {
+                ok(&[
+                    "link",
+                    "add",
+                    "cniprobe0",
+                    "type",
+                    "bridge",
+                    "vlan_filtering",
+                    "1",
+                ]) && std::fs::read_to_string("/sys/class/net/cniprobe0/bridge/vlan_filtering")
+                    .is_ok_and(|v| v.trim() == "1")
+            }
+            KernelFeature::Vlan8021q => {
+                ok(&[
+                    "link",
+                    "add",
+                    "cniprobe0",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "cniprobe1",
+                ]) && ok(&[
+                    "link",
+                    "add",
+                    "link",
+                    "cniprobe0",
+                    "name",
+                    "cniprobe0.5",
+                    "type",
+                    "vlan",
+                    "id",
+                    "5",
+                ])
+            }
+            KernelFeature::Dummy => ok(&["link", "add", "cniprobe0", "type", "dummy"]),
+        };
+        let _ = ok(&["link", "del", "cniprobe0"]);
+        present
+    }
+}
+
+/// Whether the kernel has `feature`; if not, a loud skip (a failure on the
+/// full-kernel tier). Call it inside the test's sandbox.
+pub fn require_kernel(test: &str, feature: KernelFeature) -> bool {
+    if feature.probe() {
+        if std::env::var("CNI_TEST_TIER").is_ok_and(|t| t == "full-kernel") {
+            eprintln!(
+                "{test}: running on the full-kernel tier ({})",
+                feature.describe()
+            );
+        }
+        return true;
+    }
+    kernel_feature_missing(test, feature.describe());
+    false
+}
+
 /// The directory of the workspace's built binaries (target/<profile>).
 pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("CNI_TEST_BIN_DIR") {
@@ -277,6 +361,15 @@ impl Sandbox {
             )
             .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
         }
+        // A sysfs of our own, so that /sys/class/net shows this netns's links.
+        mount(
+            Some("sysfs"),
+            "/sys",
+            Some("sysfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mount sysfs for the sandbox");
         sh(&["ip", "link", "set", "lo", "up"]);
         Some(Sandbox {
             scratch,

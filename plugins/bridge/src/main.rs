@@ -307,9 +307,7 @@ fn ensure_vlan_gateway(
         return Ok(link);
     }
     let peer_name = random_name("veth", 8);
-    let mut peer = NewLink::peer(peer_name.clone());
-    peer.controller = Some(bridge.index);
-    peer.up = true;
+    let peer = NewLink::peer(peer_name.clone());
     let mut gateway = NewLink::new(
         name.clone(),
         LinkKind::Veth {
@@ -320,7 +318,11 @@ fn ensure_vlan_gateway(
     nl.create_link(&gateway)
         .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
     rollback.created_vlan_gateway = Some(name.clone());
+    // A veth peer cannot be created up (older kernels open it before it is paired:
+    // ENOTCONN) nor with a controller: both are set once the pair exists.
     let peer = nl.require_link(&LinkId::Name(peer_name))?;
+    nl.set_controller(peer.index, bridge.index)?;
+    nl.set_up(peer.index, true)?;
     let access = BridgeConfig {
         trunk: None,
         ..clone_vlan_only(cfg)
