@@ -19,10 +19,12 @@ if [ "${CNI_DEMO_INSIDE:-}" != 1 ]; then
 fi
 
 bin="$root/target/debug"
-# Fresh tmpfs over directories that exist on every machine: nothing is created on
-# the real filesystem, so even a killed run leaves no trace.
-for dir in /tmp /run /var/lib; do mount -t tmpfs tmpfs "$dir"; done
-work=/tmp/cni-demo
+# Fresh tmpfs over directories that exist on every machine (and never hold the
+# repository): nothing is created on the real filesystem, so even a killed run
+# leaves no trace.
+case "$root/" in /run/*|/var/lib/*) echo "demo: run it from a checkout outside /run and /var/lib" >&2; exit 1 ;; esac
+for dir in /run /var/lib; do mount -t tmpfs tmpfs "$dir"; done
+work=/run/cni-demo
 mkdir -p /var/lib/cni "$work"
 ip link set lo up
 mkdir -p "$work/bin" "$work/net.d"

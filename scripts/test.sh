@@ -53,10 +53,11 @@ if [ -n "$kernel_tests" ]; then
         vm_log=$(mktemp)
         scripts/vm-run.sh env CNI_TEST_TIER=full-kernel cargo nextest run --workspace --no-fail-fast \
             --hide-progress-bar --failure-output final -E "$filter" 2>&1 | tee "$vm_log" || status=1
-        vm_passed=$(grep -cE '^ +PASS ' "$vm_log" || true)
-        vm_failed=$(grep -cE '^ +(FAIL|SIGSEGV|SIGABRT|TIMEOUT) ' "$vm_log" || true)
+        # Each test once: nextest repeats the failures in its summary.
+        vm_passed=$({ grep -E '^ +PASS ' "$vm_log" || true; } | sed -E 's/^ +PASS +\[[^]]*\] +//' | sort -u | wc -l)
+        vm_failed=$({ grep -E '^ +(FAIL|SIGSEGV|SIGABRT|TIMEOUT) ' "$vm_log" || true; } | sed -E 's/^ +[A-Z]+ +\[[^]]*\] +//' | sort -u | wc -l)
         echo "== where the kernel-dependent tests ran"
-        grep -E '^ +(PASS|FAIL) ' "$vm_log" | sort -u | sed -E 's/^ +(PASS|FAIL) +\[[^]]*\] +/  full-kernel tier: \1 /'
+        { grep -E '^ +(PASS|FAIL) ' "$vm_log" || true; } | sed -E 's/^ +(PASS|FAIL) +\[[^]]*\] +/  full-kernel tier: \1 /' | sort -u
         ran_in_vm=$kernel_tests
         if [ $((vm_passed + vm_failed)) -lt "$count" ]; then
             echo "error: the full-kernel tier ran $((vm_passed + vm_failed)) of $count tests" >&2

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod args;
+pub mod attach;
 pub mod config;
 pub mod error;
 pub mod hash;

@@ -67,7 +67,8 @@ impl KernelFeature {
         }
     }
 
-    fn probe(self) -> bool {
+    /// Probes the feature for real (creating and deleting a link in the current netns).
+    pub fn is_present(self) -> bool {
         let ok = |args: &[&str]| {
             Command::new("ip")
                 .args(args)
@@ -121,7 +122,7 @@ impl KernelFeature {
 /// Whether the kernel has `feature`; if not, a loud skip (a failure on the
 /// full-kernel tier). Call it inside the test's sandbox.
 pub fn require_kernel(test: &str, feature: KernelFeature) -> bool {
-    if feature.probe() {
+    if feature.is_present() {
         if std::env::var("CNI_TEST_TIER").is_ok_and(|t| t == "full-kernel") {
             eprintln!(
                 "{test}: running on the full-kernel tier ({})",

@@ -16,6 +16,22 @@ struct Subject {
     config: fn(version: &str, data_dir: &Path) -> Value,
     /// Its ADD makes interfaces: it runs in a sandbox with a real netns (root).
     needs_netns: bool,
+    /// Run once in the sandbox before the checks (a master interface, say).
+    prepare: fn(),
+    /// A kernel feature its ADD needs; where it is missing, the checks that need a
+    /// successful ADD skip this subject loudly and the full-kernel tier runs them.
+    kernel: Option<testkit::KernelFeature>,
+}
+
+fn nothing_to_prepare() {}
+
+/// A veth pair whose first end is the master of macvlan and vlan subjects.
+fn master_veth() {
+    testkit::sh(&[
+        "ip", "link", "add", "confup0", "type", "veth", "peer", "name", "confup1",
+    ]);
+    testkit::sh(&["ip", "link", "set", "confup0", "up"]);
+    testkit::sh(&["ip", "link", "set", "confup1", "up"]);
 }
 
 fn subjects() -> Vec<Subject> {
@@ -28,6 +44,8 @@ fn subjects() -> Vec<Subject> {
                                 "routes": [{"dst": "0.0.0.0/0"}]}})
             },
             needs_netns: false,
+            prepare: nothing_to_prepare,
+            kernel: None,
         },
         Subject {
             name: "host-local",
@@ -37,6 +55,8 @@ fn subjects() -> Vec<Subject> {
                                 "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}})
             },
             needs_netns: false,
+            prepare: nothing_to_prepare,
+            kernel: None,
         },
         Subject {
             name: "bridge",
@@ -47,6 +67,30 @@ fn subjects() -> Vec<Subject> {
                                 "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}})
             },
             needs_netns: true,
+            prepare: nothing_to_prepare,
+            kernel: None,
+        },
+        Subject {
+            name: "macvlan",
+            config: |version, data_dir| {
+                json!({"cniVersion": version, "name": "conf-net", "type": "macvlan", "master": "confup0",
+                       "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]],
+                                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}})
+            },
+            needs_netns: true,
+            prepare: master_veth,
+            kernel: None,
+        },
+        Subject {
+            name: "vlan",
+            config: |version, data_dir| {
+                json!({"cniVersion": version, "name": "conf-net", "type": "vlan", "master": "confup0", "vlanId": 42,
+                       "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.9.0.0/24"}]],
+                                "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data_dir}})
+            },
+            needs_netns: true,
+            prepare: master_veth,
+            kernel: Some(testkit::KernelFeature::Vlan8021q),
         },
     ]
 }
@@ -83,8 +127,19 @@ fn address_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Runs `check` against every subject; one sandbox (created when the first subject
 /// needs a netns) serves the whole test. Without root those subjects are skipped.
-fn each(test: &str, mut check: impl FnMut(&Subject, &Ctx)) {
+fn each(test: &str, check: impl FnMut(&Subject, &Ctx)) {
+    each_with(test, false, check)
+}
+
+/// As `each`, for checks that need a successful ADD: a subject whose kernel feature
+/// is missing is skipped loudly (the full-kernel tier runs the test again).
+fn each_adding(test: &str, check: impl FnMut(&Subject, &Ctx)) {
+    each_with(test, true, check)
+}
+
+fn each_with(test: &str, needs_add: bool, mut check: impl FnMut(&Subject, &Ctx)) {
     let mut sandbox: Option<std::rc::Rc<testkit::Sandbox>> = None;
+    let mut prepared = std::collections::BTreeSet::new();
     for subject in subjects() {
         let (netns, sb) = if subject.needs_netns {
             if sandbox.is_none() {
@@ -94,6 +149,14 @@ fn each(test: &str, mut check: impl FnMut(&Subject, &Ctx)) {
                 }
             }
             let sb = sandbox.clone().unwrap();
+            if prepared.insert(subject.prepare as usize) {
+                (subject.prepare)();
+            }
+            if let (true, Some(feature)) = (needs_add, subject.kernel) {
+                if !testkit::require_kernel(test, feature) {
+                    continue;
+                }
+            }
             (sb.netns(&format!("conf-{}", subject.name)), Some(sb))
         } else {
             ("/run/netns/conformance-none".to_string(), None)
@@ -114,88 +177,100 @@ fn each(test: &str, mut check: impl FnMut(&Subject, &Ctx)) {
 
 #[test]
 fn without_cni_command_prints_an_about_line_and_exits_zero() {
-    each("about", |s, ctx| {
-        let bin = &ctx.bin;
-        let out = Call::default().run(bin);
-        assert_eq!(out.code, 0, "{}", s.name);
-        assert!(out.stdout.is_empty(), "{}: stdout must stay empty", s.name);
-        assert!(
-            out.stderr.contains(&format!("CNI {} plugin", s.name)),
-            "{}: {}",
-            s.name,
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains("git "),
-            "{}: the about line names the commit",
-            s.name
-        );
-    });
+    each(
+        "without_cni_command_prints_an_about_line_and_exits_zero",
+        |s, ctx| {
+            let bin = &ctx.bin;
+            let out = Call::default().run(bin);
+            assert_eq!(out.code, 0, "{}", s.name);
+            assert!(out.stdout.is_empty(), "{}: stdout must stay empty", s.name);
+            assert!(
+                out.stderr.contains(&format!("CNI {} plugin", s.name)),
+                "{}: {}",
+                s.name,
+                out.stderr
+            );
+            assert!(
+                out.stderr.contains("git "),
+                "{}: the about line names the commit",
+                s.name
+            );
+        },
+    );
 }
 
 #[test]
 fn version_answers_with_empty_stdin_and_lists_every_version() {
-    each("version", |s, ctx| {
-        let bin = &ctx.bin;
-        let reply = Call::new("VERSION").run(bin).ok();
-        assert_eq!(reply["supportedVersions"], json!(VERSIONS), "{}", s.name);
-        let reply = Call::new("VERSION")
-            .stdin(r#"{"cniVersion":"0.4.0"}"#)
-            .run(bin)
-            .ok();
-        assert_eq!(reply["cniVersion"], "0.4.0", "{}", s.name);
-    });
+    each(
+        "version_answers_with_empty_stdin_and_lists_every_version",
+        |s, ctx| {
+            let bin = &ctx.bin;
+            let reply = Call::new("VERSION").run(bin).ok();
+            assert_eq!(reply["supportedVersions"], json!(VERSIONS), "{}", s.name);
+            let reply = Call::new("VERSION")
+                .stdin(r#"{"cniVersion":"0.4.0"}"#)
+                .run(bin)
+                .ok();
+            assert_eq!(reply["cniVersion"], "0.4.0", "{}", s.name);
+        },
+    );
 }
 
 #[test]
 fn missing_environment_is_one_code_4_error_naming_every_variable() {
-    each("env", |s, ctx| {
-        let (bin, dir) = (&ctx.bin, &ctx.dir);
-        let conf = (s.config)("1.0.0", dir);
-        let msg = Call::new("ADD").config(&conf).run(bin).error(4);
-        for var in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
-            assert!(msg.contains(var), "{}: {msg}", s.name);
-        }
-        let msg = Call::new("DEL").config(&conf).run(bin).error(4);
-        assert!(
-            msg.contains("CNI_CONTAINERID")
-                && msg.contains("CNI_IFNAME")
-                && !msg.contains("CNI_NETNS"),
-            "{}: {msg}",
-            s.name
-        );
-        Call::new("FROB").config(&conf).run(bin).error(4);
-    });
+    each(
+        "missing_environment_is_one_code_4_error_naming_every_variable",
+        |s, ctx| {
+            let (bin, dir) = (&ctx.bin, &ctx.dir);
+            let conf = (s.config)("1.0.0", dir);
+            let msg = Call::new("ADD").config(&conf).run(bin).error(4);
+            for var in ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"] {
+                assert!(msg.contains(var), "{}: {msg}", s.name);
+            }
+            let msg = Call::new("DEL").config(&conf).run(bin).error(4);
+            assert!(
+                msg.contains("CNI_CONTAINERID")
+                    && msg.contains("CNI_IFNAME")
+                    && !msg.contains("CNI_NETNS"),
+                "{}: {msg}",
+                s.name
+            );
+            Call::new("FROB").config(&conf).run(bin).error(4);
+        },
+    );
 }
 
 #[test]
 fn container_ids_and_interface_names_are_validated() {
-    each("ids", |s, ctx| {
-        let (bin, dir) = (&ctx.bin, &ctx.dir);
-        let conf = (s.config)("1.0.0", dir);
-        ctx.add("").config(&conf).run(bin).error(3);
-        for bad in ["../../etc", "-x", "a/b", "a b"] {
-            ctx.add(bad).config(&conf).run(bin).error(4);
-        }
-        for bad in ["1234567890123456", "a/b", ".", "..", "a:b", "a b"] {
-            ctx.add("c1")
-                .env("CNI_IFNAME", bad)
-                .config(&conf)
-                .run(bin)
-                .error(4);
-        }
-        assert!(
-            address_files(dir).is_empty(),
-            "{}: a refused ADD allocated {:?}",
-            s.name,
-            address_files(dir)
-        );
-    });
+    each(
+        "container_ids_and_interface_names_are_validated",
+        |s, ctx| {
+            let (bin, dir) = (&ctx.bin, &ctx.dir);
+            let conf = (s.config)("1.0.0", dir);
+            ctx.add("").config(&conf).run(bin).error(3);
+            for bad in ["../../etc", "-x", "a/b", "a b"] {
+                ctx.add(bad).config(&conf).run(bin).error(4);
+            }
+            for bad in ["1234567890123456", "a/b", ".", "..", "a:b", "a b"] {
+                ctx.add("c1")
+                    .env("CNI_IFNAME", bad)
+                    .config(&conf)
+                    .run(bin)
+                    .error(4);
+            }
+            assert!(
+                address_files(dir).is_empty(),
+                "{}: a refused ADD allocated {:?}",
+                s.name,
+                address_files(dir)
+            );
+        },
+    );
 }
 
 #[test]
 fn stdin_errors_have_the_spec_codes() {
-    each("stdin", |s, ctx| {
+    each("stdin_errors_have_the_spec_codes", |s, ctx| {
         let (bin, dir) = (&ctx.bin, &ctx.dir);
         ctx.add("c1").stdin("{not json").run(bin).error(6);
         ctx.add("c1").stdin("").run(bin).error(6);
@@ -225,7 +300,7 @@ fn stdin_errors_have_the_spec_codes() {
 
 #[test]
 fn verbs_below_their_spec_version_are_code_1() {
-    each("gates", |s, ctx| {
+    each("verbs_below_their_spec_version_are_code_1", |s, ctx| {
         let (bin, dir) = (&ctx.bin, &ctx.dir);
         let check = Call::attach("CHECK", "c1", "/run/netns/none", "eth0");
         check.config(&(s.config)("0.3.1", dir)).run(bin).error(1);
@@ -250,7 +325,7 @@ fn verbs_below_their_spec_version_are_code_1() {
 
 #[test]
 fn unknown_cni_args_need_ignore_unknown() {
-    each("args", |s, ctx| {
+    each_adding("unknown_cni_args_need_ignore_unknown", |s, ctx| {
         let (bin, dir) = (&ctx.bin, &ctx.dir);
         let conf = (s.config)("1.0.0", dir);
         ctx.add("c1")
@@ -273,54 +348,57 @@ fn unknown_cni_args_need_ignore_unknown() {
 
 #[test]
 fn the_result_is_in_the_request_version_with_that_version_schema() {
-    each("schema", |s, ctx| {
-        let (bin, dir) = (&ctx.bin, &ctx.dir);
-        for (n, version) in VERSIONS.iter().enumerate() {
-            let cid = format!("schema{n}");
-            let conf = (s.config)(version, dir);
-            let result = ctx.add(&cid).config(&conf).run(bin).ok();
-            assert_eq!(result["cniVersion"], *version, "{}", s.name);
-            match *version {
-                "0.1.0" | "0.2.0" => {
-                    assert!(
-                        result["ip4"]["ip"].is_string(),
-                        "{} {version}: {result}",
-                        s.name
-                    );
-                    assert!(
-                        result.get("ips").is_none(),
-                        "{} {version}: {result}",
-                        s.name
-                    );
+    each_adding(
+        "the_result_is_in_the_request_version_with_that_version_schema",
+        |s, ctx| {
+            let (bin, dir) = (&ctx.bin, &ctx.dir);
+            for (n, version) in VERSIONS.iter().enumerate() {
+                let cid = format!("schema{n}");
+                let conf = (s.config)(version, dir);
+                let result = ctx.add(&cid).config(&conf).run(bin).ok();
+                assert_eq!(result["cniVersion"], *version, "{}", s.name);
+                match *version {
+                    "0.1.0" | "0.2.0" => {
+                        assert!(
+                            result["ip4"]["ip"].is_string(),
+                            "{} {version}: {result}",
+                            s.name
+                        );
+                        assert!(
+                            result.get("ips").is_none(),
+                            "{} {version}: {result}",
+                            s.name
+                        );
+                    }
+                    "0.3.0" | "0.3.1" | "0.4.0" => {
+                        assert_eq!(
+                            result["ips"][0]["version"], "4",
+                            "{} {version}: {result}",
+                            s.name
+                        );
+                    }
+                    _ => {
+                        assert!(
+                            result["ips"][0].get("version").is_none(),
+                            "{} {version}: {result}",
+                            s.name
+                        );
+                        assert!(
+                            result["ips"][0]["address"].is_string(),
+                            "{} {version}: {result}",
+                            s.name
+                        );
+                    }
                 }
-                "0.3.0" | "0.3.1" | "0.4.0" => {
-                    assert_eq!(
-                        result["ips"][0]["version"], "4",
-                        "{} {version}: {result}",
-                        s.name
-                    );
-                }
-                _ => {
-                    assert!(
-                        result["ips"][0].get("version").is_none(),
-                        "{} {version}: {result}",
-                        s.name
-                    );
-                    assert!(
-                        result["ips"][0]["address"].is_string(),
-                        "{} {version}: {result}",
-                        s.name
-                    );
-                }
+                ctx.del(&cid).config(&conf).run(bin).ok();
             }
-            ctx.del(&cid).config(&conf).run(bin).ok();
-        }
-    });
+        },
+    );
 }
 
 #[test]
 fn del_succeeds_twice_and_without_a_netns() {
-    each("del", |s, ctx| {
+    each_adding("del_succeeds_twice_and_without_a_netns", |s, ctx| {
         let (bin, dir) = (&ctx.bin, &ctx.dir);
         let conf = (s.config)("1.0.0", dir);
         ctx.add("d1").config(&conf).run(bin).ok();
@@ -341,7 +419,7 @@ fn del_succeeds_twice_and_without_a_netns() {
 
 #[test]
 fn a_failed_add_leaves_no_file_behind() {
-    each("rollback", |s, ctx| {
+    each_adding("a_failed_add_leaves_no_file_behind", |s, ctx| {
         let (bin, dir) = (&ctx.bin, &ctx.dir);
         let conf = (s.config)("1.0.0", dir);
         // Warm the store up so that only what the failing ADD does is compared.

@@ -38,16 +38,7 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
     let netns = NetNs::open(netns_path)?;
     let sandbox = netns_path.display().to_string();
-    let container_index = prev
-        .interfaces
-        .iter()
-        .position(|i| i.name == request.ifname && i.sandbox.as_deref() == Some(sandbox.as_str()))
-        .ok_or_else(|| {
-            failed(format!(
-                "prevResult has no interface {:?} in {sandbox}",
-                request.ifname
-            ))
-        })?;
+    let container_index = libcni::attach::container_interface(prev, request)?;
     let expected = &prev.interfaces[container_index];
     let mut inside = netns.netlink()?;
     let container = inside
@@ -160,42 +151,7 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         }
     }
 
-    let addresses = inside.list_addresses(Some(container.index))?;
-    for ip in prev
-        .ips
-        .iter()
-        .filter(|ip| ip.interface == Some(container_index))
-    {
-        if !addresses.iter().any(|a| a.address == ip.address) {
-            return Err(failed(format!(
-                "address {} is missing from {:?}",
-                ip.address, request.ifname
-            )));
-        }
-    }
-    for v4 in [true, false] {
-        let wanted: Vec<_> = prev
-            .routes
-            .iter()
-            .filter(|r| r.dst.addr().is_ipv4() == v4)
-            .collect();
-        if wanted.is_empty() {
-            continue;
-        }
-        let routes = inside.list_routes(v4)?;
-        for route in wanted {
-            let found = routes.iter().any(|r| {
-                r.dst == route.dst.trunc() && (route.gw.is_none() || r.gateway == route.gw)
-            });
-            if !found {
-                return Err(failed(format!(
-                    "route to {} is missing in {sandbox}",
-                    route.dst
-                )));
-            }
-        }
-    }
-    Ok(())
+    libcni::attach::check_ips_and_routes(&mut inside, prev, container_index, &container)
 }
 
 /// Removes the macspoofchk state of attachments not in `valid`. The chains carry no

@@ -1,0 +1,297 @@
+//! Steps shared by the plugins that put one interface into a container (macvlan,
+//! vlan, and the checks of bridge): finding the master, creating a link directly in
+//! the target netns under a temporary name and renaming it, the IPAM step, and the
+//! CHECK of addresses and routes.
+
+use crate::apply::{configure_interface, InterfaceOptions};
+use crate::error::CniError;
+use crate::ipam;
+use crate::netlink::{random_name, Link, LinkId, Netlink, NewLink, SocketTransport, Transport};
+use crate::netns::NetNs;
+use crate::result::{CniResult, Dns, Interface};
+use crate::skel::Request;
+
+/// The interface of the first default route (the Go plugins' choice of master).
+pub fn default_route_interface<T: Transport>(nl: &mut Netlink<T>) -> Result<Link, CniError> {
+    for v4 in [true, false] {
+        for route in nl.list_routes(v4)? {
+            if route.dst.prefix_len() == 0 && route.table == 254 {
+                if let Some(oif) = route.oif {
+                    return Ok(nl.require_link(&LinkId::Index(oif))?);
+                }
+            }
+        }
+    }
+    Err(CniError::invalid_config("no default route interface found"))
+}
+
+/// The master (host) link, or an error naming it.
+pub fn master_link<T: Transport>(nl: &mut Netlink<T>, name: &str) -> Result<Link, CniError> {
+    nl.get_link(&LinkId::Name(name.to_string()))?
+        .ok_or_else(|| {
+            CniError::invalid_config(format!(
+                "failed to lookup master {name:?}: no such interface"
+            ))
+        })
+}
+
+/// `mtu` must be in [0, master MTU] (the Go text).
+pub fn check_mtu(mtu: u32, master: &Link) -> Result<(), CniError> {
+    if mtu > master.mtu {
+        return Err(CniError::invalid_config(format!(
+            "invalid MTU {mtu}, must be [0, master MTU({})]",
+            master.mtu
+        )));
+    }
+    Ok(())
+}
+
+/// A link created in the container under a temporary name and renamed to `ifname`:
+/// creating it under its final name could collide with a host interface of the same
+/// name, since the kernel creates it in the creator's netns first.
+pub struct CreatedLink {
+    pub link: Link,
+}
+
+/// Creates `kind` in `netns` as `ifname`. `creator` is the client that sends the
+/// request: the host's (the link is then moved by IFLA_NET_NS_FD) or, when the
+/// master lives in the container, the container's. The caller removes the link on
+/// later failures; a failed rename removes it here.
+pub fn create_in_netns<'fd>(
+    creator: &mut Netlink<SocketTransport>,
+    inside: &mut Netlink<SocketTransport>,
+    netns: &'fd NetNs,
+    creator_is_inside: bool,
+    mut new: NewLink<'fd>,
+    ifname: &str,
+    what: &str,
+) -> Result<CreatedLink, CniError> {
+    if inside
+        .get_link(&LinkId::Name(ifname.to_string()))?
+        .is_some()
+    {
+        return Err(CniError::internal(format!(
+            "container interface {ifname:?} already exists in {}",
+            netns.path().display()
+        )));
+    }
+    let temporary = random_name("cni", 8);
+    new.name = temporary.clone();
+    if !creator_is_inside {
+        new.netns = Some(netns.fd());
+    }
+    creator.create_link(&new).map_err(|e| {
+        let hint = match e.errno() {
+            Some(libc::EOPNOTSUPP) if what == "vlan" => {
+                ": this kernel has no 802.1Q VLAN support (the 8021q module is missing)".to_string()
+            }
+            Some(libc::EEXIST) if what == "vlan" => {
+                ": the master already has a link with this VLAN ID (one per master)".to_string()
+            }
+            _ => String::new(),
+        };
+        CniError::internal(format!("failed to create {what}: {e}{hint}"))
+    })?;
+    let created = inside.require_link(&LinkId::Name(temporary.clone()))?;
+    if let Err(e) = inside.rename(created.index, ifname) {
+        let _ = inside.delete_link(created.index, &temporary);
+        return Err(CniError::internal(format!(
+            "failed to rename {what} to {ifname:?}: {e}"
+        )));
+    }
+    Ok(CreatedLink {
+        link: inside.require_link(&LinkId::Index(created.index))?,
+    })
+}
+
+/// The result of a one-interface plugin: the interface, and when `ipam` is set the
+/// IPAM result applied to it (addresses pointing at index 0). DNS from the config
+/// when it has any, else from IPAM (the Go macvlan and vlan plugins drop IPAM's).
+/// The returned allocation must be kept by the caller once nothing else can fail.
+pub fn single_interface_result<'r>(
+    request: &'r Request,
+    netns: &NetNs,
+    inside: &mut Netlink<SocketTransport>,
+    link: &Link,
+    ipam_type: Option<&str>,
+    config_dns: Option<&Dns>,
+) -> Result<(CniResult, Option<ipam::Allocation<'r>>), CniError> {
+    let mut result = CniResult::default();
+    result.add_interface(Interface {
+        name: request.ifname.clone(),
+        mac: link.mac.clone(),
+        sandbox: Some(netns.path().display().to_string()),
+        ..Default::default()
+    });
+    let allocation = match ipam_type {
+        None => {
+            inside.set_up(link.index, true)?;
+            None
+        }
+        Some(plugin_type) => {
+            let allocation = ipam::add(request, plugin_type)?;
+            result.ips = allocation
+                .result
+                .ips
+                .iter()
+                .cloned()
+                .map(|mut ip| {
+                    ip.interface = Some(0);
+                    ip
+                })
+                .collect();
+            result.routes = allocation.result.routes.clone();
+            result.dns = allocation.result.dns.clone();
+            configure_interface(
+                netns,
+                inside,
+                &request.ifname,
+                &result,
+                InterfaceOptions::default(),
+            )?;
+            Some(allocation)
+        }
+    };
+    if let Some(dns) = config_dns.filter(|d| !d.is_empty()) {
+        result.dns = dns.clone();
+    }
+    Ok((result, allocation))
+}
+
+/// CHECK of the addresses and routes of `prev` on interface `index` (in prev).
+pub fn check_ips_and_routes<T: Transport>(
+    inside: &mut Netlink<T>,
+    prev: &CniResult,
+    interface_index: usize,
+    link: &Link,
+) -> Result<(), CniError> {
+    let addresses = inside.list_addresses(Some(link.index))?;
+    for ip in prev
+        .ips
+        .iter()
+        .filter(|ip| ip.interface == Some(interface_index))
+    {
+        if !addresses.iter().any(|a| a.address == ip.address) {
+            return Err(CniError::internal(format!(
+                "address {} is missing from {:?}",
+                ip.address, link.name
+            )));
+        }
+    }
+    for v4 in [true, false] {
+        let wanted: Vec<_> = prev
+            .routes
+            .iter()
+            .filter(|r| r.dst.addr().is_ipv4() == v4)
+            .collect();
+        if wanted.is_empty() {
+            continue;
+        }
+        let routes = inside.list_routes(v4)?;
+        for route in wanted {
+            let found = routes.iter().any(|r| {
+                r.dst == route.dst.trunc() && (route.gw.is_none() || r.gateway == route.gw)
+            });
+            if !found {
+                return Err(CniError::internal(format!(
+                    "route to {} is missing",
+                    route.dst
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The container interface of `prev`: named `ifname` with `sandbox` = the netns.
+pub fn container_interface(prev: &CniResult, request: &Request) -> Result<usize, CniError> {
+    let sandbox = request
+        .netns
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    prev.interfaces
+        .iter()
+        .position(|i| i.name == request.ifname && i.sandbox.as_deref() == Some(sandbox.as_str()))
+        .ok_or_else(|| {
+            CniError::internal(format!(
+                "prevResult has no interface {:?} in {sandbox}",
+                request.ifname
+            ))
+        })
+}
+
+/// DEL of a one-interface plugin: IPAM first, then the link in the container. Needs
+/// neither the master nor the netns: a gone netns or link is nothing to undo.
+pub fn del_single_interface(request: &Request, ipam_type: Option<&str>) -> Result<(), CniError> {
+    let mut errors = crate::error::ErrorList::new();
+    if let Some(plugin_type) = ipam_type {
+        errors.record(ipam::del(request, plugin_type));
+    }
+    if let Some(path) = &request.netns {
+        match NetNs::open_if_present(path) {
+            Ok(Some(netns)) => {
+                errors.record(netns.netlink().and_then(|mut inside| {
+                    inside
+                        .delete_link_if_present(&request.ifname)
+                        .map(|_| ())
+                        .map_err(CniError::from)
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e.into()),
+        }
+    }
+    errors.into_result()
+}
+
+/// Finishes ADD of a one-interface plugin: on success keeps the IPAM allocation, on
+/// failure removes the link (the allocation is released when dropped).
+pub fn finish_single_interface(
+    inside: &mut Netlink<SocketTransport>,
+    link: &Link,
+    outcome: Result<(CniResult, Option<ipam::Allocation<'_>>), CniError>,
+) -> Result<CniResult, CniError> {
+    match outcome {
+        Ok((result, allocation)) => {
+            if let Some(allocation) = allocation {
+                allocation.keep();
+            }
+            Ok(result)
+        }
+        Err(e) => {
+            if let Err(undo) = inside.delete_link(link.index, &link.name) {
+                crate::log_warn!("rollback: {undo}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The MAC of the container interface must be what prevResult (and the config, if it
+/// names one) says.
+pub fn check_mac(
+    link: &Link,
+    from_prev: Option<&str>,
+    configured: Option<[u8; 6]>,
+) -> Result<(), CniError> {
+    let actual = link.mac.clone().unwrap_or_default();
+    if let Some(mac) = from_prev {
+        if actual != mac.to_lowercase() {
+            return Err(CniError::internal(format!(
+                "interface {:?} has MAC {actual}, prevResult says {mac}",
+                link.name
+            )));
+        }
+    }
+    if let Some(mac) = configured {
+        let mac = crate::netlink::format_mac(&mac);
+        if actual != mac {
+            return Err(CniError::internal(format!(
+                "interface {:?} has MAC {actual}, the config says {mac}",
+                link.name
+            )));
+        }
+    }
+    Ok(())
+}
