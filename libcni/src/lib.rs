@@ -33,3 +33,15 @@ pub use version::SpecVersion;
 
 /// The commit the workspace was built from.
 pub const GIT_COMMIT: &str = env!("LIBCNI_GIT_COMMIT");
+
+/// A named point in a plugin's work where a test can stop it: when the environment
+/// variable `CNI_TEST_FAILPOINT` equals `name`, the process stops there for good (a
+/// test then kills it, as a crash or a node failure would). Costs one variable read.
+pub fn failpoint(name: &str) {
+    if std::env::var_os("CNI_TEST_FAILPOINT").is_some_and(|v| v == name) {
+        log_warn!("stopped at failpoint {name}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}

@@ -97,6 +97,35 @@ impl NetNs {
         }
     }
 
+    /// A new, empty network namespace that lives as long as this value (no mount):
+    /// a place to rename a link where no name can collide.
+    pub fn new_anonymous() -> Result<NetNs, NetnsError> {
+        let path = PathBuf::from("<temporary netns>");
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|errno| {
+                        NetnsError::Enter {
+                            path: path.clone(),
+                            errno,
+                        }
+                    })?;
+                    let file = File::open("/proc/thread-self/ns/net").map_err(|source| {
+                        NetnsError::Open {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    Ok(NetNs {
+                        file,
+                        path: path.clone(),
+                    })
+                })
+                .join()
+                .unwrap_or_else(|_| Err(NetnsError::Panicked { path: path.clone() }))
+        })
+    }
+
     /// The netns of the calling thread.
     pub fn current() -> Result<NetNs, NetnsError> {
         NetNs::open(Path::new("/proc/thread-self/ns/net"))

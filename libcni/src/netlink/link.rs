@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData, InfoVeth, InfoVlan,
-    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, State, VlanProtocol,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop, State, VlanProtocol,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -50,6 +50,8 @@ pub struct Link {
     /// Bridge port flags, when the link is a bridge port.
     pub hairpin: Option<bool>,
     pub isolated: Option<bool>,
+    /// Alternative names (kernels keep the old name as one on some renames).
+    pub altnames: Vec<String>,
     pub message: LinkMessage,
 }
 
@@ -69,6 +71,13 @@ impl Link {
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
                 LinkAttribute::Link(p) => link.parent = Some(*p),
                 LinkAttribute::OperState(state) => link.oper_up = *state == State::Up,
+                LinkAttribute::PropList(props) => {
+                    for prop in props {
+                        if let Prop::AltIfName(name) = prop {
+                            link.altnames.push(name.clone());
+                        }
+                    }
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
@@ -420,6 +429,21 @@ impl<T: Transport> Netlink<T> {
         self.set_link(message, &|| {
             format!("move link #{index} into netns {netns_name}")
         })
+    }
+
+    /// Removes an alternative name of a link.
+    pub fn delete_altname(&mut self, index: u32, altname: &str) -> NlResult<()> {
+        let mut message = by_index(index);
+        message
+            .attributes
+            .push(LinkAttribute::PropList(vec![Prop::AltIfName(
+                altname.to_string(),
+            )]));
+        self.transport
+            .request(RouteNetlinkMessage::DelLinkProp(message), CHANGE, &|| {
+                format!("remove the alternative name {altname:?} of link #{index}")
+            })
+            .map(|_| ())
     }
 
     /// Deletes a link by name; a missing link is success (for DEL paths).

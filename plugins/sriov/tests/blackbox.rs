@@ -1,0 +1,401 @@
+//! The sriov plugin against a real PF: a netdevsim device (real VF netlink state;
+//! full-kernel tier) whose VF netdevs are veth ends standing in for real ones,
+//! wired together by a fake sysfs tree under SYSFS_ROOT.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+use testkit::{build_fake_sriov_sysfs, plugin, sh, Call, Netdevsim, Output, Sandbox};
+
+const PF_PCI: &str = "0000:af:00.0";
+
+fn ours() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sriov"))
+}
+
+fn vf_pci(n: u32) -> String {
+    format!("0000:af:06.{n}")
+}
+
+/// A sandbox with a netdevsim PF of 4 VFs, veth stand-ins `vfnet0..3` and the
+/// fake sysfs tree; None after a loud skip where netdevsim is missing.
+struct Rig {
+    sb: Sandbox,
+    nsim: Netdevsim,
+    sysfs: PathBuf,
+}
+
+fn rig(test: &str) -> Option<Rig> {
+    let sb = Sandbox::new(test)?;
+    let nsim = Netdevsim::new(test, "pf0", 4)?;
+    let vfs: Vec<(String, String)> = (0..4).map(|n| (vf_pci(n), format!("vfnet{n}"))).collect();
+    for (n, (_, name)) in vfs.iter().enumerate() {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("vfpeer{n}"),
+        ]);
+        sh(&[
+            "ip",
+            "link",
+            "set",
+            name,
+            "address",
+            &format!("02:00:00:00:0a:0{n}"),
+        ]);
+    }
+    let sysfs = sb.scratch.join("sys");
+    let entries: Vec<(&str, Option<&str>, &str)> = vfs
+        .iter()
+        .map(|(pci, name)| (pci.as_str(), Some(name.as_str()), "iavf"))
+        .collect();
+    build_fake_sriov_sysfs(&sysfs, PF_PCI, &nsim.pf, &entries).unwrap();
+    Some(Rig { sb, nsim, sysfs })
+}
+
+impl Rig {
+    fn call(&self, command: &str, cid: &str, netns: &str, conf: &Value) -> Output {
+        plugin("static");
+        Call::attach(command, cid, netns, "net1")
+            .env("SYSFS_ROOT", &self.sysfs.display().to_string())
+            .config(conf)
+            .run(&ours())
+    }
+
+    /// The `vf N` line of `ip link show <pf>`.
+    fn vf_line(&self, n: u32) -> String {
+        sh(&["ip", "link", "show", &self.nsim.pf])
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("vf {n} ")))
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+fn conf(vf: u32, extra: Value) -> Value {
+    let mut c = json!({"cniVersion": "1.1.0", "name": "sriov-net", "type": "sriov", "deviceID": vf_pci(vf),
+        "ipam": {"type": "static", "addresses": [{"address": "10.95.0.5/24"}]}});
+    for (k, v) in extra.as_object().unwrap() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+fn host_links() -> String {
+    sh(&["ip", "-br", "link"])
+}
+
+#[test]
+fn add_configures_the_vf_and_del_puts_everything_back() {
+    let Some(r) = rig("sriov_add_del") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let before_vf = r.vf_line(1);
+    let c = conf(
+        1,
+        json!({"vlan": 100, "vlanQoS": 3, "mac": "02:11:22:33:44:55", "spoofchk": "off", "trust": "on",
+                          "link_state": "enable", "min_tx_rate": 10, "max_tx_rate": 100, "mtu": 1400}),
+    );
+    let result = r.call("ADD", "c1", &a, &c).ok();
+    assert_eq!(result["interfaces"][0]["name"], "net1");
+    assert_eq!(result["interfaces"][0]["mac"], "02:11:22:33:44:55");
+    assert_eq!(result["interfaces"][0]["mtu"], 1400);
+    assert_eq!(result["interfaces"][0]["pciID"], vf_pci(1));
+    assert_eq!(
+        result["ips"][0],
+        json!({"interface": 0, "address": "10.95.0.5/24"})
+    );
+    let vf = r.vf_line(1);
+    for part in [
+        "link/ether 02:11:22:33:44:55",
+        "vlan 100, qos 3",
+        "spoof checking off",
+        "link-state enable",
+        "trust on",
+        "max_tx_rate 100Mbps",
+        "min_tx_rate 10Mbps",
+    ] {
+        assert!(vf.contains(part), "missing {part:?} in {vf}");
+    }
+    let inside = sh(&["ip", "-n", "a", "addr", "show", "net1"]);
+    assert!(
+        inside.contains("02:11:22:33:44:55")
+            && inside.contains("mtu 1400")
+            && inside.contains("10.95.0.5/24"),
+        "{inside}"
+    );
+    assert!(
+        !host_links().contains("vfnet1"),
+        "the VF netdev left the host"
+    );
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read("/var/lib/cni/sriov/c1-net1").unwrap()).unwrap();
+    assert_eq!(cache["OrigVfState"]["HostIFName"], "vfnet1");
+    assert_eq!(cache["VFID"], 1);
+    assert_eq!(cache["Master"], "pf0");
+    assert_eq!(
+        std::fs::read_to_string(format!("/var/lib/cni/sriov/pci/{}", vf_pci(1))).unwrap(),
+        a
+    );
+
+    let mut check = c.clone();
+    check["prevResult"] = result;
+    r.call("CHECK", "c1", &a, &check).ok();
+    sh(&["ip", "link", "set", "pf0", "vf", "1", "vlan", "200"]);
+    let msg = r.call("CHECK", "c1", &a, &check).error(999);
+    assert!(msg.contains("vlan"), "{msg}");
+
+    r.call("DEL", "c1", &a, &c).ok();
+    assert_eq!(r.vf_line(1), before_vf, "the PF-side VF settings are back");
+    let back = sh(&["ip", "link", "show", "vfnet1"]);
+    assert!(
+        back.contains("02:00:00:00:0a:01") && back.contains("mtu 1500"),
+        "the netdev is back with its MAC and MTU: {back}"
+    );
+    assert!(!Path::new("/var/lib/cni/sriov/c1-net1").exists());
+    assert!(!Path::new(&format!("/var/lib/cni/sriov/pci/{}", vf_pci(1))).exists());
+    r.call("DEL", "c1", &a, &c).ok();
+}
+
+#[test]
+fn a_vf_in_use_is_refused_and_a_stale_record_does_not_block() {
+    let Some(r) = rig("sriov_in_use") else { return };
+    let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
+    let c = conf(0, json!({}));
+    r.call("ADD", "first", &a, &c).ok();
+    let msg = r.call("ADD", "second", &b, &c).error(999);
+    assert!(msg.contains("already allocated"), "{msg}");
+    r.call("DEL", "first", &a, &c).ok();
+    // A record left by a pod whose netns is gone does not block.
+    std::fs::write(
+        format!("/var/lib/cni/sriov/pci/{}", vf_pci(0)),
+        "/run/netns/long-gone",
+    )
+    .unwrap();
+    r.call("ADD", "third", &b, &c).ok();
+}
+
+#[test]
+fn dpdk_mode_allocates_addresses_but_moves_and_configures_no_netdev() {
+    let Some(r) = rig("sriov_dpdk") else { return };
+    // VF 2 is bound to vfio-pci: no netdev.
+    let vf_dir = r.sysfs.join(format!("bus/pci/devices/{}", vf_pci(2)));
+    std::fs::remove_dir_all(vf_dir.join("net")).unwrap();
+    std::fs::create_dir_all(r.sysfs.join("bus/pci/drivers/vfio-pci")).unwrap();
+    std::fs::remove_file(vf_dir.join("driver")).unwrap();
+    std::os::unix::fs::symlink(
+        r.sysfs.join("bus/pci/drivers/vfio-pci"),
+        vf_dir.join("driver"),
+    )
+    .unwrap();
+    let a = r.sb.netns("a");
+    let c = conf(2, json!({"vlan": 42, "mac": "02:00:00:00:00:99"}));
+    let result = r.call("ADD", "d1", &a, &c).ok();
+    assert_eq!(
+        result["ips"][0]["address"], "10.95.0.5/24",
+        "allocated and reported"
+    );
+    assert_eq!(result["interfaces"][0]["mac"], "02:00:00:00:00:99");
+    assert!(r.vf_line(2).contains("vlan 42"));
+    assert!(
+        !sh(&["ip", "-n", "a", "link"]).contains("net1"),
+        "no netdev in DPDK mode"
+    );
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read("/var/lib/cni/sriov/d1-net1").unwrap()).unwrap();
+    assert_eq!(
+        cache["DPDKMode"], true,
+        "the mode is kept for DEL (sriov-cni drops it)"
+    );
+    r.call("DEL", "d1", &a, &c).ok();
+    assert!(!r.vf_line(2).contains("vlan 42"));
+}
+
+#[test]
+fn del_is_idempotent_and_survives_a_gone_netns() {
+    let Some(r) = rig("sriov_del") else { return };
+    let a = r.sb.netns("a");
+    let c = conf(3, json!({"vlan": 7}));
+    r.call("ADD", "x", &a, &c).ok();
+    sh(&["ip", "netns", "del", "a"]);
+    // A veth stand-in dies with its netns (a real VF would come back to the host).
+    r.call("DEL", "x", &a, &c).ok();
+    assert!(
+        !r.vf_line(3).contains("vlan 7"),
+        "the PF side is restored anyway"
+    );
+    r.call("DEL", "x", &a, &c).ok();
+    Call::attach("DEL", "x", "", "net1")
+        .unset("CNI_NETNS")
+        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
+        .config(&c)
+        .run(&ours())
+        .ok();
+    r.call("DEL", "never", "/run/netns/none", &conf(0, json!({})))
+        .ok();
+}
+
+#[test]
+fn a_failed_add_restores_the_vf_and_releases_everything() {
+    let Some(r) = rig("sriov_rollback") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let before = (r.vf_line(0), host_links());
+    let mut c = conf(0, json!({"vlan": 100, "trust": "on"}));
+    c["ipam"]["addresses"] = json!([{"address": "not-an-address"}]);
+    r.call("ADD", "f1", &a, &c).error(7);
+    assert_eq!((r.vf_line(0), host_links()), before);
+    assert!(!Path::new("/var/lib/cni/sriov/f1-net1").exists());
+    assert!(!sh(&["ip", "-n", "a", "link"]).contains("net1"));
+}
+
+#[test]
+fn a_vf_named_like_a_container_interface_and_a_stale_altname() {
+    let Some(r) = rig("sriov_names") else { return };
+    let a = r.sb.netns("a");
+    // The container already has an interface with the VF's host name.
+    sh(&[
+        "ip", "-n", "a", "link", "add", "vfnet0", "type", "veth", "peer", "name", "other0",
+    ]);
+    // And the VF carries the altname an earlier pod left (sriov-cni issue #445).
+    sh(&[
+        "ip", "link", "property", "add", "dev", "vfnet0", "altname", "net1",
+    ]);
+    let c = conf(0, json!({}));
+    r.call("ADD", "n1", &a, &c).ok();
+    assert!(sh(&["ip", "-n", "a", "-br", "link"]).contains("net1"));
+    r.call("DEL", "n1", &a, &c).ok();
+    let back = sh(&["ip", "link", "show", "vfnet0"]);
+    assert!(
+        !back.contains("altname net1"),
+        "no stale altname is left: {back}"
+    );
+    r.call("ADD", "n2", &a, &c).ok();
+}
+
+/// SIGKILL at a point of ADD, then DEL: the VF, the host and the container are as
+/// before the ADD.
+#[test]
+fn sigkill_mid_add_then_del_restores_everything() {
+    let Some(r) = rig("sriov_sigkill") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let c = conf(
+        1,
+        json!({"vlan": 300, "spoofchk": "off", "mac": "02:aa:bb:cc:dd:ee"}),
+    );
+    for point in [
+        "sriov-after-cache",
+        "sriov-after-vf-config",
+        "sriov-after-move",
+        "sriov-after-ipam",
+    ] {
+        let before = (
+            r.vf_line(1),
+            host_links(),
+            sh(&["ip", "-n", "a", "-br", "link"]),
+        );
+        let mut child = Command::new(ours())
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .envs([
+                ("CNI_COMMAND", "ADD"),
+                ("CNI_CONTAINERID", "k1"),
+                ("CNI_NETNS", a.as_str()),
+                ("CNI_IFNAME", "net1"),
+            ])
+            .env("CNI_PATH", testkit::bin_dir())
+            .env("SYSFS_ROOT", &r.sysfs)
+            .env("CNI_TEST_FAILPOINT", point)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), c.to_string().as_bytes())
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("stopped at failpoint") {
+            line.clear();
+        }
+        assert!(
+            line.contains(point),
+            "the plugin did not reach {point}: {line}"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        r.call("DEL", "k1", &a, &c).ok();
+        assert_eq!(
+            (
+                r.vf_line(1),
+                host_links(),
+                sh(&["ip", "-n", "a", "-br", "link"])
+            ),
+            before,
+            "after a kill at {point}"
+        );
+        assert!(!Path::new("/var/lib/cni/sriov/k1-net1").exists());
+    }
+}
+
+#[test]
+fn gc_releases_the_vfs_of_attachments_that_are_gone() {
+    let Some(r) = rig("sriov_gc") else { return };
+    let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
+    r.call("ADD", "keep", &a, &conf(0, json!({"vlan": 10})))
+        .ok();
+    r.call("ADD", "leak", &b, &conf(1, json!({"vlan": 11})))
+        .ok();
+    let mut gc = conf(0, json!({}));
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "net1"}]);
+    Call::new("GC")
+        .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
+        .config(&gc)
+        .run(&ours())
+        .ok();
+    assert!(r.vf_line(0).contains("vlan 10"));
+    assert!(!r.vf_line(1).contains("vlan 11"));
+    assert!(
+        host_links().contains("vfnet1"),
+        "the leaked VF is back in the host"
+    );
+    assert!(
+        Path::new("/var/lib/cni/sriov/keep-net1").exists()
+            && !Path::new("/var/lib/cni/sriov/leak-net1").exists()
+    );
+}
+
+/// Config errors need no kernel: they run on every tier.
+#[test]
+fn bad_configs_are_code_7_and_name_the_key() {
+    for (extra, key) in [
+        (json!({"deviceID": "../../etc"}), "deviceID"),
+        (json!({"spoofchk": "true"}), "spoofchk"),
+        (json!({"min_tx_rate": 50, "max_tx_rate": 10}), "min_tx_rate"),
+        (json!({"mac": "01:00:00:00:00:01"}), "mac"),
+        (json!({"vlanProto": "802.1ad"}), "vlanProto"),
+    ] {
+        let mut c = conf(0, json!({}));
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        let msg = Call::attach("ADD", "v", "/run/netns/none-here", "net1")
+            .config(&c)
+            .run(&ours())
+            .error(7);
+        assert!(msg.starts_with(&format!("{key}:")), "{msg}");
+    }
+}
