@@ -95,7 +95,7 @@ fn host_links() -> String {
 
 #[test]
 fn add_configures_the_vf_and_del_puts_everything_back() {
-    let Some(r) = rig("sriov_add_del") else {
+    let Some(r) = rig("add_configures_the_vf_and_del_puts_everything_back") else {
         return;
     };
     let a = r.sb.netns("a");
@@ -168,7 +168,9 @@ fn add_configures_the_vf_and_del_puts_everything_back() {
 
 #[test]
 fn a_vf_in_use_is_refused_and_a_stale_record_does_not_block() {
-    let Some(r) = rig("sriov_in_use") else { return };
+    let Some(r) = rig("a_vf_in_use_is_refused_and_a_stale_record_does_not_block") else {
+        return;
+    };
     let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
     let c = conf(0, json!({}));
     r.call("ADD", "first", &a, &c).ok();
@@ -186,7 +188,9 @@ fn a_vf_in_use_is_refused_and_a_stale_record_does_not_block() {
 
 #[test]
 fn dpdk_mode_allocates_addresses_but_moves_and_configures_no_netdev() {
-    let Some(r) = rig("sriov_dpdk") else { return };
+    let Some(r) = rig("dpdk_mode_allocates_addresses_but_moves_and_configures_no_netdev") else {
+        return;
+    };
     // VF 2 is bound to vfio-pci: no netdev.
     let vf_dir = r.sysfs.join(format!("bus/pci/devices/{}", vf_pci(2)));
     std::fs::remove_dir_all(vf_dir.join("net")).unwrap();
@@ -222,7 +226,9 @@ fn dpdk_mode_allocates_addresses_but_moves_and_configures_no_netdev() {
 
 #[test]
 fn del_is_idempotent_and_survives_a_gone_netns() {
-    let Some(r) = rig("sriov_del") else { return };
+    let Some(r) = rig("del_is_idempotent_and_survives_a_gone_netns") else {
+        return;
+    };
     let a = r.sb.netns("a");
     let c = conf(3, json!({"vlan": 7}));
     r.call("ADD", "x", &a, &c).ok();
@@ -246,7 +252,7 @@ fn del_is_idempotent_and_survives_a_gone_netns() {
 
 #[test]
 fn a_failed_add_restores_the_vf_and_releases_everything() {
-    let Some(r) = rig("sriov_rollback") else {
+    let Some(r) = rig("a_failed_add_restores_the_vf_and_releases_everything") else {
         return;
     };
     let a = r.sb.netns("a");
@@ -261,7 +267,9 @@ fn a_failed_add_restores_the_vf_and_releases_everything() {
 
 #[test]
 fn a_vf_named_like_a_container_interface_and_a_stale_altname() {
-    let Some(r) = rig("sriov_names") else { return };
+    let Some(r) = rig("a_vf_named_like_a_container_interface_and_a_stale_altname") else {
+        return;
+    };
     let a = r.sb.netns("a");
     // The container already has an interface with the VF's host name.
     sh(&[
@@ -287,7 +295,7 @@ fn a_vf_named_like_a_container_interface_and_a_stale_altname() {
 /// before the ADD.
 #[test]
 fn sigkill_mid_add_then_del_restores_everything() {
-    let Some(r) = rig("sriov_sigkill") else {
+    let Some(r) = rig("sigkill_mid_add_then_del_restores_everything") else {
         return;
     };
     let a = r.sb.netns("a");
@@ -352,7 +360,9 @@ fn sigkill_mid_add_then_del_restores_everything() {
 
 #[test]
 fn gc_releases_the_vfs_of_attachments_that_are_gone() {
-    let Some(r) = rig("sriov_gc") else { return };
+    let Some(r) = rig("gc_releases_the_vfs_of_attachments_that_are_gone") else {
+        return;
+    };
     let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
     r.call("ADD", "keep", &a, &conf(0, json!({"vlan": 10})))
         .ok();
