@@ -138,14 +138,18 @@ pub fn collect_trunk(entries: &[TrunkEntry]) -> Result<Vec<u16>, String> {
 /// Whether this binary runs as `cnv-bridge`: then `preserveDefaultVlan` defaults to
 /// true, as the OpenShift Virtualization build does.
 pub fn invoked_as_cnv_bridge() -> bool {
-    std::env::args()
-        .next()
-        .map(|arg0| {
-            std::path::Path::new(&arg0)
-                .file_name()
-                .is_some_and(|n| n == "cnv-bridge")
-        })
-        .unwrap_or(false)
+    let mut args = std::env::args();
+    let called = args.next().map(|arg0| {
+        std::path::Path::new(&arg0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string()
+    });
+    // Also `cni-plugins cnv-bridge` (the multi-call binary, the name as argument).
+    called.as_deref() == Some("cnv-bridge")
+        || (called.as_deref() == Some("cni-plugins")
+            && args.next().as_deref() == Some("cnv-bridge"))
 }
 
 pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniError> {

@@ -1,0 +1,202 @@
+//! `host-local`: an IPAM plugin that allocates addresses from range sets and keeps
+//! them in the Go plugin's on-disk format, so that a node can switch between the
+//! two without losing or duplicating an address.
+
+mod config;
+mod range;
+mod store;
+
+use libcni::result::IpConfig;
+use libcni::{About, CniError, CniResult, ErrorCode, Plugin, Request};
+
+use crate::range::{Addr, Range, RangeSet};
+use crate::store::{Owner, Store};
+
+/// Exhausted ranges: addresses come back as pods go, so the runtime may retry.
+fn exhausted(set: &RangeSet) -> CniError {
+    CniError::new(
+        ErrorCode::TryAgainLater,
+        format!("no IP addresses available in range set: {set}"),
+    )
+}
+
+fn attachment(request: &Request) -> Owner {
+    Owner::Attachment {
+        container_id: request.container_id.clone(),
+        ifname: request.ifname.clone(),
+    }
+}
+
+/// One address from one range set: the requested one, or the next free in
+/// round-robin order from the last reserved.
+fn allocate_from_set<'s>(
+    store: &mut Store,
+    request: &Request,
+    set: &'s RangeSet,
+    set_index: usize,
+    requested: Option<Addr>,
+) -> Result<(Addr, &'s Range), CniError> {
+    let (cid, ifname) = (&request.container_id, &request.ifname);
+    if let Some(wanted) = requested {
+        let range = set
+            .range_for(wanted)
+            .ok_or_else(|| CniError::invalid_config(format!("{wanted} not in range set {set}")))?;
+        if wanted == range.gateway {
+            return Err(CniError::invalid_config(format!(
+                "requested ip {wanted} is subnet's gateway"
+            )));
+        }
+        if !store.reserve(cid, ifname, wanted, set_index)? {
+            return Err(CniError::invalid_config(format!(
+                "requested IP address {wanted} is not available in range set {set}"
+            )));
+        }
+        return Ok((wanted, range));
+    }
+    let legacy = Owner::Legacy {
+        container_id: cid.clone(),
+    };
+    for held in store
+        .held(&attachment(request))
+        .into_iter()
+        .chain(store.held(&legacy))
+    {
+        if set.contains(held) {
+            return Err(CniError::invalid_config(format!(
+                "{held} has been allocated to {cid}, duplicate allocation is not allowed"
+            )));
+        }
+    }
+    for candidate in set.candidates(store.last_reserved(set_index)) {
+        if store.is_free(candidate) && store.reserve(cid, ifname, candidate, set_index)? {
+            let range = set
+                .range_for(candidate)
+                .expect("candidates come from the set");
+            return Ok((candidate, range));
+        }
+    }
+    Err(exhausted(set))
+}
+
+struct HostLocal;
+
+impl Plugin for HostLocal {
+    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
+        let config = config::load(request)?;
+        let mut result = CniResult::default();
+        if let Some(path) = &config.resolv_conf {
+            result.dns = config::parse_resolv_conf(path)?;
+        }
+        let mut store = Store::open(&config.data_dir, &config.network)?;
+        let mut requested = config.requested.clone();
+        let mut taken = Vec::new();
+        for (index, set) in config.range_sets.iter().enumerate() {
+            let wanted = requested
+                .iter()
+                .position(|a| set.contains(*a))
+                .map(|i| requested.remove(i));
+            match allocate_from_set(&mut store, request, set, index, wanted) {
+                Ok((addr, range)) => {
+                    taken.push(addr);
+                    result.ips.push(IpConfig {
+                        address: range.with_prefix(addr),
+                        gateway: Some(range.gateway.ip()),
+                        interface: None,
+                    });
+                }
+                Err(e) => {
+                    // All or nothing: give back only what this ADD took.
+                    store.release_addrs(&attachment(request), &taken)?;
+                    store.restore_round_robin()?;
+                    return Err(e.context(format!("failed to allocate for range {index}")));
+                }
+            }
+        }
+        if !requested.is_empty() {
+            store.release_addrs(&attachment(request), &taken)?;
+            store.restore_round_robin()?;
+            let left: Vec<String> = requested.iter().map(|a| a.to_string()).collect();
+            return Err(CniError::invalid_config(format!(
+                "failed to allocate all requested IPs: {}",
+                left.join(" ")
+            )));
+        }
+        result.routes = config.routes;
+        Ok(result)
+    }
+
+    fn del(&self, request: &Request) -> Result<(), CniError> {
+        let (network, data_dir) = config::store_location(request)?;
+        let mut store = Store::open(&data_dir, &network)?;
+        store.release_attachment(&request.container_id, &request.ifname)?;
+        Ok(())
+    }
+
+    fn check(&self, request: &Request) -> Result<(), CniError> {
+        let config = config::load(request)?;
+        let store = Store::open(&config.data_dir, &config.network)?;
+        let legacy = Owner::Legacy {
+            container_id: request.container_id.clone(),
+        };
+        if store.held(&attachment(request)).is_empty() && store.held(&legacy).is_empty() {
+            return Err(CniError::invalid_config(format!(
+                "host-local: Failed to find address added by container {}",
+                request.container_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Releases every address whose attachment is not in the valid list. A legacy
+    /// file (container ID only) stays while any attachment of that container does.
+    fn gc(&self, request: &Request) -> Result<(), CniError> {
+        let conf: libcni::config::NetConf = libcni::config::parse_netconf(&request.stdin)?;
+        let valid = conf.gc_valid_attachments();
+        let (network, data_dir) = config::store_location(request)?;
+        let mut store = Store::open(&data_dir, &network)?;
+        let mut errors = libcni::error::ErrorList::new();
+        for (addr, owner) in store.scan()? {
+            let keep = match &owner {
+                Owner::Attachment {
+                    container_id,
+                    ifname,
+                } => valid
+                    .iter()
+                    .any(|a| &a.container_id == container_id && &a.ifname == ifname),
+                Owner::Legacy { container_id } => {
+                    valid.iter().any(|a| &a.container_id == container_id)
+                }
+            };
+            if !keep {
+                errors.record(store.release_addrs(&owner, &[addr]));
+            }
+        }
+        errors.into_result()
+    }
+
+    /// Ready when the data directory can be created, opened and locked.
+    fn status(&self, request: &Request) -> Result<(), CniError> {
+        let (network, data_dir) = config::store_location(request)?;
+        Store::open(&data_dir, &network).map(|_| ()).map_err(|e| {
+            CniError::new(
+                ErrorCode::PluginNotAvailable,
+                format!("host-local data directory is unusable: {}", e.msg),
+            )
+        })
+    }
+
+    fn known_args(&self) -> &'static [&'static str] {
+        &["IP"]
+    }
+}
+
+/// The plugin's entry point, for its own binary and for the multi-call binary.
+pub fn run() -> ! {
+    libcni::skel::run(
+        &HostLocal,
+        About {
+            name: "host-local",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
+}

@@ -1,0 +1,626 @@
+//! `sriov`: assigns an SR-IOV virtual function to a pod or VM. The VF (its PCI
+//! address is `deviceID`) is found through sysfs, configured on its PF through
+//! netlink, its netdev moved into the container; DEL puts everything back.
+//! Compatible with sriov-cni's configs, results and cache files.
+
+mod config;
+mod state;
+mod sysfs;
+
+use std::path::Path;
+
+use libcni::apply::{configure_interface, InterfaceOptions};
+use libcni::attach;
+use libcni::error::ErrorList;
+use libcni::netlink::{
+    format_mac, parse_mac, Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting,
+};
+use libcni::netns::NetNs;
+use libcni::result::Interface;
+use libcni::{failpoint, ipam, About, CniError, CniResult, Plugin, Request, SpecVersion};
+use serde_json::Value;
+
+use crate::state::{Cache, OrigVfState, ETH_P_8021AD, ETH_P_8021Q};
+use crate::sysfs::VfNetdev;
+
+const ZERO_MAC: &str = "00:00:00:00:00:00";
+
+/// The VF as the PF and the host netns show it now.
+fn original_state(
+    nl: &mut Netlink,
+    pf: &Link,
+    index: u32,
+    netdev: &VfNetdev,
+) -> Result<(OrigVfState, Option<Link>), CniError> {
+    let vf = nl.get_vf(pf.index, &pf.name, index)?;
+    let mut orig = OrigVfState {
+        spoofchk: vf.spoofchk,
+        trust: vf.trust,
+        admin_mac: vf.mac.clone(),
+        vlan: vf.vlan,
+        vlan_qos: vf.qos,
+        vlan_proto: if vf.vlan_proto_8021ad {
+            ETH_P_8021AD
+        } else {
+            ETH_P_8021Q
+        },
+        min_tx_rate: vf.min_tx_rate,
+        max_tx_rate: vf.max_tx_rate,
+        link_state: vf.link_state.unwrap_or(0),
+        ..Default::default()
+    };
+    let link = match netdev {
+        VfNetdev::Kernel(name) => {
+            let link = nl.get_link(&LinkId::Name(name.clone()))?.ok_or_else(|| {
+                CniError::io(format!(
+                    "VF netdev {name:?} named by sysfs is not in the host network namespace"
+                ))
+            })?;
+            orig.host_ifname = name.clone();
+            orig.effective_mac = link.mac.clone().unwrap_or_default();
+            orig.mtu = link.mtu;
+            Some(link)
+        }
+        VfNetdev::Dpdk { .. } => None,
+    };
+    Ok((orig, link))
+}
+
+fn link_state_setting(value: u32) -> VfLinkStateSetting {
+    match value {
+        1 => VfLinkStateSetting::Enable,
+        2 => VfLinkStateSetting::Disable,
+        _ => VfLinkStateSetting::Auto,
+    }
+}
+
+/// What DEL writes back on the PF: each setting ADD changed, as it was; the admin
+/// MAC whenever one was captured (sriov-cni does the same).
+fn restore_config(cache: &Cache) -> VfConfig {
+    let orig = &cache.orig;
+    VfConfig {
+        vlan: cache.configured("vlan").then_some((
+            orig.vlan,
+            orig.vlan_qos,
+            orig.vlan_proto == ETH_P_8021AD,
+        )),
+        mac: (!orig.admin_mac.is_empty())
+            .then(|| parse_mac(&orig.admin_mac))
+            .flatten(),
+        rate: (cache.configured("min_tx_rate") || cache.configured("max_tx_rate"))
+            .then_some((orig.min_tx_rate, orig.max_tx_rate)),
+        spoofchk: cache.configured("spoofchk").then_some(orig.spoofchk),
+        trust: cache.configured("trust").then_some(orig.trust),
+        link_state: cache
+            .configured("link_state")
+            .then_some(link_state_setting(orig.link_state)),
+    }
+}
+
+/// Moves a netdev out of `from` into `to` under `new_name`, through a fresh netns
+/// so that no name can collide on the way, and drops the altname the kernel may
+/// keep of its old name.
+fn move_via_temporary(
+    from: &mut Netlink<SocketTransport>,
+    link: &Link,
+    to: &NetNs,
+    new_name: &str,
+) -> Result<(), CniError> {
+    let temporary = NetNs::new_anonymous()?;
+    let mut there = temporary.netlink()?;
+    // A link cannot take a name it already has as an altname (left by an earlier
+    // rename): drop that first.
+    for altname in link.altnames.iter().filter(|a| *a == new_name) {
+        from.delete_altname(link.index, altname)?;
+    }
+    from.move_to_netns(
+        link.index,
+        temporary.fd(),
+        "a temporary netns",
+        Some(new_name),
+    )
+    .map_err(|e| CniError::from(e.context(format!("move VF netdev {:?}", link.name))))?;
+    let moved = there.require_link(&LinkId::Name(new_name.to_string()))?;
+    for altname in moved.altnames.iter().filter(|a| **a == link.name) {
+        there.delete_altname(moved.index, altname)?;
+    }
+    there
+        .move_to_netns(moved.index, to.fd(), &to.path().display().to_string(), None)
+        .map_err(|e| CniError::from(e.context(format!("move VF netdev {new_name:?}"))))?;
+    Ok(())
+}
+
+/// Puts the VF netdev back in the host under its original name, with its MAC and MTU.
+fn return_netdev(
+    from: &mut Netlink<SocketTransport>,
+    link: &Link,
+    orig: &OrigVfState,
+) -> Result<(), CniError> {
+    from.set_up(link.index, false)?;
+    let host = NetNs::current()?;
+    move_via_temporary(from, link, &host, &orig.host_ifname)?;
+    let mut nl = Netlink::open()?;
+    let back = nl.require_link(&LinkId::Name(orig.host_ifname.clone()))?;
+    if let Some(mac) = parse_mac(&orig.effective_mac) {
+        if back.mac.as_deref() != Some(orig.effective_mac.as_str()) {
+            nl.set_mac(back.index, mac)?;
+        }
+    }
+    if orig.mtu != 0 && back.mtu != orig.mtu {
+        nl.set_mtu(back.index, orig.mtu)?;
+    }
+    Ok(())
+}
+
+/// Undoes an attachment from its cache: the PF-side settings, then the netdev back
+/// to the host. Best effort on every step; reports all failures.
+fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
+    let mut errors = ErrorList::new();
+    let mut nl = Netlink::open()?;
+    match nl.get_link(&LinkId::Name(cache.master.clone()))? {
+        Some(pf) => {
+            errors.record(
+                nl.set_vf(pf.index, &pf.name, cache.vf_id, &restore_config(cache))
+                    .map_err(CniError::from),
+            );
+        }
+        None => errors.push(CniError::internal(format!(
+            "PF {:?} is gone: the VF settings cannot be restored",
+            cache.master
+        ))),
+    }
+    if !cache.dpdk && !cache.orig.host_ifname.is_empty() {
+        let inside = match netns.map(NetNs::open_if_present) {
+            Some(Ok(Some(ns))) => Some(ns),
+            Some(Err(e)) => {
+                errors.push(e.into());
+                None
+            }
+            _ => None,
+        };
+        let in_pod = match &inside {
+            Some(ns) => {
+                let mut pod = ns.netlink()?;
+                match pod.get_link(&LinkId::Name(cache.ifname.clone()))? {
+                    Some(link) => {
+                        errors.record(return_netdev(&mut pod, &link, &cache.orig));
+                        true
+                    }
+                    None => false,
+                }
+            }
+            None => false,
+        };
+        if !in_pod {
+            // The netns is gone (a physical VF then returns to the host under the pod's
+            // name) or the VF never reached it: find it in the host by sysfs.
+            errors.record(rename_in_host(cache));
+        }
+    }
+    errors.into_result()
+}
+
+fn rename_in_host(cache: &Cache) -> Result<(), CniError> {
+    let Ok(dev) = sysfs::discover(&sysfs::root(), &cache.device_id()) else {
+        return Ok(());
+    };
+    let VfNetdev::Kernel(current) = dev.netdev else {
+        return Ok(());
+    };
+    let mut nl = Netlink::open()?;
+    let Some(link) = nl.get_link(&LinkId::Name(current.clone()))? else {
+        return Ok(());
+    };
+    if current != cache.orig.host_ifname {
+        nl.set_up(link.index, false)?;
+        nl.rename(link.index, &cache.orig.host_ifname)?;
+        if let Some(link) = nl.get_link(&LinkId::Index(link.index))? {
+            for altname in link.altnames.iter().filter(|a| **a == current) {
+                nl.delete_altname(link.index, altname)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Sriov;
+
+impl Sriov {
+    fn netns(request: &Request) -> Result<NetNs, CniError> {
+        Ok(NetNs::open(request.netns.as_ref().ok_or_else(|| {
+            CniError::invalid_env("CNI_NETNS is required")
+        })?)?)
+    }
+}
+
+/// The steps of ADD after the cache is written; on failure `add` undoes them.
+fn attach_vf<'r>(
+    request: &'r Request,
+    cfg: &config::Config,
+    netns: &NetNs,
+    dev: &sysfs::VfDevice,
+    cache: &Cache,
+    pf: &Link,
+    host_link: Option<&Link>,
+) -> Result<(CniResult, Option<ipam::Allocation<'r>>), CniError> {
+    let mut nl = Netlink::open()?;
+    nl.set_vf(pf.index, &pf.name, dev.index, &cfg.vf)?;
+    failpoint("sriov-after-vf-config");
+    let mut inside = netns.netlink()?;
+    let mac = match (cfg.mac, host_link) {
+        (Some(mac), _) => format_mac(&mac),
+        (None, Some(_)) => cache.orig.effective_mac.clone(),
+        (None, None) => Some(cache.orig.admin_mac.clone())
+            .filter(|m| m != ZERO_MAC)
+            .unwrap_or_default(),
+    };
+    let mut mtu = cache.mtu;
+    if let Some(link) = host_link {
+        if inside
+            .get_link(&LinkId::Name(request.ifname.clone()))?
+            .is_some()
+        {
+            return Err(CniError::internal(format!(
+                "interface {:?} already exists in {}",
+                request.ifname,
+                netns.path().display()
+            )));
+        }
+        move_via_temporary(&mut nl, link, netns, &request.ifname)?;
+        failpoint("sriov-after-move");
+        let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
+        if let Some(mac) = cfg.mac {
+            inside.set_mac(vf.index, mac)?;
+        }
+        if let Some(want) = cfg.conf.plugin.mtu.filter(|m| *m > 0) {
+            inside.set_mtu(vf.index, want)?;
+            mtu = want;
+        }
+        inside.set_up(vf.index, true)?;
+    }
+    let mut result = CniResult::default();
+    result.add_interface(Interface {
+        name: request.ifname.clone(),
+        mac: (!mac.is_empty()).then_some(mac),
+        mtu: Some(mtu).filter(|m| *m > 0),
+        sandbox: Some(netns.path().display().to_string()),
+        pci_id: (request.version >= SpecVersion::V1_1_0).then(|| dev.pci.clone()),
+        ..Default::default()
+    });
+    let allocation = match cfg.conf.delegated_ipam() {
+        None => None,
+        Some(ipam_conf) => {
+            let allocation = ipam::add(request, &ipam_conf.plugin_type)?;
+            result.ips = allocation
+                .result
+                .ips
+                .iter()
+                .cloned()
+                .map(|mut ip| {
+                    ip.interface = Some(0);
+                    ip
+                })
+                .collect();
+            result.routes = allocation.result.routes.clone();
+            result.dns = allocation.result.dns.clone();
+            // DPDK: the addresses are allocated and reported, not configured.
+            if host_link.is_some() {
+                configure_interface(
+                    netns,
+                    &mut inside,
+                    &request.ifname,
+                    &result,
+                    InterfaceOptions::default(),
+                )?;
+            }
+            Some(allocation)
+        }
+    };
+    failpoint("sriov-after-ipam");
+    if let Some(dns) = cfg.conf.dns.as_ref().filter(|d| !d.is_empty()) {
+        result.dns = dns.clone();
+    }
+    if let Some(path) = cfg
+        .conf
+        .runtime_config
+        .other
+        .get("CNIDeviceInfoFile")
+        .and_then(Value::as_str)
+    {
+        write_device_info(Path::new(path), dev)?;
+    }
+    Ok((result, allocation))
+}
+
+/// The network-plumbing device-info file (type `pci`), unless it exists already
+/// (the device plugin's copy then stands).
+fn write_device_info(path: &Path, dev: &sysfs::VfDevice) -> Result<(), CniError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let info = serde_json::json!({"type": "pci", "version": "1.1.0",
+        "pci": {"pci-address": dev.pci, "pf-pci-address": dev.pf_pci}});
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CniError::io(format!("failed to create {}: {e}", dir.display())))?;
+    }
+    std::fs::write(path, info.to_string()).map_err(|e| {
+        CniError::io(format!(
+            "failed to write the device-info file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+impl Plugin for Sriov {
+    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
+        let cfg = config::load(request)?;
+        let netns = Sriov::netns(request)?;
+        let dir = state::state_dir();
+        let _lock = state::lock_vf(&dir, &cfg.device_id)?;
+        state::check_free(&dir, &cfg.device_id)?;
+        let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
+        let mut nl = Netlink::open()?;
+        let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
+        let (orig, host_link) = original_state(&mut nl, &pf, dev.index, &dev.netdev)?;
+        let config = match serde_json::from_slice::<Value>(&request.stdin) {
+            Ok(Value::Object(map)) => map,
+            _ => Default::default(),
+        };
+        let cache = Cache {
+            config,
+            mtu: host_link.as_ref().map(|l| l.mtu).unwrap_or(pf.mtu),
+            orig,
+            master: pf.name.clone(),
+            vf_id: dev.index,
+            mac: cfg.mac.map(|m| format_mac(&m)).unwrap_or_default(),
+            dpdk: host_link.is_none(),
+            container_id: request.container_id.clone(),
+            ifname: request.ifname.clone(),
+            netns: netns.path().display().to_string(),
+        };
+        // Before anything changes: from here on a crash can always be undone by DEL.
+        state::write_cache(&dir, &cache)?;
+        failpoint("sriov-after-cache");
+        match attach_vf(request, &cfg, &netns, &dev, &cache, &pf, host_link.as_ref()) {
+            Ok((result, allocation)) => {
+                state::record_allocation(&dir, &cfg.device_id, &cache.netns)?;
+                if let Some(allocation) = allocation {
+                    allocation.keep();
+                }
+                Ok(result)
+            }
+            Err(error) => {
+                // The IPAM allocation, if any, was released when it was dropped.
+                if let Err(undo) = release(&cache, Some(netns.path())) {
+                    libcni::log_warn!("rollback of the failed ADD: {undo}");
+                }
+                let _ = state::remove(&state::cache_path(&dir, &cache.container_id, &cache.ifname));
+                Err(error)
+            }
+        }
+    }
+
+    /// Restores the VF from the cache, releases IPAM, removes cache and record.
+    /// With no cache (lost, or never written) it resets what it can from `deviceID`.
+    fn del(&self, request: &Request) -> Result<(), CniError> {
+        let cfg = config::load(request);
+        let dir = state::state_dir();
+        let cache_path = state::cache_path(&dir, &request.container_id, &request.ifname);
+        let cache = state::read_cache(&cache_path);
+        let mut errors = ErrorList::new();
+        if let Ok(cfg) = &cfg {
+            if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
+                errors.record(ipam::del(request, &ipam_conf.plugin_type));
+            }
+        }
+        let device_id = cache
+            .as_ref()
+            .map(Cache::device_id)
+            .filter(|d| config::is_pci_address(d))
+            .or_else(|| cfg.as_ref().ok().map(|c| c.device_id.clone()));
+        let Some(device_id) = device_id else {
+            // Nothing names a VF: nothing to undo (an invalid config with no cache).
+            return errors.into_result();
+        };
+        let _lock = state::lock_vf(&dir, &device_id)?;
+        match &cache {
+            Some(cache) => errors.record(release(cache, request.netns.as_deref())),
+            None => errors.record(reset_without_cache(request, &device_id, cfg.as_ref().ok())),
+        };
+        let outcome = errors.into_result();
+        if outcome.is_ok() {
+            state::remove(&cache_path)?;
+            state::release_allocation(&dir, &device_id)?;
+        }
+        outcome
+    }
+
+    fn check(&self, request: &Request) -> Result<(), CniError> {
+        let cfg = config::load(request)?;
+        let prev = cfg
+            .conf
+            .parsed_prev_result(request.version)?
+            .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))?;
+        if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
+            ipam::check(request, &ipam_conf.plugin_type)?;
+        }
+        let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
+        let mut nl = Netlink::open()?;
+        let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
+        let vf = nl.get_vf(pf.index, &pf.name, dev.index)?;
+        let mismatch = |what: &str, actual: String, wanted: String| {
+            Err(CniError::internal(format!(
+                "VF {} on PF {:?}: {what} is {actual}, the config says {wanted}",
+                dev.index, pf.name
+            )))
+        };
+        if let Some((vlan, qos, ad)) = cfg.vf.vlan {
+            if (vf.vlan, vf.qos, vf.vlan_proto_8021ad) != (vlan, qos, ad) {
+                return mismatch(
+                    "vlan/qos/802.1ad",
+                    format!("{}/{}/{}", vf.vlan, vf.qos, vf.vlan_proto_8021ad),
+                    format!("{vlan}/{qos}/{ad}"),
+                );
+            }
+        }
+        if let Some(mac) = cfg.mac {
+            if vf.mac != format_mac(&mac) {
+                return mismatch("the admin MAC", vf.mac.clone(), format_mac(&mac));
+            }
+        }
+        if let Some(on) = cfg.vf.spoofchk.filter(|on| *on != vf.spoofchk) {
+            return mismatch("spoofchk", vf.spoofchk.to_string(), on.to_string());
+        }
+        if let Some(on) = cfg.vf.trust.filter(|on| *on != vf.trust) {
+            return mismatch("trust", vf.trust.to_string(), on.to_string());
+        }
+        if let Some((min, max)) = cfg
+            .vf
+            .rate
+            .filter(|r| *r != (vf.min_tx_rate, vf.max_tx_rate))
+        {
+            return mismatch(
+                "the rates",
+                format!("{}/{}", vf.min_tx_rate, vf.max_tx_rate),
+                format!("{min}/{max}"),
+            );
+        }
+        if let Some(state) = cfg.vf.link_state {
+            let want = match state {
+                VfLinkStateSetting::Auto => 0,
+                VfLinkStateSetting::Enable => 1,
+                VfLinkStateSetting::Disable => 2,
+            };
+            if vf.link_state != Some(want) {
+                return mismatch(
+                    "link_state",
+                    format!("{:?}", vf.link_state),
+                    want.to_string(),
+                );
+            }
+        }
+        if let VfNetdev::Dpdk { .. } = dev.netdev {
+            return Ok(());
+        }
+        let netns = Sriov::netns(request)?;
+        let mut inside = netns.netlink()?;
+        let index = attach::container_interface(&prev, request)?;
+        let link = inside
+            .get_link(&LinkId::Name(request.ifname.clone()))?
+            .ok_or_else(|| {
+                CniError::internal(format!(
+                    "VF interface {:?} is missing from {}",
+                    request.ifname,
+                    netns.path().display()
+                ))
+            })?;
+        attach::check_mac(&link, prev.interfaces[index].mac.as_deref(), cfg.mac)?;
+        attach::check_ips_and_routes(&mut inside, &prev, index, &link)
+    }
+
+    /// Releases the VFs of attachments not in the valid list (from their caches),
+    /// then forwards GC to IPAM.
+    fn gc(&self, request: &Request) -> Result<(), CniError> {
+        let conf: libcni::config::NetConf = libcni::config::parse_netconf(&request.stdin)?;
+        let valid = conf.gc_valid_attachments();
+        let dir = state::state_dir();
+        let mut errors = ErrorList::new();
+        for (path, cache) in state::all_caches(&dir) {
+            let network = cache
+                .config
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if cache.container_id.is_empty() || network != request.network_name {
+                continue; // written by sriov-cni, or another network's
+            }
+            if valid
+                .iter()
+                .any(|a| a.container_id == cache.container_id && a.ifname == cache.ifname)
+            {
+                continue;
+            }
+            let device = cache.device_id();
+            let Ok(_lock) = state::lock_vf(&dir, &device) else {
+                continue;
+            };
+            let released = release(&cache, Some(Path::new(&cache.netns)));
+            if released.is_ok() {
+                errors.record(state::remove(&path));
+                errors.record(state::release_allocation(&dir, &device));
+            }
+            errors.record(released);
+        }
+        if let Some(ipam_conf) = conf.delegated_ipam() {
+            errors.record(ipam::gc(request, &ipam_conf.plugin_type));
+        }
+        errors.into_result()
+    }
+
+    fn status(&self, request: &Request) -> Result<(), CniError> {
+        let conf: libcni::config::NetConf = libcni::config::parse_netconf(&request.stdin)?;
+        match conf.delegated_ipam() {
+            Some(ipam_conf) => ipam::status(request, &ipam_conf.plugin_type),
+            None => Ok(()),
+        }
+    }
+
+    fn known_args(&self) -> &'static [&'static str] {
+        &["MAC", "IP"]
+    }
+}
+
+/// Without the cache: neutral settings for what the config changes, and the netdev
+/// back to the host under a name made from its PCI address (its old name is lost).
+fn reset_without_cache(
+    request: &Request,
+    device_id: &str,
+    cfg: Option<&config::Config>,
+) -> Result<(), CniError> {
+    let Ok(dev) = sysfs::discover(&sysfs::root(), device_id) else {
+        return Ok(());
+    };
+    let mut nl = Netlink::open()?;
+    let mut errors = ErrorList::new();
+    if let (Some(cfg), Some(pf)) = (cfg, nl.get_link(&LinkId::Name(dev.pf_name.clone()))?) {
+        let neutral = VfConfig {
+            vlan: cfg.vf.vlan.map(|_| (0, 0, false)),
+            mac: cfg.vf.mac.map(|_| [0; 6]),
+            rate: cfg.vf.rate.map(|_| (0, 0)),
+            spoofchk: cfg.vf.spoofchk.map(|_| true),
+            trust: cfg.vf.trust.map(|_| false),
+            link_state: cfg.vf.link_state.map(|_| VfLinkStateSetting::Auto),
+        };
+        errors.record(
+            nl.set_vf(pf.index, &pf.name, dev.index, &neutral)
+                .map_err(CniError::from),
+        );
+    }
+    if let Some(Ok(Some(netns))) = request.netns.as_deref().map(NetNs::open_if_present) {
+        let mut pod = netns.netlink()?;
+        if let Some(link) = pod.get_link(&LinkId::Name(request.ifname.clone()))? {
+            let name: String = format!("vf{}", device_id.replace([':', '.'], ""))
+                .chars()
+                .take(15)
+                .collect();
+            let orig = OrigVfState {
+                host_ifname: name,
+                ..Default::default()
+            };
+            errors.record(return_netdev(&mut pod, &link, &orig));
+        }
+    }
+    errors.into_result()
+}
+
+/// The plugin's entry point, for its own binary and for the multi-call binary.
+pub fn run() -> ! {
+    libcni::skel::run(
+        &Sriov,
+        About {
+            name: "sriov",
+            version: env!("CARGO_PKG_VERSION"),
+        },
+    )
+}
