@@ -6,7 +6,7 @@
 use crate::apply::{configure_interface, InterfaceOptions};
 use crate::error::CniError;
 use crate::ipam;
-use crate::netlink::{random_name, Link, LinkId, Netlink, NewLink, SocketTransport, Transport};
+use crate::netlink::{Link, LinkId, Netlink, NewLink, SocketTransport, Transport};
 use crate::netns::NetNs;
 use crate::result::{CniResult, Dns, Interface};
 use crate::skel::Request;
@@ -46,6 +46,17 @@ pub fn check_mtu(mtu: u32, master: &Link) -> Result<(), CniError> {
     Ok(())
 }
 
+/// The temporary name of an attachment's link before its rename: derived from the
+/// container ID and interface name, so that a DEL after a crash between create and
+/// rename finds it (a random name would be lost with the crashed process).
+pub fn temporary_name(request: &Request) -> String {
+    crate::hash::sha512_hex(
+        11,
+        "cni",
+        format!("{}/{}", request.container_id, request.ifname).as_bytes(),
+    )
+}
+
 /// A link created in the container under a temporary name and renamed to `ifname`:
 /// creating it under its final name could collide with a host interface of the same
 /// name, since the kernel creates it in the creator's netns first.
@@ -63,9 +74,10 @@ pub fn create_in_netns<'fd>(
     netns: &'fd NetNs,
     creator_is_inside: bool,
     mut new: NewLink<'fd>,
-    ifname: &str,
+    request_key: &Request,
     what: &str,
 ) -> Result<CreatedLink, CniError> {
+    let ifname = request_key.ifname.as_str();
     if inside
         .get_link(&LinkId::Name(ifname.to_string()))?
         .is_some()
@@ -75,7 +87,7 @@ pub fn create_in_netns<'fd>(
             netns.path().display()
         )));
     }
-    let temporary = random_name("cni", 8);
+    let temporary = temporary_name(request_key);
     new.name = temporary.clone();
     if !creator_is_inside {
         new.netns = Some(netns.fd());
@@ -232,10 +244,13 @@ pub fn del_single_interface(request: &Request, ipam_type: Option<&str>) -> Resul
         match NetNs::open_if_present(path) {
             Ok(Some(netns)) => {
                 errors.record(netns.netlink().and_then(|mut inside| {
-                    inside
-                        .delete_link_if_present(&request.ifname)
-                        .map(|_| ())
-                        .map_err(CniError::from)
+                    // Also the link of an ADD that died before renaming it.
+                    for name in [request.ifname.clone(), temporary_name(request)] {
+                        inside
+                            .delete_link_if_present(&name)
+                            .map_err(CniError::from)?;
+                    }
+                    Ok(())
                 }));
             }
             Ok(None) => {}

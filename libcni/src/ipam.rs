@@ -37,6 +37,18 @@ pub fn exec_plugin(
     Ok(Some(result))
 }
 
+/// Checks before any work that the IPAM plugin a config names is installed (and is
+/// a plain name), so that a config error never costs a link created and removed.
+pub fn require_installed(
+    request: &Request,
+    ipam: Option<&crate::config::IpamConfig>,
+) -> Result<(), CniError> {
+    match ipam {
+        Some(ipam) => find_plugin(&ipam.plugin_type, &request.path).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// An address allocation that is released (IPAM DEL) when dropped, unless the ADD
 /// that made it succeeded and called [`Allocation::keep`].
 pub struct Allocation<'a> {

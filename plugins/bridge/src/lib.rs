@@ -452,6 +452,7 @@ impl Plugin for Bridge {
             )
             .with_details("a layer-2 attachment (no ipam type) needs cniVersion 0.3.0 or later"));
         }
+        ipam::require_installed(request, cfg.conf.delegated_ipam())?;
         let netns = Bridge::netns(request)?;
         let mut nl: Netlink<SocketTransport> = Netlink::open()?;
         let mut inside = netns.netlink()?;

@@ -26,6 +26,10 @@ use crate::range::Addr;
 const INDEX_DIR: &str = ".index";
 const INDEX_HEADER: &str = "host-local index v1";
 const STATE_FILE: &str = "state";
+// Fixed names: every writer holds the exclusive lock, so one at a time uses them, and
+// a file left by a writer that died is removed by the next one.
+const TMP_WRITE: &str = "tmp-write";
+const TMP_ADDRESS: &str = "tmp-address";
 const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
 
 /// Who holds an address, as its file says.
@@ -110,6 +114,9 @@ impl Store {
             last_reserved_before: HashMap::new(),
             last_reserved_indices: Default::default(),
         };
+        for leftover in [TMP_WRITE, TMP_ADDRESS] {
+            let _ = fs::remove_file(store.index.join(leftover));
+        }
         match store.fresh_index_state() {
             Some(indices) => store.last_reserved_indices = indices,
             None => store.rebuild_index()?,
@@ -182,9 +189,7 @@ impl Store {
     }
 
     fn write_index_file(&self, name: &str, content: &str) -> Result<(), CniError> {
-        let temp = self
-            .index
-            .join(format!("tmp-{}-{name}", std::process::id()));
+        let temp = self.index.join(TMP_WRITE);
         fs::write(&temp, content).map_err(|e| io_error("write", &temp, e))?;
         let path = self.index.join(name);
         fs::rename(&temp, &path).map_err(|e| io_error("write", &path, e))
@@ -323,7 +328,7 @@ impl Store {
             entry.push(addr);
             self.write_entry(&name, &entry)?;
         }
-        let temp = self.index.join(format!("tmp-{}-addr", std::process::id()));
+        let temp = self.index.join(TMP_ADDRESS);
         let _ = fs::remove_file(&temp);
         let mut file = OpenOptions::new()
             .write(true)

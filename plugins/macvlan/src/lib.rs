@@ -117,6 +117,7 @@ struct Macvlan;
 impl Plugin for Macvlan {
     fn add(&self, request: &Request) -> Result<CniResult, CniError> {
         let cfg = load(request)?;
+        ipam::require_installed(request, cfg.conf.delegated_ipam())?;
         let netns = netns_of(request)?;
         let mut host = Netlink::open()?;
         let mut inside = netns.netlink()?;
@@ -141,7 +142,7 @@ impl Plugin for Macvlan {
                 &netns,
                 true,
                 new,
-                &request.ifname,
+                request,
                 "macvlan",
             )?
         } else {
@@ -151,7 +152,7 @@ impl Plugin for Macvlan {
                 &netns,
                 false,
                 new,
-                &request.ifname,
+                request,
                 "macvlan",
             )?
         };

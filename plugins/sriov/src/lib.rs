@@ -355,6 +355,7 @@ fn write_device_info(path: &Path, dev: &sysfs::VfDevice) -> Result<(), CniError>
 impl Plugin for Sriov {
     fn add(&self, request: &Request) -> Result<CniResult, CniError> {
         let cfg = config::load(request)?;
+        ipam::require_installed(request, cfg.conf.delegated_ipam())?;
         let netns = Sriov::netns(request)?;
         let dir = state::state_dir();
         let _lock = state::lock_vf(&dir, &cfg.device_id)?;

@@ -52,6 +52,7 @@ impl Plugin for Vlan {
     fn add(&self, request: &Request) -> Result<CniResult, CniError> {
         let conf = load(request)?;
         let keys = &conf.plugin;
+        ipam::require_installed(request, conf.delegated_ipam())?;
         let netns = netns_of(request)?;
         let mut host = Netlink::open()?;
         let mut inside = netns.netlink()?;
@@ -80,19 +81,11 @@ impl Plugin for Vlan {
                 &netns,
                 true,
                 new,
-                &request.ifname,
+                request,
                 "vlan",
             )?
         } else {
-            create_in_netns(
-                &mut host,
-                &mut inside,
-                &netns,
-                false,
-                new,
-                &request.ifname,
-                "vlan",
-            )?
+            create_in_netns(&mut host, &mut inside, &netns, false, new, request, "vlan")?
         };
         let link = created.link;
         let ipam_type = conf.delegated_ipam().map(|i| i.plugin_type.clone());
