@@ -13,6 +13,7 @@ pub mod args;
 pub mod attach;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod hash;
 pub mod invoke;
 pub mod ipam;
