@@ -142,18 +142,7 @@ pub fn single_interface_result<'r>(
         }
         Some(plugin_type) => {
             let allocation = ipam::add(request, plugin_type)?;
-            result.ips = allocation
-                .result
-                .ips
-                .iter()
-                .cloned()
-                .map(|mut ip| {
-                    ip.interface = Some(0);
-                    ip
-                })
-                .collect();
-            result.routes = allocation.result.routes.clone();
-            result.dns = allocation.result.dns.clone();
+            allocation.merge_into(&mut result, 0);
             configure_interface(
                 netns,
                 inside,

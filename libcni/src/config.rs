@@ -115,6 +115,31 @@ pub struct IpamConfig {
     pub rest: Map<String, Value>,
 }
 
+impl IpamConfig {
+    /// The delegated plugin's own keys, typed (a wrong type is code 7).
+    pub fn keys<K: for<'de> Deserialize<'de>>(&self) -> Result<K, CniError> {
+        K::deserialize(&Value::Object(self.rest.clone())).map_err(|e| {
+            CniError::invalid_config(format!("invalid {} IPAM config: {e}", self.plugin_type))
+        })
+    }
+}
+
+/// The first MAC of `candidates` that is set (callers list them from the strongest
+/// source down), parsed; a malformed or multicast MAC is code 7 naming `key`.
+pub fn pick_mac(key: &str, candidates: &[Option<&str>]) -> Result<Option<[u8; 6]>, CniError> {
+    let Some(text) = candidates.iter().flatten().find(|m| !m.is_empty()) else {
+        return Ok(None);
+    };
+    let mac = crate::netlink::parse_mac(text)
+        .ok_or_else(|| CniError::invalid_config(format!("{key}: {text:?} is not a MAC address")))?;
+    if mac[0] & 1 == 1 {
+        return Err(CniError::invalid_config(format!(
+            "{key}: {text} is a multicast address"
+        )));
+    }
+    Ok(Some(mac))
+}
+
 /// `args` in the config; only `args.cni` has a meaning the conventions define.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct ConfigArgs {

@@ -37,6 +37,23 @@ pub fn exec_plugin(
     Ok(Some(result))
 }
 
+/// CHECK, GC or STATUS of the IPAM plugin a config names; nothing without one.
+pub fn forward(
+    request: &Request,
+    ipam: Option<&crate::config::IpamConfig>,
+) -> Result<(), CniError> {
+    let Some(ipam) = ipam else { return Ok(()) };
+    match request.command {
+        Command::Check => check(request, &ipam.plugin_type),
+        Command::Gc => gc(request, &ipam.plugin_type),
+        Command::Status => status(request, &ipam.plugin_type),
+        other => Err(CniError::internal(format!(
+            "{} is not forwarded to IPAM",
+            other.as_str()
+        ))),
+    }
+}
+
 /// Checks before any work that the IPAM plugin a config names is installed (and is
 /// a plain name), so that a config error never costs a link created and removed.
 pub fn require_installed(
@@ -53,12 +70,30 @@ pub fn require_installed(
 /// that made it succeeded and called [`Allocation::keep`].
 pub struct Allocation<'a> {
     pub result: CniResult,
+    /// How long the IPAM plugin took (for timing traces).
+    pub elapsed: std::time::Duration,
     request: &'a Request,
     plugin_type: String,
     keep: bool,
 }
 
 impl Allocation<'_> {
+    /// Puts the allocation into a plugin's result: the addresses (pointing at the
+    /// plugin's interface `interface`), the routes and the DNS.
+    pub fn merge_into(&self, result: &mut CniResult, interface: usize) {
+        result.ips = self
+            .result
+            .ips
+            .iter()
+            .cloned()
+            .map(|mut ip| {
+                ip.interface = Some(interface);
+                ip
+            })
+            .collect();
+        result.routes = self.result.routes.clone();
+        result.dns = self.result.dns.clone();
+    }
     /// The ADD succeeded: the addresses stay allocated.
     pub fn keep(mut self) -> CniResult {
         self.keep = true;
@@ -79,6 +114,7 @@ impl Drop for Allocation<'_> {
 
 /// IPAM ADD. Every address must reference no interface yet (the caller decides).
 pub fn add<'a>(request: &'a Request, plugin_type: &str) -> Result<Allocation<'a>, CniError> {
+    let started = std::time::Instant::now();
     let result = exec_plugin(
         plugin_type,
         Command::Add,
@@ -86,6 +122,7 @@ pub fn add<'a>(request: &'a Request, plugin_type: &str) -> Result<Allocation<'a>
         &request.path,
         request.version,
     )?;
+    let elapsed = started.elapsed();
     let Some(result) = result else {
         return Err(CniError::internal(format!(
             "IPAM plugin {plugin_type:?} printed no result"
@@ -93,6 +130,7 @@ pub fn add<'a>(request: &'a Request, plugin_type: &str) -> Result<Allocation<'a>
     };
     let allocation = Allocation {
         result,
+        elapsed,
         request,
         plugin_type: plugin_type.to_string(),
         keep: false,

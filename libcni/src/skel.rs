@@ -79,6 +79,28 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request for ADD with this config and CNI_ARGS, as the skel would build it:
+    /// for unit tests of a plugin's config handling.
+    pub fn for_config(config: &Value, cni_args: &str) -> Request {
+        let version =
+            SpecVersion::from_config_field(config.get("cniVersion").and_then(Value::as_str))
+                .unwrap_or(SpecVersion::LATEST);
+        Request {
+            command: Command::Add,
+            container_id: "test-container".into(),
+            netns: None,
+            ifname: "eth0".into(),
+            args: CniArgs::parse(cni_args).expect("valid CNI_ARGS"),
+            path: Vec::new(),
+            stdin: config.to_string().into_bytes(),
+            version,
+            network_name: config
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
     /// The config as parsed JSON (it parsed once already, so this cannot fail).
     pub fn config_value(&self) -> Value {
         serde_json::from_slice(&self.stdin).unwrap_or(Value::Null)

@@ -325,6 +325,14 @@ pub fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A veth pair with both ends up, in the current netns: a master with a carrier,
+/// as macvlan and vlan need one.
+pub fn veth_pair_up(a: &str, b: &str) {
+    sh(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
+    sh(&["ip", "link", "set", a, "up"]);
+    sh(&["ip", "link", "set", b, "up"]);
+}
+
 /// Namespaces of one test. See the crate docs.
 pub struct Sandbox {
     /// A private scratch directory (tmpfs) for configs and data dirs.
@@ -529,10 +537,22 @@ impl Netdevsim {
         }
         let current = current.expect("netdevsim created its PF netdev");
         if vfs > 4 {
-            let _ = std::fs::write(
+            // netdevsim allows 4 VFs unless debugfs raises the limit (the sandbox's
+            // fresh sysfs has debugfs unmounted).
+            if !Path::new("/sys/kernel/debug/netdevsim").exists() {
+                let _ = nix::mount::mount(
+                    Some("debugfs"),
+                    "/sys/kernel/debug",
+                    Some("debugfs"),
+                    nix::mount::MsFlags::empty(),
+                    None::<&str>,
+                );
+            }
+            std::fs::write(
                 format!("/sys/kernel/debug/netdevsim/netdevsim{id}/max_vfs"),
                 vfs.to_string(),
-            );
+            )
+            .expect("raise netdevsim's VF limit");
         }
         std::fs::write(
             bus.join(format!("devices/netdevsim{id}/sriov_numvfs")),

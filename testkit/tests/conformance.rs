@@ -30,11 +30,7 @@ fn nothing_to_prepare() {}
 
 /// A veth pair whose first end is the master of macvlan and vlan subjects.
 fn master_veth() {
-    testkit::sh(&[
-        "ip", "link", "add", "confup0", "type", "veth", "peer", "name", "confup1",
-    ]);
-    testkit::sh(&["ip", "link", "set", "confup0", "up"]);
-    testkit::sh(&["ip", "link", "set", "confup1", "up"]);
+    testkit::veth_pair_up("confup0", "confup1");
 }
 
 fn subjects() -> Vec<Subject> {

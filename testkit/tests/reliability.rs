@@ -14,11 +14,7 @@ use testkit::{plugin, sh, Call, Sandbox, Snapshot};
 
 /// A master for macvlan and vlan, and the netns the attachments go to.
 fn prepare(sb: &Sandbox) -> String {
-    sh(&[
-        "ip", "link", "add", "relup0", "type", "veth", "peer", "name", "relup1",
-    ]);
-    sh(&["ip", "link", "set", "relup0", "up"]);
-    sh(&["ip", "link", "set", "relup1", "up"]);
+    testkit::veth_pair_up("relup0", "relup1");
     sb.netns("pod")
 }
 

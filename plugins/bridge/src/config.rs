@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use libcni::config::{parse_netconf, NetConf};
-use libcni::netlink::parse_mac;
 use libcni::{CniError, Request};
 use serde::Deserialize;
 
@@ -188,29 +187,14 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
         }
     };
     // MAC precedence: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
-    let mac_text = [
-        conf.runtime_config.mac.clone(),
-        conf.args.as_ref().and_then(|a| a.cni.mac.clone()),
-        request.args.value("MAC").map(str::to_owned),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|m| !m.is_empty());
-    let mac = match mac_text {
-        None => None,
-        Some(text) => Some(
-            parse_mac(&text)
-                .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {text:?}")))?,
-        ),
-    };
-    if let Some(mac) = mac {
-        if mac[0] & 1 == 1 {
-            return Err(CniError::invalid_config(format!(
-                "invalid MAC address {}: it is a multicast address",
-                libcni::netlink::format_mac(&mac)
-            )));
-        }
-    }
+    let mac = libcni::config::pick_mac(
+        "mac",
+        &[
+            conf.runtime_config.mac.as_deref(),
+            conf.args.as_ref().and_then(|a| a.cni.mac.as_deref()),
+            request.args.value("MAC"),
+        ],
+    )?;
     let bridge = keys
         .bridge
         .clone()
@@ -233,22 +217,10 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libcni::args::CniArgs;
-    use libcni::skel::Command;
     use serde_json::json;
 
     fn request(stdin: serde_json::Value, cni_args: &str) -> Request {
-        Request {
-            command: Command::Add,
-            container_id: "c".into(),
-            netns: None,
-            ifname: "eth0".into(),
-            args: CniArgs::parse(cni_args).unwrap(),
-            path: vec![],
-            version: libcni::SpecVersion::V0_3_1,
-            stdin: stdin.to_string().into_bytes(),
-            network_name: "n".into(),
-        }
+        Request::for_config(&stdin, cni_args)
     }
 
     fn trunk(v: serde_json::Value) -> Result<Vec<u16>, String> {

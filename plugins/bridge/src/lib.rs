@@ -667,9 +667,7 @@ impl Plugin for Bridge {
             .conf
             .parsed_prev_result(request.version)?
             .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))?;
-        if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
-            ipam::check(request, &ipam_conf.plugin_type)?;
-        }
+        ipam::forward(request, cfg.conf.delegated_ipam())?;
         check::attachment(&cfg, request, &prev)
     }
 
@@ -686,18 +684,13 @@ impl Plugin for Bridge {
         let mut errors = ErrorList::new();
         errors.record(check::gc_spoofcheck(&cfg, &valid));
         errors.record(masq::gc(&cfg.conf.name, &valid));
-        if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
-            errors.record(ipam::gc(request, &ipam_conf.plugin_type));
-        }
+        errors.record(ipam::forward(request, cfg.conf.delegated_ipam()));
         errors.into_result()
     }
 
     fn status(&self, request: &Request) -> Result<(), CniError> {
         let cfg = config::load(request, self.cnv_bridge)?;
-        match cfg.conf.delegated_ipam() {
-            Some(ipam_conf) => ipam::status(request, &ipam_conf.plugin_type),
-            None => Ok(()),
-        }
+        ipam::forward(request, cfg.conf.delegated_ipam())
     }
 
     fn known_args(&self) -> &'static [&'static str] {

@@ -74,8 +74,7 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
     let Some(ipam) = &conf.ipam else {
         return Err(CniError::invalid_config("IPAM config missing 'ipam' key"));
     };
-    let keys: IpamKeys = serde_json::from_value(serde_json::Value::Object(ipam.rest.clone()))
-        .map_err(|e| CniError::invalid_config(format!("invalid host-local IPAM config: {e}")))?;
+    let keys: IpamKeys = ipam.keys()?;
 
     let mut requested = Vec::new();
     if let Some(ip) = request.args.value("IP") {
@@ -161,22 +160,10 @@ pub fn parse_resolv_conf(path: &std::path::Path) -> Result<Dns, CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libcni::args::CniArgs;
-    use libcni::skel::Command;
     use serde_json::json;
 
     pub fn request(stdin: serde_json::Value, cni_args: &str) -> Request {
-        Request {
-            command: Command::Add,
-            container_id: "c".into(),
-            netns: None,
-            ifname: "eth0".into(),
-            args: CniArgs::parse(cni_args).unwrap(),
-            path: vec![],
-            version: stdin["cniVersion"].as_str().unwrap().parse().unwrap(),
-            stdin: stdin.to_string().into_bytes(),
-            network_name: "n".into(),
-        }
+        Request::for_config(&stdin, cni_args)
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use libcni::attach::{self, create_in_netns, single_interface_result};
 use libcni::config::{parse_netconf, NetConf};
-use libcni::netlink::{parse_mac, Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport};
+use libcni::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport};
 use libcni::netns::NetNs;
 use libcni::{ipam, About, CniError, CniResult, Plugin, Request};
 use netlink_packet_route::link::MacVlanMode;
@@ -63,27 +63,14 @@ fn load(request: &Request) -> Result<Config, CniError> {
     let conf: NetConf<MacvlanKeys> = parse_netconf(&request.stdin)?;
     let mode = parse_mode(&conf.plugin.mode)?;
     // MAC: config < CNI_ARGS MAC < runtimeConfig.mac.
-    let text = [
-        conf.runtime_config.mac.clone(),
-        request.args.value("MAC").map(str::to_owned),
-        Some(conf.plugin.mac.clone()),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|m| !m.is_empty());
-    let mac = match text {
-        None => None,
-        Some(text) => {
-            let mac = parse_mac(&text)
-                .ok_or_else(|| CniError::invalid_config(format!("invalid MAC address {text:?}")))?;
-            if mac[0] & 1 == 1 {
-                return Err(CniError::invalid_config(format!(
-                    "invalid MAC address {text}: it is a multicast address"
-                )));
-            }
-            Some(mac)
-        }
-    };
+    let mac = libcni::config::pick_mac(
+        "mac",
+        &[
+            conf.runtime_config.mac.as_deref(),
+            request.args.value("MAC"),
+            Some(conf.plugin.mac.as_str()),
+        ],
+    )?;
     Ok(Config { conf, mode, mac })
 }
 
@@ -184,9 +171,7 @@ impl Plugin for Macvlan {
             .conf
             .parsed_prev_result(request.version)?
             .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))?;
-        if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
-            ipam::check(request, &ipam_conf.plugin_type)?;
-        }
+        ipam::forward(request, cfg.conf.delegated_ipam())?;
         let netns = netns_of(request)?;
         let mut host = Netlink::open()?;
         let mut inside = netns.netlink()?;
@@ -224,17 +209,11 @@ impl Plugin for Macvlan {
     }
 
     fn gc(&self, request: &Request) -> Result<(), CniError> {
-        match load(request)?.conf.delegated_ipam() {
-            Some(ipam_conf) => ipam::gc(request, &ipam_conf.plugin_type),
-            None => Ok(()),
-        }
+        ipam::forward(request, load(request)?.conf.delegated_ipam())
     }
 
     fn status(&self, request: &Request) -> Result<(), CniError> {
-        match load(request)?.conf.delegated_ipam() {
-            Some(ipam_conf) => ipam::status(request, &ipam_conf.plugin_type),
-            None => Ok(()),
-        }
+        ipam::forward(request, load(request)?.conf.delegated_ipam())
     }
 
     fn known_args(&self) -> &'static [&'static str] {

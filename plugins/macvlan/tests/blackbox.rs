@@ -12,19 +12,7 @@ fn ours() -> PathBuf {
 
 /// A veth pair, both ends up, so that the master has a carrier.
 fn master(name: &str) {
-    sh(&[
-        "ip",
-        "link",
-        "add",
-        name,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &format!("{name}p"),
-    ]);
-    sh(&["ip", "link", "set", name, "up"]);
-    sh(&["ip", "link", "set", &format!("{name}p"), "up"]);
+    testkit::veth_pair_up(name, &format!("{name}p"));
 }
 
 fn conf(sb: &Sandbox, extra: Value) -> Value {

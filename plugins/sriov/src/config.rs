@@ -2,7 +2,7 @@
 //! sriov-cni is silent: every refusal is code 7 and names the key.
 
 use libcni::config::{parse_netconf, NetConf};
-use libcni::netlink::{parse_mac, VfConfig, VfLinkStateSetting};
+use libcni::netlink::{VfConfig, VfLinkStateSetting};
 use libcni::{CniError, Request};
 use serde::{Deserialize, Serialize};
 
@@ -193,25 +193,15 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
         }
         vf.rate = Some((min as u32, max as u32));
     }
-    let mac_text = [
-        conf.runtime_config.mac.clone(),
-        request.args.value("MAC").map(str::to_owned),
-        Some(keys.mac.clone()),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|m| !m.is_empty());
-    let mac = match mac_text {
-        None => None,
-        Some(text) => {
-            let mac = parse_mac(&text)
-                .ok_or_else(|| invalid("mac", format!("{text:?} is not a MAC address")))?;
-            if mac[0] & 1 == 1 {
-                return Err(invalid("mac", format!("{text} is a multicast address")));
-            }
-            Some(mac)
-        }
-    };
+    // MAC: config < CNI_ARGS MAC < runtimeConfig.mac (lower-cased by the parse).
+    let mac = libcni::config::pick_mac(
+        "mac",
+        &[
+            conf.runtime_config.mac.as_deref(),
+            request.args.value("MAC"),
+            Some(keys.mac.as_str()),
+        ],
+    )?;
     vf.mac = mac;
     if !keys.log_file.is_empty() {
         if let Err(e) = libcni::log::set_file(std::path::Path::new(&keys.log_file)) {
@@ -229,22 +219,10 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libcni::args::CniArgs;
-    use libcni::skel::Command;
     use serde_json::json;
 
     fn request(stdin: serde_json::Value, cni_args: &str) -> Request {
-        Request {
-            command: Command::Add,
-            container_id: "c".into(),
-            netns: None,
-            ifname: "net1".into(),
-            args: CniArgs::parse(cni_args).unwrap(),
-            path: vec![],
-            version: libcni::SpecVersion::V1_0_0,
-            stdin: stdin.to_string().into_bytes(),
-            network_name: "n".into(),
-        }
+        Request::for_config(&stdin, cni_args)
     }
 
     fn error(extra: serde_json::Value) -> String {

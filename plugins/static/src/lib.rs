@@ -55,8 +55,7 @@ fn plan(request: &Request) -> Result<Plan, CniError> {
     let Some(ipam) = &conf.ipam else {
         return Err(CniError::invalid_config("IPAM config missing 'ipam' key"));
     };
-    let ipam: StaticIpam = serde_json::from_value(serde_json::Value::Object(ipam.rest.clone()))
-        .map_err(|e| CniError::invalid_config(format!("invalid static IPAM config: {e}")))?;
+    let ipam: StaticIpam = ipam.keys()?;
 
     let mut ips = Vec::new();
     for entry in &ipam.addresses {
@@ -185,26 +184,9 @@ pub fn run() -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libcni::args::CniArgs;
-    use libcni::skel::Command;
-    use libcni::SpecVersion;
 
     fn request(stdin: serde_json::Value, cni_args: &str) -> Request {
-        Request {
-            command: Command::Add,
-            container_id: "c".into(),
-            netns: None,
-            ifname: "eth0".into(),
-            args: CniArgs::parse(cni_args).unwrap(),
-            path: vec![],
-            version: stdin["cniVersion"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap_or(SpecVersion::V1_0_0),
-            stdin: stdin.to_string().into_bytes(),
-            network_name: "n".into(),
-        }
+        Request::for_config(&stdin, cni_args)
     }
 
     fn ips(plan: &Plan) -> Vec<String> {

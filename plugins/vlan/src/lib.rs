@@ -114,9 +114,7 @@ impl Plugin for Vlan {
         let prev = conf
             .parsed_prev_result(request.version)?
             .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))?;
-        if let Some(ipam_conf) = conf.delegated_ipam() {
-            ipam::check(request, &ipam_conf.plugin_type)?;
-        }
+        ipam::forward(request, conf.delegated_ipam())?;
         let netns = netns_of(request)?;
         let mut inside = netns.netlink()?;
         let master = if keys.link_in_container {
@@ -162,17 +160,11 @@ impl Plugin for Vlan {
     }
 
     fn gc(&self, request: &Request) -> Result<(), CniError> {
-        match load(request)?.delegated_ipam() {
-            Some(ipam_conf) => ipam::gc(request, &ipam_conf.plugin_type),
-            None => Ok(()),
-        }
+        ipam::forward(request, load(request)?.delegated_ipam())
     }
 
     fn status(&self, request: &Request) -> Result<(), CniError> {
-        match load(request)?.delegated_ipam() {
-            Some(ipam_conf) => ipam::status(request, &ipam_conf.plugin_type),
-            None => Ok(()),
-        }
+        ipam::forward(request, load(request)?.delegated_ipam())
     }
 
     fn known_args(&self) -> &'static [&'static str] {

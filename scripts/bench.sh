@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Benchmarks our plugins beside the Go ones from Debian's containernetworking-plugins
+# (same configs, alternating runs, in namespaces of their own): VERSION, bridge ADD
+# and DEL (layer 2, layer 3, macspoofchk with 0 and 2,000 other attachments), macvlan,
+# host-local (empty and 10,000 allocations), 50 parallel ADDs, the kernel's floor, and
+# sriov with a 64-VF PF on the full-kernel tier. Writes docs/benchmarks.md and
+# docs/benchmarks.svg. Needs root. Not part of the test command.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+[ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
+if [ ! -x /usr/lib/cni/bridge ]; then
+    apt-get update -qq && apt-get install -y -qq containernetworking-plugins >/dev/null
+fi
+ours="$root/target/bench-bin"
+scripts/install.sh "$ours" >/dev/null
+cargo build --release --quiet -p testkit --bin cni-bench
+bench="$root/target/release/cni-bench"
+host_md=$(mktemp)
+# Inside the VM only the repository is shared: the SR-IOV table is written there.
+sriov_md="$root/target/bench-sriov.md"
+trap 'rm -f "$host_md" "$sriov_md"' EXIT
+echo "== host scenarios (this kernel)"
+"$bench" "$ours" /usr/lib/cni "$host_md" docs/benchmarks.svg
+echo "== sriov (full-kernel tier)"
+if scripts/vm-setup.sh >/dev/null && scripts/vm-run.sh "$bench" sriov "$ours" "$sriov_md"; then
+    sriov_note=""
+else
+    sriov_note="The full-kernel tier could not run here: no SR-IOV figures in this run."
+    : > "$sriov_md"
+fi
+{
+    echo "# Benchmarks"
+    echo
+    echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d). Each scenario alternates our"
+    echo "plugins and the Go ones (Debian's containernetworking-plugins, the same configs);"
+    echo "times are wall-clock per process as a runtime sees them, peak RSS is the plugin"
+    echo "process's (wait4). Ours is the release build that scripts/install.sh installs."
+    echo
+    sed -n '1,3p' "$host_md"
+    echo
+    echo "![ours/Go](benchmarks.svg)"
+    echo
+    echo "## On this machine's kernel"
+    echo
+    sed -n '4,$p' "$host_md"
+    echo
+    echo "## SR-IOV (full-kernel tier: a VM under TCG emulation, so absolute times are slow)"
+    echo
+    echo "A netdevsim PF with 64 VFs, veth stand-ins for the VF netdevs; no Go reference"
+    echo "runs here (sriov-cni is not packaged). $sriov_note"
+    echo
+    cat "$sriov_md"
+} > docs/benchmarks.md
+echo "wrote docs/benchmarks.md and docs/benchmarks.svg"

@@ -1,0 +1,612 @@
+//! The benchmark driver behind scripts/bench.sh: our plugins and the Go ones from
+//! Debian's containernetworking-plugins, with the same configs, in alternating runs,
+//! inside namespaces of its own. Prints and writes median, p95 and peak RSS, and
+//! the ratio ours/Go. Not a test: figures, side by side.
+//!
+//!   cni-bench OURS_DIR GO_DIR OUT.md OUT.svg   the host scenarios
+//!   cni-bench sriov OURS_DIR OUT.md            SR-IOV, on the full-kernel tier
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::{sh, Sandbox};
+
+/// One run: wall time and the peak RSS of the plugin process (wait4's rusage).
+#[derive(Clone, Copy)]
+struct Sample {
+    time: Duration,
+    rss_kib: i64,
+}
+
+// The child is reaped by wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn run(binary: &Path, env: &[(&str, String)], stdin: &[u8], expect_ok: bool) -> Sample {
+    let start = Instant::now();
+    let mut child = Command::new(binary)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut err);
+        (out, err)
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let time = start.elapsed();
+    let (out, err) = reader.join().unwrap();
+    if expect_ok && status != 0 {
+        panic!(
+            "{} failed: {}{}",
+            binary.display(),
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&err)
+        );
+    }
+    Sample {
+        time,
+        rss_kib: usage.ru_maxrss,
+    }
+}
+
+struct Stats {
+    median: Duration,
+    p95: Duration,
+    rss_kib: i64,
+}
+
+fn stats(samples: &[Sample]) -> Stats {
+    let mut times: Vec<Duration> = samples.iter().map(|s| s.time).collect();
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Stats {
+        median: at(0.5),
+        p95: at(0.95),
+        rss_kib: samples.iter().map(|s| s.rss_kib).max().unwrap_or(0),
+    }
+}
+
+struct Row {
+    scenario: String,
+    ours: Stats,
+    go: Option<Stats>,
+}
+
+fn attach_env(
+    command: &str,
+    cid: &str,
+    netns: &str,
+    ifname: &str,
+    cni_path: &Path,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("CNI_COMMAND", command.to_string()),
+        ("CNI_CONTAINERID", cid.to_string()),
+        ("CNI_NETNS", netns.to_string()),
+        ("CNI_IFNAME", ifname.to_string()),
+        ("CNI_PATH", cni_path.display().to_string()),
+    ]
+}
+
+struct Impl {
+    name: &'static str,
+    dir: PathBuf,
+}
+
+/// ADD then DEL `iterations` times for each implementation, alternating.
+fn add_del(
+    impls: &[Impl],
+    iterations: usize,
+    plugin: &str,
+    netns: &str,
+    conf: &dyn Fn(&Impl) -> Value,
+) -> (Vec<Vec<Sample>>, Vec<Vec<Sample>>) {
+    let mut adds = vec![Vec::new(); impls.len()];
+    let mut dels = vec![Vec::new(); impls.len()];
+    for i in 0..iterations + 2 {
+        for (n, imp) in impls.iter().enumerate() {
+            let c = conf(imp).to_string();
+            let cid = format!("bench{i}");
+            let binary = imp.dir.join(plugin);
+            let add = run(
+                &binary,
+                &attach_env("ADD", &cid, netns, "eth0", &imp.dir),
+                c.as_bytes(),
+                true,
+            );
+            let del = run(
+                &binary,
+                &attach_env("DEL", &cid, netns, "eth0", &imp.dir),
+                c.as_bytes(),
+                true,
+            );
+            if i >= 2 {
+                // The first two rounds warm up (bridge, nftables table, data directories).
+                adds[n].push(add);
+                dels[n].push(del);
+            }
+        }
+    }
+    (adds, dels)
+}
+
+fn pair(scenario: &str, samples: &[Vec<Sample>]) -> Row {
+    Row {
+        scenario: scenario.to_string(),
+        ours: stats(&samples[0]),
+        go: samples.get(1).map(|s| stats(s)),
+    }
+}
+
+/// 2,000 attachments' worth of macspoofchk rules, as the Go plugin writes them.
+fn populate_spoofcheck(count: usize) {
+    let mut script = String::from("add table bridge nat\nadd chain bridge nat PREROUTING { type filter hook prerouting priority -300; policy accept; }\n");
+    for i in 0..count {
+        let r = format!("filler{i}-eth0");
+        let _ = writeln!(
+            script,
+            "add chain bridge nat cni-br-iface-{r}\nadd chain bridge nat cni-br-iface-{r}-mac"
+        );
+        let _ = writeln!(script, "add rule bridge nat PREROUTING iifname \"vfill{i}\" jump cni-br-iface-{r} comment \"macspoofchk-{r}\"");
+        let _ = writeln!(script, "add rule bridge nat cni-br-iface-{r} jump cni-br-iface-{r}-mac comment \"macspoofchk-{r}\"");
+        let _ = writeln!(script, "add rule bridge nat cni-br-iface-{r}-mac ether saddr 02:00:00:00:00:01 return comment \"macspoofchk-{r}\"");
+        let _ = writeln!(
+            script,
+            "add rule bridge nat cni-br-iface-{r}-mac drop comment \"macspoofchk-{r}\""
+        );
+    }
+    let mut nft = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success());
+}
+
+fn populate_host_local(dir: &Path, network: &str, count: u32) {
+    let net = dir.join(network);
+    std::fs::create_dir_all(&net).unwrap();
+    for n in 0..count {
+        let ip = std::net::Ipv4Addr::from(u32::from(std::net::Ipv4Addr::new(10, 140, 0, 10)) + n);
+        std::fs::write(net.join(ip.to_string()), format!("filler{n}\r\neth0")).unwrap();
+    }
+}
+
+fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
+    let _sb = Sandbox::new("cni-bench").expect("the benchmark needs root");
+    let scratch = PathBuf::from("/var/lib/cni/bench");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let impls = [
+        Impl {
+            name: "ours",
+            dir: ours.to_path_buf(),
+        },
+        Impl {
+            name: "go",
+            dir: go.to_path_buf(),
+        },
+    ];
+    sh(&["ip", "netns", "add", "p"]);
+    let netns = "/run/netns/p".to_string();
+    let mut rows = Vec::new();
+    let n = 40;
+
+    // VERSION.
+    let mut version = vec![Vec::new(), Vec::new()];
+    for _ in 0..200 {
+        for (i, imp) in impls.iter().enumerate() {
+            version[i].push(run(
+                &imp.dir.join("bridge"),
+                &[("CNI_COMMAND", "VERSION".into())],
+                b"",
+                true,
+            ));
+        }
+    }
+    rows.push(pair("VERSION", &version));
+
+    let data_dir = |imp: &Impl, tag: &str| scratch.join(format!("{tag}-{}", imp.name));
+    let ipam = |imp: &Impl, tag: &str, subnet: &str| json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir(imp, tag)});
+
+    let (a, d) = add_del(
+        &impls,
+        n,
+        "bridge",
+        &netns,
+        &|imp| json!({"cniVersion": "1.0.0", "name": "l2", "type": "bridge", "bridge": format!("l2{}", imp.name)}),
+    );
+    rows.push(pair("bridge ADD, layer 2", &a));
+    rows.push(pair("bridge DEL, layer 2", &d));
+    let (a, d) = add_del(
+        &impls,
+        n,
+        "bridge",
+        &netns,
+        &|imp| json!({"cniVersion": "1.0.0", "name": "l3", "type": "bridge", "bridge": format!("l3{}", imp.name), "isGateway": true, "ipam": ipam(imp, "l3", "10.130.0.0/24")}),
+    );
+    rows.push(pair("bridge ADD, layer 3 (host-local)", &a));
+    rows.push(pair("bridge DEL, layer 3 (host-local)", &d));
+    let spoof = |imp: &Impl| json!({"cniVersion": "1.0.0", "name": "sp", "type": "bridge", "bridge": format!("sp{}", imp.name), "macspoofchk": true});
+    let (a, d) = add_del(&impls, n, "bridge", &netns, &spoof);
+    rows.push(pair("bridge ADD, macspoofchk, 0 other attachments", &a));
+    rows.push(pair("bridge DEL, macspoofchk, 0 other attachments", &d));
+    populate_spoofcheck(2000);
+    let (a, d) = add_del(&impls, 20, "bridge", &netns, &spoof);
+    rows.push(pair("bridge ADD, macspoofchk, 2,000 other attachments", &a));
+    rows.push(pair("bridge DEL, macspoofchk, 2,000 other attachments", &d));
+    sh(&["nft", "flush", "ruleset"]);
+
+    testkit::veth_pair_up("bup0", "bup1");
+    let (a, d) = add_del(
+        &impls,
+        n,
+        "macvlan",
+        &netns,
+        &|imp| json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "bup0", "ipam": ipam(imp, "mv", "10.131.0.0/24")}),
+    );
+    rows.push(pair("macvlan ADD (host-local)", &a));
+    rows.push(pair("macvlan DEL (host-local)", &d));
+
+    let hl = |imp: &Impl, tag: &str| json!({"cniVersion": "1.0.0", "name": "hl", "type": "bridge", "ipam": ipam(imp, tag, "10.140.0.0/16")});
+    let (a, d) = add_del(&impls, n, "host-local", &netns, &|imp| hl(imp, "hl-empty"));
+    rows.push(pair("host-local ADD, empty range", &a));
+    rows.push(pair("host-local DEL, empty range", &d));
+    for imp in &impls {
+        populate_host_local(&data_dir(imp, "hl-full"), "hl", 10_000);
+    }
+    let (a, d) = add_del(&impls, n, "host-local", &netns, &|imp| hl(imp, "hl-full"));
+    rows.push(pair("host-local ADD, 10,000 allocated", &a));
+    rows.push(pair("host-local DEL, 10,000 allocated", &d));
+
+    // 50 parallel ADDs on one new bridge: the time until all are done.
+    let namespaces: Vec<String> = (0..50)
+        .map(|i| {
+            sh(&["ip", "netns", "add", &format!("par{i}")]);
+            format!("/run/netns/par{i}")
+        })
+        .collect();
+    let mut parallel = vec![Vec::new(), Vec::new()];
+    for round in 0..5 {
+        for (i, imp) in impls.iter().enumerate() {
+            let conf = json!({"cniVersion": "1.0.0", "name": "par", "type": "bridge", "bridge": "parbr", "ipam": ipam(imp, &format!("par{round}"), "10.150.0.0/24")}).to_string();
+            let start = Instant::now();
+            let handles: Vec<_> = namespaces
+                .iter()
+                .enumerate()
+                .map(|(k, ns)| {
+                    let (binary, dir, conf, ns) = (
+                        imp.dir.join("bridge"),
+                        imp.dir.clone(),
+                        conf.clone(),
+                        ns.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        run(
+                            &binary,
+                            &attach_env("ADD", &format!("par{k}"), &ns, "eth0", &dir),
+                            conf.as_bytes(),
+                            true,
+                        )
+                    })
+                })
+                .collect();
+            let rss = handles
+                .into_iter()
+                .map(|h| h.join().unwrap().rss_kib)
+                .max()
+                .unwrap_or(0);
+            parallel[i].push(Sample {
+                time: start.elapsed(),
+                rss_kib: rss,
+            });
+            for (k, ns) in namespaces.iter().enumerate() {
+                run(
+                    &imp.dir.join("bridge"),
+                    &attach_env("DEL", &format!("par{k}"), ns, "eth0", &imp.dir),
+                    conf.as_bytes(),
+                    true,
+                );
+            }
+            sh(&["ip", "link", "del", "parbr"]);
+        }
+    }
+    rows.push(pair(
+        "50 parallel bridge ADDs on a new bridge (all done)",
+        &parallel,
+    ));
+
+    // The floor: the kernel's own cost, through `ip`.
+    let ip = PathBuf::from("/usr/sbin/ip");
+    let mut del = Vec::new();
+    for _ in 0..n {
+        let _ = Command::new(&ip)
+            .args([
+                "link", "add", "vfloorA", "type", "veth", "peer", "name", "vfloorB",
+            ])
+            .status();
+        let start = Instant::now();
+        let _ = Command::new(&ip).args(["link", "del", "vfloorA"]).status();
+        del.push(Sample {
+            time: start.elapsed(),
+            rss_kib: 0,
+        });
+    }
+    let mut add_veth = Vec::new();
+    for _ in 0..n {
+        let start = Instant::now();
+        let _ = Command::new(&ip)
+            .args([
+                "link", "add", "vfloorA", "type", "veth", "peer", "name", "vfloorB",
+            ])
+            .status();
+        add_veth.push(Sample {
+            time: start.elapsed(),
+            rss_kib: 0,
+        });
+        let _ = Command::new(&ip).args(["link", "del", "vfloorA"]).status();
+    }
+    rows.push(pair("floor: ip link add (veth pair)", &[add_veth]));
+    rows.push(pair("floor: ip link del (veth pair)", &[del]));
+    rows
+}
+
+fn sriov_scenario(ours: &Path) -> Vec<Row> {
+    let sb = Sandbox::new("cni-bench-sriov").expect("root");
+    let nsim =
+        testkit::Netdevsim::new("cni-bench-sriov", "pf0", 64).expect("netdevsim on this kernel");
+    let sysfs = sb.scratch.join("sys");
+    let vfs: Vec<(String, String)> = (0..64)
+        .map(|n| {
+            (
+                format!("0000:af:{:02x}.{}", 6 + n / 8, n % 8),
+                format!("vfn{n}"),
+            )
+        })
+        .collect();
+    for (_, name) in &vfs {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{name}p"),
+        ]);
+    }
+    let entries: Vec<(&str, Option<&str>, &str)> = vfs
+        .iter()
+        .map(|(p, n)| (p.as_str(), Some(n.as_str()), "iavf"))
+        .collect();
+    testkit::build_fake_sriov_sysfs(&sysfs, "0000:af:00.0", &nsim.pf, &entries).unwrap();
+    sh(&["ip", "netns", "add", "s"]);
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    let (mut sysfs_share, mut ipam_share, mut total) = (0u128, 0u128, 0u128);
+    for (i, (pci, _)) in vfs.iter().enumerate() {
+        let conf = json!({"cniVersion": "1.1.0", "name": "sr", "type": "sriov", "deviceID": pci, "vlan": 100, "spoofchk": "off",
+            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.160.0.0/24"}]], "dataDir": sb.scratch.join("ipam")}}).to_string();
+        let mut env = attach_env("ADD", &format!("s{i}"), "/run/netns/s", "net1", ours);
+        env.push(("SYSFS_ROOT", sysfs.display().to_string()));
+        env.push(("CNI_TRACE_TIMINGS", "1".into()));
+        let start = Instant::now();
+        let out = Command::new(ours.join("sriov"))
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(conf.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        adds.push(Sample {
+            time: start.elapsed(),
+            rss_kib: 0,
+        });
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let log = String::from_utf8_lossy(&out.stderr);
+        let field = |name: &str| {
+            log.split_whitespace()
+                .find_map(|w| {
+                    w.strip_prefix(&format!("{name}="))?
+                        .strip_suffix("us")?
+                        .parse::<u128>()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        total += field("total");
+        sysfs_share += field("sysfs");
+        ipam_share += field("ipam");
+        let mut env = attach_env("DEL", &format!("s{i}"), "/run/netns/s", "net1", ours);
+        env.push(("SYSFS_ROOT", sysfs.display().to_string()));
+        dels.push(run(&ours.join("sriov"), &env, conf.as_bytes(), true));
+    }
+    let pct = |part: u128| {
+        if total == 0 {
+            0.0
+        } else {
+            part as f64 * 100.0 / total as f64
+        }
+    };
+    println!(
+        "sriov ADD time in the plugin: sysfs {:.1}%, IPAM {:.1}%, netlink and the rest {:.1}%",
+        pct(sysfs_share),
+        pct(ipam_share),
+        100.0 - pct(sysfs_share) - pct(ipam_share)
+    );
+    vec![
+        Row {
+            scenario: format!(
+                "sriov ADD, PF with 64 VFs (sysfs {:.0}%, IPAM {:.0}%, netlink and rest {:.0}%)",
+                pct(sysfs_share),
+                pct(ipam_share),
+                100.0 - pct(sysfs_share) - pct(ipam_share)
+            ),
+            ours: stats(&adds),
+            go: None,
+        },
+        Row {
+            scenario: "sriov DEL, PF with 64 VFs".into(),
+            ours: stats(&dels),
+            go: None,
+        },
+    ]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut t = String::from("| scenario | ours median ms | ours p95 ms | ours peak RSS MiB | Go median ms | Go p95 ms | Go peak RSS MiB | ours/Go (median) |\n|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let rss = |k: i64| {
+            if k == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", k as f64 / 1024.0)
+            }
+        };
+        let (gm, gp, gr, ratio) = match &r.go {
+            Some(g) => (
+                ms(g.median),
+                ms(g.p95),
+                rss(g.rss_kib),
+                format!(
+                    "{:.2}",
+                    r.ours.median.as_secs_f64() / g.median.as_secs_f64()
+                ),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {gm} | {gp} | {gr} | {ratio} |",
+            r.scenario,
+            ms(r.ours.median),
+            ms(r.ours.p95),
+            rss(r.ours.rss_kib)
+        );
+    }
+    t
+}
+
+/// A horizontal bar per scenario: ours/Go, with the line at 1.
+fn chart(rows: &[Row]) -> String {
+    let rows: Vec<(&str, f64)> = rows
+        .iter()
+        .filter_map(|r| {
+            r.go.as_ref().map(|g| {
+                (
+                    r.scenario.as_str(),
+                    r.ours.median.as_secs_f64() / g.median.as_secs_f64(),
+                )
+            })
+        })
+        .collect();
+    let (label_w, bar_w, row_h) = (430.0, 420.0, 22.0);
+    let max = rows.iter().map(|r| r.1).fold(1.2f64, f64::max);
+    let height = 50.0 + row_h * rows.len() as f64;
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="12">"#,
+        label_w + bar_w + 60.0
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="10" y="20" font-size="14">Time of our plugins relative to the Go plugins (median; shorter is faster)</text>"#
+    );
+    for (i, (name, ratio)) in rows.iter().enumerate() {
+        let y = 35.0 + row_h * i as f64;
+        let w = bar_w * ratio / max;
+        let color = if *ratio <= 1.0 {
+            "seagreen"
+        } else {
+            "firebrick"
+        };
+        let _ = write!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text><rect x="{label_w}" y="{}" width="{w:.1}" height="{}" fill="{color}"/><text x="{}" y="{}">{ratio:.2}</text>"#,
+            label_w - 6.0,
+            y + 14.0,
+            name.replace('&', "&amp;").replace('<', "&lt;"),
+            y + 3.0,
+            row_h - 6.0,
+            label_w + w + 4.0,
+            y + 14.0
+        );
+    }
+    let one = label_w + bar_w / max;
+    let _ = write!(
+        svg,
+        r#"<line x1="{one:.1}" y1="30" x2="{one:.1}" y2="{}" stroke="black" stroke-dasharray="4 3"/><text x="{one:.1}" y="{}" text-anchor="middle">Go = 1</text></svg>"#,
+        height - 12.0,
+        height - 2.0
+    );
+    svg
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_default();
+    let go_version = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "containernetworking-plugins"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    format!("- machine: {} cores, {cpu}, kernel {}\n- ours: git {} (release build, statically linked multi-call binary)\n- Go: Debian containernetworking-plugins {go_version}\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), sh(&["uname", "-r"]).trim(), libcni::GIT_COMMIT)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("sriov") {
+        let rows = sriov_scenario(Path::new(&args[2]));
+        let text = table(&rows);
+        print!("{text}");
+        std::fs::write(&args[3], text).unwrap();
+        return;
+    }
+    let (ours, go, md, svg) = (
+        PathBuf::from(&args[1]),
+        PathBuf::from(&args[2]),
+        PathBuf::from(&args[3]),
+        PathBuf::from(&args[4]),
+    );
+    let rows = host_scenarios(&ours, &go);
+    let text = table(&rows);
+    print!("{text}");
+    std::fs::write(&md, format!("{}\n{text}", machine())).unwrap();
+    std::fs::write(&svg, chart(&rows)).unwrap();
+}
