@@ -341,3 +341,33 @@ fn the_demo_runs_and_leaves_nothing_behind() {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
 }
+
+/// Where the kernel has bridge VLAN filtering (the full-kernel tier), the demo puts
+/// both namespaces on VLAN 1223, as the seed's example does.
+#[test]
+fn the_demo_uses_vlan_1223_where_the_kernel_can() {
+    let test = "the_demo_uses_vlan_1223_where_the_kernel_can";
+    let Some(_sb) = Sandbox::new(test) else {
+        return;
+    };
+    if !testkit::require_kernel(test, testkit::KernelFeature::BridgeVlanFiltering) {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
+    let out = Command::new(script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "both pods go on VLAN 1223",
+        "\"vlan\": 1223",
+        "10.12.23.3 answers",
+        "dropped",
+        "left behind: 0 veths",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}

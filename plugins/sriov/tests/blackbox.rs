@@ -409,3 +409,37 @@ fn bad_configs_are_code_7_and_name_the_key() {
         assert!(msg.starts_with(&format!("{key}:")), "{msg}");
     }
 }
+
+/// The device-info file for Multus, and a DEL that finds no cache (lost with a
+/// node's /var/lib) and still puts the VF back.
+#[test]
+fn device_info_file_and_a_del_without_its_cache() {
+    let Some(r) = rig("device_info_file_and_a_del_without_its_cache") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let info = r.sb.scratch.join("devinfo/net1.json");
+    let mut c = conf(2, json!({"vlan": 55, "trust": "on"}));
+    c["runtimeConfig"] = json!({"CNIDeviceInfoFile": info});
+    r.call("ADD", "di", &a, &c).ok();
+    let written: Value = serde_json::from_slice(&std::fs::read(&info).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": vf_pci(2), "pf-pci-address": PF_PCI}})
+    );
+    std::fs::remove_file("/var/lib/cni/sriov/di-net1").unwrap();
+    r.call("DEL", "di", &a, &c).ok();
+    let vf = r.vf_line(2);
+    assert!(
+        !vf.contains("vlan 55") && vf.contains("trust off"),
+        "reset from the config alone: {vf}"
+    );
+    assert!(
+        !sh(&["ip", "-n", "a", "link"]).contains("net1"),
+        "the VF netdev left the container"
+    );
+    assert!(
+        host_links().contains(&format!("vf{}", vf_pci(2).replace([':', '.'], ""))),
+        "back in the host under a name made from its PCI address"
+    );
+}
