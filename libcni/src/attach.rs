@@ -204,6 +204,34 @@ pub fn check_ips_and_routes<T: Transport>(
     Ok(())
 }
 
+/// The container interface CHECK looks at: its index in `prev` and the link in the
+/// container, which must be of `kind` when one is given.
+pub fn container_link<T: Transport>(
+    inside: &mut Netlink<T>,
+    prev: &CniResult,
+    request: &Request,
+    kind: Option<&str>,
+) -> Result<(usize, Link), CniError> {
+    let index = container_interface(prev, request)?;
+    let link = inside
+        .get_link(&LinkId::Name(request.ifname.clone()))?
+        .ok_or_else(|| {
+            CniError::internal(format!(
+                "interface {:?} is missing from the container",
+                request.ifname
+            ))
+        })?;
+    if let Some(kind) = kind {
+        if link.kind.as_deref() != Some(kind) {
+            return Err(CniError::internal(format!(
+                "container interface {:?} is not a {kind} link",
+                request.ifname
+            )));
+        }
+    }
+    Ok((index, link))
+}
+
 /// The container interface of `prev`: named `ifname` with `sandbox` = the netns.
 pub fn container_interface(prev: &CniResult, request: &Request) -> Result<usize, CniError> {
     let sandbox = request

@@ -3,7 +3,7 @@
 
 use libcni::attach::{self, create_in_netns, single_interface_result};
 use libcni::config::{parse_netconf, NetConf};
-use libcni::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport};
+use libcni::netlink::{Link, LinkKind, Netlink, NewLink, SocketTransport};
 use libcni::netns::NetNs;
 use libcni::{ipam, About, CniError, CniResult, Plugin, Request};
 use netlink_packet_route::link::MacVlanMode;
@@ -176,21 +176,7 @@ impl Plugin for Macvlan {
         let mut host = Netlink::open()?;
         let mut inside = netns.netlink()?;
         let master = find_master(&cfg, &mut host, &mut inside)?;
-        let index = attach::container_interface(&prev, request)?;
-        let link = inside
-            .get_link(&LinkId::Name(request.ifname.clone()))?
-            .ok_or_else(|| {
-                CniError::internal(format!(
-                    "interface {:?} is missing from the container",
-                    request.ifname
-                ))
-            })?;
-        if link.kind.as_deref() != Some("macvlan") {
-            return Err(CniError::internal(format!(
-                "container interface {:?} is not a macvlan",
-                request.ifname
-            )));
-        }
+        let (index, link) = attach::container_link(&mut inside, &prev, request, Some("macvlan"))?;
         if link.macvlan_mode != Some(cfg.mode) {
             return Err(CniError::internal(format!(
                 "container macvlan mode {} does not match expected value: {}",

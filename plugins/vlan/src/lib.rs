@@ -5,7 +5,7 @@
 
 use libcni::attach::{self, create_in_netns, single_interface_result};
 use libcni::config::{parse_netconf, NetConf};
-use libcni::netlink::{LinkId, LinkKind, Netlink, NewLink};
+use libcni::netlink::{LinkKind, Netlink, NewLink};
 use libcni::netns::NetNs;
 use libcni::{ipam, About, CniError, CniResult, Plugin, Request};
 use netlink_packet_route::link::VlanProtocol;
@@ -122,21 +122,7 @@ impl Plugin for Vlan {
         } else {
             attach::master_link(&mut Netlink::open()?, &keys.master)?
         };
-        let index = attach::container_interface(&prev, request)?;
-        let link = inside
-            .get_link(&LinkId::Name(request.ifname.clone()))?
-            .ok_or_else(|| {
-                CniError::internal(format!(
-                    "interface {:?} is missing from the container",
-                    request.ifname
-                ))
-            })?;
-        if link.kind.as_deref() != Some("vlan") {
-            return Err(CniError::internal(format!(
-                "container interface {:?} is not a vlan link",
-                request.ifname
-            )));
-        }
+        let (index, link) = attach::container_link(&mut inside, &prev, request, Some("vlan"))?;
         if link.vlan_id != Some(keys.vlan_id as u16) {
             return Err(CniError::internal(format!(
                 "container interface {:?} has VLAN ID {:?}, the config says {}",
