@@ -64,15 +64,14 @@ pub struct CreatedLink {
     pub link: Link,
 }
 
-/// Creates `kind` in `netns` as `ifname`. `creator` is the client that sends the
-/// request: the host's (the link is then moved by IFLA_NET_NS_FD) or, when the
-/// master lives in the container, the container's. The caller removes the link on
+/// Creates `kind` in `netns` as `ifname`. With `host`, the host's client sends the
+/// request and the link is moved by IFLA_NET_NS_FD; without it (the master lives in
+/// the container) the container's client `inside` creates it in place. The caller removes the link on
 /// later failures; a failed rename removes it here.
 pub fn create_in_netns<'fd>(
-    creator: &mut Netlink<SocketTransport>,
+    host: Option<&mut Netlink<SocketTransport>>,
     inside: &mut Netlink<SocketTransport>,
     netns: &'fd NetNs,
-    creator_is_inside: bool,
     mut new: NewLink<'fd>,
     request_key: &Request,
     what: &str,
@@ -89,10 +88,14 @@ pub fn create_in_netns<'fd>(
     }
     let temporary = temporary_name(request_key);
     new.name = temporary.clone();
-    if !creator_is_inside {
-        new.netns = Some(netns.fd());
-    }
-    creator.create_link(&new).map_err(|e| {
+    let creation = match host {
+        Some(host) => {
+            new.netns = Some(netns.fd());
+            host.create_link(&new)
+        }
+        None => inside.create_link(&new),
+    };
+    creation.map_err(|e| {
         let hint = match e.errno() {
             Some(libc::EOPNOTSUPP) if what == "vlan" => {
                 ": this kernel has no 802.1Q VLAN support (the 8021q module is missing)".to_string()

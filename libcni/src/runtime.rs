@@ -269,12 +269,7 @@ impl Runtime {
         prev: Option<&Value>,
         rt: Option<&RuntimeConf>,
     ) -> Vec<u8> {
-        let mut conf = plugin.clone();
-        conf.insert("name".into(), Value::String(list.name.clone()));
-        conf.insert(
-            "cniVersion".into(),
-            Value::String(list.version.as_str().into()),
-        );
+        let mut conf = base_plugin_config(list, plugin);
         if let Some(prev) = prev {
             conf.insert("prevResult".into(), prev.clone());
         }
@@ -552,12 +547,7 @@ impl Runtime {
         if list.version.supports_gc_and_status() {
             let attachments = serde_json::to_value(valid.unwrap_or(&[])).expect("serializes");
             for plugin in &list.plugins {
-                let mut conf = plugin.clone();
-                conf.insert("name".into(), Value::String(list.name.clone()));
-                conf.insert(
-                    "cniVersion".into(),
-                    Value::String(list.version.as_str().into()),
-                );
+                let mut conf = base_plugin_config(list, plugin);
                 if valid.is_some() {
                     conf.insert("cni.dev/valid-attachments".into(), attachments.clone());
                     conf.insert("cni.dev/attachments".into(), attachments.clone());
@@ -587,12 +577,7 @@ impl Runtime {
             return Ok(());
         }
         for plugin in &list.plugins {
-            let mut conf = plugin.clone();
-            conf.insert("name".into(), Value::String(list.name.clone()));
-            conf.insert(
-                "cniVersion".into(),
-                Value::String(list.version.as_str().into()),
-            );
+            let conf = base_plugin_config(list, plugin);
             let binary = self.binary(plugin)?;
             invoke::run(
                 &binary,
@@ -609,6 +594,17 @@ impl Runtime {
 /// the SHA-512 of the absolute netns path.
 pub fn cnitool_container_id(netns: &Path) -> String {
     crate::hash::sha512_hex(28, "cnitool-", netns.as_os_str().as_encoded_bytes())
+}
+
+/// A plugin's object with the list's name and version, as every command sends it.
+fn base_plugin_config(list: &NetworkList, plugin: &Map<String, Value>) -> Map<String, Value> {
+    let mut conf = plugin.clone();
+    conf.insert("name".into(), Value::String(list.name.clone()));
+    conf.insert(
+        "cniVersion".into(),
+        Value::String(list.version.as_str().into()),
+    );
+    conf
 }
 
 #[cfg(test)]

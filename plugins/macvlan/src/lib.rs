@@ -121,28 +121,8 @@ impl Plugin for Macvlan {
         new.mac = cfg.mac;
         new.mtu = (cfg.conf.plugin.mtu > 0).then_some(cfg.conf.plugin.mtu);
         let in_container = cfg.conf.plugin.link_in_container;
-        let created = if in_container {
-            let mut creator = netns.netlink()?;
-            create_in_netns(
-                &mut creator,
-                &mut inside,
-                &netns,
-                true,
-                new,
-                request,
-                "macvlan",
-            )?
-        } else {
-            create_in_netns(
-                &mut host,
-                &mut inside,
-                &netns,
-                false,
-                new,
-                request,
-                "macvlan",
-            )?
-        };
+        let host_creator = (!in_container).then_some(&mut host);
+        let created = create_in_netns(host_creator, &mut inside, &netns, new, request, "macvlan")?;
         let link = created.link;
         let ipam_type = cfg.conf.delegated_ipam().map(|i| i.plugin_type.clone());
         let outcome = single_interface_result(

@@ -244,3 +244,39 @@ fn the_default_master_is_the_default_route_interface() {
     let up0: Value = serde_json::from_str(&sh(&["ip", "-j", "link", "show", "up0"])).unwrap();
     assert_eq!(details[0]["link_index"], up0[0]["ifindex"], "{details}");
 }
+
+#[test]
+fn link_in_container_uses_a_master_inside_the_netns() {
+    let Some(sb) = Sandbox::new("macvlan_in_container") else {
+        return;
+    };
+    let a = sb.netns("a");
+    sh(&[
+        "ip", "-n", "a", "link", "add", "inner0", "type", "veth", "peer", "name", "inner0p",
+    ]);
+    sh(&["ip", "-n", "a", "link", "set", "inner0", "up"]);
+    sh(&["ip", "-n", "a", "link", "set", "inner0p", "up"]);
+    let c = conf(&sb, json!({"master": "inner0", "linkInContainer": true}));
+    let host_links_before = sh(&["ip", "-o", "link", "show"]).lines().count();
+    let result = call("ADD", "a", &a, &c).ok();
+    assert_eq!(result["ips"][0]["address"], "10.80.0.2/24");
+    let details: Value =
+        serde_json::from_str(&sh(&["ip", "-j", "-d", "-n", "a", "link", "show", "net1"])).unwrap();
+    assert_eq!(details[0]["linkinfo"]["info_kind"], "macvlan");
+    assert_eq!(
+        details[0]["link"], "inner0",
+        "the master is the container's link"
+    );
+    assert_eq!(
+        sh(&["ip", "-o", "link", "show"]).lines().count(),
+        host_links_before,
+        "nothing is created in the host's netns"
+    );
+    call("CHECK", "a", &a, &with_prev(&c, &result)).ok();
+    call("DEL", "a", &a, &c).ok();
+    assert!(
+        !sh(&["ip", "-o", "-n", "a", "link", "show"]).contains("net1"),
+        "DEL removes the macvlan"
+    );
+    assert!(sh(&["ip", "-o", "-n", "a", "link", "show"]).contains("inner0"));
+}

@@ -73,20 +73,8 @@ impl Plugin for Vlan {
         );
         // 0: the kernel gives the link its master's MTU.
         new.mtu = (keys.mtu > 0).then_some(keys.mtu);
-        let created = if in_container {
-            let mut creator = netns.netlink()?;
-            create_in_netns(
-                &mut creator,
-                &mut inside,
-                &netns,
-                true,
-                new,
-                request,
-                "vlan",
-            )?
-        } else {
-            create_in_netns(&mut host, &mut inside, &netns, false, new, request, "vlan")?
-        };
+        let host_creator = (!in_container).then_some(&mut host);
+        let created = create_in_netns(host_creator, &mut inside, &netns, new, request, "vlan")?;
         let link = created.link;
         let ipam_type = conf.delegated_ipam().map(|i| i.plugin_type.clone());
         let outcome = single_interface_result(
