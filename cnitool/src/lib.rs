@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use libcni::runtime::{cnitool_container_id, load_network_list, NetworkList, Runtime, RuntimeConf};
+use cni_runtime::{cnitool_container_id, load_network_list, NetworkList, Runtime, RuntimeConf};
 use libcni::CniError;
 use serde_json::{Map, Value};
 
@@ -42,7 +42,7 @@ struct Cli {
     #[arg(long, global = true)]
     container_id: Option<String>,
     /// Result cache directory (results are kept under `<dir>/results`).
-    #[arg(long, default_value = libcni::runtime::DEFAULT_CACHE_DIR, global = true, hide = true)]
+    #[arg(long, default_value = cni_runtime::DEFAULT_CACHE_DIR, global = true, hide = true)]
     cache_dir: PathBuf,
     /// Print the result as JSON (the default).
     #[arg(long, global = true, conflicts_with = "quiet")]

@@ -97,7 +97,7 @@ fn add_check_del_gc_status_with_a_go_chain() {
     );
 
     // The cache in the Go format.
-    let cid = libcni::runtime::cnitool_container_id(Path::new(&ns));
+    let cid = cni_runtime::cnitool_container_id(Path::new(&ns));
     let cache: Value = serde_json::from_slice(
         &std::fs::read(format!("/var/lib/cni/results/chained-{cid}-eth0")).unwrap(),
     )

@@ -1,48 +1,34 @@
-//! The shared base of this workspace's CNI plugins.
+//! The shared base of this workspace's CNI plugins, in layers from the protocol down
+//! (each uses only the ones below it):
+//! - [`spec`]: the protocol as data: versions, configuration, results, errors,
+//!   CNI_ARGS, names and MACs; and [`skel`], which turns an invocation into a
+//!   validated [`Request`] and a plugin's answer into stdout and an exit status;
+//! - [`delegate`]: exec of another plugin from CNI_PATH, and IPAM on top of it;
+//! - [`attach`]: the steps plugins share to put an interface into a container,
+//!   among them the driver of single-link plugins (macvlan, vlan);
+//! - [`host`]: an IPAM result put on an interface, sysctls, and safe access to
+//!   state directories;
+//! - [`netns`]: network namespaces, entered only on threads made for it;
+//! - [`netlink`]: a synchronous rtnetlink client, with a fake transport for tests.
 //!
-//! Layers, from the protocol down:
-//! - protocol: [`version`], [`error`], [`config`], [`result`], [`args`], [`names`], [`skel`];
-//! - delegation: [`invoke`] (exec of a plugin from CNI_PATH), [`ipam`] (IPAM on top of it),
-//!   [`runtime`] (the runtime side: configuration lists, chains, the result cache);
-//! - network namespaces: [`netns`];
-//! - netlink: [`netlink`] (a synchronous rtnetlink client with a fake for tests),
-//!   and [`apply`], which puts an IPAM result on an interface.
+//! The runtime side (configuration lists, chains, the result cache) is the
+//! `cni-runtime` crate, which only cnitool links.
 
-pub mod apply;
-pub mod args;
 pub mod attach;
-pub mod config;
-pub mod error;
+pub mod delegate;
 pub mod fuzzing;
-pub mod hash;
-pub mod invoke;
-pub mod ipam;
+pub mod hooks;
+pub mod host;
 pub mod log;
-pub mod names;
 pub mod netlink;
 pub mod netns;
-pub mod result;
-pub mod runtime;
 pub mod skel;
-pub mod sysctl;
-pub mod version;
+pub mod spec;
 
-pub use error::{CniError, ErrorCode};
-pub use result::CniResult;
 pub use skel::{About, Plugin, Request};
-pub use version::SpecVersion;
+pub use spec::error::{CniError, ErrorCode};
+pub use spec::result::CniResult;
+pub use spec::version::SpecVersion;
 
 /// The commit the workspace was built from.
 pub const GIT_COMMIT: &str = env!("LIBCNI_GIT_COMMIT");
-
-/// A named point in a plugin's work where a test can stop it: when the environment
-/// variable `CNI_TEST_FAILPOINT` equals `name`, the process stops there for good (a
-/// test then kills it, as a crash or a node failure would). Costs one variable read.
-pub fn failpoint(name: &str) {
-    if std::env::var_os("CNI_TEST_FAILPOINT").is_some_and(|v| v == name) {
-        log_warn!("stopped at failpoint {name}");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
-}

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use libcni::apply::{configure_interface, InterfaceOptions};
+use libcni::host::apply::{configure_interface, InterfaceOptions};
 use libcni::netlink::{BridgePortFlags, BridgeVlanEntry, LinkId, LinkKind, Netlink, NewLink};
 use libcni::netns::NetNs;
-use libcni::result::{CniResult, Interface, IpConfig, Route};
+use libcni::spec::result::{CniResult, Interface, IpConfig, Route};
 use netlink_packet_route::link::MacVlanMode;
 use serde_json::Value;
 use testkit::{sh, Sandbox};

@@ -298,7 +298,7 @@ fn the_manifests_are_a_valid_daemonset_and_network_attachment_definitions() {
             config["name"], nad["metadata"]["name"],
             "{file}: the network is named as the NAD"
         );
-        libcni::config::NetConfList::parse(serde_json::json!({"cniVersion": config["cniVersion"], "name": config["name"], "plugins": [config]}).to_string().as_bytes()).unwrap();
+        cni_runtime::NetConfList::parse(serde_json::json!({"cniVersion": config["cniVersion"], "name": config["name"], "plugins": [config]}).to_string().as_bytes()).unwrap();
     }
     let sriov = yaml("nad-sriov.yaml");
     assert_eq!(

@@ -9,7 +9,8 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{format_mac, Netlink, NlResult, Transport, CHANGE, DUMP, GET};
+use super::{Netlink, NlResult, Transport, CHANGE, DUMP, GET};
+use crate::spec::mac::format_mac;
 
 /// How a link is named in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -175,6 +176,18 @@ impl<'fd> NewLink<'fd> {
         }
     }
 
+    /// The kernel's name of the kind (`veth`, `macvlan`, ...), for messages.
+    pub fn kind_name(&self) -> &'static str {
+        match &self.kind {
+            Some(LinkKind::Veth { .. }) => "veth",
+            Some(LinkKind::Bridge { .. }) => "bridge",
+            Some(LinkKind::MacVlan { .. }) => "macvlan",
+            Some(LinkKind::Vlan { .. }) => "vlan",
+            Some(LinkKind::Dummy) => "dummy",
+            None => "link",
+        }
+    }
+
     /// The peer end of a veth, which has no kind of its own.
     pub fn peer(name: impl Into<String>) -> NewLink<'fd> {
         NewLink {
@@ -314,14 +327,7 @@ impl<T: Transport> Netlink<T> {
 
     /// Creates a link; EEXIST is an error (the caller decides whether that is fine).
     pub fn create_link(&mut self, link: &NewLink) -> NlResult<()> {
-        let kind = match &link.kind {
-            Some(LinkKind::Veth { .. }) => "veth",
-            Some(LinkKind::Bridge { .. }) => "bridge",
-            Some(LinkKind::MacVlan { .. }) => "macvlan",
-            Some(LinkKind::Vlan { .. }) => "vlan",
-            Some(LinkKind::Dummy) => "dummy",
-            None => "link",
-        };
+        let kind = link.kind_name();
         self.transport
             .request(
                 RouteNetlinkMessage::NewLink(link.to_message()),

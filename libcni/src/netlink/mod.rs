@@ -87,16 +87,6 @@ impl fmt::Display for NetlinkError {
     }
 }
 
-impl From<NetlinkError> for crate::CniError {
-    fn from(e: NetlinkError) -> crate::CniError {
-        let code = match e.errno() {
-            Some(libc::EAGAIN) | Some(libc::EBUSY) => crate::ErrorCode::TryAgainLater,
-            _ => crate::ErrorCode::Plugin(crate::error::INTERNAL_ERROR_CODE),
-        };
-        crate::CniError::new(code, e.to_string())
-    }
-}
-
 pub type NlResult<T> = Result<T, NetlinkError>;
 
 /// Sends one request and returns the messages of its reply (empty for a bare ACK).
@@ -251,28 +241,6 @@ impl Netlink<FakeTransport> {
     }
 }
 
-/// Formats a MAC as the kernel and `ip` print it.
-pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parses `aa:bb:cc:dd:ee:ff` (either case).
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in mac.iter_mut() {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
 /// A name made of `prefix` and `hex_digits` random hex digits, for interfaces that
 /// need a unique temporary or host-side name (`veth1a2b3c4d`).
 pub fn random_name(prefix: &str, hex_digits: usize) -> String {
@@ -296,22 +264,6 @@ pub fn random_name(prefix: &str, hex_digits: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mac_text_round_trips() {
-        let mac = parse_mac("0A:58:0a:01:00:FF").unwrap();
-        assert_eq!(format_mac(&mac), "0a:58:0a:01:00:ff");
-        for bad in [
-            "",
-            "0a:58",
-            "0a:58:0a:01:00:ff:00",
-            "0g:00:00:00:00:00",
-            "0a-58-0a-01-00-ff",
-            "a:58:0a:01:00:ff",
-        ] {
-            assert!(parse_mac(bad).is_none(), "{bad}");
-        }
-    }
 
     #[test]
     fn errors_name_the_operation_and_the_errno() {

@@ -7,7 +7,8 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{format_mac, Cause, Netlink, NetlinkError, NlResult, Transport, CHANGE, GET};
+use super::{Cause, Netlink, NetlinkError, NlResult, Transport, CHANGE, GET};
+use crate::spec::mac::format_mac;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VfLinkStateSetting {

@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use libcni::netlink::{LinkId, Netlink};
-use libcni::netns::NetNs;
 use libcni::{CniError, CniResult, Request};
 
 use crate::config::BridgeConfig;
@@ -32,38 +31,12 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         )));
     }
 
-    let netns_path = request
-        .netns
-        .as_ref()
-        .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
-    let netns = NetNs::open(netns_path)?;
-    let sandbox = netns_path.display().to_string();
-    let container_index = libcni::attach::container_interface(prev, request)?;
-    let expected = &prev.interfaces[container_index];
+    let netns = libcni::attach::request_netns(request)?;
     let mut inside = netns.netlink()?;
-    let container = inside
-        .get_link(&LinkId::Name(request.ifname.clone()))?
-        .ok_or_else(|| {
-            failed(format!(
-                "interface {:?} is missing from {sandbox}",
-                request.ifname
-            ))
-        })?;
-    if container.kind.as_deref() != Some("veth") {
-        return Err(failed(format!(
-            "interface {:?} in {sandbox} is not a veth",
-            request.ifname
-        )));
-    }
-    if let Some(mac) = &expected.mac {
-        if container.mac.as_deref() != Some(mac.to_lowercase().as_str()) {
-            return Err(failed(format!(
-                "interface {:?} has MAC {:?}, prevResult says {mac}",
-                request.ifname,
-                container.mac.as_deref().unwrap_or("")
-            )));
-        }
-    }
+    let (container_index, container) =
+        libcni::attach::container_link(&mut inside, prev, request, Some("veth"))?;
+    let expected = &prev.interfaces[container_index];
+    libcni::attach::check_mac(&container, expected.mac.as_deref(), None)?;
 
     // The host end: a veth port of this bridge, named in prevResult.
     let host = prev
@@ -172,7 +145,7 @@ pub fn gc_spoofcheck(cfg: &BridgeConfig, valid: &[(String, String)]) -> Result<(
     };
     let mut nl = Netlink::open()?;
     let bridge = nl.get_link(&LinkId::Name(cfg.bridge.clone()))?;
-    let mut errors = libcni::error::ErrorList::new();
+    let mut errors = libcni::spec::error::ErrorList::new();
     for reference in spoofcheck::references()? {
         if valid_refs.contains(&reference) {
             continue;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use libcni::config::{parse_netconf, NetConf};
+use libcni::spec::config::{parse_netconf, NetConf};
 use libcni::{CniError, Request};
 use serde::Deserialize;
 
@@ -187,7 +187,7 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
         }
     };
     // MAC precedence: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
-    let mac = libcni::config::pick_mac(
+    let mac = libcni::spec::config::pick_mac(
         "mac",
         &[
             conf.runtime_config.mac.as_deref(),
@@ -200,7 +200,7 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
         .clone()
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
-    libcni::names::check_interface_name(&bridge)
+    libcni::spec::names::check_interface_name(&bridge)
         .map_err(|e| CniError::invalid_config(format!("invalid bridge name: {e}")))?;
     Ok(BridgeConfig {
         bridge,

@@ -9,18 +9,19 @@ mod nft;
 mod spoofcheck;
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ipnet::IpNet;
-use libcni::apply::{configure_interface, InterfaceOptions};
-use libcni::error::ErrorList;
+use libcni::delegate::ipam;
+use libcni::host::apply::{configure_interface, InterfaceOptions};
 use libcni::netlink::{
     random_name, BridgePortFlags, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink,
     SocketTransport,
 };
 use libcni::netns::NetNs;
-use libcni::result::{Interface, Route};
-use libcni::{ipam, About, CniError, CniResult, Plugin, Request};
+use libcni::spec::error::ErrorList;
+use libcni::spec::result::{Interface, Route};
+use libcni::{About, CniError, CniResult, Plugin, Request};
 
 use crate::config::BridgeConfig;
 
@@ -39,7 +40,7 @@ fn eopnotsupp_hint(e: libcni::netlink::NetlinkError, what: &str) -> CniError {
 }
 
 fn host_sysctl(key: &str, value: &str) {
-    if let Err(e) = libcni::sysctl::write(key, value) {
+    if let Err(e) = libcni::host::sysctl::write(key, value) {
         libcni::log_warn!("{e}");
     }
 }
@@ -334,7 +335,7 @@ fn ensure_vlan_gateway(
 /// A config with the same bridge and access VLAN, for the gateway's own port.
 fn clone_vlan_only(cfg: &BridgeConfig) -> BridgeConfig {
     BridgeConfig {
-        conf: libcni::config::parse_netconf(b"{\"name\":\"x\"}").expect("static config"),
+        conf: libcni::spec::config::parse_netconf(b"{\"name\":\"x\"}").expect("static config"),
         bridge: cfg.bridge.clone(),
         is_gateway: cfg.is_gateway,
         vlan: cfg.vlan,
@@ -378,7 +379,11 @@ fn ensure_address(
     }
     // Pin the MAC: a bridge's MAC otherwise follows its ports as they come and go.
     let current = nl.require_link(&LinkId::Index(link.index))?;
-    if let Some(mac) = current.mac.as_deref().and_then(libcni::netlink::parse_mac) {
+    if let Some(mac) = current
+        .mac
+        .as_deref()
+        .and_then(libcni::spec::mac::parse_mac)
+    {
         if mac != [0; 6] {
             nl.set_mac(link.index, mac)?;
         }
@@ -392,7 +397,10 @@ fn enable_forwarding(v4: bool) {
     } else {
         "net/ipv6/conf/all/forwarding"
     };
-    if libcni::sysctl::read(key).map(|v| v != "1").unwrap_or(true) {
+    if libcni::host::sysctl::read(key)
+        .map(|v| v != "1")
+        .unwrap_or(true)
+    {
         host_sysctl(key, "1");
     }
 }
@@ -428,16 +436,6 @@ struct Bridge {
     cnv_bridge: bool,
 }
 
-impl Bridge {
-    fn netns(request: &Request) -> Result<NetNs, CniError> {
-        let path: &PathBuf = request
-            .netns
-            .as_ref()
-            .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
-        Ok(NetNs::open(path)?)
-    }
-}
-
 impl Plugin for Bridge {
     fn add(&self, request: &Request) -> Result<CniResult, CniError> {
         let cfg = config::load(request, self.cnv_bridge)?;
@@ -453,7 +451,7 @@ impl Plugin for Bridge {
             .with_details("a layer-2 attachment (no ipam type) needs cniVersion 0.3.0 or later"));
         }
         ipam::require_installed(request, cfg.conf.delegated_ipam())?;
-        let netns = Bridge::netns(request)?;
+        let netns = libcni::attach::request_netns(request)?;
         let mut nl: Netlink<SocketTransport> = Netlink::open()?;
         let mut inside = netns.netlink()?;
         let mut rollback = Rollback::default();
@@ -632,12 +630,12 @@ impl Plugin for Bridge {
         if let Some(path) = &request.netns {
             match NetNs::open_if_present(path) {
                 Ok(Some(netns)) => {
-                    errors.record(netns.netlink().and_then(|mut inside| {
-                        inside
-                            .delete_link_if_present(&request.ifname)
-                            .map(|_| ())
-                            .map_err(CniError::from)
-                    }));
+                    errors.record(netns.netlink().map_err(CniError::from).and_then(
+                        |mut inside| {
+                            inside.delete_link_if_present(&request.ifname)?;
+                            Ok(())
+                        },
+                    ));
                 }
                 Ok(None) => {}
                 Err(e) => errors.push(e.into()),
@@ -663,10 +661,7 @@ impl Plugin for Bridge {
 
     fn check(&self, request: &Request) -> Result<(), CniError> {
         let cfg = config::load(request, self.cnv_bridge)?;
-        let prev = cfg
-            .conf
-            .parsed_prev_result(request.version)?
-            .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))?;
+        let prev = cfg.conf.required_prev_result(request.version)?;
         ipam::forward(request, cfg.conf.delegated_ipam())?;
         check::attachment(&cfg, request, &prev)
     }

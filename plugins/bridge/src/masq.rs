@@ -24,7 +24,7 @@ const MASQ_CHAIN: &str = "masq_checks";
 const COMMENT_MAX: usize = 128;
 
 fn hash(length: usize, prefix: &str, input: &str) -> String {
-    libcni::hash::sha512_hex(length, prefix, input.as_bytes())
+    libcni::spec::hash::sha512_hex(length, prefix, input.as_bytes())
 }
 
 fn network_hash(network: &str) -> String {
@@ -316,7 +316,7 @@ fn shell_words(text: &str) -> Vec<String> {
 /// Removes both backends' state for the attachment (it may have been made by another
 /// version or configuration); errors of a backend this node lacks are ignored.
 pub fn teardown(network: &str, ifname: &str, container_id: &str) -> Result<(), CniError> {
-    let mut errors = libcni::error::ErrorList::new();
+    let mut errors = libcni::spec::error::ErrorList::new();
     if nft::available() {
         errors.record(teardown_nft(network, ifname, container_id).map_err(CniError::from));
     }

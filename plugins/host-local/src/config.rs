@@ -3,8 +3,8 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use libcni::config::{parse_netconf, IpRange, NetConf};
-use libcni::result::{Dns, Route};
+use libcni::spec::config::{parse_netconf, IpRange, NetConf};
+use libcni::spec::result::{Dns, Route};
 use libcni::{CniError, Request};
 use serde::Deserialize;
 

@@ -6,7 +6,7 @@ mod config;
 mod range;
 mod store;
 
-use libcni::result::IpConfig;
+use libcni::spec::result::IpConfig;
 use libcni::{About, CniError, CniResult, ErrorCode, Plugin, Request};
 
 use crate::range::{Addr, Range, RangeSet};
@@ -150,11 +150,12 @@ impl Plugin for HostLocal {
     /// Releases every address whose attachment is not in the valid list. A legacy
     /// file (container ID only) stays while any attachment of that container does.
     fn gc(&self, request: &Request) -> Result<(), CniError> {
-        let conf: libcni::config::NetConf = libcni::config::parse_netconf(&request.stdin)?;
+        let conf: libcni::spec::config::NetConf =
+            libcni::spec::config::parse_netconf(&request.stdin)?;
         let valid = conf.gc_valid_attachments();
         let (network, data_dir) = config::store_location(request)?;
         let mut store = Store::open(&data_dir, &network)?;
-        let mut errors = libcni::error::ErrorList::new();
+        let mut errors = libcni::spec::error::ErrorList::new();
         for (addr, owner) in store.scan()? {
             let keep = match &owner {
                 Owner::Attachment {

@@ -387,7 +387,7 @@ impl Store {
 
     /// Releases the given addresses of `owner` (those its files confirm).
     pub fn release_addrs(&mut self, owner: &Owner, addrs: &[Addr]) -> Result<(), CniError> {
-        let mut errors = libcni::error::ErrorList::new();
+        let mut errors = libcni::spec::error::ErrorList::new();
         for addr in addrs {
             if self.held_by(*addr, owner) {
                 let path = self.address_path(*addr);

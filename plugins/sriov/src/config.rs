@@ -1,8 +1,8 @@
 //! The sriov plugin's configuration, compatible with sriov-cni and stricter where
 //! sriov-cni is silent: every refusal is code 7 and names the key.
 
-use libcni::config::{parse_netconf, NetConf};
 use libcni::netlink::{VfConfig, VfLinkStateSetting};
+use libcni::spec::config::{parse_netconf, NetConf};
 use libcni::{CniError, Request};
 use serde::{Deserialize, Serialize};
 
@@ -194,7 +194,7 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
         vf.rate = Some((min as u32, max as u32));
     }
     // MAC: config < CNI_ARGS MAC < runtimeConfig.mac (lower-cased by the parse).
-    let mac = libcni::config::pick_mac(
+    let mac = libcni::spec::config::pick_mac(
         "mac",
         &[
             conf.runtime_config.mac.as_deref(),

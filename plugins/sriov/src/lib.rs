@@ -9,15 +9,16 @@ mod sysfs;
 
 use std::path::Path;
 
-use libcni::apply::{configure_interface, InterfaceOptions};
 use libcni::attach;
-use libcni::error::ErrorList;
-use libcni::netlink::{
-    format_mac, parse_mac, Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting,
-};
+use libcni::delegate::ipam;
+use libcni::hooks::failpoint;
+use libcni::host::apply::{configure_interface, InterfaceOptions};
+use libcni::netlink::{Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting};
 use libcni::netns::NetNs;
-use libcni::result::Interface;
-use libcni::{failpoint, ipam, About, CniError, CniResult, Plugin, Request, SpecVersion};
+use libcni::spec::error::ErrorList;
+use libcni::spec::mac::{format_mac, parse_mac};
+use libcni::spec::result::Interface;
+use libcni::{About, CniError, CniResult, Plugin, Request, SpecVersion};
 use serde_json::Value;
 
 use crate::state::{Cache, OrigVfState, ETH_P_8021AD, ETH_P_8021Q};
@@ -225,14 +226,6 @@ fn rename_in_host(cache: &Cache) -> Result<(), CniError> {
 
 struct Sriov;
 
-impl Sriov {
-    fn netns(request: &Request) -> Result<NetNs, CniError> {
-        Ok(NetNs::open(request.netns.as_ref().ok_or_else(|| {
-            CniError::invalid_env("CNI_NETNS is required")
-        })?)?)
-    }
-}
-
 /// The steps of ADD after the cache is written; on failure `add` undoes them.
 fn attach_vf<'r>(
     request: &'r Request,
@@ -345,7 +338,7 @@ impl Plugin for Sriov {
     fn add(&self, request: &Request) -> Result<CniResult, CniError> {
         let cfg = config::load(request)?;
         ipam::require_installed(request, cfg.conf.delegated_ipam())?;
-        let netns = Sriov::netns(request)?;
+        let netns = attach::request_netns(request)?;
         let dir = state::state_dir();
         let _lock = state::lock_vf(&dir, &cfg.device_id)?;
         state::check_free(&dir, &cfg.device_id)?;
@@ -377,16 +370,15 @@ impl Plugin for Sriov {
         match attach_vf(request, &cfg, &netns, &dev, &cache, &pf, host_link.as_ref()) {
             Ok((result, allocation)) => {
                 state::record_allocation(&dir, &cfg.device_id, &cache.netns)?;
-                if std::env::var_os("CNI_TRACE_TIMINGS").is_some() {
-                    // For the benchmark: where an ADD spends its time.
-                    let ipam = allocation.as_ref().map(|a| a.elapsed).unwrap_or_default();
-                    libcni::log_info!(
-                        "timings: total={}us sysfs={}us ipam={}us",
-                        started.elapsed().as_micros(),
-                        sysfs_time.as_micros(),
-                        ipam.as_micros()
-                    );
-                }
+                let ipam = allocation.as_ref().map(|a| a.elapsed).unwrap_or_default();
+                libcni::hooks::trace_timings(
+                    "sriov ADD",
+                    &[
+                        ("total", started.elapsed()),
+                        ("sysfs", sysfs_time),
+                        ("ipam", ipam),
+                    ],
+                );
                 if let Some(allocation) = allocation {
                     allocation.keep();
                 }
@@ -440,10 +432,7 @@ impl Plugin for Sriov {
 
     fn check(&self, request: &Request) -> Result<(), CniError> {
         let cfg = config::load(request)?;
-        let prev = cfg
-            .conf
-            .parsed_prev_result(request.version)?
-            .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))?;
+        let prev = cfg.conf.required_prev_result(request.version)?;
         ipam::forward(request, cfg.conf.delegated_ipam())?;
         let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
         let mut nl = Netlink::open()?;
@@ -503,18 +492,9 @@ impl Plugin for Sriov {
         if let VfNetdev::Dpdk { .. } = dev.netdev {
             return Ok(());
         }
-        let netns = Sriov::netns(request)?;
+        let netns = attach::request_netns(request)?;
         let mut inside = netns.netlink()?;
-        let index = attach::container_interface(&prev, request)?;
-        let link = inside
-            .get_link(&LinkId::Name(request.ifname.clone()))?
-            .ok_or_else(|| {
-                CniError::internal(format!(
-                    "VF interface {:?} is missing from {}",
-                    request.ifname,
-                    netns.path().display()
-                ))
-            })?;
+        let (index, link) = attach::container_link(&mut inside, &prev, request, None)?;
         attach::check_mac(&link, prev.interfaces[index].mac.as_deref(), cfg.mac)?;
         attach::check_ips_and_routes(&mut inside, &prev, index, &link)
     }
@@ -522,7 +502,8 @@ impl Plugin for Sriov {
     /// Releases the VFs of attachments not in the valid list (from their caches),
     /// then forwards GC to IPAM.
     fn gc(&self, request: &Request) -> Result<(), CniError> {
-        let conf: libcni::config::NetConf = libcni::config::parse_netconf(&request.stdin)?;
+        let conf: libcni::spec::config::NetConf =
+            libcni::spec::config::parse_netconf(&request.stdin)?;
         let valid = conf.gc_valid_attachments();
         let dir = state::state_dir();
         let mut errors = ErrorList::new();
@@ -557,7 +538,8 @@ impl Plugin for Sriov {
     }
 
     fn status(&self, request: &Request) -> Result<(), CniError> {
-        let conf: libcni::config::NetConf = libcni::config::parse_netconf(&request.stdin)?;
+        let conf: libcni::spec::config::NetConf =
+            libcni::spec::config::parse_netconf(&request.stdin)?;
         ipam::forward(request, conf.delegated_ipam())
     }
 

@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use libcni::config::{parse_netconf, NetConf};
-use libcni::result::{Dns, IpConfig, Route};
+use libcni::spec::config::{parse_netconf, NetConf};
+use libcni::spec::result::{Dns, IpConfig, Route};
 use libcni::{About, CniError, CniResult, Plugin, Request};
 use serde::Deserialize;
 

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{CniError, ErrorCode};
-use crate::result::Dns;
-use crate::version::{compare_version_text, SpecVersion, ALL_VERSIONS};
+use crate::spec::error::CniError;
+use crate::spec::result::Dns;
 
 /// A plugin config on stdin. `T` holds the plugin's own keys (flattened), so one
 /// parse gives both the common keys and the plugin's.
@@ -72,6 +71,15 @@ impl<T> NetConf<T> {
     }
 
     /// The IPAM section when it names a plugin; `None` or `{}` means layer 2 only.
+    /// prevResult, which CHECK requires (the Go plugins' message when it is missing).
+    pub fn required_prev_result(
+        &self,
+        version: crate::SpecVersion,
+    ) -> Result<crate::CniResult, CniError> {
+        self.parsed_prev_result(version)?
+            .ok_or_else(|| CniError::invalid_config("Required prevResult missing"))
+    }
+
     pub fn delegated_ipam(&self) -> Option<&IpamConfig> {
         self.ipam
             .as_ref()
@@ -130,7 +138,7 @@ pub fn pick_mac(key: &str, candidates: &[Option<&str>]) -> Result<Option<[u8; 6]
     let Some(text) = candidates.iter().flatten().find(|m| !m.is_empty()) else {
         return Ok(None);
     };
-    let mac = crate::netlink::parse_mac(text)
+    let mac = crate::spec::mac::parse_mac(text)
         .ok_or_else(|| CniError::invalid_config(format!("{key}: {text:?} is not a MAC address")))?;
     if mac[0] & 1 == 1 {
         return Err(CniError::invalid_config(format!(
@@ -265,115 +273,11 @@ pub struct RuntimeDns {
     pub options: Vec<String>,
 }
 
-/// A boolean that configuration lists also write as "true"/"false" (any case).
-pub fn flexible_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    match Value::deserialize(d)? {
-        Value::Bool(b) => Ok(b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        Value::Null => Ok(false),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a boolean, got {other}"
-        ))),
-    }
-}
-
-/// A configuration list, as a runtime loads it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct NetConfList {
-    #[serde(rename = "cniVersion", default)]
-    pub cni_version: String,
-    #[serde(rename = "cniVersions", default)]
-    pub cni_versions: Vec<String>,
-    #[serde(default)]
-    pub name: String,
-    #[serde(rename = "disableCheck", default, deserialize_with = "flexible_bool")]
-    pub disable_check: bool,
-    #[serde(rename = "disableGC", default, deserialize_with = "flexible_bool")]
-    pub disable_gc: bool,
-    #[serde(
-        rename = "loadOnlyInlinedPlugins",
-        default,
-        deserialize_with = "flexible_bool"
-    )]
-    pub load_only_inlined_plugins: bool,
-    /// The plugin objects, kept raw: unknown keys go to the plugin untouched.
-    #[serde(default)]
-    pub plugins: Option<Vec<Map<String, Value>>>,
-}
-
-impl NetConfList {
-    pub fn parse(bytes: &[u8]) -> Result<NetConfList, CniError> {
-        let list: NetConfList = serde_json::from_slice(bytes)
-            .map_err(|e| CniError::decoding(format!("error parsing configuration list: {e}")))?;
-        if list.name.is_empty() {
-            return Err(CniError::invalid_config(
-                "error parsing configuration list: no name",
-            ));
-        }
-        crate::names::validate_network_name(&list.name)?;
-        if list.load_only_inlined_plugins && list.plugins.is_none() {
-            return Err(CniError::invalid_config(
-                "error parsing configuration list: loadOnlyInlinedPlugins is true but there is no plugins key",
-            ));
-        }
-        for plugin in list.plugins.iter().flatten() {
-            let plugin_type = plugin.get("type").and_then(Value::as_str).unwrap_or("");
-            if plugin_type.is_empty() {
-                return Err(CniError::invalid_config("a plugin in the list has no type"));
-            }
-            if plugin_type.contains('/') || plugin_type.contains('\\') {
-                return Err(CniError::invalid_config(format!(
-                    "invalid plugin type {plugin_type:?}: it must not contain a path separator"
-                )));
-            }
-        }
-        Ok(list)
-    }
-
-    /// The version the list runs at: the highest of `cniVersion` and `cniVersions`
-    /// that this library knows; versions above the newest we speak are ignored.
-    pub fn effective_version(&self) -> Result<SpecVersion, CniError> {
-        let candidates = self
-            .cni_versions
-            .iter()
-            .chain(std::iter::once(&self.cni_version))
-            .filter(|v| !v.is_empty())
-            .filter(|v| {
-                compare_version_text(v, SpecVersion::LATEST.as_str()) != std::cmp::Ordering::Greater
-            });
-        let mut best: Option<SpecVersion> = None;
-        let mut unknown = Vec::new();
-        for text in candidates {
-            match text.parse::<SpecVersion>() {
-                Ok(v) => best = best.max(Some(v)),
-                Err(_) => unknown.push(text.clone()),
-            }
-        }
-        match best {
-            Some(v) => Ok(v),
-            None if self.cni_version.is_empty() && self.cni_versions.is_empty() => {
-                Ok(SpecVersion::V0_1_0)
-            }
-            None => Err(CniError::new(
-                ErrorCode::IncompatibleVersion,
-                format!(
-                    "configuration list {:?} names no supported CNI version",
-                    self.name
-                ),
-            )
-            .with_details(format!(
-                "it names {:?}; supported are {:?}",
-                unknown,
-                ALL_VERSIONS.iter().map(|v| v.as_str()).collect::<Vec<_>>()
-            ))),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::error::ErrorCode;
+    use crate::spec::version::SpecVersion;
     use serde_json::json;
 
     #[derive(Debug, Deserialize)]
@@ -440,45 +344,5 @@ mod tests {
         assert_eq!(e.code, ErrorCode::InvalidNetworkConfig);
         let e = parse_netconf::<BridgeKeys>(b"{not json").unwrap_err();
         assert_eq!(e.code, ErrorCode::DecodingFailure);
-    }
-
-    #[test]
-    fn list_picks_the_highest_known_version() {
-        let list = NetConfList::parse(
-            br#"{"cniVersion":"0.4.0","cniVersions":["1.0.0","0.3.1","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
-        )
-        .unwrap();
-        assert_eq!(list.effective_version().unwrap(), SpecVersion::V1_0_0);
-    }
-
-    #[test]
-    fn list_booleans_accept_strings() {
-        let list = NetConfList::parse(
-            br#"{"cniVersion":"1.1.0","name":"n","disableCheck":"TRUE","disableGC":"false","loadOnlyInlinedPlugins":true,"plugins":[]}"#,
-        )
-        .unwrap();
-        assert!(list.disable_check);
-        assert!(!list.disable_gc);
-        assert!(list.load_only_inlined_plugins);
-        assert!(NetConfList::parse(br#"{"name":"n","disableCheck":"yes"}"#).is_err());
-    }
-
-    #[test]
-    fn list_rules() {
-        assert!(NetConfList::parse(
-            br#"{"cniVersion":"1.0.0","name":"n","loadOnlyInlinedPlugins":true}"#
-        )
-        .is_err());
-        assert!(NetConfList::parse(br#"{"cniVersion":"1.0.0","plugins":[]}"#).is_err());
-        assert!(NetConfList::parse(
-            br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../x"}]}"#
-        )
-        .is_err());
-        let unknown =
-            NetConfList::parse(br#"{"cniVersion":"0.9.9","name":"n","plugins":[]}"#).unwrap();
-        assert_eq!(
-            unknown.effective_version().unwrap_err().code,
-            ErrorCode::IncompatibleVersion
-        );
     }
 }

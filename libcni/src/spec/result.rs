@@ -7,8 +7,8 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::CniError;
-use crate::version::{ResultLayout, SpecVersion};
+use crate::spec::error::CniError;
+use crate::spec::version::{ResultLayout, SpecVersion};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Interface {
@@ -195,7 +195,7 @@ impl CniResult {
         let version = match value.get("cniVersion").and_then(Value::as_str) {
             Some(text) if !text.is_empty() => text.parse().map_err(|e| {
                 CniError::new(
-                    crate::error::ErrorCode::IncompatibleVersion,
+                    crate::spec::error::ErrorCode::IncompatibleVersion,
                     format!("{e} in a result"),
                 )
             })?,
@@ -292,7 +292,7 @@ impl CniResult {
         let (ip4, ip6) = (first(true), first(false));
         if ip4.is_none() && ip6.is_none() {
             return Err(CniError::new(
-                crate::error::ErrorCode::IncompatibleVersion,
+                crate::spec::error::ErrorCode::IncompatibleVersion,
                 format!("cannot convert the result to CNI version {version}: no valid IP addresses"),
             )
             .with_details("versions 0.1.0 and 0.2.0 cannot express a result without an IP address; use 0.3.0 or later"));
@@ -320,7 +320,7 @@ impl CniResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::version::ALL_VERSIONS;
+    use crate::spec::version::ALL_VERSIONS;
     use serde_json::json;
     use std::path::PathBuf;
 

@@ -1,15 +1,18 @@
 //! Steps shared by the plugins that put one interface into a container (macvlan,
 //! vlan, and the checks of bridge): finding the master, creating a link directly in
 //! the target netns under a temporary name and renaming it, the IPAM step, and the
-//! CHECK of addresses and routes.
+//! CHECK of addresses and routes. [`single`] is the whole driver of the plugins
+//! that make one link of a host interface (macvlan, vlan).
 
-use crate::apply::{configure_interface, InterfaceOptions};
-use crate::error::CniError;
-use crate::ipam;
-use crate::netlink::{Link, LinkId, Netlink, NewLink, SocketTransport, Transport};
+pub mod single;
+
+use crate::delegate::ipam;
+use crate::host::apply::{configure_interface, InterfaceOptions};
+use crate::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport, Transport};
 use crate::netns::NetNs;
-use crate::result::{CniResult, Dns, Interface};
 use crate::skel::Request;
+use crate::spec::error::CniError;
+use crate::spec::result::{CniResult, Dns, Interface};
 
 /// The interface of the first default route (the Go plugins' choice of master).
 pub fn default_route_interface<T: Transport>(nl: &mut Netlink<T>) -> Result<Link, CniError> {
@@ -50,7 +53,7 @@ pub fn check_mtu(mtu: u32, master: &Link) -> Result<(), CniError> {
 /// container ID and interface name, so that a DEL after a crash between create and
 /// rename finds it (a random name would be lost with the crashed process).
 pub fn temporary_name(request: &Request) -> String {
-    crate::hash::sha512_hex(
+    crate::spec::hash::sha512_hex(
         11,
         "cni",
         format!("{}/{}", request.container_id, request.ifname).as_bytes(),
@@ -64,19 +67,20 @@ pub struct CreatedLink {
     pub link: Link,
 }
 
-/// Creates `kind` in `netns` as `ifname`. With `host`, the host's client sends the
+/// Creates `new` in `netns` as `ifname`. With `host`, the host's client sends the
 /// request and the link is moved by IFLA_NET_NS_FD; without it (the master lives in
-/// the container) the container's client `inside` creates it in place. The caller removes the link on
-/// later failures; a failed rename removes it here.
+/// the container) the container's client `inside` creates it in place. The caller
+/// removes the link on later failures; a failed rename removes it here.
 pub fn create_in_netns<'fd>(
     host: Option<&mut Netlink<SocketTransport>>,
     inside: &mut Netlink<SocketTransport>,
     netns: &'fd NetNs,
     mut new: NewLink<'fd>,
-    request_key: &Request,
-    what: &str,
+    request: &Request,
 ) -> Result<CreatedLink, CniError> {
-    let ifname = request_key.ifname.as_str();
+    let ifname = request.ifname.as_str();
+    let what = new.kind_name();
+    let is_vlan = matches!(new.kind, Some(LinkKind::Vlan { .. }));
     if inside
         .get_link(&LinkId::Name(ifname.to_string()))?
         .is_some()
@@ -86,7 +90,7 @@ pub fn create_in_netns<'fd>(
             netns.path().display()
         )));
     }
-    let temporary = temporary_name(request_key);
+    let temporary = temporary_name(request);
     new.name = temporary.clone();
     let creation = match host {
         Some(host) => {
@@ -97,13 +101,13 @@ pub fn create_in_netns<'fd>(
     };
     creation.map_err(|e| {
         let hint = match e.errno() {
-            Some(libc::EOPNOTSUPP) if what == "vlan" => {
-                ": this kernel has no 802.1Q VLAN support (the 8021q module is missing)".to_string()
+            Some(libc::EOPNOTSUPP) if is_vlan => {
+                ": this kernel has no 802.1Q VLAN support (the 8021q module is missing)"
             }
-            Some(libc::EEXIST) if what == "vlan" => {
-                ": the master already has a link with this VLAN ID (one per master)".to_string()
+            Some(libc::EEXIST) if is_vlan => {
+                ": the master already has a link with this VLAN ID (one per master)"
             }
-            _ => String::new(),
+            _ => "",
         };
         CniError::internal(format!("failed to create {what}: {e}{hint}"))
     })?;
@@ -117,6 +121,16 @@ pub fn create_in_netns<'fd>(
     Ok(CreatedLink {
         link: inside.require_link(&LinkId::Index(created.index))?,
     })
+}
+
+/// The request's network namespace (CNI_NETNS, which the skel requires for ADD and
+/// CHECK), opened and checked.
+pub fn request_netns(request: &Request) -> Result<NetNs, CniError> {
+    let path = request
+        .netns
+        .as_ref()
+        .ok_or_else(|| CniError::invalid_env("CNI_NETNS is required"))?;
+    Ok(NetNs::open(path)?)
 }
 
 /// The result of a one-interface plugin: the interface, and when `ipam` is set the
@@ -256,22 +270,25 @@ pub fn container_interface(prev: &CniResult, request: &Request) -> Result<usize,
 /// DEL of a one-interface plugin: IPAM first, then the link in the container. Needs
 /// neither the master nor the netns: a gone netns or link is nothing to undo.
 pub fn del_single_interface(request: &Request, ipam_type: Option<&str>) -> Result<(), CniError> {
-    let mut errors = crate::error::ErrorList::new();
+    let mut errors = crate::spec::error::ErrorList::new();
     if let Some(plugin_type) = ipam_type {
         errors.record(ipam::del(request, plugin_type));
     }
     if let Some(path) = &request.netns {
         match NetNs::open_if_present(path) {
             Ok(Some(netns)) => {
-                errors.record(netns.netlink().and_then(|mut inside| {
-                    // Also the link of an ADD that died before renaming it.
-                    for name in [request.ifname.clone(), temporary_name(request)] {
-                        inside
-                            .delete_link_if_present(&name)
-                            .map_err(CniError::from)?;
-                    }
-                    Ok(())
-                }));
+                errors.record(
+                    netns
+                        .netlink()
+                        .map_err(CniError::from)
+                        .and_then(|mut inside| {
+                            // Also the link of an ADD that died before renaming it.
+                            for name in [request.ifname.clone(), temporary_name(request)] {
+                                inside.delete_link_if_present(&name)?;
+                            }
+                            Ok(())
+                        }),
+                );
             }
             Ok(None) => {}
             Err(e) => errors.push(e.into()),
@@ -320,7 +337,7 @@ pub fn check_mac(
         }
     }
     if let Some(mac) = configured {
-        let mac = crate::netlink::format_mac(&mac);
+        let mac = crate::spec::mac::format_mac(&mac);
         if actual != mac {
             return Err(CniError::internal(format!(
                 "interface {:?} has MAC {actual}, the config says {mac}",

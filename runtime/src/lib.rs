@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::config::{Attachment, NetConfList};
-use crate::error::{CniError, ErrorList};
-use crate::invoke;
-use crate::result::CniResult;
-use crate::skel::Command;
-use crate::version::SpecVersion;
+pub mod conflist;
+
+pub use conflist::NetConfList;
+use libcni::delegate::invoke;
+use libcni::skel::Command;
+use libcni::spec::config::Attachment;
+use libcni::spec::error::{CniError, ErrorList};
+use libcni::spec::result::CniResult;
+use libcni::spec::version::SpecVersion;
 
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni";
 pub const CACHE_KIND: &str = "cniCacheV1";
@@ -321,7 +324,7 @@ impl Runtime {
                     Ok(())
                 } else {
                     Err(CniError::new(
-                        crate::ErrorCode::IncompatibleVersion,
+                        libcni::ErrorCode::IncompatibleVersion,
                         format!(
                             "plugin {plugin_type:?} does not support config version {:?}",
                             list.version.as_str()
@@ -342,9 +345,9 @@ impl Runtime {
     }
 
     fn check_names(list: &NetworkList, rt: &RuntimeConf) -> Result<(), CniError> {
-        crate::names::validate_container_id(&rt.container_id)?;
-        crate::names::validate_network_name(&list.name)?;
-        crate::names::validate_interface_name(&rt.ifname)
+        libcni::spec::names::validate_container_id(&rt.container_id)?;
+        libcni::spec::names::validate_network_name(&list.name)?;
+        libcni::spec::names::validate_interface_name(&rt.ifname)
     }
 
     /// Runs ADD through the chain, each plugin getting the previous result, and
@@ -446,7 +449,7 @@ impl Runtime {
     pub fn check(&self, list: &NetworkList, rt: &RuntimeConf) -> Result<(), CniError> {
         if !list.version.supports_check() {
             return Err(CniError::new(
-                crate::ErrorCode::IncompatibleVersion,
+                libcni::ErrorCode::IncompatibleVersion,
                 format!(
                     "configuration version {:?} does not support the CHECK command",
                     list.version.as_str()
@@ -593,7 +596,7 @@ impl Runtime {
 /// The container ID the Go cnitool uses: `cnitool-` and the first 20 hex digits of
 /// the SHA-512 of the absolute netns path.
 pub fn cnitool_container_id(netns: &Path) -> String {
-    crate::hash::sha512_hex(28, "cnitool-", netns.as_os_str().as_encoded_bytes())
+    libcni::spec::hash::sha512_hex(28, "cnitool-", netns.as_os_str().as_encoded_bytes())
 }
 
 /// A plugin's object with the list's name and version, as every command sends it.

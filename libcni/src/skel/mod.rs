@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use crate::args::CniArgs;
-use crate::error::{CniError, ErrorCode};
-use crate::names::{validate_container_id, validate_interface_name, validate_network_name};
-use crate::result::CniResult;
-use crate::version::{all_version_strings, SpecVersion};
+use crate::spec::args::CniArgs;
+use crate::spec::error::{CniError, ErrorCode};
+use crate::spec::names::{validate_container_id, validate_interface_name, validate_network_name};
+use crate::spec::result::CniResult;
+use crate::spec::version::{all_version_strings, SpecVersion};
 
 /// Stdin larger than this is refused: a config is a few KiB, a chained prevResult
 /// rarely more than tens; a runaway writer must not make us read forever.
@@ -442,7 +442,7 @@ pub fn run(plugin: &dyn Plugin, about: About) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::Interface;
+    use crate::spec::result::Interface;
     use std::cell::RefCell;
     use std::collections::HashMap;
 
@@ -461,7 +461,7 @@ mod tests {
                 ..Default::default()
             });
             if !self.l2_only {
-                result.ips.push(crate::result::IpConfig {
+                result.ips.push(crate::spec::result::IpConfig {
                     address: "10.0.0.2/24".parse().unwrap(),
                     gateway: None,
                     interface: Some(0),

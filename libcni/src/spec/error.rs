@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::version::SpecVersion;
+use crate::spec::version::SpecVersion;
 
 /// Error codes of the spec (0-99 reserved), plus the plugin-specific range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +215,32 @@ impl ErrorList {
         let mut all = vec![first.to_string()];
         all.extend(rest);
         Err(CniError::new(first.code, all.join("; ")))
+    }
+}
+
+// The lower layers (netlink, netns) have their own error types and know nothing of
+// the protocol; their errors become CNI errors here, with a code.
+
+impl From<crate::netlink::NetlinkError> for CniError {
+    fn from(e: crate::netlink::NetlinkError) -> CniError {
+        let code = match e.errno() {
+            Some(libc::EAGAIN) | Some(libc::EBUSY) => ErrorCode::TryAgainLater,
+            _ => ErrorCode::Plugin(INTERNAL_ERROR_CODE),
+        };
+        CniError::new(code, e.to_string())
+    }
+}
+
+impl From<crate::netns::NetnsError> for CniError {
+    fn from(e: crate::netns::NetnsError) -> CniError {
+        use crate::netns::NetnsError;
+        let code = match e {
+            NetnsError::Open { .. } | NetnsError::NotNetns { .. } => ErrorCode::InvalidEnvironment,
+            NetnsError::Enter { .. } => ErrorCode::IoFailure,
+            NetnsError::Panicked { .. } => ErrorCode::Plugin(INTERNAL_ERROR_CODE),
+            NetnsError::Netlink { .. } => ErrorCode::Plugin(INTERNAL_ERROR_CODE),
+        };
+        CniError::new(code, e.to_string())
     }
 }
 

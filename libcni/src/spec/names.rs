@@ -1,6 +1,6 @@
 //! Validation of the identifiers that end up in file names and interface names.
 
-use crate::error::{CniError, ErrorCode};
+use crate::spec::error::{CniError, ErrorCode};
 
 /// `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`: the rule of the spec for container IDs and
 /// network names. It also keeps both safe to use as one path component.

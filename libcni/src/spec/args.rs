@@ -1,6 +1,6 @@
 //! CNI_ARGS: `K=V;K=V`, parsed as the Go `types.LoadArgs` does.
 
-use crate::error::CniError;
+use crate::spec::error::CniError;
 
 /// Keys that kubelet, CRI-O and containerd send: every plugin knows them.
 pub const RUNTIME_KEYS: [&str; 5] = [

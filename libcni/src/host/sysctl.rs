@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::error::CniError;
+use crate::spec::error::CniError;
 
 fn path_of(key: &str) -> PathBuf {
     PathBuf::from("/proc/sys").join(key.replace('.', "/"))

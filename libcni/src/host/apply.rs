@@ -3,10 +3,10 @@
 
 use std::net::IpAddr;
 
-use crate::error::CniError;
 use crate::netlink::{LinkId, Netlink, RouteSpec, Transport};
 use crate::netns::NetNs;
-use crate::result::CniResult;
+use crate::spec::error::CniError;
+use crate::spec::result::CniResult;
 
 /// Interface sysctls, as the Go plugins set them.
 #[derive(Clone, Copy, Debug)]
@@ -114,7 +114,7 @@ pub fn configure_interface<T: Transport>(
         for (key, value) in &settings {
             // A kernel without IPv6, or an older one without a knob, is not an error
             // here: the address step below reports what really matters.
-            if let Err(e) = crate::sysctl::write(key, value) {
+            if let Err(e) = crate::host::sysctl::write(key, value) {
                 crate::log_warn!("{e}");
             }
         }
@@ -171,7 +171,7 @@ fn settle_ipv6_addresses<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::{Interface, IpConfig, Route};
+    use crate::spec::result::{Interface, IpConfig, Route};
 
     fn result() -> CniResult {
         CniResult {

@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use crate::error::{CniError, ErrorCode};
-use crate::invoke;
-pub use crate::invoke::find_plugin;
-use crate::result::CniResult;
+use crate::delegate::invoke;
+pub use crate::delegate::invoke::find_plugin;
 use crate::skel::{Command, Request};
-use crate::version::SpecVersion;
+use crate::spec::error::{CniError, ErrorCode};
+use crate::spec::result::CniResult;
+use crate::spec::version::SpecVersion;
 
 /// Execs a delegated plugin for `verb` and returns its result (ADD only).
 pub fn exec_plugin(
@@ -40,7 +40,7 @@ pub fn exec_plugin(
 /// CHECK, GC or STATUS of the IPAM plugin a config names; nothing without one.
 pub fn forward(
     request: &Request,
-    ipam: Option<&crate::config::IpamConfig>,
+    ipam: Option<&crate::spec::config::IpamConfig>,
 ) -> Result<(), CniError> {
     let Some(ipam) = ipam else { return Ok(()) };
     match request.command {
@@ -58,7 +58,7 @@ pub fn forward(
 /// a plain name), so that a config error never costs a link created and removed.
 pub fn require_installed(
     request: &Request,
-    ipam: Option<&crate::config::IpamConfig>,
+    ipam: Option<&crate::spec::config::IpamConfig>,
 ) -> Result<(), CniError> {
     match ipam {
         Some(ipam) => find_plugin(&ipam.plugin_type, &request.path).map(|_| ()),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::error::CniError;
+use crate::spec::error::CniError;
 
 /// Finds `plugin_type` in the directories of CNI_PATH. A name with a path separator
 /// is refused: a config must never make us exec an arbitrary path.

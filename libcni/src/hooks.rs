@@ -1,0 +1,37 @@
+//! Test and debug hooks. They exist only in builds with the `test-hooks` feature
+//! (the workspace's test builds, through testkit); release builds, which leave the
+//! feature out, compile every hook to nothing.
+
+use std::time::Duration;
+
+/// A named point in a plugin's work where a test can stop it: when the environment
+/// variable `CNI_TEST_FAILPOINT` equals `name`, the process stops there for good (a
+/// test then kills it, as a crash or a node failure would).
+#[inline]
+pub fn failpoint(name: &str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("CNI_TEST_FAILPOINT").is_some_and(|v| v == name) {
+        crate::log_warn!("stopped at failpoint {name}");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = name;
+}
+
+/// Logs where an operation spent its time, when `CNI_TRACE_TIMINGS` is set (for
+/// the benchmark scripts).
+#[inline]
+pub fn trace_timings(what: &str, parts: &[(&str, Duration)]) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os("CNI_TRACE_TIMINGS").is_some() {
+        let parts: Vec<String> = parts
+            .iter()
+            .map(|(name, d)| format!("{name}={}us", d.as_micros()))
+            .collect();
+        crate::log_info!("timings of {what}: {}", parts.join(" "));
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = (what, parts);
+}

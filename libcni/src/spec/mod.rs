@@ -1,0 +1,12 @@
+//! The protocol: spec versions, the configuration a plugin reads, the results and
+//! errors it prints, CNI_ARGS, and the names and MACs a request carries. Pure data
+//! and validation: nothing here touches the kernel or the filesystem.
+
+pub mod args;
+pub mod config;
+pub mod error;
+pub mod hash;
+pub mod mac;
+pub mod names;
+pub mod result;
+pub mod version;
