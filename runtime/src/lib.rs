@@ -12,6 +12,7 @@ pub mod conflist;
 
 pub use conflist::NetConfList;
 use libcni::delegate::invoke;
+use libcni::host::fs::{fitting_name, FsError, StateDir, STATE_FILE_LIMIT};
 use libcni::skel::Command;
 use libcni::spec::config::Attachment;
 use libcni::spec::error::{CniError, ErrorList};
@@ -94,8 +95,10 @@ fn files_with(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>, CniError>
     Ok(files)
 }
 
+/// A configuration file: a regular file of at most 1 MiB (the stdin limit of a plugin).
 fn read(path: &Path) -> Result<Vec<u8>, CniError> {
-    std::fs::read(path).map_err(|e| CniError::io(format!("error reading {}: {e}", path.display())))
+    libcni::host::fs::read_config_file(path, STATE_FILE_LIMIT)
+        .map_err(|e| CniError::io(format!("error reading {}: {}", path.display(), e.cause)))
 }
 
 /// Loads network `name` from `dir` as libcni does: `*.conflist` in name order first,
@@ -341,7 +344,23 @@ impl Runtime {
     pub fn cache_path(&self, network: &str, rt: &RuntimeConf) -> PathBuf {
         self.cache_dir
             .join("results")
-            .join(format!("{network}-{}-{}", rt.container_id, rt.ifname))
+            .join(Self::cache_name(network, rt))
+    }
+
+    /// `<network>-<containerID>-<ifname>` (the Go name), hashed when a long
+    /// container ID would not fit a file name.
+    fn cache_name(network: &str, rt: &RuntimeConf) -> String {
+        fitting_name(&format!("{network}-{}-{}", rt.container_id, rt.ifname), 255)
+    }
+
+    /// The results directory, reached without following a symlink planted in it.
+    fn results_dir(&self, create: bool) -> Result<Option<StateDir>, FsError> {
+        let path = self.cache_dir.join("results");
+        if create {
+            StateDir::create(&path, 0o700).map(Some)
+        } else {
+            StateDir::open_if_present(&path)
+        }
     }
 
     fn check_names(list: &NetworkList, rt: &RuntimeConf) -> Result<(), CniError> {
@@ -390,37 +409,23 @@ impl Runtime {
             capability_args: rt.capability_args.clone(),
             result: Some(result.clone()),
         };
-        let path = self.cache_path(&list.name, rt);
-        let dir = path.parent().expect("cache files live in a directory");
-        let fail = |e: std::io::Error| {
-            CniError::io(format!(
-                "failed to write the cached result {}: {e}",
-                path.display()
-            ))
-        };
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(fail)?;
+        let bytes = serde_json::to_vec(&entry).expect("serializes");
         // Written whole, then renamed: a crash never leaves a half-written cache entry.
-        let temp = dir.join(format!(".tmp-{}", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(fail)?;
-        std::io::Write::write_all(&mut file, &serde_json::to_vec(&entry).expect("serializes"))
-            .map_err(fail)?;
-        std::fs::rename(&temp, &path).map_err(fail)
+        self.results_dir(true)
+            .and_then(|dir| {
+                dir.expect("created")
+                    .write_atomic(&Self::cache_name(&list.name, rt), &bytes, 0o600)
+            })
+            .map_err(|e| CniError::io(format!("failed to write the cached result: {e}")))
     }
 
     /// The cached entry, also from the legacy cache format (a bare result).
     pub fn read_cache(&self, network: &str, rt: &RuntimeConf) -> Option<CachedAttachment> {
-        let bytes = std::fs::read(self.cache_path(network, rt)).ok()?;
+        let bytes = self
+            .results_dir(false)
+            .ok()??
+            .read(&Self::cache_name(network, rt))
+            .ok()??;
         let value: Value = serde_json::from_slice(&bytes).ok()?;
         if value.get("kind").and_then(Value::as_str) == Some(CACHE_KIND) {
             return serde_json::from_value(value).ok();
@@ -495,19 +500,23 @@ impl Runtime {
         }
         let outcome = errors.into_result();
         if outcome.is_ok() {
-            let _ = std::fs::remove_file(self.cache_path(&list.name, rt));
+            if let Ok(Some(dir)) = self.results_dir(false) {
+                let _ = dir.remove(&Self::cache_name(&list.name, rt));
+            }
         }
         outcome
     }
 
     /// Every cached attachment (of any network).
     pub fn cached_attachments(&self) -> Vec<CachedAttachment> {
-        let Ok(entries) = std::fs::read_dir(self.cache_dir.join("results")) else {
+        let Ok(Some(dir)) = self.results_dir(false) else {
             return Vec::new();
         };
-        entries
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path()).ok())
+        dir.entries()
+            .unwrap_or_default()
+            .iter()
+            .filter(|name| !name.starts_with('.'))
+            .filter_map(|name| dir.read(name).ok().flatten())
             .filter_map(|b| serde_json::from_slice::<CachedAttachment>(&b).ok())
             .filter(|c| c.kind == CACHE_KIND && !c.ifname.is_empty() && !c.network_name.is_empty())
             .collect()

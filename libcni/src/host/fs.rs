@@ -68,6 +68,22 @@ fn check_name(name: &str) -> Result<(), std::io::Error> {
     Ok(())
 }
 
+/// `name` as a file name that fits the filesystem: itself when it is at most
+/// `max` bytes, else its first bytes and a hash of the whole, so that names built
+/// from long request values (a container ID has no length limit) stay distinct and
+/// are found again by the same computation.
+pub fn fitting_name(name: &str, max: usize) -> String {
+    if name.len() <= max {
+        return name.to_string();
+    }
+    let hash = crate::spec::hash::sha512_hex(32, "", name.as_bytes());
+    let mut keep = max.saturating_sub(hash.len() + 1);
+    while !name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}~{hash}", &name[..keep])
+}
+
 /// Reads at most `limit` bytes of an open file, which must be a regular file.
 fn read_bounded_file(mut file: File, limit: u64, path: &Path) -> Result<Vec<u8>, FsError> {
     let stat = fstat(&file).map_err(|e| FsError::new("read", path.to_owned(), errno_io(e)))?;
@@ -117,13 +133,21 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Opens the base directory `path`, creating it and its parents (mode 0755) when
-    /// `create`. The base path is the admin's and may cross symlinks; the last
-    /// component itself must be a real directory.
-    pub fn open(path: &Path, create: bool) -> Result<StateDir, FsError> {
-        if create {
-            std::fs::create_dir_all(path).map_err(|e| FsError::new("create", path.into(), e))?;
-        }
+    /// Creates the base directory `path` and its missing parents with `mode`, then
+    /// opens it.
+    pub fn create(path: &Path, mode: u32) -> Result<StateDir, FsError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+            .map_err(|e| FsError::new("create", path.into(), e))?;
+        StateDir::open(path)
+    }
+
+    /// Opens the base directory `path`. The base path is the admin's and may cross
+    /// symlinks; the last component itself must be a real directory.
+    pub fn open(path: &Path) -> Result<StateDir, FsError> {
         let fd = nix::fcntl::open(
             path,
             OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
@@ -138,7 +162,7 @@ impl StateDir {
 
     /// Opens the base directory, or `None` when it does not exist.
     pub fn open_if_present(path: &Path) -> Result<Option<StateDir>, FsError> {
-        match StateDir::open(path, false) {
+        match StateDir::open(path) {
             Ok(dir) => Ok(Some(dir)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
@@ -225,29 +249,37 @@ impl StateDir {
 
     /// Writes `name` atomically: a temporary file in the same directory, written,
     /// fsynced and renamed over `name`, so a reader sees the old or the new content.
+    /// The temporary name is derived from `name` (a crash leaves at most one per
+    /// name, which the next write reuses), so writers of one name must hold a lock.
     pub fn write_atomic(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
         check_name(name).map_err(|e| FsError::new("write", self.child(name), e))?;
-        let temp = format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            crate::netlink::random_name("", 8)
-        );
-        let result = self.write_new(&temp, content, mode).and_then(|()| {
-            renameat(self.fd.as_fd(), temp.as_str(), self.fd.as_fd(), name)
-                .map_err(|e| FsError::new("write", self.child(name), errno_io(e)))
-        });
+        let temp = fitting_name(&format!(".{name}.tmp"), 255);
+        let result = self
+            .open_at(
+                &temp,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
+                mode,
+            )
+            .and_then(|mut file| {
+                file.write_all(content)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| FsError::new("write", self.child(&temp), e))
+            })
+            .and_then(|()| {
+                renameat(self.fd.as_fd(), temp.as_str(), self.fd.as_fd(), name)
+                    .map_err(|e| FsError::new("write", self.child(name), errno_io(e)))
+            });
         if result.is_err() {
             let _ = self.remove(&temp);
         }
         result
     }
 
-    /// Creates `name`, which must not exist yet, with `content` (fsynced).
+    /// Creates `name`, which must not exist yet, with `content`.
     pub fn write_new(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
         let mut file =
             self.open_at(name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)?;
         file.write_all(content)
-            .and_then(|()| file.sync_all())
             .map_err(|e| FsError::new("write", self.child(name), e))
     }
 
@@ -263,14 +295,22 @@ impl StateDir {
             .map_err(|e| FsError::new("write", self.child(name), e))
     }
 
-    /// Links the existing file `from` as `to`; false when `to` already exists.
-    pub fn link(&self, from: &str, to: &str) -> Result<bool, FsError> {
-        check_name(to).map_err(|e| FsError::new("create", self.child(to), e))?;
+    /// Links the existing file `from` as `to` in `target` (which may be this
+    /// directory); false when `to` already exists. A file is thus made complete
+    /// before it appears under its name.
+    pub fn link_into(&self, from: &str, target: &StateDir, to: &str) -> Result<bool, FsError> {
+        check_name(to).map_err(|e| FsError::new("create", target.child(to), e))?;
         check_name(from).map_err(|e| FsError::new("create", self.child(from), e))?;
-        match linkat(self.fd.as_fd(), from, self.fd.as_fd(), to, AtFlags::empty()) {
+        match linkat(
+            self.fd.as_fd(),
+            from,
+            target.fd.as_fd(),
+            to,
+            AtFlags::empty(),
+        ) {
             Ok(()) => Ok(true),
             Err(Errno::EEXIST) => Ok(false),
-            Err(e) => Err(FsError::new("create", self.child(to), errno_io(e))),
+            Err(e) => Err(FsError::new("create", target.child(to), errno_io(e))),
         }
     }
 
@@ -360,7 +400,7 @@ mod tests {
         std::fs::write(elsewhere.join("victim"), "keep").unwrap();
         std::os::unix::fs::symlink(&elsewhere, base.join("sub")).unwrap();
         std::os::unix::fs::symlink(elsewhere.join("victim"), base.join("file")).unwrap();
-        let dir = StateDir::open(&base, false).unwrap();
+        let dir = StateDir::open(&base).unwrap();
         assert!(dir.subdir("sub", true, 0o700).is_err());
         assert!(dir.read("file").is_err());
         assert!(dir.write_in_place("file", b"x", 0o600).is_err());
@@ -390,7 +430,7 @@ mod tests {
     #[test]
     fn names_must_be_one_component() {
         let base = scratch();
-        let dir = StateDir::open(&base, false).unwrap();
+        let dir = StateDir::open(&base).unwrap();
         for bad in ["", ".", "..", "a/b"] {
             assert!(dir.write_atomic(bad, b"x", 0o600).is_err(), "{bad:?}");
         }

@@ -24,7 +24,7 @@ pub use addr::AddressEntry;
 pub use bridge::{BridgePortFlags, BridgeVlanEntry};
 pub use link::{Link, LinkId, LinkKind, NewLink};
 pub use route::{RouteEntry, RouteSpec};
-pub use sriov::{VfConfig, VfLinkStateSetting, VfState};
+pub use sriov::{VfConfig, VfLinkStateSetting, VfRate, VfState, VfVlanSetting};
 
 /// A failed netlink operation: what we tried (naming the object) and why.
 #[derive(Debug, thiserror::Error)]

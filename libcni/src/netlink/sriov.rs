@@ -10,11 +10,75 @@ use netlink_packet_route::RouteNetlinkMessage;
 use super::{Cause, Netlink, NetlinkError, NlResult, Transport, CHANGE, GET};
 use crate::spec::mac::format_mac;
 
+/// A VF's administrative link state (`ip link set ... vf N state ...`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VfLinkStateSetting {
     Auto,
     Enable,
     Disable,
+}
+
+/// The one table of link states: the name configs and `ip` use, the kernel's
+/// value (IFLA_VF_LINK_STATE_*), and the message attribute.
+const LINK_STATES: [(VfLinkStateSetting, &str, u32, VfLinkState); 3] = [
+    (VfLinkStateSetting::Auto, "auto", 0, VfLinkState::Auto),
+    (VfLinkStateSetting::Enable, "enable", 1, VfLinkState::Enable),
+    (
+        VfLinkStateSetting::Disable,
+        "disable",
+        2,
+        VfLinkState::Disable,
+    ),
+];
+
+impl VfLinkStateSetting {
+    fn row(self) -> &'static (VfLinkStateSetting, &'static str, u32, VfLinkState) {
+        LINK_STATES
+            .iter()
+            .find(|row| row.0 == self)
+            .expect("every state is in the table")
+    }
+
+    /// `auto`, `enable` or `disable`.
+    pub fn parse(name: &str) -> Option<VfLinkStateSetting> {
+        LINK_STATES
+            .iter()
+            .find(|row| row.1 == name)
+            .map(|row| row.0)
+    }
+
+    pub fn name(self) -> &'static str {
+        self.row().1
+    }
+
+    /// The kernel's value, as VF state reads and caches store it.
+    pub fn kernel_value(self) -> u32 {
+        self.row().2
+    }
+
+    /// The setting of a kernel value; an unknown value reads as `auto`.
+    pub fn from_kernel_value(value: u32) -> VfLinkStateSetting {
+        LINK_STATES
+            .iter()
+            .find(|row| row.2 == value)
+            .map_or(VfLinkStateSetting::Auto, |row| row.0)
+    }
+}
+
+/// A VF's VLAN: the ID, the 802.1p priority and the tag's protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VfVlanSetting {
+    pub id: u32,
+    pub qos: u32,
+    /// 802.1ad (QinQ) instead of 802.1Q.
+    pub proto_8021ad: bool,
+}
+
+/// A VF's transmit rate limits in Mbps (0: none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VfRate {
+    pub min_mbps: u32,
+    pub max_mbps: u32,
 }
 
 /// A VF's configuration as read from its PF.
@@ -35,11 +99,9 @@ pub struct VfState {
 /// Settings to apply to a VF; `None` leaves a setting as it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VfConfig {
-    /// (vlan, qos, 802.1ad?)
-    pub vlan: Option<(u32, u32, bool)>,
+    pub vlan: Option<VfVlanSetting>,
     pub mac: Option<[u8; 6]>,
-    /// (min, max) in Mbps.
-    pub rate: Option<(u32, u32)>,
+    pub rate: Option<VfRate>,
     pub spoofchk: Option<bool>,
     pub trust: Option<bool>,
     pub link_state: Option<VfLinkStateSetting>,
@@ -66,11 +128,11 @@ fn parse_vf(info: &LinkVfInfo) -> VfState {
             VfInfo::Trust(t) => state.trust = t.enabled,
             VfInfo::LinkState(l) => {
                 state.link_state = Some(match l.state {
-                    VfLinkState::Auto => 0,
-                    VfLinkState::Enable => 1,
-                    VfLinkState::Disable => 2,
                     VfLinkState::Other(n) => n,
-                    _ => 0,
+                    known => LINK_STATES
+                        .iter()
+                        .find(|row| row.3 == known)
+                        .map_or(0, |row| row.2),
                 })
             }
             VfInfo::Rate(r) => {
@@ -124,8 +186,13 @@ impl<T: Transport> Netlink<T> {
     /// Applies the settings, one message per setting so that an error names it.
     pub fn set_vf(&mut self, pf: u32, pf_name: &str, vf: u32, config: &VfConfig) -> NlResult<()> {
         let mut steps: Vec<(String, VfInfo)> = Vec::new();
-        if let Some((vlan, qos, ad)) = config.vlan {
-            if ad {
+        if let Some(VfVlanSetting {
+            id: vlan,
+            qos,
+            proto_8021ad,
+        }) = config.vlan
+        {
+            if proto_8021ad {
                 let mut info = VfVlanInfo::default();
                 info.vf_id = vf;
                 info.vlan_id = vlan;
@@ -148,7 +215,11 @@ impl<T: Transport> Netlink<T> {
                 VfInfo::Mac(VfInfoMac::new(vf, &mac)),
             ));
         }
-        if let Some((min, max)) = config.rate {
+        if let Some(VfRate {
+            min_mbps: min,
+            max_mbps: max,
+        }) = config.rate
+        {
             steps.push((
                 format!("min_tx_rate {min} max_tx_rate {max}"),
                 VfInfo::Rate(VfInfoRate::new(vf, min, max)),
@@ -167,14 +238,9 @@ impl<T: Transport> Netlink<T> {
             ));
         }
         if let Some(state) = config.link_state {
-            let (text, value) = match state {
-                VfLinkStateSetting::Auto => ("auto", VfLinkState::Auto),
-                VfLinkStateSetting::Enable => ("enable", VfLinkState::Enable),
-                VfLinkStateSetting::Disable => ("disable", VfLinkState::Disable),
-            };
             steps.push((
-                format!("link_state {text}"),
-                VfInfo::LinkState(VfInfoLinkState::new(vf, value)),
+                format!("link_state {}", state.name()),
+                VfInfo::LinkState(VfInfoLinkState::new(vf, state.row().3)),
             ));
         }
         for (what, info) in steps {
@@ -208,12 +274,19 @@ mod tests {
     fn each_setting_is_its_own_message_on_the_pf() {
         let mut nl = Netlink::fake();
         let config = VfConfig {
-            vlan: Some((100, 3, false)),
+            vlan: Some(VfVlanSetting {
+                id: 100,
+                qos: 3,
+                proto_8021ad: false,
+            }),
             mac: Some([2, 0, 0, 0, 0, 7]),
             spoofchk: Some(false),
             trust: Some(true),
             link_state: Some(VfLinkStateSetting::Enable),
-            rate: Some((10, 100)),
+            rate: Some(VfRate {
+                min_mbps: 10,
+                max_mbps: 100,
+            }),
         };
         nl.set_vf(4, "ens1f0", 2, &config).unwrap();
         assert_eq!(nl.transport.sent.len(), 6);

@@ -282,17 +282,9 @@ fn program_vlans(nl: &mut Netlink, cfg: &BridgeConfig, port: &Link) -> Result<()
 
 /// Serializes the gateway-VLAN interface between concurrent ADDs and DELs of a bridge.
 fn lock_vlan_gateway(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File>, CniError> {
-    std::fs::create_dir_all(VLAN_LOCK_DIR)
-        .map_err(|e| CniError::io(format!("failed to create {VLAN_LOCK_DIR}: {e}")))?;
-    let path = Path::new(VLAN_LOCK_DIR).join(format!("{bridge}.lock"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| CniError::io(format!("failed to open {}: {e}", path.display())))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, errno)| CniError::io(format!("failed to lock {}: {errno}", path.display())))
+    libcni::host::fs::StateDir::create(Path::new(VLAN_LOCK_DIR), 0o755)
+        .and_then(|dir| dir.lock(&format!("{bridge}.lock"), 0o600))
+        .map_err(|e| CniError::io(e.to_string()))
 }
 
 /// `<bridge>.<vlan>`: a veth whose peer is an access port of the VLAN, carrying the

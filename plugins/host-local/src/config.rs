@@ -138,10 +138,15 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
     })
 }
 
+/// The most a resolv.conf may hold (glibc reads far less of one).
+const RESOLV_CONF_LIMIT: u64 = 64 * 1024;
+
 /// Reads a resolv.conf: nameserver, domain, search, options; `#` and `;` comment.
+/// Only a regular file of at most 64 KiB is read (`/dev/zero` or a FIFO fails).
 pub fn parse_resolv_conf(path: &std::path::Path) -> Result<Dns, CniError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CniError::io(format!("failed to read resolvConf {}: {e}", path.display())))?;
+    let bytes = libcni::host::fs::read_config_file(path, RESOLV_CONF_LIMIT)
+        .map_err(|e| CniError::io(format!("resolvConf: {e}")))?;
+    let text = String::from_utf8_lossy(&bytes);
     let mut dns = Dns::default();
     for line in text.lines() {
         let line = line.split(['#', ';']).next().unwrap_or("");

@@ -13,22 +13,20 @@
 //! Go walks `.index/` too, but its files never hold an attachment's content.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::Path;
 
+use libcni::host::fs::{fitting_name, FsError, StateDir};
 use libcni::CniError;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 
 use crate::range::Addr;
 
 const INDEX_DIR: &str = ".index";
 const INDEX_HEADER: &str = "host-local index v1";
 const STATE_FILE: &str = "state";
-// Fixed names: every writer holds the exclusive lock, so one at a time uses them, and
+// A fixed name: every writer holds the exclusive lock, so one at a time uses it, and
 // a file left by a writer that died is removed by the next one.
-const TMP_WRITE: &str = "tmp-write";
 const TMP_ADDRESS: &str = "tmp-address";
 const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
 
@@ -62,20 +60,20 @@ impl Owner {
             Owner::Attachment {
                 container_id,
                 ifname,
-            } => format!("{container_id}:{ifname}"),
-            Owner::Legacy { container_id } => format!("{container_id}:"),
+            } => fitting_name(&format!("{container_id}:{ifname}"), 255),
+            Owner::Legacy { container_id } => fitting_name(&format!("{container_id}:"), 255),
         }
     }
 }
 
-fn io_error(what: impl std::fmt::Display, path: &Path, e: std::io::Error) -> CniError {
-    CniError::io(format!("failed to {what} {}: {e}", path.display()))
+fn io_error(e: FsError) -> CniError {
+    CniError::io(e.to_string())
 }
 
 /// The store of one network, locked for as long as it lives.
 pub struct Store {
-    dir: PathBuf,
-    index: PathBuf,
+    dir: StateDir,
+    index: StateDir,
     _lock: Flock<File>,
     /// Set once we changed the network directory: the state is recorded on drop.
     changed: bool,
@@ -91,21 +89,19 @@ impl Store {
     /// Opens (creating as Go does) and locks `<data_dir>/<network>/`. The network name
     /// was validated by the skel, so it is one path component.
     pub fn open(data_dir: &Path, network: &str) -> Result<Store, CniError> {
-        let dir = data_dir.join(network);
-        fs::create_dir_all(&dir).map_err(|e| io_error("create the data directory", &dir, e))?;
-        let lock_path = dir.join("lock");
-        let lock_file = OpenOptions::new()
-            .read(true)
-            .create(true)
-            .truncate(false) // the lock file stays empty; never truncate one Go holds
-            .write(true)
-            .mode(0o750)
-            .open(&lock_path)
-            .map_err(|e| io_error("open the lock file", &lock_path, e))?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, errno)| {
-            CniError::io(format!("failed to lock {}: {errno}", lock_path.display()))
-        })?;
-        let index = dir.join(INDEX_DIR);
+        let dir = StateDir::create(data_dir, 0o755)
+            .and_then(|base| base.subdir(network, true, 0o755))
+            .map_err(io_error)?;
+        // The lock file stays empty; never truncate one Go holds.
+        let lock = dir.lock("lock", 0o750).map_err(io_error)?;
+        // Ours: anything else in its place (a symlink planted there) is removed.
+        let index = match dir.subdir(INDEX_DIR, true, 0o755) {
+            Ok(index) => index,
+            Err(_) => {
+                dir.remove(INDEX_DIR).map_err(io_error)?;
+                dir.subdir(INDEX_DIR, true, 0o755).map_err(io_error)?
+            }
+        };
         let mut store = Store {
             dir,
             index,
@@ -114,9 +110,7 @@ impl Store {
             last_reserved_before: HashMap::new(),
             last_reserved_indices: Default::default(),
         };
-        for leftover in [TMP_WRITE, TMP_ADDRESS] {
-            let _ = fs::remove_file(store.index.join(leftover));
-        }
+        let _ = store.index.remove(TMP_ADDRESS);
         match store.fresh_index_state() {
             Some(indices) => store.last_reserved_indices = indices,
             None => store.rebuild_index()?,
@@ -124,14 +118,12 @@ impl Store {
         Ok(store)
     }
 
-    fn address_path(&self, addr: Addr) -> PathBuf {
-        self.dir.join(addr.to_string())
+    fn address_name(addr: Addr) -> String {
+        addr.to_string()
     }
 
     fn dir_mtime(&self) -> Option<(i64, i64)> {
-        fs::metadata(&self.dir)
-            .ok()
-            .map(|m| (m.mtime(), m.mtime_nsec()))
+        self.dir.mtime().ok()
     }
 
     /// The last-reserved files, as `index content` pairs.
@@ -139,8 +131,8 @@ impl Store {
         indices
             .iter()
             .filter_map(|i| {
-                fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{i}")))
-                    .ok()
+                self.dir
+                    .read_text(&format!("{LAST_RESERVED_PREFIX}{i}"))
                     .map(|c| (*i, c))
             })
             .collect()
@@ -149,7 +141,7 @@ impl Store {
     /// The index is fresh when the directory's mtime and the last-reserved files are
     /// what we recorded after our own last change; then it returns their indices.
     fn fresh_index_state(&self) -> Option<std::collections::BTreeSet<usize>> {
-        let state = fs::read_to_string(self.index.join(STATE_FILE)).ok()?;
+        let state = self.index.read_text(STATE_FILE)?;
         let mut lines = state.lines();
         if lines.next() != Some(INDEX_HEADER) {
             return None;
@@ -189,28 +181,19 @@ impl Store {
     }
 
     fn write_index_file(&self, name: &str, content: &str) -> Result<(), CniError> {
-        let temp = self.index.join(TMP_WRITE);
-        fs::write(&temp, content).map_err(|e| io_error("write", &temp, e))?;
-        let path = self.index.join(name);
-        fs::rename(&temp, &path).map_err(|e| io_error("write", &path, e))
+        self.index
+            .write_atomic(name, content.as_bytes(), 0o600)
+            .map_err(io_error)
     }
 
     /// Reads every address file: the truth, for GC and for rebuilding the index.
     pub fn scan(&self) -> Result<Vec<(Addr, Owner)>, CniError> {
         let mut held = Vec::new();
-        for entry in fs::read_dir(&self.dir)
-            .map_err(|e| io_error("list", &self.dir, e))?
-            .flatten()
-        {
-            let name = entry.file_name();
-            let Some(addr) = name
-                .to_str()
-                .and_then(|n| n.parse().ok())
-                .map(Addr::from_ip)
-            else {
+        for name in self.dir.entries().map_err(io_error)? {
+            let Some(addr) = name.parse().ok().map(Addr::from_ip) else {
                 continue;
             };
-            if let Ok(content) = fs::read_to_string(entry.path()) {
+            if let Some(content) = self.dir.read_text(&name) {
                 held.push((addr, Owner::parse(&content)));
             }
         }
@@ -219,27 +202,16 @@ impl Store {
 
     fn rebuild_index(&mut self) -> Result<(), CniError> {
         // Drop the state first: a crash half-way leaves an index that is rebuilt again.
-        let _ = fs::remove_file(self.index.join(STATE_FILE));
-        if self.index.exists() {
-            for entry in fs::read_dir(&self.index)
-                .map_err(|e| io_error("list", &self.index, e))?
-                .flatten()
-            {
-                let _ = fs::remove_file(entry.path());
-            }
-        } else {
-            fs::create_dir(&self.index).map_err(|e| io_error("create", &self.index, e))?;
+        let _ = self.index.remove(STATE_FILE);
+        for name in self.index.entries().map_err(io_error)? {
+            self.index.remove(&name).map_err(io_error)?;
         }
-        self.last_reserved_indices = fs::read_dir(&self.dir)
-            .map_err(|e| io_error("list", &self.dir, e))?
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_prefix(LAST_RESERVED_PREFIX)?
-                    .parse()
-                    .ok()
-            })
+        self.last_reserved_indices = self
+            .dir
+            .entries()
+            .map_err(io_error)?
+            .iter()
+            .filter_map(|name| name.strip_prefix(LAST_RESERVED_PREFIX)?.parse().ok())
             .collect();
         let mut by_owner: HashMap<String, Vec<Addr>> = HashMap::new();
         for (addr, owner) in self.scan()? {
@@ -252,7 +224,7 @@ impl Store {
     }
 
     fn read_entry(&self, name: &str) -> Vec<Addr> {
-        let Ok(content) = fs::read_to_string(self.index.join(name)) else {
+        let Some(content) = self.index.read_text(name) else {
             return Vec::new();
         };
         let mut lines = content.lines();
@@ -267,12 +239,7 @@ impl Store {
 
     fn write_entry(&self, name: &str, addrs: &[Addr]) -> Result<(), CniError> {
         if addrs.is_empty() {
-            return match fs::remove_file(self.index.join(name)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    Err(io_error("remove", &self.index.join(name), e))
-                }
-                _ => Ok(()),
-            };
+            return self.index.remove(name).map(drop).map_err(io_error);
         }
         let mut content = format!("{INDEX_HEADER}\n");
         for a in addrs {
@@ -283,9 +250,9 @@ impl Store {
 
     /// Whether the address file exists and says `owner` holds it.
     fn held_by(&self, addr: Addr, owner: &Owner) -> bool {
-        fs::read_to_string(self.address_path(addr))
-            .map(|c| Owner::parse(&c) == *owner)
-            .unwrap_or(false)
+        self.dir
+            .read_text(&Self::address_name(addr))
+            .is_some_and(|c| Owner::parse(&c) == *owner)
     }
 
     /// The addresses `owner` holds (each checked against its file).
@@ -297,12 +264,12 @@ impl Store {
     }
 
     pub fn is_free(&self, addr: Addr) -> bool {
-        fs::symlink_metadata(self.address_path(addr)).is_err()
+        !self.dir.exists(&Self::address_name(addr))
     }
 
     pub fn last_reserved(&self, range_set: usize) -> Option<Addr> {
-        fs::read_to_string(self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}")))
-            .ok()
+        self.dir
+            .read_text(&format!("{LAST_RESERVED_PREFIX}{range_set}"))
             .and_then(|t| t.trim().parse().ok())
             .map(Addr::from_ip)
     }
@@ -328,43 +295,33 @@ impl Store {
             entry.push(addr);
             self.write_entry(&name, &entry)?;
         }
-        let temp = self.index.join(TMP_ADDRESS);
-        let _ = fs::remove_file(&temp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(|e| io_error("create", &temp, e))?;
-        file.write_all(format!("{}\r\n{ifname}", container_id.trim()).as_bytes())
-            .map_err(|e| io_error("write", &temp, e))?;
-        drop(file);
-        let target = self.address_path(addr);
-        let linked = fs::hard_link(&temp, &target);
-        let _ = fs::remove_file(&temp);
+        let _ = self.index.remove(TMP_ADDRESS);
+        self.index
+            .write_new(
+                TMP_ADDRESS,
+                format!("{}\r\n{ifname}", container_id.trim()).as_bytes(),
+                0o600,
+            )
+            .map_err(io_error)?;
+        let linked = self
+            .index
+            .link_into(TMP_ADDRESS, &self.dir, &Self::address_name(addr));
+        let _ = self.index.remove(TMP_ADDRESS);
         self.changed = true;
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                entry.retain(|a| *a != addr);
-                self.write_entry(&name, &entry)?;
-                return Ok(false);
-            }
-            Err(e) => return Err(io_error("create", &target, e)),
+        if !linked.map_err(io_error)? {
+            entry.retain(|a| *a != addr);
+            self.write_entry(&name, &entry)?;
+            return Ok(false);
         }
-        let last = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
-        self.last_reserved_before
-            .entry(range_set)
-            .or_insert_with(|| fs::read(&last).ok());
+        let last = format!("{LAST_RESERVED_PREFIX}{range_set}");
+        if !self.last_reserved_before.contains_key(&range_set) {
+            let before = self.dir.read(&last).ok().flatten();
+            self.last_reserved_before.insert(range_set, before);
+        }
         self.last_reserved_indices.insert(range_set);
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&last)
-            .and_then(|mut f| f.write_all(addr.to_string().as_bytes()))
-            .map_err(|e| io_error("write", &last, e))?;
+        self.dir
+            .write_in_place(&last, addr.to_string().as_bytes(), 0o600)
+            .map_err(io_error)?;
         Ok(true)
     }
 
@@ -372,15 +329,15 @@ impl Store {
     /// ADD that fails after it reserved some addresses.
     pub fn restore_round_robin(&mut self) -> Result<(), CniError> {
         for (range_set, before) in self.last_reserved_before.drain() {
-            let path = self.dir.join(format!("{LAST_RESERVED_PREFIX}{range_set}"));
-            let restored = match before {
-                Some(content) => fs::write(&path, content),
+            let name = format!("{LAST_RESERVED_PREFIX}{range_set}");
+            match before {
+                Some(content) => self.dir.write_in_place(&name, &content, 0o600),
                 None => {
                     self.last_reserved_indices.remove(&range_set);
-                    fs::remove_file(&path)
+                    self.dir.remove(&name).map(drop)
                 }
-            };
-            restored.map_err(|e| io_error("restore", &path, e))?;
+            }
+            .map_err(io_error)?;
         }
         Ok(())
     }
@@ -390,12 +347,9 @@ impl Store {
         let mut errors = libcni::spec::error::ErrorList::new();
         for addr in addrs {
             if self.held_by(*addr, owner) {
-                let path = self.address_path(*addr);
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        errors.push(io_error("remove", &path, e))
-                    }
-                    _ => self.changed = true,
+                match self.dir.remove(&Self::address_name(*addr)) {
+                    Err(e) => errors.push(io_error(e)),
+                    Ok(_) => self.changed = true,
                 }
             }
         }
@@ -450,6 +404,9 @@ impl Drop for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::PathBuf;
 
     fn tempdir(tag: &str) -> PathBuf {
         let dir =

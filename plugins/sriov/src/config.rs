@@ -1,9 +1,11 @@
 //! The sriov plugin's configuration, compatible with sriov-cni and stricter where
 //! sriov-cni is silent: every refusal is code 7 and names the key.
 
-use libcni::netlink::{VfConfig, VfLinkStateSetting};
+use libcni::netlink::{VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting};
 use libcni::spec::config::{parse_netconf, NetConf};
 use libcni::{CniError, Request};
+
+use crate::pci::PciAddress;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -40,7 +42,7 @@ pub struct SriovKeys {
 pub struct Config {
     pub conf: NetConf<SriovKeys>,
     /// The VF's PCI address, from `deviceID` or `runtimeConfig.deviceID`.
-    pub device_id: String,
+    pub device_id: PciAddress,
     /// What to set on the PF for this VF.
     pub vf: VfConfig,
     /// The MAC for the VF (config < CNI_ARGS MAC < runtimeConfig.mac), lower-cased.
@@ -49,25 +51,6 @@ pub struct Config {
 
 fn invalid(key: &str, why: String) -> CniError {
     CniError::invalid_config(format!("{key}: {why}"))
-}
-
-/// `DDDD:BB:DD.F`: also keeps the address safe to use as a sysfs path component.
-pub fn is_pci_address(text: &str) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
-    let Some((domain, rest)) = text.split_once(':') else {
-        return false;
-    };
-    let Some((bus, rest)) = rest.split_once(':') else {
-        return false;
-    };
-    let Some((device, function)) = rest.split_once('.') else {
-        return false;
-    };
-    hex(domain, 4)
-        && hex(bus, 2)
-        && hex(device, 2)
-        && function.len() == 1
-        && matches!(function.as_bytes()[0], b'0'..=b'7')
 }
 
 fn on_off(key: &str, value: &str) -> Result<Option<bool>, CniError> {
@@ -93,12 +76,12 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
     if device_id.is_empty() {
         return Err(invalid("deviceID", "VF pci addr is required".into()));
     }
-    if !is_pci_address(&device_id) {
+    let Some(device_id) = PciAddress::parse(&device_id) else {
         return Err(invalid(
             "deviceID",
             format!("{device_id:?} is not a PCI address (DDDD:BB:DD.F)"),
         ));
-    }
+    };
     let mut vf = VfConfig::default();
     if let Some(vlan) = keys.vlan {
         if !(0..=4094).contains(&vlan) {
@@ -156,22 +139,21 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
         }
     };
     if let Some(vlan) = keys.vlan {
-        vf.vlan = Some((vlan as u32, keys.vlan_qos.unwrap_or(0) as u32, proto_8021ad));
+        vf.vlan = Some(VfVlanSetting {
+            id: vlan as u32,
+            qos: keys.vlan_qos.unwrap_or(0) as u32,
+            proto_8021ad,
+        });
     }
     vf.spoofchk = on_off("spoofchk", &keys.spoofchk)?;
     vf.trust = on_off("trust", &keys.trust)?;
-    vf.link_state = match keys.link_state.as_str() {
-        "" => None,
-        "auto" => Some(VfLinkStateSetting::Auto),
-        "enable" => Some(VfLinkStateSetting::Enable),
-        "disable" => Some(VfLinkStateSetting::Disable),
-        other => {
-            return Err(invalid(
-                "link_state",
-                format!("invalid link_state value: {other}"),
-            ))
-        }
-    };
+    vf.link_state =
+        match keys.link_state.as_str() {
+            "" => None,
+            name => Some(VfLinkStateSetting::parse(name).ok_or_else(|| {
+                invalid("link_state", format!("invalid link_state value: {name}"))
+            })?),
+        };
     for (key, rate) in [
         ("min_tx_rate", keys.min_tx_rate),
         ("max_tx_rate", keys.max_tx_rate),
@@ -191,7 +173,10 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
                 format!("{min} Mbps is above max_tx_rate {max} Mbps"),
             ));
         }
-        vf.rate = Some((min as u32, max as u32));
+        vf.rate = Some(VfRate {
+            min_mbps: min as u32,
+            max_mbps: max as u32,
+        });
     }
     // MAC: config < CNI_ARGS MAC < runtimeConfig.mac (lower-cased by the parse).
     let mac = libcni::spec::config::pick_mac(
@@ -305,11 +290,24 @@ mod tests {
             "mac": "02:00:00:00:00:01", "vlan": 100, "vlanQoS": 3, "vlanProto": "802.1AD", "spoofchk": "off",
             "trust": "on", "link_state": "enable", "max_tx_rate": 100});
         let cfg = load(&request(c, "MAC=02:00:00:00:00:02")).unwrap();
-        assert_eq!(cfg.device_id, "0000:AF:06.1");
-        assert_eq!(cfg.vf.vlan, Some((100, 3, true)));
+        assert_eq!(cfg.device_id.as_str(), "0000:AF:06.1");
+        assert_eq!(
+            cfg.vf.vlan,
+            Some(VfVlanSetting {
+                id: 100,
+                qos: 3,
+                proto_8021ad: true
+            })
+        );
         assert_eq!((cfg.vf.spoofchk, cfg.vf.trust), (Some(false), Some(true)));
         assert_eq!(cfg.vf.link_state, Some(VfLinkStateSetting::Enable));
-        assert_eq!(cfg.vf.rate, Some((0, 100)));
+        assert_eq!(
+            cfg.vf.rate,
+            Some(VfRate {
+                min_mbps: 0,
+                max_mbps: 100
+            })
+        );
         assert_eq!(
             cfg.mac,
             Some([0x02, 0xaa, 0, 0, 0, 3]),

@@ -4,6 +4,7 @@
 //! Compatible with sriov-cni's configs, results and cache files.
 
 mod config;
+mod pci;
 mod state;
 mod sysfs;
 
@@ -13,7 +14,9 @@ use libcni::attach;
 use libcni::delegate::ipam;
 use libcni::hooks::failpoint;
 use libcni::host::apply::{configure_interface, InterfaceOptions};
-use libcni::netlink::{Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting};
+use libcni::netlink::{
+    Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting,
+};
 use libcni::netns::NetNs;
 use libcni::spec::error::ErrorList;
 use libcni::spec::mac::{format_mac, parse_mac};
@@ -21,7 +24,8 @@ use libcni::spec::result::Interface;
 use libcni::{About, CniError, CniResult, Plugin, Request, SpecVersion};
 use serde_json::Value;
 
-use crate::state::{Cache, OrigVfState, ETH_P_8021AD, ETH_P_8021Q};
+use crate::pci::PciAddress;
+use crate::state::{Cache, OrigVfState, State, ETH_P_8021AD, ETH_P_8021Q};
 use crate::sysfs::VfNetdev;
 
 const ZERO_MAC: &str = "00:00:00:00:00:00";
@@ -67,34 +71,30 @@ fn original_state(
     Ok((orig, link))
 }
 
-fn link_state_setting(value: u32) -> VfLinkStateSetting {
-    match value {
-        1 => VfLinkStateSetting::Enable,
-        2 => VfLinkStateSetting::Disable,
-        _ => VfLinkStateSetting::Auto,
-    }
-}
-
 /// What DEL writes back on the PF: each setting ADD changed, as it was; the admin
 /// MAC whenever one was captured (sriov-cni does the same).
 fn restore_config(cache: &Cache) -> VfConfig {
     let orig = &cache.orig;
     VfConfig {
-        vlan: cache.configured("vlan").then_some((
-            orig.vlan,
-            orig.vlan_qos,
-            orig.vlan_proto == ETH_P_8021AD,
-        )),
+        vlan: cache.configured("vlan").then_some(VfVlanSetting {
+            id: orig.vlan,
+            qos: orig.vlan_qos,
+            proto_8021ad: orig.vlan_proto == ETH_P_8021AD,
+        }),
         mac: (!orig.admin_mac.is_empty())
             .then(|| parse_mac(&orig.admin_mac))
             .flatten(),
-        rate: (cache.configured("min_tx_rate") || cache.configured("max_tx_rate"))
-            .then_some((orig.min_tx_rate, orig.max_tx_rate)),
+        rate: (cache.configured("min_tx_rate") || cache.configured("max_tx_rate")).then_some(
+            VfRate {
+                min_mbps: orig.min_tx_rate,
+                max_mbps: orig.max_tx_rate,
+            },
+        ),
         spoofchk: cache.configured("spoofchk").then_some(orig.spoofchk),
         trust: cache.configured("trust").then_some(orig.trust),
         link_state: cache
             .configured("link_state")
-            .then_some(link_state_setting(orig.link_state)),
+            .then_some(VfLinkStateSetting::from_kernel_value(orig.link_state)),
     }
 }
 
@@ -202,7 +202,10 @@ fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
 }
 
 fn rename_in_host(cache: &Cache) -> Result<(), CniError> {
-    let Ok(dev) = sysfs::discover(&sysfs::root(), &cache.device_id()) else {
+    let Some(device_id) = cache.device_id() else {
+        return Ok(());
+    };
+    let Ok(dev) = sysfs::discover(&sysfs::root(), &device_id) else {
         return Ok(());
     };
     let VfNetdev::Kernel(current) = dev.netdev else {
@@ -339,9 +342,9 @@ impl Plugin for Sriov {
         let cfg = config::load(request)?;
         ipam::require_installed(request, cfg.conf.delegated_ipam())?;
         let netns = attach::request_netns(request)?;
-        let dir = state::state_dir();
-        let _lock = state::lock_vf(&dir, &cfg.device_id)?;
-        state::check_free(&dir, &cfg.device_id)?;
+        let state = State::open()?;
+        let _lock = state.lock_vf(&cfg.device_id)?;
+        state.check_free(&cfg.device_id)?;
         let started = std::time::Instant::now();
         let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
         let sysfs_time = started.elapsed();
@@ -365,11 +368,11 @@ impl Plugin for Sriov {
             netns: netns.path().display().to_string(),
         };
         // Before anything changes: from here on a crash can always be undone by DEL.
-        state::write_cache(&dir, &cache)?;
+        state.write_cache(&cache)?;
         failpoint("sriov-after-cache");
         match attach_vf(request, &cfg, &netns, &dev, &cache, &pf, host_link.as_ref()) {
             Ok((result, allocation)) => {
-                state::record_allocation(&dir, &cfg.device_id, &cache.netns)?;
+                state.record_allocation(&cfg.device_id, &cache.netns)?;
                 let ipam = allocation.as_ref().map(|a| a.elapsed).unwrap_or_default();
                 libcni::hooks::trace_timings(
                     "sriov ADD",
@@ -389,7 +392,7 @@ impl Plugin for Sriov {
                 if let Err(undo) = release(&cache, Some(netns.path())) {
                     libcni::log_warn!("rollback of the failed ADD: {undo}");
                 }
-                let _ = state::remove(&state::cache_path(&dir, &cache.container_id, &cache.ifname));
+                let _ = state.remove_cache(&cache.container_id, &cache.ifname);
                 Err(error)
             }
         }
@@ -399,9 +402,8 @@ impl Plugin for Sriov {
     /// With no cache (lost, or never written) it resets what it can from `deviceID`.
     fn del(&self, request: &Request) -> Result<(), CniError> {
         let cfg = config::load(request);
-        let dir = state::state_dir();
-        let cache_path = state::cache_path(&dir, &request.container_id, &request.ifname);
-        let cache = state::read_cache(&cache_path);
+        let state = State::open()?;
+        let cache = state.read_cache(&request.container_id, &request.ifname);
         let mut errors = ErrorList::new();
         if let Ok(cfg) = &cfg {
             if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
@@ -410,22 +412,21 @@ impl Plugin for Sriov {
         }
         let device_id = cache
             .as_ref()
-            .map(Cache::device_id)
-            .filter(|d| config::is_pci_address(d))
+            .and_then(Cache::device_id)
             .or_else(|| cfg.as_ref().ok().map(|c| c.device_id.clone()));
         let Some(device_id) = device_id else {
             // Nothing names a VF: nothing to undo (an invalid config with no cache).
             return errors.into_result();
         };
-        let _lock = state::lock_vf(&dir, &device_id)?;
+        let _lock = state.lock_vf(&device_id)?;
         match &cache {
             Some(cache) => errors.record(release(cache, request.netns.as_deref())),
             None => errors.record(reset_without_cache(request, &device_id, cfg.as_ref().ok())),
         };
         let outcome = errors.into_result();
         if outcome.is_ok() {
-            state::remove(&cache_path)?;
-            state::release_allocation(&dir, &device_id)?;
+            state.remove_cache(&request.container_id, &request.ifname)?;
+            state.release_allocation(&device_id)?;
         }
         outcome
     }
@@ -444,7 +445,12 @@ impl Plugin for Sriov {
                 dev.index, pf.name
             )))
         };
-        if let Some((vlan, qos, ad)) = cfg.vf.vlan {
+        if let Some(VfVlanSetting {
+            id: vlan,
+            qos,
+            proto_8021ad: ad,
+        }) = cfg.vf.vlan
+        {
             if (vf.vlan, vf.qos, vf.vlan_proto_8021ad) != (vlan, qos, ad) {
                 return mismatch(
                     "vlan/qos/802.1ad",
@@ -464,10 +470,13 @@ impl Plugin for Sriov {
         if let Some(on) = cfg.vf.trust.filter(|on| *on != vf.trust) {
             return mismatch("trust", vf.trust.to_string(), on.to_string());
         }
-        if let Some((min, max)) = cfg
+        if let Some(VfRate {
+            min_mbps: min,
+            max_mbps: max,
+        }) = cfg
             .vf
             .rate
-            .filter(|r| *r != (vf.min_tx_rate, vf.max_tx_rate))
+            .filter(|r| (r.min_mbps, r.max_mbps) != (vf.min_tx_rate, vf.max_tx_rate))
         {
             return mismatch(
                 "the rates",
@@ -476,11 +485,7 @@ impl Plugin for Sriov {
             );
         }
         if let Some(state) = cfg.vf.link_state {
-            let want = match state {
-                VfLinkStateSetting::Auto => 0,
-                VfLinkStateSetting::Enable => 1,
-                VfLinkStateSetting::Disable => 2,
-            };
+            let want = state.kernel_value();
             if vf.link_state != Some(want) {
                 return mismatch(
                     "link_state",
@@ -505,9 +510,9 @@ impl Plugin for Sriov {
         let conf: libcni::spec::config::NetConf =
             libcni::spec::config::parse_netconf(&request.stdin)?;
         let valid = conf.gc_valid_attachments();
-        let dir = state::state_dir();
+        let state = State::open()?;
         let mut errors = ErrorList::new();
-        for (path, cache) in state::all_caches(&dir) {
+        for (file, cache) in state.all_caches() {
             let network = cache
                 .config
                 .get("name")
@@ -522,14 +527,17 @@ impl Plugin for Sriov {
             {
                 continue;
             }
-            let device = cache.device_id();
-            let Ok(_lock) = state::lock_vf(&dir, &device) else {
+            // A cache naming no valid PCI address is not ours to act on.
+            let Some(device) = cache.device_id() else {
+                continue;
+            };
+            let Ok(_lock) = state.lock_vf(&device) else {
                 continue;
             };
             let released = release(&cache, Some(Path::new(&cache.netns)));
             if released.is_ok() {
-                errors.record(state::remove(&path));
-                errors.record(state::release_allocation(&dir, &device));
+                errors.record(state.remove_cache_file(&file));
+                errors.record(state.release_allocation(&device));
             }
             errors.record(released);
         }
@@ -552,7 +560,7 @@ impl Plugin for Sriov {
 /// back to the host under a name made from its PCI address (its old name is lost).
 fn reset_without_cache(
     request: &Request,
-    device_id: &str,
+    device_id: &PciAddress,
     cfg: Option<&config::Config>,
 ) -> Result<(), CniError> {
     let Ok(dev) = sysfs::discover(&sysfs::root(), device_id) else {
@@ -562,9 +570,9 @@ fn reset_without_cache(
     let mut errors = ErrorList::new();
     if let (Some(cfg), Some(pf)) = (cfg, nl.get_link(&LinkId::Name(dev.pf_name.clone()))?) {
         let neutral = VfConfig {
-            vlan: cfg.vf.vlan.map(|_| (0, 0, false)),
+            vlan: cfg.vf.vlan.map(|_| VfVlanSetting::default()),
             mac: cfg.vf.mac.map(|_| [0; 6]),
-            rate: cfg.vf.rate.map(|_| (0, 0)),
+            rate: cfg.vf.rate.map(|_| VfRate::default()),
             spoofchk: cfg.vf.spoofchk.map(|_| true),
             trust: cfg.vf.trust.map(|_| false),
             link_state: cfg.vf.link_state.map(|_| VfLinkStateSetting::Auto),
@@ -577,7 +585,7 @@ fn reset_without_cache(
     if let Some(Ok(Some(netns))) = request.netns.as_deref().map(NetNs::open_if_present) {
         let mut pod = netns.netlink()?;
         if let Some(link) = pod.get_link(&LinkId::Name(request.ifname.clone()))? {
-            let name: String = format!("vf{}", device_id.replace([':', '.'], ""))
+            let name: String = format!("vf{}", device_id.as_str().replace([':', '.'], ""))
                 .chars()
                 .take(15)
                 .collect();

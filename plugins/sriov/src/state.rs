@@ -6,25 +6,24 @@
 //! - `pci/<pci>`: the allocation record, the netns path of the VF's user;
 //! - `pci/vf_lock/<pci>.lock`: the per-VF lock, held by an ADD or DEL for its life.
 
-use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use libcni::host::fs::{fitting_name, FsError, StateDir};
 use libcni::netns::NetNs;
 use libcni::CniError;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::pci::PciAddress;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/sriov";
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn state_dir() -> PathBuf {
-    PathBuf::from(DEFAULT_STATE_DIR)
-}
-
-fn io(what: &str, path: &Path, e: std::io::Error) -> CniError {
-    CniError::io(format!("failed to {what} {}: {e}", path.display()))
+fn io(e: FsError) -> CniError {
+    CniError::io(e.to_string())
 }
 
 /// The VF as it was before ADD (sriov-cni's `OrigVfState`, same names).
@@ -87,12 +86,13 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn device_id(&self) -> String {
+    /// The VF's PCI address as the cache names it; `None` when it names none, or
+    /// something that is not a PCI address (never used as a path then).
+    pub fn device_id(&self) -> Option<PciAddress> {
         self.config
             .get("deviceID")
             .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+            .and_then(PciAddress::parse)
     }
 
     /// Whether the config asked for a setting (then DEL restores it).
@@ -103,119 +103,119 @@ impl Cache {
     }
 }
 
-pub fn cache_path(dir: &Path, container_id: &str, ifname: &str) -> PathBuf {
-    dir.join(format!("{container_id}-{ifname}"))
+/// The name of an attachment's cache file: `<containerID>-<ifname>` as sriov-cni
+/// names it, hashed when a long container ID would not fit a file name.
+pub fn cache_name(container_id: &str, ifname: &str) -> String {
+    fitting_name(&format!("{container_id}-{ifname}"), 255)
 }
 
-/// Written whole under a temporary name and renamed: never half a cache.
-pub fn write_cache(dir: &Path, cache: &Cache) -> Result<(), CniError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io("create", dir, e))?;
-    let path = cache_path(dir, &cache.container_id, &cache.ifname);
-    let temp = dir.join(format!(".tmp-{}", std::process::id()));
-    let bytes = serde_json::to_vec(cache).expect("a cache serializes");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| io("write", &temp, e))?;
-    std::io::Write::write_all(&mut file, &bytes).map_err(|e| io("write", &temp, e))?;
-    file.sync_all().map_err(|e| io("write", &temp, e))?;
-    std::fs::rename(&temp, &path).map_err(|e| io("write", &path, e))
+/// The state directory, every file of it reached through [`StateDir`].
+pub struct State {
+    dir: StateDir,
 }
 
-pub fn read_cache(path: &Path) -> Option<Cache> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-pub fn remove(path: &Path) -> Result<(), CniError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path, e)),
-        _ => Ok(()),
+impl State {
+    pub fn open() -> Result<State, CniError> {
+        State::open_at(Path::new(DEFAULT_STATE_DIR))
     }
-}
 
-/// The per-VF lock, held until dropped (sriov-cni's file, so both plugins exclude
-/// each other).
-pub fn lock_vf(dir: &Path, pci: &str) -> Result<Flock<File>, CniError> {
-    let lock_dir = dir.join("pci/vf_lock");
-    std::fs::create_dir_all(&lock_dir).map_err(|e| io("create", &lock_dir, e))?;
-    let path = lock_dir.join(format!("{pci}.lock"));
-    let deadline = Instant::now() + LOCK_TIMEOUT;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| io("open", &path, e))?;
-    loop {
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
-            Err((returned, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                file = returned;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err((_, errno)) => {
-                return Err(CniError::new(
-                    libcni::ErrorCode::TryAgainLater,
-                    format!(
-                        "time out while waiting to acquire exclusive lock on [{}]: {errno}",
-                        path.display()
-                    ),
-                ))
+    pub fn open_at(path: &Path) -> Result<State, CniError> {
+        Ok(State {
+            dir: StateDir::create(path, 0o700).map_err(io)?,
+        })
+    }
+
+    /// Written whole under a temporary name and renamed: never half a cache.
+    pub fn write_cache(&self, cache: &Cache) -> Result<(), CniError> {
+        let bytes = serde_json::to_vec(cache).expect("a cache serializes");
+        self.dir
+            .write_atomic(
+                &cache_name(&cache.container_id, &cache.ifname),
+                &bytes,
+                0o600,
+            )
+            .map_err(io)
+    }
+
+    pub fn read_cache(&self, container_id: &str, ifname: &str) -> Option<Cache> {
+        self.read_cache_file(&cache_name(container_id, ifname))
+    }
+
+    fn read_cache_file(&self, name: &str) -> Option<Cache> {
+        serde_json::from_slice(&self.dir.read(name).ok()??).ok()
+    }
+
+    pub fn remove_cache(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
+        self.remove_cache_file(&cache_name(container_id, ifname))
+    }
+
+    pub fn remove_cache_file(&self, name: &str) -> Result<(), CniError> {
+        self.dir.remove(name).map(drop).map_err(io)
+    }
+
+    /// Every cache entry, with its file name (for GC).
+    pub fn all_caches(&self) -> Vec<(String, Cache)> {
+        self.dir
+            .entries()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| !name.starts_with('.') && name != "pci")
+            .filter_map(|name| self.read_cache_file(&name).map(|c| (name, c)))
+            .collect()
+    }
+
+    fn pci_dir(&self) -> Result<StateDir, CniError> {
+        self.dir.subdir("pci", true, 0o700).map_err(io)
+    }
+
+    /// The per-VF lock, held until dropped (sriov-cni's file, so both plugins
+    /// exclude each other).
+    pub fn lock_vf(&self, pci: &PciAddress) -> Result<Flock<File>, CniError> {
+        let locks = self.pci_dir()?.subdir("vf_lock", true, 0o700).map_err(io)?;
+        let name = format!("{pci}.lock");
+        let deadline = Instant::now() + LOCK_TIMEOUT;
+        loop {
+            match locks.try_lock(&name, 0o600).map_err(io)? {
+                Some(lock) => return Ok(lock),
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                None => {
+                    return Err(CniError::new(
+                        libcni::ErrorCode::TryAgainLater,
+                        format!(
+                            "time out while waiting to acquire exclusive lock on [{}/{name}]",
+                            locks.path().display()
+                        ),
+                    ))
+                }
             }
         }
     }
-}
 
-fn allocation_path(dir: &Path, pci: &str) -> PathBuf {
-    dir.join("pci").join(pci)
-}
-
-/// Refuses a VF that another live netns holds; a record whose netns is gone is stale
-/// and removed.
-pub fn check_free(dir: &Path, pci: &str) -> Result<(), CniError> {
-    let path = allocation_path(dir, pci);
-    let Ok(netns) = std::fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let netns = netns.trim();
-    if !netns.is_empty() && NetNs::open(Path::new(netns)).is_ok() {
-        return Err(CniError::internal(format!(
-            "pci address {pci} is already allocated (to {netns})"
-        )));
+    /// Refuses a VF that another live netns holds; a record whose netns is gone is
+    /// stale and removed.
+    pub fn check_free(&self, pci: &PciAddress) -> Result<(), CniError> {
+        let records = self.pci_dir()?;
+        let Some(netns) = records.read_text(pci.as_str()) else {
+            return Ok(());
+        };
+        let netns = netns.trim();
+        if !netns.is_empty() && NetNs::open(Path::new(netns)).is_ok() {
+            return Err(CniError::internal(format!(
+                "pci address {pci} is already allocated (to {netns})"
+            )));
+        }
+        records.remove(pci.as_str()).map(drop).map_err(io)
     }
-    remove(&path)
-}
 
-pub fn record_allocation(dir: &Path, pci: &str, netns: &str) -> Result<(), CniError> {
-    let path = allocation_path(dir, pci);
-    std::fs::create_dir_all(path.parent().expect("pci dir")).map_err(|e| io("create", &path, e))?;
-    std::fs::write(&path, netns).map_err(|e| io("write", &path, e))
-}
+    pub fn record_allocation(&self, pci: &PciAddress, netns: &str) -> Result<(), CniError> {
+        self.pci_dir()?
+            .write_atomic(pci.as_str(), netns.as_bytes(), 0o600)
+            .map_err(io)
+    }
 
-pub fn release_allocation(dir: &Path, pci: &str) -> Result<(), CniError> {
-    remove(&allocation_path(dir, pci))
-}
-
-/// Every cache entry (for GC).
-pub fn all_caches(dir: &Path) -> Vec<(PathBuf, Cache)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter_map(|p| read_cache(&p).map(|c| (p, c)))
-        .collect()
+    pub fn release_allocation(&self, pci: &PciAddress) -> Result<(), CniError> {
+        self.pci_dir()?.remove(pci.as_str()).map(drop).map_err(io)
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +253,7 @@ mod tests {
         assert_eq!(v["DPDKMode"], false);
         let back: Cache = serde_json::from_value(v).unwrap();
         assert!(back.configured("vlan") && !back.configured("trust"));
+        assert_eq!(back.device_id().unwrap().as_str(), "0000:af:06.0");
         // A cache written by sriov-cni (no fields of ours) reads too.
         let theirs: Cache = serde_json::from_str(r#"{"cniVersion":"0.3.1","name":"n","deviceID":"0000:af:06.0","OrigVfState":{"HostIFName":"x"},"Master":"p","VFID":1}"#).unwrap();
         assert_eq!(
@@ -265,13 +266,27 @@ mod tests {
     fn stale_allocation_records_do_not_block() {
         let dir = std::env::temp_dir().join(format!("sriov-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        record_allocation(&dir, "0000:af:06.0", "/run/netns/gone-long-ago").unwrap();
-        check_free(&dir, "0000:af:06.0").unwrap();
+        let state = State::open_at(&dir).unwrap();
+        let pci = PciAddress::parse("0000:af:06.0").unwrap();
+        state
+            .record_allocation(&pci, "/run/netns/gone-long-ago")
+            .unwrap();
+        state.check_free(&pci).unwrap();
         assert!(!dir.join("pci/0000:af:06.0").exists());
-        record_allocation(&dir, "0000:af:06.0", "/proc/self/ns/net").unwrap();
-        let e = check_free(&dir, "0000:af:06.0").unwrap_err();
+        state.record_allocation(&pci, "/proc/self/ns/net").unwrap();
+        let e = state.check_free(&pci).unwrap_err();
         assert!(e.msg.contains("already allocated"), "{}", e.msg);
-        let _lock = lock_vf(&dir, "0000:af:06.0").unwrap();
+        let _lock = state.lock_vf(&pci).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn long_container_ids_make_cache_names_that_fit() {
+        let long = "c".repeat(300);
+        let name = cache_name(&long, "net1");
+        assert!(name.len() <= 255, "{}", name.len());
+        assert_eq!(name, cache_name(&long, "net1"));
+        assert_ne!(name, cache_name(&long, "net2"));
+        assert_eq!(cache_name("c1", "net1"), "c1-net1");
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use libcni::CniError;
 
+use crate::pci::PciAddress;
+
 /// Drivers that take a VF away from the kernel's network stack (DPDK mode).
 const USERSPACE_DRIVERS: [&str; 3] = ["vfio-pci", "uio_pci_generic", "igb_uio"];
 
@@ -59,8 +61,8 @@ fn link_basename(path: &Path) -> Result<String, CniError> {
 
 /// Finds the VF `pci` (a validated PCI address). A PF with several netdevs (dual-port
 /// NICs) is named by the first in sorted order.
-pub fn discover(root: &Path, pci: &str) -> Result<VfDevice, CniError> {
-    let vf_dir = root.join("bus/pci/devices").join(pci);
+pub fn discover(root: &Path, pci: &PciAddress) -> Result<VfDevice, CniError> {
+    let vf_dir = root.join("bus/pci/devices").join(pci.as_str());
     let physfn = vf_dir.join("physfn");
     let pf_pci =
         link_basename(&physfn).map_err(|e| e.context(format!("{pci} is not an SR-IOV VF")))?;
@@ -79,7 +81,7 @@ pub fn discover(root: &Path, pci: &str) -> Result<VfDevice, CniError> {
         else {
             continue;
         };
-        if link_basename(&physfn.join(&entry))? == pci {
+        if link_basename(&physfn.join(&entry))? == pci.as_str() {
             index = Some(n);
             break;
         }
@@ -125,6 +127,10 @@ pub fn discover(root: &Path, pci: &str) -> Result<VfDevice, CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pci(text: &str) -> PciAddress {
+        PciAddress::parse(text).unwrap()
+    }
     use testkit::build_fake_sriov_sysfs as build_fake_tree;
 
     fn tree(tag: &str) -> PathBuf {
@@ -146,7 +152,7 @@ mod tests {
             ],
         )
         .unwrap();
-        let vf = discover(&root, "0000:af:06.1").unwrap();
+        let vf = discover(&root, &pci("0000:af:06.1")).unwrap();
         assert_eq!(
             vf,
             VfDevice {
@@ -171,7 +177,10 @@ mod tests {
         )
         .unwrap();
         std::fs::create_dir_all(root.join("bus/pci/devices/0000:af:00.0/net/ens1")).unwrap();
-        assert_eq!(discover(&root, "0000:af:06.0").unwrap().pf_name, "ens1");
+        assert_eq!(
+            discover(&root, &pci("0000:af:06.0")).unwrap().pf_name,
+            "ens1"
+        );
         std::fs::remove_dir_all(root).unwrap();
     }
 
@@ -189,12 +198,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            discover(&root, "0000:af:06.0").unwrap().netdev,
+            discover(&root, &pci("0000:af:06.0")).unwrap().netdev,
             VfNetdev::Dpdk {
                 driver: "vfio-pci".into()
             }
         );
-        let e = discover(&root, "0000:af:06.1").unwrap_err();
+        let e = discover(&root, &pci("0000:af:06.1")).unwrap_err();
         assert!(
             e.msg.contains("driver iavf is not a userspace one")
                 && e.msg.contains("0000:af:06.1/net"),
@@ -207,7 +216,7 @@ mod tests {
     #[test]
     fn failures_name_the_path() {
         let root = tree("missing");
-        let e = discover(&root, "0000:00:01.0").unwrap_err();
+        let e = discover(&root, &pci("0000:00:01.0")).unwrap_err();
         assert!(
             e.msg.contains("bus/pci/devices/0000:00:01.0/physfn"),
             "{}",
