@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs each fuzz target (fuzz/) for a bounded time with cargo-fuzz on the nightly
 # toolchain, seeded with the project's own test data. Any crash is copied into
-# testdata/fuzz-regressions/<target>/, where libcni/tests/fuzz_regressions.rs
+# testdata/fuzz-regressions/<target>/, where libcni/tests/fuzz_regressions.rs (and runtime/tests/ for lists)
 # replays it on every test run. Not part of the test command.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 set -euo pipefail

@@ -15,29 +15,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Every plugin name the binary answers to, as installed.
-pub const NAMES: [&str; 7] = [
-    "bridge",
-    "cnv-bridge",
-    "host-local",
-    "static",
-    "macvlan",
-    "vlan",
-    "sriov",
-];
-
-fn dispatch(name: &str) -> Option<ExitCode> {
-    match name {
-        "bridge" | "cnv-bridge" => bridge::run(),
-        "host-local" => host_local::run(),
-        "static" => static_ipam::run(),
-        "macvlan" => macvlan::run(),
-        "vlan" => vlan::run(),
-        "sriov" => sriov::run(),
-
-        _ => None,
-    }
-}
+// NAMES and dispatch(), generated from plugins/plugins.list by build.rs.
+include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 
 /// Copies this binary into `dir` once, then gives it every name by a hard link
 /// renamed into place.

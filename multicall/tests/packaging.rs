@@ -7,16 +7,6 @@ use std::process::Command;
 use serde_json::Value;
 use testkit::{sh, skip_or_fail, tempdir};
 
-const NAMES: [&str; 7] = [
-    "bridge",
-    "cnv-bridge",
-    "host-local",
-    "static",
-    "macvlan",
-    "vlan",
-    "sriov",
-];
-
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -64,7 +54,7 @@ fn is_static(binary: &Path) -> bool {
 fn assert_installed(dir: &Path) {
     use std::os::unix::fs::MetadataExt;
     let inode = std::fs::metadata(dir.join("bridge")).unwrap().ino();
-    for name in NAMES {
+    for name in &testkit::plugin_names() {
         let path = dir.join(name);
         assert_eq!(
             std::fs::metadata(&path).unwrap().ino(),
@@ -105,7 +95,7 @@ fn the_multicall_binary_installs_itself_under_every_name() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    for name in NAMES {
+    for name in &testkit::plugin_names() {
         assert!(dir.join(name).is_file(), "{name}");
         assert!(version(&dir.join(name))["cniVersion"].is_string());
     }

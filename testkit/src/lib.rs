@@ -202,8 +202,9 @@ impl Output {
         })
     }
 
-    /// Asserts success and returns the parsed result (or Null for empty stdout).
-    pub fn ok(&self) -> Value {
+    /// Asserts that the plugin succeeded (exit 0) and returns the parsed result (or
+    /// Null for empty stdout); the assertion message carries what it printed.
+    pub fn expect_success(&self) -> Value {
         assert_eq!(
             self.code, 0,
             "plugin failed: stdout {} stderr {}",
@@ -448,13 +449,20 @@ impl Sandbox {
         out
     }
 
-    /// Links, files under /var/lib/cni and the scratch dir, and the nft ruleset.
+    /// Links, files under /var/lib/cni and the scratch dir, and the nft ruleset. A
+    /// missing or failing `nft` panics: comparing an empty ruleset with an empty one
+    /// would prove nothing.
     pub fn snapshot(&self) -> Snapshot {
-        let nft = Command::new("nft")
+        let out = Command::new("nft")
             .args(["list", "ruleset"])
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
+            .unwrap_or_else(|e| panic!("the state snapshot needs nft: {e}"));
+        assert!(
+            out.status.success(),
+            "nft list ruleset failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let nft = String::from_utf8_lossy(&out.stdout).into_owned();
         Snapshot {
             links: self.links(),
             cni_files: Sandbox::files(Path::new("/var/lib/cni")),
@@ -471,6 +479,102 @@ pub struct Snapshot {
     pub cni_files: BTreeMap<PathBuf, Vec<u8>>,
     pub scratch_files: BTreeMap<PathBuf, Vec<u8>>,
     pub nft: String,
+}
+
+/// One plugin of the suite, as `plugins/plugins.list` names it.
+#[derive(Clone, Debug)]
+pub struct SuitePlugin {
+    /// The library (crate) name.
+    pub library: String,
+    /// The installed names: the plugin's own first, then its aliases.
+    pub names: Vec<String>,
+}
+
+impl SuitePlugin {
+    pub fn name(&self) -> &str {
+        &self.names[0]
+    }
+}
+
+/// The suite's plugins, from `plugins/plugins.list` (the one list every table of
+/// plugins is made from).
+pub fn suite_plugins() -> Vec<SuitePlugin> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/plugins.list");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let mut words = line.split_whitespace().map(str::to_owned);
+            SuitePlugin {
+                library: words.next().expect("a library"),
+                names: words.collect(),
+            }
+        })
+        .collect()
+}
+
+/// Every installed plugin name (aliases included).
+pub fn plugin_names() -> Vec<String> {
+    suite_plugins().into_iter().flat_map(|p| p.names).collect()
+}
+
+/// Replays every input kept in `testdata/fuzz-regressions/<target>/` (the fuzzers'
+/// seeds and every input they ever crashed on) through `run`, the fuzz target's
+/// entry point. A folder with no input fails: a replay of nothing proves nothing.
+pub fn replay_fuzz_inputs(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/fuzz-regressions")
+        .join(target);
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
+        run(&std::fs::read(entry.path()).unwrap());
+        count += 1;
+    }
+    assert!(count > 0, "{} holds no input to replay", dir.display());
+}
+
+/// Whether `target` answers one ping from `netns` (a namespace the test made).
+pub fn ping(netns: &str, target: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", netns, "ping", "-c", "1", "-W", "1", target])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `conf` with `prevResult` set, for CHECK and DEL.
+pub fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut c = conf.clone();
+    c["prevResult"] = prev.clone();
+    c
+}
+
+/// VF stand-ins for the sriov tests: for each `(pci, netdev)` a veth named `netdev`
+/// (its peer `<netdev>p`) in the current netns, and a fake sysfs tree under `sysfs`
+/// that names them the VFs of `pf_name` at `pf_pci` (driver iavf).
+pub fn fake_vfs(sysfs: &Path, pf_pci: &str, pf_name: &str, vfs: &[(String, String)]) {
+    for (_, name) in vfs {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("{name}p"),
+        ]);
+    }
+    let entries: Vec<(&str, Option<&str>, &str)> = vfs
+        .iter()
+        .map(|(pci, name)| (pci.as_str(), Some(name.as_str()), "iavf"))
+        .collect();
+    build_fake_sriov_sysfs(sysfs, pf_pci, pf_name, &entries).unwrap();
 }
 
 /// Builds a fake sysfs tree (for `SYSFS_ROOT`) of one PF and its VFs: `vfs` is (VF PCI address, netdev name or None, driver).

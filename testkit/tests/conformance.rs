@@ -33,7 +33,28 @@ fn master_veth() {
     testkit::veth_pair_up("confup0", "confup1");
 }
 
+/// One subject per plugin of `plugins/plugins.list`, in its order; a plugin without
+/// a subject here fails every conformance test until it gets one.
 fn subjects() -> Vec<Subject> {
+    let mut table = subject_table();
+    testkit::suite_plugins()
+        .iter()
+        .map(|plugin| {
+            let at = table
+                .iter()
+                .position(|s| s.name == plugin.name())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "plugin {:?} of plugins/plugins.list has no conformance subject",
+                        plugin.name()
+                    )
+                });
+            table.remove(at)
+        })
+        .collect()
+}
+
+fn subject_table() -> Vec<Subject> {
     vec![
         Subject {
             name: "static",
@@ -223,12 +244,12 @@ fn version_answers_with_empty_stdin_and_lists_every_version() {
         "version_answers_with_empty_stdin_and_lists_every_version",
         |s, ctx| {
             let bin = &ctx.bin;
-            let reply = Call::new("VERSION").run(bin).ok();
+            let reply = Call::new("VERSION").run(bin).expect_success();
             assert_eq!(reply["supportedVersions"], json!(VERSIONS), "{}", s.name);
             let reply = Call::new("VERSION")
                 .stdin(r#"{"cniVersion":"0.4.0"}"#)
                 .run(bin)
-                .ok();
+                .expect_success();
             assert_eq!(reply["cniVersion"], "0.4.0", "{}", s.name);
         },
     );
@@ -332,12 +353,14 @@ fn verbs_below_their_spec_version_are_code_1() {
             .config(&(s.config)("1.0.0", dir))
             .run(bin)
             .error(1);
-        gc.config(&(s.config)("1.1.0", dir)).run(bin).ok();
+        gc.config(&(s.config)("1.1.0", dir))
+            .run(bin)
+            .expect_success();
         Call::new("STATUS")
             .env("CNI_PATH", &testkit::bin_dir().display().to_string())
             .config(&(s.config)("1.1.0", dir))
             .run(bin)
-            .ok();
+            .expect_success();
     });
 }
 
@@ -360,7 +383,7 @@ fn unknown_cni_args_need_ignore_unknown() {
             .env("CNI_ARGS", "IgnoreUnknown=1;NOSUCHKEY=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c2")
             .config(&conf)
             .run(bin)
-            .ok();
+            .expect_success();
     });
 }
 
@@ -373,7 +396,7 @@ fn the_result_is_in_the_request_version_with_that_version_schema() {
             for (n, version) in VERSIONS.iter().enumerate() {
                 let cid = format!("schema{n}");
                 let conf = (s.config)(version, dir);
-                let result = ctx.add(&cid).config(&conf).run(bin).ok();
+                let result = ctx.add(&cid).config(&conf).run(bin).expect_success();
                 assert_eq!(result["cniVersion"], *version, "{}", s.name);
                 match *version {
                     "0.1.0" | "0.2.0" => {
@@ -408,7 +431,7 @@ fn the_result_is_in_the_request_version_with_that_version_schema() {
                         );
                     }
                 }
-                ctx.del(&cid).config(&conf).run(bin).ok();
+                ctx.del(&cid).config(&conf).run(bin).expect_success();
             }
         },
     );
@@ -419,19 +442,19 @@ fn del_succeeds_twice_and_without_a_netns() {
     each_adding("del_succeeds_twice_and_without_a_netns", |s, ctx| {
         let (bin, dir) = (&ctx.bin, &ctx.dir);
         let conf = (s.config)("1.0.0", dir);
-        ctx.add("d1").config(&conf).run(bin).ok();
+        ctx.add("d1").config(&conf).run(bin).expect_success();
         for _ in 0..2 {
             Call::attach("DEL", "d1", "", "eth0")
                 .unset("CNI_NETNS")
                 .config(&conf)
                 .run(bin)
-                .ok();
+                .expect_success();
         }
         Call::attach("DEL", "never-added", "/run/netns/gone", "eth0")
             .config(&conf)
             .run(bin)
-            .ok();
-        ctx.del("d1").config(&conf).run(bin).ok();
+            .expect_success();
+        ctx.del("d1").config(&conf).run(bin).expect_success();
     });
 }
 
@@ -441,8 +464,8 @@ fn a_failed_add_leaves_no_file_behind() {
         let (bin, dir) = (&ctx.bin, &ctx.dir);
         let conf = (s.config)("1.0.0", dir);
         // Warm the store up so that only what the failing ADD does is compared.
-        ctx.add("w1").config(&conf).run(bin).ok();
-        ctx.del("w1").config(&conf).run(bin).ok();
+        ctx.add("w1").config(&conf).run(bin).expect_success();
+        ctx.del("w1").config(&conf).run(bin).expect_success();
         let before = testkit::Sandbox::files(dir);
         let kernel_before = ctx.sandbox.as_ref().map(|sb| sb.snapshot());
         let mut bad = conf.clone();

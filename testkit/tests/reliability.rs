@@ -43,7 +43,18 @@ fn base_config(plugin: &str, data_dir: &Path) -> Value {
     }
 }
 
-const ALL: [&str; 6] = ["bridge", "macvlan", "vlan", "sriov", "host-local", "static"];
+/// Every plugin of `plugins/plugins.list` (a new one needs a `base_config` here).
+fn all() -> &'static [&'static str] {
+    static ALL: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        testkit::suite_plugins()
+            .iter()
+            .map(|p| &*Box::leak(p.name().to_string().into_boxed_str()))
+            .collect()
+    })
+}
+
+/// The plugins that put an interface into the container (not IPAM).
 const INTERFACE_PLUGINS: [&str; 4] = ["bridge", "macvlan", "vlan", "sriov"];
 
 enum Input {
@@ -95,85 +106,85 @@ fn cases() -> Vec<Case> {
     vec![
         case(
             "truncated JSON",
-            &ALL,
+            all(),
             Input::Raw(br#"{"cniVersion":"1.0.0","name":"#.to_vec()),
             6,
         ),
-        case("not an object", &ALL, Input::Raw(b"[1,2,3]".to_vec()), 6),
-        case("empty stdin", &ALL, Input::Raw(Vec::new()), 6),
+        case("not an object", all(), Input::Raw(b"[1,2,3]".to_vec()), 6),
+        case("empty stdin", all(), Input::Raw(Vec::new()), 6),
         case(
             "binary garbage",
-            &ALL,
+            all(),
             Input::Raw(vec![0xff, 0xfe, 0x00, 0x7b]),
             6,
         ),
-        case("no name", &ALL, Input::Patch(json!({"name": null})), 7),
+        case("no name", all(), Input::Patch(json!({"name": null})), 7),
         case(
             "a name that escapes a directory",
-            &ALL,
+            all(),
             Input::Patch(json!({"name": "../../etc"})),
             7,
         ),
         case(
             "an unknown version",
-            &ALL,
+            all(),
             Input::Patch(json!({"cniVersion": "9.9.9"})),
             1,
         ),
         case(
             "a version that is not a string",
-            &ALL,
+            all(),
             Input::Patch(json!({"cniVersion": 1})),
             7,
         ),
         case(
             "a config of five megabytes",
-            &ALL,
+            all(),
             Input::Raw(huge.into_bytes()),
             7,
         ),
         env_case(
             "an unknown command",
-            &ALL,
+            all(),
             vec![("CNI_COMMAND", Some("FROB".into()))],
             4,
         ),
-        env_case("no container ID", &ALL, vec![("CNI_CONTAINERID", None)], 4),
+        env_case("no container ID", all(), vec![("CNI_CONTAINERID", None)], 4),
         env_case(
             "an empty container ID",
-            &ALL,
+            all(),
             vec![("CNI_CONTAINERID", Some(String::new()))],
             3,
         ),
         env_case(
             "a container ID that escapes a directory",
-            &ALL,
+            all(),
             vec![("CNI_CONTAINERID", Some("../../etc".into()))],
             4,
         ),
         env_case(
             "an interface name of 16 bytes",
-            &ALL,
+            all(),
             vec![("CNI_IFNAME", Some("abcdefghijklmnop".into()))],
             4,
         ),
         env_case(
             "an interface name with a slash",
-            &ALL,
+            all(),
             vec![("CNI_IFNAME", Some("eth/0".into()))],
             4,
         ),
-        env_case("no interface name", &ALL, vec![("CNI_IFNAME", None)], 4),
-        env_case("no netns", &ALL, vec![("CNI_NETNS", None)], 4),
+        env_case("no interface name", all(), vec![("CNI_IFNAME", None)], 4),
+        env_case("no netns", all(), vec![("CNI_NETNS", None)], 4),
         env_case(
             "malformed CNI_ARGS",
-            &ALL,
+            all(),
             vec![("CNI_ARGS", Some("a=b=c".into()))],
             4,
         ),
         env_case(
             "an unknown CNI_ARGS key",
-            &ALL,
+            all(),
             vec![("CNI_ARGS", Some("NOPE=1".into()))],
             4,
         ),
@@ -445,7 +456,7 @@ fn bad_input_gets_one_error_object_with_its_code_and_leaves_nothing() {
     }
     assert!(count >= 60, "only {count} cases");
     assert_eq!(sb.snapshot(), before, "bad input left something behind");
-    eprintln!("{count} bad-input cases across {} plugins", ALL.len());
+    eprintln!("{count} bad-input cases across {} plugins", all().len());
 }
 
 /// A state to compare before ADD and after the DEL that follows a killed ADD. The
@@ -496,12 +507,12 @@ fn sigkill_at_random_points_of_add_then_del_restores_the_state() {
         Call::attach("ADD", "warm", &netns, "eth0")
             .config(&conf)
             .run(&bin)
-            .ok();
+            .expect_success();
         let add_time = start.elapsed();
         Call::attach("DEL", "warm", &netns, "eth0")
             .config(&conf)
             .run(&bin)
-            .ok();
+            .expect_success();
         for trial in 0..67 {
             let before = comparable(sb.snapshot());
             let delay = Duration::from_micros(next() % (add_time.as_micros() as u64 * 12 / 10 + 1));
@@ -541,7 +552,7 @@ fn sigkill_at_random_points_of_add_then_del_restores_the_state() {
             Call::attach("DEL", &cid, &netns, "eth0")
                 .config(&conf)
                 .run(&bin)
-                .ok();
+                .expect_success();
             assert_eq!(
                 comparable(sb.snapshot()),
                 before,
@@ -570,11 +581,11 @@ fn five_hundred_attachments_added_and_deleted_sixteen_at_a_time() {
     Call::attach("ADD", "warm", &namespaces[0], "eth0")
         .config(&conf)
         .run(&plugin("bridge"))
-        .ok();
+        .expect_success();
     Call::attach("DEL", "warm", &namespaces[0], "eth0")
         .config(&conf)
         .run(&plugin("bridge"))
-        .ok();
+        .expect_success();
     let before = comparable(sb.snapshot());
     let run = |command: &'static str| {
         let handles: Vec<_> = namespaces
@@ -589,7 +600,7 @@ fn five_hundred_attachments_added_and_deleted_sixteen_at_a_time() {
                         let out = Call::attach(command, &format!("c{n}"), &ns, &ifname)
                             .config(&conf)
                             .run(&plugin("bridge"));
-                        let result = out.ok();
+                        let result = out.expect_success();
                         if command == "ADD" {
                             addresses
                                 .push(result["ips"][0]["address"].as_str().unwrap().to_string());

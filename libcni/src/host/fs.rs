@@ -84,6 +84,11 @@ pub fn fitting_name(name: &str, max: usize) -> String {
     format!("{}~{hash}", &name[..keep])
 }
 
+/// The temporary file [`StateDir::write_atomic`] writes before renaming it to `name`.
+fn temporary_name(name: &str) -> String {
+    fitting_name(&format!(".{name}.tmp"), 255)
+}
+
 /// Reads at most `limit` bytes of an open file, which must be a regular file.
 fn read_bounded_file(mut file: File, limit: u64, path: &Path) -> Result<Vec<u8>, FsError> {
     let stat = fstat(&file).map_err(|e| FsError::new("read", path.to_owned(), errno_io(e)))?;
@@ -253,7 +258,7 @@ impl StateDir {
     /// name, which the next write reuses), so writers of one name must hold a lock.
     pub fn write_atomic(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
         check_name(name).map_err(|e| FsError::new("write", self.child(name), e))?;
-        let temp = fitting_name(&format!(".{name}.tmp"), 255);
+        let temp = temporary_name(name);
         let result = self
             .open_at(
                 &temp,
@@ -314,14 +319,31 @@ impl StateDir {
         }
     }
 
-    /// Removes file (or symlink) `name`; false when there was none.
+    /// Removes file (or symlink) `name`, and what an interrupted
+    /// [`StateDir::write_atomic`] of it left; false when there was no `name`.
     pub fn remove(&self, name: &str) -> Result<bool, FsError> {
         check_name(name).map_err(|e| FsError::new("remove", self.child(name), e))?;
+        if !name.starts_with('.') {
+            let _ = unlinkat(
+                self.fd.as_fd(),
+                temporary_name(name).as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
+        }
         match unlinkat(self.fd.as_fd(), name, UnlinkatFlags::NoRemoveDir) {
             Ok(()) => Ok(true),
             Err(Errno::ENOENT) => Ok(false),
             Err(e) => Err(FsError::new("remove", self.child(name), errno_io(e))),
         }
+    }
+
+    /// Removes what an interrupted [`StateDir::write_atomic`] of `name` left.
+    pub fn remove_leftover_of(&self, name: &str) {
+        let _ = unlinkat(
+            self.fd.as_fd(),
+            temporary_name(name).as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
     }
 
     /// Removes the empty subdirectory `name`; false when there was none.

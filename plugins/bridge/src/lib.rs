@@ -3,31 +3,35 @@
 //! addresses and masquerade. Compatible with the Go plugin's configs, results and
 //! nftables names.
 
+mod check;
 mod config;
+mod gateway;
 mod masq;
 mod nft;
+mod rollback;
 mod spoofcheck;
-
-use std::net::IpAddr;
-use std::path::Path;
+mod vlan;
 
 use ipnet::IpNet;
 use libcni::delegate::ipam;
 use libcni::host::apply::{configure_interface, InterfaceOptions};
 use libcni::netlink::{
-    random_name, BridgePortFlags, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink,
-    SocketTransport,
+    random_name, BridgePortFlags, Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport,
 };
 use libcni::netns::NetNs;
 use libcni::spec::error::ErrorList;
-use libcni::spec::result::{Interface, Route};
+use libcni::spec::result::Interface;
 use libcni::{About, CniError, CniResult, Plugin, Request};
 
 use crate::config::BridgeConfig;
+use crate::gateway::{enable_forwarding, ensure_address};
+use crate::rollback::Rollback;
+use crate::vlan::{
+    ensure_vlan_gateway, lock_vlan_gateway, program_vlans, remove_unused_vlan_gateway,
+};
 
 /// Index of the container interface in the result: after the bridge and host veth.
 const CONTAINER_INDEX: usize = 2;
-const VLAN_LOCK_DIR: &str = "/run/cni/bridge";
 
 fn eopnotsupp_hint(e: libcni::netlink::NetlinkError, what: &str) -> CniError {
     if e.errno() == Some(libc::EOPNOTSUPP) {
@@ -39,63 +43,9 @@ fn eopnotsupp_hint(e: libcni::netlink::NetlinkError, what: &str) -> CniError {
     }
 }
 
-fn host_sysctl(key: &str, value: &str) {
+pub(crate) fn host_sysctl(key: &str, value: &str) {
     if let Err(e) = libcni::host::sysctl::write(key, value) {
         libcni::log_warn!("{e}");
-    }
-}
-
-/// What an ADD made so far; undone on drop unless the ADD succeeded.
-#[derive(Default)]
-struct Rollback {
-    host_veth: Option<String>,
-    created_bridge: Option<String>,
-    created_vlan_gateway: Option<String>,
-    spoofcheck: Option<String>,
-    masquerade: Option<(String, String, String)>,
-    done: bool,
-}
-
-impl Drop for Rollback {
-    fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        if let Some(reference) = &self.spoofcheck {
-            if let Err(e) = spoofcheck::teardown(reference) {
-                libcni::log_warn!("rollback: {}", e.message);
-            }
-        }
-        if let Some((network, ifname, cid)) = &self.masquerade {
-            if let Err(e) = masq::teardown(network, ifname, cid) {
-                libcni::log_warn!("rollback: {e}");
-            }
-        }
-        let Ok(mut nl) = Netlink::open() else { return };
-        for name in [&self.host_veth, &self.created_vlan_gateway]
-            .into_iter()
-            .flatten()
-        {
-            if let Err(e) = nl.delete_link_if_present(name) {
-                libcni::log_warn!("rollback: {e}");
-            }
-        }
-        // A bridge this ADD created goes too, unless another ADD has put a port on it.
-        if let Some(bridge) = &self.created_bridge {
-            let ports = nl
-                .require_link(&LinkId::Name(bridge.clone()))
-                .and_then(|b| {
-                    nl.list_links().map(|links| {
-                        links
-                            .iter()
-                            .filter(|l| l.controller == Some(b.index))
-                            .count()
-                    })
-                });
-            if ports.is_ok_and(|n| n == 0) {
-                let _ = nl.delete_link_if_present(bridge);
-            }
-        }
     }
 }
 
@@ -218,185 +168,6 @@ fn create_veth(
     ))
 }
 
-/// Access VLAN (PVID, untagged), trunk VIDs (tagged), and VLAN 1 removed unless preserved.
-fn program_vlans(nl: &mut Netlink, cfg: &BridgeConfig, port: &Link) -> Result<(), CniError> {
-    if !cfg.vlan_filtering() {
-        return Ok(());
-    }
-    let trunk = cfg.trunk.clone().unwrap_or_default();
-    if (cfg.vlan != 0 || !trunk.is_empty()) && !cfg.preserve_default_vlan {
-        let dump = nl.bridge_vlan_dump()?;
-        for (_, vlans) in dump.iter().filter(|(index, _)| *index == port.index) {
-            for vlan in vlans {
-                nl.bridge_vlan_del(port.index, vlan.vid, false)
-                    .map_err(|e| {
-                        CniError::from(
-                            e.context(format!("remove the default VLAN of {:?}", port.name)),
-                        )
-                    })?;
-            }
-        }
-    }
-    let tag = |e: libcni::netlink::NetlinkError| -> CniError {
-        e.context(format!("set up VLAN tags on {:?}", port.name))
-            .into()
-    };
-    if cfg.vlan != 0 {
-        nl.bridge_vlan_add(
-            port.index,
-            BridgeVlanEntry {
-                vid: cfg.vlan,
-                pvid: true,
-                untagged: true,
-            },
-            false,
-        )
-        .map_err(tag)?;
-    }
-    for vid in &trunk {
-        nl.bridge_vlan_add(
-            port.index,
-            BridgeVlanEntry {
-                vid: *vid,
-                pvid: false,
-                untagged: false,
-            },
-            false,
-        )
-        .map_err(tag)?;
-    }
-    if cfg.vlan == 0 && !trunk.is_empty() {
-        nl.bridge_vlan_add(
-            port.index,
-            BridgeVlanEntry {
-                vid: 1,
-                pvid: true,
-                untagged: true,
-            },
-            false,
-        )
-        .map_err(tag)?;
-    }
-    Ok(())
-}
-
-/// Serializes the gateway-VLAN interface between concurrent ADDs and DELs of a bridge.
-fn lock_vlan_gateway(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File>, CniError> {
-    libcni::host::fs::StateDir::create(Path::new(VLAN_LOCK_DIR), 0o755)
-        .and_then(|dir| dir.lock(&format!("{bridge}.lock"), 0o600))
-        .map_err(|e| CniError::io(e.to_string()))
-}
-
-/// `<bridge>.<vlan>`: a veth whose peer is an access port of the VLAN, carrying the
-/// gateway address of a VLAN network (as the Go plugin does).
-fn ensure_vlan_gateway(
-    nl: &mut Netlink,
-    cfg: &BridgeConfig,
-    bridge: &Link,
-    rollback: &mut Rollback,
-) -> Result<Link, CniError> {
-    let name = format!("{}.{}", cfg.bridge, cfg.vlan);
-    if let Some(link) = nl.get_link(&LinkId::Name(name.clone()))? {
-        return Ok(link);
-    }
-    let peer_name = random_name("veth", 8);
-    let peer = NewLink::peer(peer_name.clone());
-    let mut gateway = NewLink::new(
-        name.clone(),
-        LinkKind::Veth {
-            peer: Box::new(peer),
-        },
-    );
-    gateway.up = true;
-    nl.create_link(&gateway)
-        .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
-    rollback.created_vlan_gateway = Some(name.clone());
-    // A veth peer cannot be created up (older kernels open it before it is paired:
-    // ENOTCONN) nor with a controller: both are set once the pair exists.
-    let peer = nl.require_link(&LinkId::Name(peer_name))?;
-    nl.set_controller(peer.index, bridge.index)?;
-    nl.set_up(peer.index, true)?;
-    let access = BridgeConfig {
-        trunk: None,
-        ..clone_vlan_only(cfg)
-    };
-    program_vlans(nl, &access, &peer)?;
-    Ok(nl.require_link(&LinkId::Name(name))?)
-}
-
-/// A config with the same bridge and access VLAN, for the gateway's own port.
-fn clone_vlan_only(cfg: &BridgeConfig) -> BridgeConfig {
-    BridgeConfig {
-        conf: libcni::spec::config::parse_netconf(b"{\"name\":\"x\"}").expect("static config"),
-        bridge: cfg.bridge.clone(),
-        is_gateway: cfg.is_gateway,
-        vlan: cfg.vlan,
-        trunk: None,
-        preserve_default_vlan: cfg.preserve_default_vlan,
-        mac: None,
-        masq_backend: None,
-    }
-}
-
-/// Puts `gateway` (address with the container's prefix) on the bridge or the VLAN
-/// gateway interface. An address already there is fine; a different IPv4 address
-/// (or an IPv6 one in the same subnet) is an error unless `forceAddress`.
-fn ensure_address(
-    nl: &mut Netlink,
-    link: &Link,
-    gateway: IpNet,
-    force: bool,
-) -> Result<(), CniError> {
-    let v4 = gateway.addr().is_ipv4();
-    for existing in nl.list_addresses(Some(link.index))? {
-        if existing.address.addr().is_ipv4() != v4 {
-            continue;
-        }
-        if existing.address == gateway {
-            return Ok(());
-        }
-        if v4 || gateway.contains(&existing.address.addr()) {
-            if !force {
-                return Err(CniError::invalid_config(format!(
-                    "{:?} already has an IP address different from {gateway}",
-                    link.name
-                )));
-            }
-            nl.delete_address(link.index, existing.address)?;
-        }
-    }
-    match nl.add_address(link.index, gateway) {
-        Err(e) if !e.is_exists() => return Err(e.into()),
-        _ => {}
-    }
-    // Pin the MAC: a bridge's MAC otherwise follows its ports as they come and go.
-    let current = nl.require_link(&LinkId::Index(link.index))?;
-    if let Some(mac) = current
-        .mac
-        .as_deref()
-        .and_then(libcni::spec::mac::parse_mac)
-    {
-        if mac != [0; 6] {
-            nl.set_mac(link.index, mac)?;
-        }
-    }
-    Ok(())
-}
-
-fn enable_forwarding(v4: bool) {
-    let key = if v4 {
-        "net/ipv4/ip_forward"
-    } else {
-        "net/ipv6/conf/all/forwarding"
-    };
-    if libcni::host::sysctl::read(key)
-        .map(|v| v != "1")
-        .unwrap_or(true)
-    {
-        host_sysctl(key, "1");
-    }
-}
-
 /// Waits for the host veth to be operationally up (0, 50, 500, 1000, 1000 ms, as Go).
 fn wait_for_port(nl: &mut Netlink, name: &str) -> Result<Link, CniError> {
     let mut last = None;
@@ -500,48 +271,15 @@ impl Plugin for Bridge {
         if let Some(allocation) = &allocation {
             let ipam_result = &allocation.result;
             result.dns = ipam_result.dns.clone();
-            result.routes = ipam_result.routes.clone();
-            let mut gateways: Vec<IpNet> = Vec::new();
-            let mut default_route = [false, false]; // v4, v6
-            for ip in &ipam_result.ips {
-                let mut ip = ip.clone();
-                ip.interface = Some(CONTAINER_INDEX);
-                if ip.gateway.is_none() && cfg.is_gateway {
-                    let first = ip.address.network();
-                    ip.gateway = Some(match first {
-                        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) + 1).into()),
-                        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) + 1).into()),
-                    });
-                }
-                let family = usize::from(!ip.is_ipv4());
-                if cfg.keys().is_default_gateway && !default_route[family] {
-                    let zero: IpNet = if ip.is_ipv4() {
-                        "0.0.0.0/0".parse().unwrap()
-                    } else {
-                        "::/0".parse().unwrap()
-                    };
-                    if !result
-                        .routes
-                        .iter()
-                        .any(|r| r.dst == zero && r.gw.is_some())
-                    {
-                        result.routes.push(Route {
-                            dst: zero,
-                            gw: ip.gateway,
-                            ..Default::default()
-                        });
-                    }
-                    default_route[family] = true;
-                }
-                if cfg.is_gateway {
-                    if let Some(gw) = ip.gateway {
-                        gateways.push(
-                            IpNet::new(gw, ip.address.prefix_len()).expect("prefix of an address"),
-                        );
-                    }
-                }
-                result.ips.push(ip);
-            }
+            let plan = gateway::plan(
+                ipam_result,
+                CONTAINER_INDEX,
+                cfg.is_gateway,
+                cfg.keys().is_default_gateway,
+            );
+            result.ips = plan.ips;
+            result.routes = plan.routes;
+            let gateways = plan.gateways;
             configure_interface(
                 &netns,
                 &mut inside,
@@ -684,36 +422,6 @@ impl Plugin for Bridge {
         &["MAC", "IP"]
     }
 }
-
-/// Deletes `<bridge>.<vlan>` when no port but its own peer is left in the VLAN.
-fn remove_unused_vlan_gateway(cfg: &BridgeConfig) -> Result<(), CniError> {
-    let _guard = lock_vlan_gateway(&cfg.bridge)?;
-    let mut nl = Netlink::open()?;
-    let name = format!("{}.{}", cfg.bridge, cfg.vlan);
-    let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else {
-        return Ok(());
-    };
-    let Some(bridge) = nl.get_link(&LinkId::Name(cfg.bridge.clone()))? else {
-        return Ok(());
-    };
-    let links = nl.list_links()?;
-    let gateway_peer = gateway.parent;
-    let ports: Vec<u32> = links
-        .iter()
-        .filter(|l| l.controller == Some(bridge.index) && Some(l.index) != gateway_peer)
-        .map(|l| l.index)
-        .collect();
-    let in_use = nl
-        .bridge_vlan_dump()?
-        .iter()
-        .any(|(index, vlans)| ports.contains(index) && vlans.iter().any(|v| v.vid == cfg.vlan));
-    if !in_use {
-        nl.delete_link_if_present(&name)?;
-    }
-    Ok(())
-}
-
-mod check;
 
 /// The plugin's entry point, for its own binary and for the multi-call binary.
 pub fn run() -> ! {

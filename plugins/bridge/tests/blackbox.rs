@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use testkit::{go_plugin, plugin, sh, Call, Output, Sandbox};
+use testkit::{go_plugin, ping, plugin, sh, with_prev, Call, Output, Sandbox};
 
 fn ours() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bridge"))
@@ -17,25 +17,10 @@ fn call(bin: &Path, command: &str, cid: &str, netns: &str, conf: &Value) -> Outp
         .run(bin)
 }
 
-/// The config with `prevResult` set, for CHECK and DEL.
-fn with_prev(conf: &Value, prev: &Value) -> Value {
-    let mut c = conf.clone();
-    c["prevResult"] = prev.clone();
-    c
-}
-
 fn l3(bridge: &str, subnet: &str, data_dir: &Path) -> Value {
     json!({"cniVersion": "1.0.0", "name": "l3net", "type": "bridge", "bridge": bridge,
            "isDefaultGateway": true,
            "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir}})
-}
-
-fn ping(netns: &str, target: &str) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "ping", "-c", "1", "-W", "1", target])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 fn nft_ruleset() -> String {
@@ -74,7 +59,7 @@ fn the_seed_attachment_works_as_written_and_del_removes_it() {
         .env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:42")
         .config(&conf)
         .run(&cnv)
-        .ok();
+        .expect_success();
     assert_eq!(result["cniVersion"], "0.3.1");
     let ifaces = result["interfaces"].as_array().unwrap();
     assert_eq!(ifaces.len(), 3);
@@ -116,16 +101,16 @@ fn the_seed_attachment_works_as_written_and_del_removes_it() {
     Call::attach("CHECK", "cid1", &c1, "eth0")
         .config(&conf04)
         .run(&cnv)
-        .ok();
+        .expect_success();
 
     Call::attach("DEL", "cid1", &c1, "eth0")
         .config(&conf)
         .run(&cnv)
-        .ok();
+        .expect_success();
     Call::attach("DEL", "cid1", &c1, "eth0")
         .config(&conf)
         .run(&cnv)
-        .ok();
+        .expect_success();
     let after = sb.snapshot();
     assert!(!after.nft.contains("cni-br-iface"), "{}", after.nft);
     assert_eq!(
@@ -145,8 +130,8 @@ fn two_namespaces_on_one_bridge_reach_each_other_and_the_gateway() {
     };
     let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
     let conf = l3("br0", "10.40.0.0/24", &sb.scratch);
-    let r1 = call(&ours(), "ADD", "a1", &c1, &conf).ok();
-    let r2 = call(&ours(), "ADD", "a2", &c2, &conf).ok();
+    let r1 = call(&ours(), "ADD", "a1", &c1, &conf).expect_success();
+    let r2 = call(&ours(), "ADD", "a2", &c2, &conf).expect_success();
     assert_eq!(
         r1["ips"][0],
         json!({"interface": 2, "address": "10.40.0.2/24", "gateway": "10.40.0.1"})
@@ -161,8 +146,8 @@ fn two_namespaces_on_one_bridge_reach_each_other_and_the_gateway() {
     assert_eq!(sh(&["cat", "/proc/sys/net/ipv4/ip_forward"]).trim(), "1");
     assert!(ping("c1", "10.40.0.3"), "c1 cannot reach c2");
     assert!(ping("c2", "10.40.0.1"), "c2 cannot reach the gateway");
-    call(&ours(), "CHECK", "a1", &c1, &with_prev(&conf, &r1)).ok();
-    call(&ours(), "DEL", "a1", &c1, &with_prev(&conf, &r1)).ok();
+    call(&ours(), "CHECK", "a1", &c1, &with_prev(&conf, &r1)).expect_success();
+    call(&ours(), "DEL", "a1", &c1, &with_prev(&conf, &r1)).expect_success();
     assert!(!ping("c2", "10.40.0.2"));
     assert!(!links_in("c1").contains(&"eth0".to_string()));
 }
@@ -175,8 +160,8 @@ fn ipv6_and_dual_stack() {
     let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
     let mut conf = l3("br6", "10.41.0.0/24", &sb.scratch);
     conf["ipam"]["ranges"] = json!([[{"subnet": "10.41.0.0/24"}], [{"subnet": "fd00:41::/64"}]]);
-    let r1 = call(&ours(), "ADD", "d1", &c1, &conf).ok();
-    call(&ours(), "ADD", "d2", &c2, &conf).ok();
+    let r1 = call(&ours(), "ADD", "d1", &c1, &conf).expect_success();
+    call(&ours(), "ADD", "d2", &c2, &conf).expect_success();
     assert_eq!(r1["ips"][1]["address"], "fd00:41::2/64");
     assert_eq!(
         r1["routes"],
@@ -198,7 +183,7 @@ fn masquerade_rules_in_both_backends_are_removed_by_del() {
         let mut conf = l3("brm", "10.42.0.0/24", &sb.scratch);
         conf["ipMasq"] = json!(true);
         conf["ipMasqBackend"] = json!(backend);
-        let r = call(&ours(), "ADD", "m1", &c1, &conf).ok();
+        let r = call(&ours(), "ADD", "m1", &c1, &conf).expect_success();
         let address = r["ips"][0]["address"]
             .as_str()
             .unwrap()
@@ -225,7 +210,7 @@ fn masquerade_rules_in_both_backends_are_removed_by_del() {
         }
         // The netns goes first, as when a pod is force-deleted: DEL still cleans up.
         sh(&["ip", "netns", "del", "c1"]);
-        call(&ours(), "DEL", "m1", &c1, &conf).ok();
+        call(&ours(), "DEL", "m1", &c1, &conf).expect_success();
         assert!(!nft_ruleset().contains("id: m1"));
         assert!(!sh(&["iptables", "-t", "nat", "-S"]).contains("MASQUERADE"));
         sb.netns("c1");
@@ -241,11 +226,11 @@ fn hairpin_and_port_isolation() {
     let mut isolated = l3("bri", "10.43.0.0/24", &sb.scratch);
     isolated["portIsolation"] = json!(true);
     isolated["hairpinMode"] = json!(true);
-    let r1 = call(&ours(), "ADD", "i1", &c1, &isolated).ok();
-    call(&ours(), "ADD", "i2", &c2, &isolated).ok();
+    let r1 = call(&ours(), "ADD", "i1", &c1, &isolated).expect_success();
+    call(&ours(), "ADD", "i2", &c2, &isolated).expect_success();
     let mut open = isolated.clone();
     open["portIsolation"] = json!(false);
-    call(&ours(), "ADD", "i3", &c3, &open).ok();
+    call(&ours(), "ADD", "i3", &c3, &open).expect_success();
     let port = r1["interfaces"][1]["name"].as_str().unwrap();
     let details: Value =
         serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", port])).unwrap();
@@ -259,7 +244,7 @@ fn hairpin_and_port_isolation() {
         ping("c1", "10.43.0.4"),
         "an isolated port cannot reach a normal one"
     );
-    call(&ours(), "CHECK", "i1", &c1, &with_prev(&isolated, &r1)).ok();
+    call(&ours(), "CHECK", "i1", &c1, &with_prev(&isolated, &r1)).expect_success();
     call(&ours(), "CHECK", "i1", &c1, &with_prev(&open, &r1)).error(999);
 }
 
@@ -271,8 +256,8 @@ fn macspoofchk_drops_a_forged_source_mac_and_passes_the_real_one() {
     let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
     let mut conf = l3("brs", "10.44.0.0/24", &sb.scratch);
     conf["macspoofchk"] = json!(true);
-    let r1 = call(&ours(), "ADD", "s1", &c1, &conf).ok();
-    call(&ours(), "ADD", "s2", &c2, &conf).ok();
+    let r1 = call(&ours(), "ADD", "s1", &c1, &conf).expect_success();
+    call(&ours(), "ADD", "s2", &c2, &conf).expect_success();
     assert!(ping("c1", "10.44.0.3"), "the real MAC must pass");
     sh(&[
         "ip",
@@ -306,26 +291,26 @@ fn every_del_path_succeeds_and_cleans_host_state() {
     let mut conf = l3("brd", "10.45.0.0/24", &sb.scratch);
     conf["macspoofchk"] = json!(true);
     // Netns deleted before DEL: rules and the allocation still go.
-    call(&ours(), "ADD", "x1", &c1, &conf).ok();
+    call(&ours(), "ADD", "x1", &c1, &conf).expect_success();
     sh(&["ip", "netns", "del", "c1"]);
-    call(&ours(), "DEL", "x1", &c1, &conf).ok();
+    call(&ours(), "DEL", "x1", &c1, &conf).expect_success();
     assert!(!nft_ruleset().contains("cni-br-iface-x1"));
     // Empty CNI_NETNS, no prevResult, twice.
     let c1 = sb.netns("c1");
-    call(&ours(), "ADD", "x2", &c1, &conf).ok();
+    call(&ours(), "ADD", "x2", &c1, &conf).expect_success();
     for _ in 0..2 {
         Call::attach("DEL", "x2", "", "eth0")
             .unset("CNI_NETNS")
             .config(&conf)
             .run(&ours())
-            .ok();
+            .expect_success();
     }
     assert!(!nft_ruleset().contains("cni-br-iface-x2"));
     // Interface already gone (the DEL without a netns above left x2's eth0 in c1).
     let c3 = sb.netns("c3");
-    call(&ours(), "ADD", "x3", &c3, &conf).ok();
+    call(&ours(), "ADD", "x3", &c3, &conf).expect_success();
     sh(&["ip", "-n", "c3", "link", "del", "eth0"]);
-    call(&ours(), "DEL", "x3", &c3, &conf).ok();
+    call(&ours(), "DEL", "x3", &c3, &conf).expect_success();
     sh(&["ip", "-n", "c1", "link", "del", "eth0"]);
     let left: Vec<_> = testkit::Sandbox::files(&sb.scratch.join("l3net"))
         .into_keys()
@@ -351,7 +336,7 @@ fn a_failed_add_leaves_nothing_behind() {
     let mut conf = l3("brr", "10.46.0.0/30", &sb.scratch);
     conf["macspoofchk"] = json!(true);
     conf["ipMasq"] = json!(true);
-    call(&ours(), "ADD", "r1", &c1, &conf).ok();
+    call(&ours(), "ADD", "r1", &c1, &conf).expect_success();
     let c2 = sb.netns("c2");
     let before = sb.snapshot();
     call(&ours(), "ADD", "r2", &c2, &conf).error(11);
@@ -394,8 +379,8 @@ fn gc_removes_the_rules_of_attachments_that_are_gone() {
     conf["macspoofchk"] = json!(true);
     conf["ipMasq"] = json!(true);
     conf["ipMasqBackend"] = json!("nftables");
-    call(&ours(), "ADD", "keep", &c1, &conf).ok();
-    call(&ours(), "ADD", "leak", &c2, &conf).ok();
+    call(&ours(), "ADD", "keep", &c1, &conf).expect_success();
+    call(&ours(), "ADD", "leak", &c2, &conf).expect_success();
     sh(&["ip", "netns", "del", "c2"]);
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
@@ -403,7 +388,7 @@ fn gc_removes_the_rules_of_attachments_that_are_gone() {
         .env("CNI_PATH", &testkit::bin_dir().display().to_string())
         .config(&gc)
         .run(&ours())
-        .ok();
+        .expect_success();
     let rules = nft_ruleset();
     assert!(
         rules.contains("cni-br-iface-keep-eth0") && rules.contains("id: keep"),
@@ -441,7 +426,7 @@ fn fifty_parallel_adds_on_one_new_bridge() {
         .collect();
     let mut addresses = std::collections::BTreeSet::new();
     for h in handles {
-        let r = h.join().unwrap().ok();
+        let r = h.join().unwrap().expect_success();
         addresses.insert(r["ips"][0]["address"].as_str().unwrap().to_string());
     }
     assert_eq!(addresses.len(), 50);
@@ -467,13 +452,13 @@ fn interop_go_host_local_as_ipam_and_spoofcheck_cleanup_both_ways() {
         .env("CNI_PATH", "/usr/lib/cni")
         .config(&conf)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert_eq!(r["ips"][0]["address"], "10.49.0.2/24");
     Call::attach("DEL", "g1", &c1, "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
         .config(&conf)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert!(!sb.scratch.join("l3net/10.49.0.2").exists());
     // macspoofchk made by the Go bridge, removed by our DEL, and the other way round.
     let l2 = json!({"cniVersion": "0.3.1", "name": "l2", "type": "bridge", "bridge": "brx", "macspoofchk": true});
@@ -481,22 +466,22 @@ fn interop_go_host_local_as_ipam_and_spoofcheck_cleanup_both_ways() {
         .env("CNI_PATH", "/usr/lib/cni")
         .config(&l2)
         .run(&go_bridge)
-        .ok();
+        .expect_success();
     assert!(nft_ruleset().contains("macspoofchk-go1-eth0"));
     Call::attach("DEL", "go1", &c1, "eth0")
         .config(&l2)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert!(!nft_ruleset().contains("go1"), "{}", nft_ruleset());
     Call::attach("ADD", "rs1", &c1, "eth0")
         .config(&l2)
         .run(&ours())
-        .ok();
+        .expect_success();
     Call::attach("DEL", "rs1", &c1, "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
         .config(&l2)
         .run(&go_bridge)
-        .ok();
+        .expect_success();
     assert!(!nft_ruleset().contains("rs1"), "{}", nft_ruleset());
 }
 
@@ -515,13 +500,13 @@ fn chained_with_go_tuning_and_portmap() {
     };
     let c1 = sb.netns("c1");
     let conf = l3("brc", "10.50.0.0/24", &sb.scratch);
-    let r = call(&ours(), "ADD", "ch1", &c1, &conf).ok();
+    let r = call(&ours(), "ADD", "ch1", &c1, &conf).expect_success();
     let tune = json!({"cniVersion": "1.0.0", "name": "l3net", "type": "tuning", "mtu": 1400, "prevResult": r});
     let r = Call::attach("ADD", "ch1", &c1, "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
         .config(&tune)
         .run(&tuning)
-        .ok();
+        .expect_success();
     assert!(sh(&["ip", "-n", "c1", "link", "show", "eth0"]).contains("mtu 1400"));
     let pm = json!({"cniVersion": "1.0.0", "name": "l3net", "type": "portmap", "backend": "nftables",
                     "capabilities": {"portMappings": true},
@@ -531,15 +516,15 @@ fn chained_with_go_tuning_and_portmap() {
         .env("CNI_PATH", "/usr/lib/cni")
         .config(&pm)
         .run(&portmap)
-        .ok();
+        .expect_success();
     assert_eq!(r["ips"][0]["address"], "10.50.0.2/24");
     for (bin, c) in [(&portmap, &pm), (&tuning, &tune)] {
         Call::attach("DEL", "ch1", &c1, "eth0")
             .env("CNI_PATH", "/usr/lib/cni")
             .config(&with_prev(c, &r))
             .run(bin)
-            .ok();
+            .expect_success();
     }
-    call(&ours(), "CHECK", "ch1", &c1, &with_prev(&conf, &r)).ok();
-    call(&ours(), "DEL", "ch1", &c1, &with_prev(&conf, &r)).ok();
+    call(&ours(), "CHECK", "ch1", &c1, &with_prev(&conf, &r)).expect_success();
+    call(&ours(), "DEL", "ch1", &c1, &with_prev(&conf, &r)).expect_success();
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use testkit::{plugin, require_kernel, sh, Call, KernelFeature, Sandbox};
+use testkit::{ping, plugin, require_kernel, sh, Call, KernelFeature, Sandbox};
 
 fn ours() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bridge"))
@@ -25,14 +25,7 @@ fn add(cid: &str, netns: &str, conf: &Value) -> Value {
     Call::attach("ADD", cid, netns, "eth0")
         .config(conf)
         .run(&ours())
-        .ok()
-}
-
-fn ping(netns: &str, target: &str) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "ping", "-c", "1", "-W", "1", target])
-        .output()
-        .is_ok_and(|o| o.status.success())
+        .expect_success()
 }
 
 /// `bridge vlan show` of one port, as (vid, pvid, untagged).
@@ -92,7 +85,7 @@ fn pods_on_one_vlan_reach_each_other_and_not_another_vlan() {
     Call::attach("CHECK", "a", &a, "eth0")
         .config(&check)
         .run(&ours())
-        .ok();
+        .expect_success();
     // CHECK notices a port moved out of its VLAN.
     sh(&["bridge", "vlan", "del", "dev", port, "vid", "100"]);
     Call::attach("CHECK", "a", &a, "eth0")
@@ -117,7 +110,7 @@ fn cnv_bridge_keeps_the_default_vlan_and_bridge_drops_it() {
     let r = Call::attach("ADD", "seed", &a, "eth0")
         .config(&seed)
         .run(&cnv)
-        .ok();
+        .expect_success();
     let port = r["interfaces"][1]["name"].as_str().unwrap();
     let vlans = port_vlans(port);
     assert!(vlans.contains(&(1223, true, true)), "{vlans:?}");
@@ -129,7 +122,7 @@ fn cnv_bridge_keeps_the_default_vlan_and_bridge_drops_it() {
     let r = Call::attach("ADD", "plain", &b, "eth0")
         .config(&seed)
         .run(&ours())
-        .ok();
+        .expect_success();
     let vlans = port_vlans(r["interfaces"][1]["name"].as_str().unwrap());
     assert_eq!(
         vlans,
@@ -243,7 +236,7 @@ fn the_vlan_gateway_interface_goes_with_its_last_user() {
     Call::attach("DEL", "a", &a, "eth0")
         .config(&gw)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert!(
         sh(&["ip", "-br", "link"]).contains("brg.50"),
         "still used by b"
@@ -251,7 +244,7 @@ fn the_vlan_gateway_interface_goes_with_its_last_user() {
     Call::attach("DEL", "b", &b, "eth0")
         .config(&gw)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert!(
         !sh(&["ip", "-br", "link"]).contains("brg.50"),
         "removed with its last user (Go leaks it)"

@@ -111,6 +111,7 @@ impl Store {
             last_reserved_indices: Default::default(),
         };
         let _ = store.index.remove(TMP_ADDRESS);
+        store.index.remove_leftover_of(STATE_FILE);
         match store.fresh_index_state() {
             Some(indices) => store.last_reserved_indices = indices,
             None => store.rebuild_index()?,

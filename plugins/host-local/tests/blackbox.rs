@@ -42,7 +42,7 @@ fn allocates_in_order_skipping_the_gateway_and_writes_the_go_files() {
         &dir,
         json!([[{"subnet": "10.5.0.0/24"}], [{"subnet": "fd00:5::/64"}]]),
     );
-    let result = call(&ours(), "ADD", "cid-a", "eth0", &conf).ok();
+    let result = call(&ours(), "ADD", "cid-a", "eth0", &conf).expect_success();
     assert_eq!(result["ips"][0]["address"], "10.5.0.2/24");
     assert_eq!(result["ips"][0]["gateway"], "10.5.0.1");
     assert_eq!(result["ips"][1]["address"], "fd00:5::2/64");
@@ -51,7 +51,7 @@ fn allocates_in_order_skipping_the_gateway_and_writes_the_go_files() {
         result["routes"][1],
         json!({"dst": "192.168.0.0/16", "gw": "10.5.0.254"})
     );
-    let second = call(&ours(), "ADD", "cid-b", "eth0", &conf).ok();
+    let second = call(&ours(), "ADD", "cid-b", "eth0", &conf).expect_success();
     assert_eq!(second["ips"][0]["address"], "10.5.0.3/24");
 
     let net = dir.join("hl-net");
@@ -87,8 +87,8 @@ fn allocates_in_order_skipping_the_gateway_and_writes_the_go_files() {
         "{msg}"
     );
 
-    call(&ours(), "CHECK", "cid-a", "eth0", &conf).ok();
-    call(&ours(), "DEL", "cid-a", "eth0", &conf).ok();
+    call(&ours(), "CHECK", "cid-a", "eth0", &conf).expect_success();
+    call(&ours(), "DEL", "cid-a", "eth0", &conf).expect_success();
     let msg = call(&ours(), "CHECK", "cid-a", "eth0", &conf).error(7);
     assert!(
         msg.contains("Failed to find address added by container cid-a"),
@@ -109,7 +109,7 @@ fn requested_addresses_and_their_errors() {
         .env("CNI_ARGS", "IP=10.6.0.77")
         .config(&conf)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert_eq!(r["ips"][0]["address"], "10.6.0.77/24");
     let msg = Call::attach("ADD", "r2", "/x", "eth0")
         .env("CNI_ARGS", "IP=10.6.0.77")
@@ -154,7 +154,7 @@ fn an_exhausted_range_says_so_and_takes_nothing() {
         &dir,
         json!([[{"subnet": "10.8.0.0/30"}], [{"subnet": "10.9.0.0/24"}]]),
     );
-    call(&ours(), "ADD", "f1", "eth0", &conf).ok();
+    call(&ours(), "ADD", "f1", "eth0", &conf).expect_success();
     let msg = call(&ours(), "ADD", "f2", "eth0", &conf).error(11);
     assert!(
         msg.contains("failed to allocate for range 0")
@@ -173,10 +173,10 @@ fn an_exhausted_range_says_so_and_takes_nothing() {
 fn legacy_files_are_read_and_released() {
     let dir = tempdir("hl-legacy");
     let conf = config(&dir, json!([[{"subnet": "10.10.0.0/24"}]]));
-    call(&ours(), "ADD", "x", "eth0", &conf).ok();
+    call(&ours(), "ADD", "x", "eth0", &conf).expect_success();
     std::fs::write(dir.join("hl-net/10.10.0.50"), "old-cid").unwrap();
-    call(&ours(), "CHECK", "old-cid", "eth0", &conf).ok();
-    call(&ours(), "DEL", "old-cid", "eth0", &conf).ok();
+    call(&ours(), "CHECK", "old-cid", "eth0", &conf).expect_success();
+    call(&ours(), "DEL", "old-cid", "eth0", &conf).expect_success();
     assert!(!dir.join("hl-net/10.10.0.50").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -187,7 +187,7 @@ fn gc_releases_what_is_not_in_the_valid_list() {
     let mut conf = config(&dir, json!([[{"subnet": "10.11.0.0/24"}]]));
     conf["cniVersion"] = json!("1.1.0");
     for cid in ["keep1", "keep2", "leak1", "leak2"] {
-        call(&ours(), "ADD", cid, "eth0", &conf).ok();
+        call(&ours(), "ADD", cid, "eth0", &conf).expect_success();
     }
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep1", "ifname": "eth0"}]);
@@ -196,10 +196,10 @@ fn gc_releases_what_is_not_in_the_valid_list() {
         .env("CNI_PATH", "/x")
         .config(&gc)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert_eq!(address_files(&dir.join("hl-net")).len(), 2);
-    call(&ours(), "CHECK", "keep1", "eth0", &conf).ok();
-    call(&ours(), "CHECK", "keep2", "eth0", &conf).ok();
+    call(&ours(), "CHECK", "keep1", "eth0", &conf).expect_success();
+    call(&ours(), "CHECK", "keep2", "eth0", &conf).expect_success();
     call(&ours(), "CHECK", "leak1", "eth0", &conf).error(7);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -214,7 +214,10 @@ fn status_is_50_when_the_data_directory_is_unusable() {
     let msg = Call::new("STATUS").config(&conf).run(&ours()).error(50);
     assert!(msg.contains("not-a-dir"), "{msg}");
     conf["ipam"]["dataDir"] = json!(dir.join("fine"));
-    Call::new("STATUS").config(&conf).run(&ours()).ok();
+    Call::new("STATUS")
+        .config(&conf)
+        .run(&ours())
+        .expect_success();
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -240,7 +243,7 @@ fn a_hundred_parallel_adds_get_a_hundred_distinct_addresses() {
         .map(|i| {
             let conf = conf.clone();
             std::thread::spawn(move || {
-                let r = call(&ours(), "ADD", &format!("p{i}"), "eth0", &conf).ok();
+                let r = call(&ours(), "ADD", &format!("p{i}"), "eth0", &conf).expect_success();
                 r["ips"][0]["address"].as_str().unwrap().to_string()
             })
         })
@@ -266,7 +269,7 @@ fn interop_with_the_go_plugin_on_one_data_directory() {
     let mut seen = BTreeSet::new();
     for i in 0..20 {
         let bin = if i % 2 == 0 { ours() } else { go.clone() };
-        let r = call(&bin, "ADD", &format!("i{i}"), "eth0", &conf).ok();
+        let r = call(&bin, "ADD", &format!("i{i}"), "eth0", &conf).expect_success();
         let address = r["ips"][0]["address"].as_str().unwrap().to_string();
         assert!(
             seen.insert(address.clone()),
@@ -276,7 +279,7 @@ fn interop_with_the_go_plugin_on_one_data_directory() {
     // Each releases the other's allocations.
     for i in 0..20 {
         let bin = if i % 2 == 0 { go.clone() } else { ours() };
-        call(&bin, "DEL", &format!("i{i}"), "eth0", &conf).ok();
+        call(&bin, "DEL", &format!("i{i}"), "eth0", &conf).expect_success();
     }
     assert!(
         address_files(&dir.join("hl-net")).is_empty(),
@@ -284,10 +287,10 @@ fn interop_with_the_go_plugin_on_one_data_directory() {
         address_files(&dir.join("hl-net"))
     );
     // Duplicate detection sees the other's allocation.
-    call(&go, "ADD", "dup", "eth0", &conf).ok();
+    call(&go, "ADD", "dup", "eth0", &conf).expect_success();
     let msg = call(&ours(), "ADD", "dup", "eth0", &conf).error(7);
     assert!(msg.contains("duplicate allocation is not allowed"), "{msg}");
-    call(&ours(), "CHECK", "dup", "eth0", &conf).ok();
+    call(&ours(), "CHECK", "dup", "eth0", &conf).expect_success();
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -314,17 +317,17 @@ fn add_and_del_do_not_grow_with_the_number_of_allocations() {
     }
     std::fs::write(net.join("last_reserved_ip.0"), "10.16.139.15").unwrap();
     for conf in [&empty, &full] {
-        call(&ours(), "ADD", "warm", "eth0", conf).ok(); // the full one indexes here, once
+        call(&ours(), "ADD", "warm", "eth0", conf).expect_success(); // the full one indexes here, once
     }
     let mut samples: [[Vec<Duration>; 2]; 2] = Default::default(); // [network][add, del]
     for i in 0..30 {
         for (n, conf) in [&empty, &full].into_iter().enumerate() {
             let cid = format!("s{i}");
             let t = Instant::now();
-            call(&ours(), "ADD", &cid, "eth0", conf).ok();
+            call(&ours(), "ADD", &cid, "eth0", conf).expect_success();
             samples[n][0].push(t.elapsed());
             let t = Instant::now();
-            call(&ours(), "DEL", &cid, "eth0", conf).ok();
+            call(&ours(), "DEL", &cid, "eth0", conf).expect_success();
             samples[n][1].push(t.elapsed());
         }
     }

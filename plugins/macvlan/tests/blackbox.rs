@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use testkit::{plugin, sh, Call, Output, Sandbox};
+use testkit::{ping, plugin, sh, with_prev, Call, Output, Sandbox};
 
 fn ours() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_macvlan"))
@@ -31,19 +31,6 @@ fn call(command: &str, cid: &str, netns: &str, conf: &Value) -> Output {
         .run(&ours())
 }
 
-fn ping(netns: &str, target: &str) -> bool {
-    std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "ping", "-c", "1", "-W", "1", target])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn with_prev(conf: &Value, prev: &Value) -> Value {
-    let mut c = conf.clone();
-    c["prevResult"] = prev.clone();
-    c
-}
-
 #[test]
 fn bridge_mode_children_reach_each_other_and_private_ones_do_not() {
     let Some(sb) = Sandbox::new("macvlan_modes") else {
@@ -52,8 +39,8 @@ fn bridge_mode_children_reach_each_other_and_private_ones_do_not() {
     master("up0");
     let (a, b) = (sb.netns("a"), sb.netns("b"));
     let bridge = conf(&sb, json!({}));
-    let ra = call("ADD", "a", &a, &bridge).ok();
-    call("ADD", "b", &b, &bridge).ok();
+    let ra = call("ADD", "a", &a, &bridge).expect_success();
+    call("ADD", "b", &b, &bridge).expect_success();
     assert_eq!(ra["interfaces"].as_array().unwrap().len(), 1);
     assert_eq!(ra["interfaces"][0]["name"], "net1");
     assert_eq!(ra["interfaces"][0]["sandbox"], a.as_str());
@@ -69,12 +56,12 @@ fn bridge_mode_children_reach_each_other_and_private_ones_do_not() {
         ping("a", "10.80.0.3"),
         "bridge mode: siblings reach each other"
     );
-    call("DEL", "a", &a, &bridge).ok();
-    call("DEL", "b", &b, &bridge).ok();
+    call("DEL", "a", &a, &bridge).expect_success();
+    call("DEL", "b", &b, &bridge).expect_success();
 
     let private = conf(&sb, json!({"mode": "private"}));
-    call("ADD", "a", &a, &private).ok();
-    call("ADD", "b", &b, &private).ok();
+    call("ADD", "a", &a, &private).expect_success();
+    call("ADD", "b", &b, &private).expect_success();
     assert!(
         !ping("a", "10.80.0.3"),
         "private mode: siblings must not reach each other"
@@ -83,7 +70,10 @@ fn bridge_mode_children_reach_each_other_and_private_ones_do_not() {
         "CHECK",
         "a",
         &a,
-        &with_prev(&private, &call("ADD", "c", &sb.netns("c"), &private).ok()),
+        &with_prev(
+            &private,
+            &call("ADD", "c", &sb.netns("c"), &private).expect_success(),
+        ),
     )
     .error(999);
 }
@@ -96,34 +86,34 @@ fn mac_precedence_mtu_bounds_and_modes() {
     master("up0");
     let a = sb.netns("a");
     let mut c = conf(&sb, json!({"mac": "02:00:00:00:00:01", "mtu": 1400}));
-    let r = call("ADD", "m1", &a, &c).ok();
+    let r = call("ADD", "m1", &a, &c).expect_success();
     assert_eq!(r["interfaces"][0]["mac"], "02:00:00:00:00:01");
     assert!(sh(&["ip", "-n", "a", "link", "show", "net1"]).contains("mtu 1400"));
-    call("DEL", "m1", &a, &c).ok();
+    call("DEL", "m1", &a, &c).expect_success();
     let r = Call::attach("ADD", "m2", &a, "net1")
         .env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:02")
         .config(&c)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert_eq!(
         r["interfaces"][0]["mac"], "02:00:00:00:00:02",
         "CNI_ARGS beats the config"
     );
-    call("DEL", "m2", &a, &c).ok();
+    call("DEL", "m2", &a, &c).expect_success();
     c["runtimeConfig"] = json!({"mac": "02:00:00:00:00:03"});
     let r = Call::attach("ADD", "m3", &a, "net1")
         .env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:02")
         .config(&c)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert_eq!(
         r["interfaces"][0]["mac"], "02:00:00:00:00:03",
         "runtimeConfig beats CNI_ARGS"
     );
-    call("DEL", "m3", &a, &c).ok();
+    call("DEL", "m3", &a, &c).expect_success();
     let msg = call("ADD", "m4", &a, &conf(&sb, json!({"mtu": 9000}))).error(7);
     assert_eq!(msg, "invalid MTU 9000, must be [0, master MTU(1500)]");
-    let r = call("ADD", "m5", &a, &conf(&sb, json!({"mode": "source"}))).ok();
+    let r = call("ADD", "m5", &a, &conf(&sb, json!({"mode": "source"}))).expect_success();
     assert_eq!(
         r["interfaces"][0]["name"], "net1",
         "source mode (the Go plugin refuses it)"
@@ -144,13 +134,13 @@ fn check_detects_a_changed_mac_and_dns_comes_from_ipam_when_the_config_has_none(
     std::fs::write(&resolv, "nameserver 10.80.0.53\n").unwrap();
     let mut c = conf(&sb, json!({}));
     c["ipam"]["resolvConf"] = json!(resolv);
-    let r = call("ADD", "k1", &a, &c).ok();
+    let r = call("ADD", "k1", &a, &c).expect_success();
     assert_eq!(
         r["dns"]["nameservers"],
         json!(["10.80.0.53"]),
         "the IPAM DNS is kept (Go drops it)"
     );
-    call("CHECK", "k1", &a, &with_prev(&c, &r)).ok();
+    call("CHECK", "k1", &a, &with_prev(&c, &r)).expect_success();
     sh(&[
         "ip",
         "-n",
@@ -165,7 +155,7 @@ fn check_detects_a_changed_mac_and_dns_comes_from_ipam_when_the_config_has_none(
     assert!(msg.contains("MAC"), "{msg}");
     let mut with_dns = c.clone();
     with_dns["dns"] = json!({"nameservers": ["1.1.1.1"]});
-    let r = call("ADD", "k2", &sb.netns("b"), &with_dns).ok();
+    let r = call("ADD", "k2", &sb.netns("b"), &with_dns).expect_success();
     assert_eq!(
         r["dns"]["nameservers"],
         json!(["1.1.1.1"]),
@@ -181,16 +171,16 @@ fn del_succeeds_after_the_master_is_gone_and_in_every_idempotent_case() {
     master("up0");
     let a = sb.netns("a");
     let c = conf(&sb, json!({}));
-    call("ADD", "d1", &a, &c).ok();
+    call("ADD", "d1", &a, &c).expect_success();
     sh(&["ip", "link", "del", "up0"]);
-    call("DEL", "d1", &a, &c).ok();
-    call("DEL", "d1", &a, &c).ok();
+    call("DEL", "d1", &a, &c).expect_success();
+    call("DEL", "d1", &a, &c).expect_success();
     Call::attach("DEL", "d1", "", "net1")
         .unset("CNI_NETNS")
         .config(&c)
         .run(&ours())
-        .ok();
-    call("DEL", "d1", "/run/netns/gone", &c).ok();
+        .expect_success();
+    call("DEL", "d1", "/run/netns/gone", &c).expect_success();
     let files: Vec<_> = Sandbox::files(&sb.scratch.join("mvnet"))
         .into_keys()
         .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("10."))
@@ -208,7 +198,7 @@ fn a_failed_add_leaves_no_link_and_no_allocation() {
     let mut c = conf(&sb, json!({}));
     // Two range sets, the second exhausted by a first ADD: IPAM fails after the link exists.
     c["ipam"]["ranges"] = json!([[{"subnet": "10.80.0.0/24"}], [{"subnet": "10.81.0.0/30"}]]);
-    call("ADD", "first", &sb.netns("b"), &c).ok();
+    call("ADD", "first", &sb.netns("b"), &c).expect_success();
     let before = sb.snapshot();
     call("ADD", "second", &a, &c).error(11);
     assert_eq!(sb.snapshot(), before);
@@ -238,7 +228,7 @@ fn the_default_master_is_the_default_route_interface() {
     let a = sb.netns("a");
     let mut c = conf(&sb, json!({}));
     c.as_object_mut().unwrap().remove("master");
-    call("ADD", "dm", &a, &c).ok();
+    call("ADD", "dm", &a, &c).expect_success();
     let details: Value =
         serde_json::from_str(&sh(&["ip", "-j", "-d", "-n", "a", "link", "show", "net1"])).unwrap();
     let up0: Value = serde_json::from_str(&sh(&["ip", "-j", "link", "show", "up0"])).unwrap();
@@ -258,7 +248,7 @@ fn link_in_container_uses_a_master_inside_the_netns() {
     sh(&["ip", "-n", "a", "link", "set", "inner0p", "up"]);
     let c = conf(&sb, json!({"master": "inner0", "linkInContainer": true}));
     let host_links_before = sh(&["ip", "-o", "link", "show"]).lines().count();
-    let result = call("ADD", "a", &a, &c).ok();
+    let result = call("ADD", "a", &a, &c).expect_success();
     assert_eq!(result["ips"][0]["address"], "10.80.0.2/24");
     let details: Value =
         serde_json::from_str(&sh(&["ip", "-j", "-d", "-n", "a", "link", "show", "net1"])).unwrap();
@@ -272,8 +262,8 @@ fn link_in_container_uses_a_master_inside_the_netns() {
         host_links_before,
         "nothing is created in the host's netns"
     );
-    call("CHECK", "a", &a, &with_prev(&c, &result)).ok();
-    call("DEL", "a", &a, &c).ok();
+    call("CHECK", "a", &a, &with_prev(&c, &result)).expect_success();
+    call("DEL", "a", &a, &c).expect_success();
     assert!(
         !sh(&["ip", "-o", "-n", "a", "link", "show"]).contains("net1"),
         "DEL removes the macvlan"

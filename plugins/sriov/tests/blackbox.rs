@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-use testkit::{build_fake_sriov_sysfs, plugin, sh, Call, Netdevsim, Output, Sandbox};
+use testkit::{fake_vfs, plugin, sh, Call, Netdevsim, Output, Sandbox};
 
 const PF_PCI: &str = "0000:af:00.0";
 
@@ -31,18 +31,9 @@ fn rig(test: &str) -> Option<Rig> {
     let sb = Sandbox::new(test)?;
     let nsim = Netdevsim::new(test, "pf0", 4)?;
     let vfs: Vec<(String, String)> = (0..4).map(|n| (vf_pci(n), format!("vfnet{n}"))).collect();
+    let sysfs = sb.scratch.join("sys");
+    fake_vfs(&sysfs, PF_PCI, &nsim.pf, &vfs);
     for (n, (_, name)) in vfs.iter().enumerate() {
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("vfpeer{n}"),
-        ]);
         sh(&[
             "ip",
             "link",
@@ -52,12 +43,6 @@ fn rig(test: &str) -> Option<Rig> {
             &format!("02:00:00:00:0a:0{n}"),
         ]);
     }
-    let sysfs = sb.scratch.join("sys");
-    let entries: Vec<(&str, Option<&str>, &str)> = vfs
-        .iter()
-        .map(|(pci, name)| (pci.as_str(), Some(name.as_str()), "iavf"))
-        .collect();
-    build_fake_sriov_sysfs(&sysfs, PF_PCI, &nsim.pf, &entries).unwrap();
     Some(Rig { sb, nsim, sysfs })
 }
 
@@ -105,7 +90,7 @@ fn add_configures_the_vf_and_del_puts_everything_back() {
         json!({"vlan": 100, "vlanQoS": 3, "mac": "02:11:22:33:44:55", "spoofchk": "off", "trust": "on",
                           "link_state": "enable", "min_tx_rate": 10, "max_tx_rate": 100, "mtu": 1400}),
     );
-    let result = r.call("ADD", "c1", &a, &c).ok();
+    let result = r.call("ADD", "c1", &a, &c).expect_success();
     assert_eq!(result["interfaces"][0]["name"], "net1");
     assert_eq!(result["interfaces"][0]["mac"], "02:11:22:33:44:55");
     assert_eq!(result["interfaces"][0]["mtu"], 1400);
@@ -149,12 +134,12 @@ fn add_configures_the_vf_and_del_puts_everything_back() {
 
     let mut check = c.clone();
     check["prevResult"] = result;
-    r.call("CHECK", "c1", &a, &check).ok();
+    r.call("CHECK", "c1", &a, &check).expect_success();
     sh(&["ip", "link", "set", "pf0", "vf", "1", "vlan", "200"]);
     let msg = r.call("CHECK", "c1", &a, &check).error(999);
     assert!(msg.contains("vlan"), "{msg}");
 
-    r.call("DEL", "c1", &a, &c).ok();
+    r.call("DEL", "c1", &a, &c).expect_success();
     assert_eq!(r.vf_line(1), before_vf, "the PF-side VF settings are back");
     let back = sh(&["ip", "link", "show", "vfnet1"]);
     assert!(
@@ -163,7 +148,7 @@ fn add_configures_the_vf_and_del_puts_everything_back() {
     );
     assert!(!Path::new("/var/lib/cni/sriov/c1-net1").exists());
     assert!(!Path::new(&format!("/var/lib/cni/sriov/pci/{}", vf_pci(1))).exists());
-    r.call("DEL", "c1", &a, &c).ok();
+    r.call("DEL", "c1", &a, &c).expect_success();
 }
 
 #[test]
@@ -173,17 +158,17 @@ fn a_vf_in_use_is_refused_and_a_stale_record_does_not_block() {
     };
     let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
     let c = conf(0, json!({}));
-    r.call("ADD", "first", &a, &c).ok();
+    r.call("ADD", "first", &a, &c).expect_success();
     let msg = r.call("ADD", "second", &b, &c).error(999);
     assert!(msg.contains("already allocated"), "{msg}");
-    r.call("DEL", "first", &a, &c).ok();
+    r.call("DEL", "first", &a, &c).expect_success();
     // A record left by a pod whose netns is gone does not block.
     std::fs::write(
         format!("/var/lib/cni/sriov/pci/{}", vf_pci(0)),
         "/run/netns/long-gone",
     )
     .unwrap();
-    r.call("ADD", "third", &b, &c).ok();
+    r.call("ADD", "third", &b, &c).expect_success();
 }
 
 #[test]
@@ -203,7 +188,7 @@ fn dpdk_mode_allocates_addresses_but_moves_and_configures_no_netdev() {
     .unwrap();
     let a = r.sb.netns("a");
     let c = conf(2, json!({"vlan": 42, "mac": "02:00:00:00:00:99"}));
-    let result = r.call("ADD", "d1", &a, &c).ok();
+    let result = r.call("ADD", "d1", &a, &c).expect_success();
     assert_eq!(
         result["ips"][0]["address"], "10.95.0.5/24",
         "allocated and reported"
@@ -220,7 +205,7 @@ fn dpdk_mode_allocates_addresses_but_moves_and_configures_no_netdev() {
         cache["DPDKMode"], true,
         "the mode is kept for DEL (sriov-cni drops it)"
     );
-    r.call("DEL", "d1", &a, &c).ok();
+    r.call("DEL", "d1", &a, &c).expect_success();
     assert!(!r.vf_line(2).contains("vlan 42"));
 }
 
@@ -231,23 +216,23 @@ fn del_is_idempotent_and_survives_a_gone_netns() {
     };
     let a = r.sb.netns("a");
     let c = conf(3, json!({"vlan": 7}));
-    r.call("ADD", "x", &a, &c).ok();
+    r.call("ADD", "x", &a, &c).expect_success();
     sh(&["ip", "netns", "del", "a"]);
     // A veth stand-in dies with its netns (a real VF would come back to the host).
-    r.call("DEL", "x", &a, &c).ok();
+    r.call("DEL", "x", &a, &c).expect_success();
     assert!(
         !r.vf_line(3).contains("vlan 7"),
         "the PF side is restored anyway"
     );
-    r.call("DEL", "x", &a, &c).ok();
+    r.call("DEL", "x", &a, &c).expect_success();
     Call::attach("DEL", "x", "", "net1")
         .unset("CNI_NETNS")
         .env("SYSFS_ROOT", &r.sysfs.display().to_string())
         .config(&c)
         .run(&ours())
-        .ok();
+        .expect_success();
     r.call("DEL", "never", "/run/netns/none", &conf(0, json!({})))
-        .ok();
+        .expect_success();
 }
 
 #[test]
@@ -280,15 +265,15 @@ fn a_vf_named_like_a_container_interface_and_a_stale_altname() {
         "ip", "link", "property", "add", "dev", "vfnet0", "altname", "net1",
     ]);
     let c = conf(0, json!({}));
-    r.call("ADD", "n1", &a, &c).ok();
+    r.call("ADD", "n1", &a, &c).expect_success();
     assert!(sh(&["ip", "-n", "a", "-br", "link"]).contains("net1"));
-    r.call("DEL", "n1", &a, &c).ok();
+    r.call("DEL", "n1", &a, &c).expect_success();
     let back = sh(&["ip", "link", "show", "vfnet0"]);
     assert!(
         !back.contains("altname net1"),
         "no stale altname is left: {back}"
     );
-    r.call("ADD", "n2", &a, &c).ok();
+    r.call("ADD", "n2", &a, &c).expect_success();
 }
 
 /// SIGKILL at a point of ADD, then DEL: the VF, the host and the container are as
@@ -344,7 +329,7 @@ fn sigkill_mid_add_then_del_restores_everything() {
         );
         child.kill().unwrap();
         child.wait().unwrap();
-        r.call("DEL", "k1", &a, &c).ok();
+        r.call("DEL", "k1", &a, &c).expect_success();
         assert_eq!(
             (
                 r.vf_line(1),
@@ -365,9 +350,9 @@ fn gc_releases_the_vfs_of_attachments_that_are_gone() {
     };
     let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
     r.call("ADD", "keep", &a, &conf(0, json!({"vlan": 10})))
-        .ok();
+        .expect_success();
     r.call("ADD", "leak", &b, &conf(1, json!({"vlan": 11})))
-        .ok();
+        .expect_success();
     let mut gc = conf(0, json!({}));
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "net1"}]);
     Call::new("GC")
@@ -375,7 +360,7 @@ fn gc_releases_the_vfs_of_attachments_that_are_gone() {
         .env("SYSFS_ROOT", &r.sysfs.display().to_string())
         .config(&gc)
         .run(&ours())
-        .ok();
+        .expect_success();
     assert!(r.vf_line(0).contains("vlan 10"));
     assert!(!r.vf_line(1).contains("vlan 11"));
     assert!(
@@ -421,14 +406,14 @@ fn device_info_file_and_a_del_without_its_cache() {
     let info = r.sb.scratch.join("devinfo/net1.json");
     let mut c = conf(2, json!({"vlan": 55, "trust": "on"}));
     c["runtimeConfig"] = json!({"CNIDeviceInfoFile": info});
-    r.call("ADD", "di", &a, &c).ok();
+    r.call("ADD", "di", &a, &c).expect_success();
     let written: Value = serde_json::from_slice(&std::fs::read(&info).unwrap()).unwrap();
     assert_eq!(
         written,
         json!({"type": "pci", "version": "1.1.0", "pci": {"pci-address": vf_pci(2), "pf-pci-address": PF_PCI}})
     );
     std::fs::remove_file("/var/lib/cni/sriov/di-net1").unwrap();
-    r.call("DEL", "di", &a, &c).ok();
+    r.call("DEL", "di", &a, &c).expect_success();
     let vf = r.vf_line(2);
     assert!(
         !vf.contains("vlan 55") && vf.contains("trust off"),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
-use testkit::{plugin, require_kernel, sh, Call, KernelFeature, Output, Sandbox};
+use testkit::{ping, plugin, require_kernel, sh, Call, KernelFeature, Output, Sandbox};
 
 fn ours() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vlan"))
@@ -91,18 +91,15 @@ fn a_pod_on_vlan_100_reaches_a_vlan_100_peer_and_not_vlan_200() {
     }
     let a = sb.netns("a");
     let c = conf(&sb, 100, true);
-    let r = call("ADD", "v1", &a, &c).ok();
+    let r = call("ADD", "v1", &a, &c).expect_success();
     assert_eq!(r["ips"][0]["interface"], 0);
     let details: Value =
         serde_json::from_str(&sh(&["ip", "-j", "-d", "-n", "a", "link", "show", "net1"])).unwrap();
     assert_eq!(details[0]["linkinfo"]["info_data"]["id"], 100);
-    let ping = |target: &str| {
-        std::process::Command::new("ip")
-            .args(["netns", "exec", "a", "ping", "-c", "1", "-W", "1", target])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    assert!(ping("10.85.0.200"), "VLAN 100 reaches the VLAN 100 peer");
+    assert!(
+        ping("a", "10.85.0.200"),
+        "VLAN 100 reaches the VLAN 100 peer"
+    );
     sh(&[
         "ip",
         "-n",
@@ -113,11 +110,11 @@ fn a_pod_on_vlan_100_reaches_a_vlan_100_peer_and_not_vlan_200() {
         "dev",
         "net1",
     ]);
-    assert!(!ping("10.86.0.200"), "nor the VLAN 200 one");
+    assert!(!ping("a", "10.86.0.200"), "nor the VLAN 200 one");
     let mut check = c.clone();
     check["prevResult"] = r;
-    call("CHECK", "v1", &a, &check).ok();
-    call("DEL", "v1", &a, &c).ok();
+    call("CHECK", "v1", &a, &check).expect_success();
+    call("DEL", "v1", &a, &c).expect_success();
     assert!(!sh(&["ip", "-n", "a", "link"]).contains("net1"));
 }
 
@@ -133,15 +130,15 @@ fn layer2_works_and_del_survives_a_missing_master() {
     trunk(&sb);
     let a = sb.netns("a");
     let c = conf(&sb, 300, false);
-    let r = call("ADD", "l2", &a, &c).ok();
+    let r = call("ADD", "l2", &a, &c).expect_success();
     assert!(
         r.get("ips").is_none(),
         "layer 2: no addresses (the Go plugin needs IPAM)"
     );
     assert!(sh(&["ip", "-n", "a", "link", "show", "net1"]).contains("UP"));
     sh(&["ip", "link", "del", "trunk0"]);
-    call("DEL", "l2", &a, &c).ok();
-    call("DEL", "l2", &a, &c).ok();
+    call("DEL", "l2", &a, &c).expect_success();
+    call("DEL", "l2", &a, &c).expect_success();
 }
 
 #[test]
@@ -156,7 +153,7 @@ fn a_failed_add_removes_the_link_and_the_allocation() {
     trunk(&sb);
     let mut c = conf(&sb, 100, true);
     c["ipam"]["ranges"] = json!([[{"subnet": "10.85.0.0/24"}], [{"subnet": "10.87.0.0/30"}]]);
-    call("ADD", "first", &sb.netns("b"), &c).ok();
+    call("ADD", "first", &sb.netns("b"), &c).expect_success();
     // One VLAN ID per master: the second pod uses another one.
     c["vlanId"] = json!(101);
     let a = sb.netns("a");

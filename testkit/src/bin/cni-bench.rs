@@ -376,24 +376,7 @@ fn sriov_scenario(ours: &Path) -> Vec<Row> {
             )
         })
         .collect();
-    for (_, name) in &vfs {
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            name,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("{name}p"),
-        ]);
-    }
-    let entries: Vec<(&str, Option<&str>, &str)> = vfs
-        .iter()
-        .map(|(p, n)| (p.as_str(), Some(n.as_str()), "iavf"))
-        .collect();
-    testkit::build_fake_sriov_sysfs(&sysfs, "0000:af:00.0", &nsim.pf, &entries).unwrap();
+    testkit::fake_vfs(&sysfs, "0000:af:00.0", &nsim.pf, &vfs);
     sh(&["ip", "netns", "add", "s"]);
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
     let (mut sysfs_share, mut ipam_share, mut total) = (0u128, 0u128, 0u128);
