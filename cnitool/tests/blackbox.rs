@@ -315,23 +315,31 @@ fn the_result_cache_works_both_ways_with_the_go_libcni() {
     assert!(!sh(&["nft", "list", "ruleset"]).contains("macspoofchk"));
 }
 
+/// Runs scripts/demo.sh (in the test's sandbox) and returns what it printed; it
+/// must succeed.
+fn run_demo(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
+    let out = Command::new(script)
+        .args(args)
+        .env("CARGO_TERM_QUIET", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The README's main command, run as the test suite's own check.
 #[test]
 fn the_demo_runs_and_leaves_nothing_behind() {
     let Some(_sb) = Sandbox::new("demo") else {
         return;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
-    let out = Command::new(script)
-        .env("CARGO_TERM_QUIET", "true")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_demo(&[]);
     for line in [
         "10.12.23.3 answers",
         "dropped",
@@ -353,14 +361,7 @@ fn the_demo_uses_vlan_1223_where_the_kernel_can() {
     if !testkit::require_kernel(test, testkit::KernelFeature::BridgeVlanFiltering) {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/demo.sh");
-    let out = Command::new(script).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_demo(&[]);
     for line in [
         "both pods go on VLAN 1223",
         "\"vlan\": 1223",

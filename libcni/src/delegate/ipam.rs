@@ -270,28 +270,24 @@ mod tests {
             "echo '{\"code\":11,\"msg\":\"range is full\"}'; exit 1",
         );
         fake_plugin(&dir, "crashy-ipam", "echo 'panic: oops' >&2; exit 2");
-        let e = exec_plugin(
-            "bad-ipam",
-            Command::Add,
-            b"{}",
-            std::slice::from_ref(&dir),
-            SpecVersion::V1_0_0,
-        )
-        .unwrap_err();
+        let failure = |plugin: &str, command: Command| {
+            exec_plugin(
+                plugin,
+                command,
+                b"{}",
+                std::slice::from_ref(&dir),
+                SpecVersion::V1_0_0,
+            )
+            .unwrap_err()
+        };
+        let e = failure("bad-ipam", Command::Add);
         assert_eq!(e.code, ErrorCode::TryAgainLater);
         assert!(
             e.msg.contains("bad-ipam") && e.msg.contains("range is full"),
             "{}",
             e.msg
         );
-        let e = exec_plugin(
-            "crashy-ipam",
-            Command::Del,
-            b"{}",
-            std::slice::from_ref(&dir),
-            SpecVersion::V1_0_0,
-        )
-        .unwrap_err();
+        let e = failure("crashy-ipam", Command::Del);
         assert!(e.msg.contains("panic: oops"), "{}", e.msg);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -24,6 +24,26 @@ pub struct BridgeVlanEntry {
     pub untagged: bool,
 }
 
+impl BridgeVlanEntry {
+    /// An access VLAN: the port's PVID, sent untagged.
+    pub fn access(vid: u16) -> BridgeVlanEntry {
+        BridgeVlanEntry {
+            vid,
+            pvid: true,
+            untagged: true,
+        }
+    }
+
+    /// A trunk VLAN: tagged, not the PVID.
+    pub fn tagged(vid: u16) -> BridgeVlanEntry {
+        BridgeVlanEntry {
+            vid,
+            pvid: false,
+            untagged: false,
+        }
+    }
+}
+
 fn vlan_message(port: u32, vlan: BridgeVlanEntry, on_bridge_itself: bool) -> LinkMessage {
     let mut message = LinkMessage::default();
     message.header.interface_family = AddressFamily::Bridge;
@@ -168,16 +188,8 @@ mod tests {
     #[test]
     fn access_vlan_is_pvid_untagged_in_the_bridge_family() {
         let mut nl = Netlink::fake();
-        nl.bridge_vlan_add(
-            5,
-            BridgeVlanEntry {
-                vid: 1223,
-                pvid: true,
-                untagged: true,
-            },
-            false,
-        )
-        .unwrap();
+        nl.bridge_vlan_add(5, BridgeVlanEntry::access(1223), false)
+            .unwrap();
         let RouteNetlinkMessage::SetLink(m) = &nl.transport.sent[0].0 else {
             panic!()
         };

@@ -35,40 +35,16 @@ pub fn program_vlans(nl: &mut Netlink, cfg: &BridgeConfig, port: &Link) -> Resul
             .into()
     };
     if cfg.vlan != 0 {
-        nl.bridge_vlan_add(
-            port.index,
-            BridgeVlanEntry {
-                vid: cfg.vlan,
-                pvid: true,
-                untagged: true,
-            },
-            false,
-        )
-        .map_err(tag)?;
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(cfg.vlan), false)
+            .map_err(tag)?;
     }
     for vid in &trunk {
-        nl.bridge_vlan_add(
-            port.index,
-            BridgeVlanEntry {
-                vid: *vid,
-                pvid: false,
-                untagged: false,
-            },
-            false,
-        )
-        .map_err(tag)?;
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::tagged(*vid), false)
+            .map_err(tag)?;
     }
     if cfg.vlan == 0 && !trunk.is_empty() {
-        nl.bridge_vlan_add(
-            port.index,
-            BridgeVlanEntry {
-                vid: 1,
-                pvid: true,
-                untagged: true,
-            },
-            false,
-        )
-        .map_err(tag)?;
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1), false)
+            .map_err(tag)?;
     }
     Ok(())
 }
