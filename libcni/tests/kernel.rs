@@ -355,3 +355,90 @@ fn a_veth_pair_is_created_up_in_the_callers_netns() {
         .unwrap()
         .is_some());
 }
+
+/// The nf_tables client against the kernel: a macspoofchk-shaped transaction reads
+/// back through the client and prints, in `nft`, exactly as the Go plugin's rules.
+#[test]
+fn nftables_transactions_read_back_and_print_as_nft_writes_them() {
+    use libcni::netlink::nftables::{
+        BaseChain, Batch, ChainHook, ChainRef, Expr, Family, Nftables, Verdict,
+    };
+    let Some(_sb) = Sandbox::new("nftables_client") else {
+        return;
+    };
+    let chain = |name| ChainRef {
+        family: Family::Bridge,
+        table: "nat",
+        chain: name,
+    };
+    let mut nft = Nftables::open().unwrap();
+    assert_eq!(nft.rules(chain("PREROUTING")).unwrap(), None);
+    let mut jump = Expr::iifname_is("vethc02fdee7");
+    jump.push(Expr::Verdict(Verdict::Jump("cni-br-iface-c1-net1".into())));
+    let mut allow = Expr::ether_saddr_is([2, 0, 0, 0, 0, 0x42]);
+    allow.push(Expr::Verdict(Verdict::Return));
+    let comment = Some("macspoofchk-c1-net1");
+    let mut batch = Batch::new();
+    batch
+        .add_table(Family::Bridge, "nat", None)
+        .add_chain(
+            chain("PREROUTING"),
+            Some(&BaseChain {
+                kind: "filter",
+                hook: ChainHook::Prerouting,
+                priority: -300,
+            }),
+            None,
+        )
+        .add_chain(chain("cni-br-iface-c1-net1"), None, None)
+        .add_chain(chain("cni-br-iface-c1-net1-mac"), None, None)
+        .add_rule(chain("PREROUTING"), &jump, comment)
+        .add_rule(
+            chain("cni-br-iface-c1-net1"),
+            &[Expr::Verdict(Verdict::Jump(
+                "cni-br-iface-c1-net1-mac".into(),
+            ))],
+            comment,
+        )
+        .add_rule(chain("cni-br-iface-c1-net1-mac"), &allow, comment)
+        .add_rule(
+            chain("cni-br-iface-c1-net1-mac"),
+            &[Expr::Verdict(Verdict::Drop)],
+            comment,
+        );
+    nft.commit(batch).unwrap();
+    assert_eq!(
+        sh(&["nft", "list", "ruleset"]),
+        "table bridge nat {\n\tchain PREROUTING {\n\t\ttype filter hook prerouting priority dstnat; policy accept;\n\t\tiifname \"vethc02fdee7\" jump cni-br-iface-c1-net1 comment \"macspoofchk-c1-net1\"\n\t}\n\n\tchain cni-br-iface-c1-net1 {\n\t\tjump cni-br-iface-c1-net1-mac comment \"macspoofchk-c1-net1\"\n\t}\n\n\tchain cni-br-iface-c1-net1-mac {\n\t\tether saddr 02:00:00:00:00:42 return comment \"macspoofchk-c1-net1\"\n\t\tdrop comment \"macspoofchk-c1-net1\"\n\t}\n}\n"
+    );
+    let rules = nft.rules(chain("PREROUTING")).unwrap().unwrap();
+    assert_eq!(rules[0].iifname().as_deref(), Some("vethc02fdee7"));
+    assert_eq!(rules[0].comment.as_deref(), Some("macspoofchk-c1-net1"));
+    let by_handle = nft
+        .rule(chain("PREROUTING"), rules[0].handle)
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_handle, rules[0]);
+    let mut chains = nft.chains(Family::Bridge, "nat").unwrap().unwrap();
+    chains.sort();
+    assert_eq!(
+        chains,
+        [
+            "PREROUTING",
+            "cni-br-iface-c1-net1",
+            "cni-br-iface-c1-net1-mac"
+        ]
+    );
+    // A transaction that fails changes nothing and names what the kernel refused.
+    let mut failing = Batch::new();
+    failing
+        .delete_rule(chain("PREROUTING"), rules[0].handle)
+        .delete_chain(chain("no-such-chain"));
+    let e = nft.commit(failing).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("failed to delete chain bridge nat \"no-such-chain\": ENOENT"),
+        "{e}"
+    );
+    assert_eq!(nft.rules(chain("PREROUTING")).unwrap().unwrap().len(), 1);
+}

@@ -8,6 +8,7 @@
 mod addr;
 mod bridge;
 mod link;
+pub mod nftables;
 mod route;
 mod sriov;
 

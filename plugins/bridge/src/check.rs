@@ -3,11 +3,12 @@
 
 use std::collections::BTreeSet;
 
+use libcni::netlink::nftables::Nftables;
 use libcni::netlink::{LinkId, Netlink};
+use libcni::spec::mac::format_mac;
 use libcni::{CniError, CniResult, Request};
 
 use crate::config::BridgeConfig;
-use crate::nft;
 use crate::spoofcheck;
 
 fn failed(what: String) -> CniError {
@@ -107,16 +108,18 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
     }
 
     if cfg.keys().macspoofchk {
-        let reference = BridgeConfig::reference(request);
-        match spoofcheck::allowed_mac(&reference)? {
+        let reference = spoofcheck::reference(&request.container_id, &request.ifname);
+        let mut nft = Nftables::open()?;
+        match spoofcheck::allowed_mac(&mut nft, &reference)? {
             None => {
                 return Err(failed(format!(
                     "macspoofchk rules of {reference} are missing"
                 )))
             }
-            Some(mac) if Some(mac.as_str()) != container.mac.as_deref() => {
+            Some(mac) if Some(format_mac(&mac).as_str()) != container.mac.as_deref() => {
                 return Err(failed(format!(
-                    "macspoofchk of {reference} allows {mac}, the interface has {:?}",
+                    "macspoofchk of {reference} allows {}, the interface has {:?}",
+                    format_mac(&mac),
                     container.mac
                 )))
             }
@@ -127,50 +130,76 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
     libcni::attach::check_ips_and_routes(&mut inside, prev, container_index, &container)
 }
 
-/// Removes the macspoofchk state of attachments not in `valid`. The chains carry no
-/// network name, so an attachment is only removed when its host veth is gone or is
-/// a port of this network's bridge: GC of one network never touches another's.
-pub fn gc_spoofcheck(cfg: &BridgeConfig, valid: &[(String, String)]) -> Result<(), CniError> {
-    if !nft::available() {
+/// Removes the macspoofchk state of attachments not in `valid` that is not live:
+/// the chains carry no network name, so GC of one network removes only rules whose
+/// host veth is gone (see `spoofcheck`). A live attachment of another network on
+/// the same bridge keeps its protection.
+pub fn gc_spoofcheck(valid: &[(String, String)]) -> Result<(), CniError> {
+    let Ok(mut nft) = Nftables::open() else {
+        return Ok(());
+    };
+    if !nft.available() {
         return Ok(());
     }
     let valid_refs: BTreeSet<String> = valid
         .iter()
-        .map(|(cid, ifname)| format!("{cid}-{ifname}"))
+        .map(|(cid, ifname)| spoofcheck::reference(cid, ifname))
         .collect();
-    let prerouting = match nft::list(&["chain", "bridge", "nat", "PREROUTING"]) {
-        Ok(items) => items,
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(e.into()),
-    };
     let mut nl = Netlink::open()?;
-    let bridge = nl.get_link(&LinkId::Name(cfg.bridge.clone()))?;
     let mut errors = libcni::spec::error::ErrorList::new();
-    for reference in spoofcheck::references()? {
+    for reference in spoofcheck::references(&mut nft)? {
         if valid_refs.contains(&reference) {
             continue;
         }
-        let comment = spoofcheck::comment(&reference);
-        let host_veth = nft::rules(&prerouting)
-            .filter(|r| r["comment"] == comment.as_str())
-            .find_map(|r| {
-                r["expr"]
-                    .as_array()?
-                    .iter()
-                    .find_map(|e| e["match"]["right"].as_str().map(str::to_owned))
-            });
-        let ours = match host_veth {
-            None => true, // no jump into it: it filters nothing
-            Some(name) => match nl.get_link(&LinkId::Name(name))? {
-                None => true,
-                Some(link) => bridge
-                    .as_ref()
-                    .is_some_and(|b| link.controller == Some(b.index)),
-            },
-        };
-        if ours {
-            errors.record(spoofcheck::teardown(&reference).map_err(CniError::from));
-        }
+        errors.record(remove_spoofcheck(
+            &mut nft, &mut nl, &reference, None, false,
+        ));
     }
     errors.into_result()
+}
+
+/// Removes the macspoofchk rules of `reference` when they are ours to remove: their
+/// jump matches `own_host_veth` or a host veth that is gone. Rules of a live
+/// attachment stay (a colliding reference, or another network's pod), and that is
+/// success: there is nothing of ours left to undo. With `pod_gone` (DEL after the
+/// pod's netns went away) a host veth that still exists is given a moment to go:
+/// the kernel destroys a netns, and the veth with it, asynchronously.
+pub fn remove_spoofcheck(
+    nft: &mut Nftables,
+    nl: &mut Netlink,
+    reference: &str,
+    own_host_veth: Option<&str>,
+    pod_gone: bool,
+) -> Result<(), CniError> {
+    let installed = spoofcheck::installed(nft, reference)?;
+    if pod_gone {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while std::time::Instant::now() < deadline
+            && installed.host_veths().iter().any(|v| {
+                Some(v.as_str()) != own_host_veth
+                    && matches!(nl.get_link(&LinkId::Name(v.clone())), Ok(Some(_)))
+            })
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let mut lookup_failed = false;
+    let removable = installed.removable(own_host_veth, |veth| {
+        match nl.get_link(&LinkId::Name(veth.to_string())) {
+            Ok(link) => link.is_some(),
+            Err(_) => {
+                lookup_failed = true;
+                true
+            }
+        }
+    });
+    if removable && !lookup_failed {
+        spoofcheck::teardown(nft, reference, &installed)?;
+    } else if installed != spoofcheck::Installed::Nothing {
+        libcni::log_warn!(
+            "left the macspoofchk rules of {reference} in place: they filter the live host interface {:?}",
+            installed.host_veths()
+        );
+    }
+    Ok(())
 }

@@ -87,11 +87,6 @@ impl BridgeConfig {
     pub fn vlan_filtering(&self) -> bool {
         self.vlan != 0 || self.trunk.is_some()
     }
-
-    /// `<containerID>-<ifname>`: the key of this attachment's nftables objects.
-    pub fn reference(request: &Request) -> String {
-        format!("{}-{}", request.container_id, request.ifname)
-    }
 }
 
 /// Trunk VIDs, with the Go plugin's checks and messages.

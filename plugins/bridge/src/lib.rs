@@ -7,7 +7,6 @@ mod check;
 mod config;
 mod gateway;
 mod masq;
-mod nft;
 mod rollback;
 mod spoofcheck;
 mod vlan;
@@ -15,6 +14,7 @@ mod vlan;
 use ipnet::IpNet;
 use libcni::delegate::ipam;
 use libcni::host::apply::{configure_interface, InterfaceOptions};
+use libcni::netlink::nftables::Nftables;
 use libcni::netlink::{
     random_name, BridgePortFlags, Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport,
 };
@@ -217,6 +217,13 @@ impl Plugin for Bridge {
         let netns = libcni::attach::request_netns(request)?;
         let mut nl: Netlink<SocketTransport> = Netlink::open()?;
         let mut inside = netns.netlink()?;
+        // Before anything changes: macspoofchk chains of this reference that filter a
+        // live host interface belong to another attachment.
+        let spoofcheck = if cfg.keys().macspoofchk {
+            Some(prepare_spoofcheck(request, &mut nl)?)
+        } else {
+            None
+        };
         let mut rollback = Rollback::default();
 
         let bridge = ensure_bridge(&mut nl, &cfg, &mut rollback)?;
@@ -258,10 +265,13 @@ impl Plugin for Bridge {
             ..Default::default()
         });
 
-        if cfg.keys().macspoofchk {
-            let reference = BridgeConfig::reference(request);
-            rollback.spoofcheck = Some(reference.clone());
-            spoofcheck::setup(&host_name, &container_mac, &reference)?;
+        if let Some((mut nft, reference, stale)) = spoofcheck {
+            let mac = libcni::spec::mac::parse_mac(&container_mac).ok_or_else(|| {
+                CniError::internal(format!("container interface has no MAC: {container_mac:?}"))
+            })?;
+            nft.commit(spoofcheck::setup_batch(&host_name, mac, &reference, &stale))
+                .map_err(|e| CniError::from(e.context("set up macspoofchk")))?;
+            rollback.spoofcheck = Some(reference);
         }
 
         let allocation = match cfg.conf.delegated_ipam() {
@@ -357,9 +367,11 @@ impl Plugin for Bridge {
         if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
             errors.record(ipam::del(request, &ipam_conf.plugin_type));
         }
+        let mut pod_gone = true;
         if let Some(path) = &request.netns {
             match NetNs::open_if_present(path) {
                 Ok(Some(netns)) => {
+                    pod_gone = false;
                     errors.record(netns.netlink().map_err(CniError::from).and_then(
                         |mut inside| {
                             inside.delete_link_if_present(&request.ifname)?;
@@ -372,8 +384,31 @@ impl Plugin for Bridge {
             }
         }
         if cfg.keys().macspoofchk {
+            let own_host_veth = cfg
+                .conf
+                .parsed_prev_result(request.version)
+                .ok()
+                .flatten()
+                .and_then(|prev| {
+                    prev.interfaces
+                        .iter()
+                        .find(|i| i.sandbox.is_none() && i.name != cfg.bridge)
+                        .map(|i| i.name.clone())
+                });
+            let reference = spoofcheck::reference(&request.container_id, &request.ifname);
             errors.record(
-                spoofcheck::teardown(&BridgeConfig::reference(request)).map_err(CniError::from),
+                Nftables::open()
+                    .map_err(CniError::from)
+                    .and_then(|mut nft| {
+                        let mut nl = Netlink::open()?;
+                        check::remove_spoofcheck(
+                            &mut nft,
+                            &mut nl,
+                            &reference,
+                            own_host_veth.as_deref(),
+                            pod_gone,
+                        )
+                    }),
             );
         }
         if cfg.is_layer3() && cfg.keys().ip_masq {
@@ -407,7 +442,7 @@ impl Plugin for Bridge {
             .map(|a| (a.container_id, a.ifname))
             .collect();
         let mut errors = ErrorList::new();
-        errors.record(check::gc_spoofcheck(&cfg, &valid));
+        errors.record(check::gc_spoofcheck(&valid));
         errors.record(masq::gc(&cfg.conf.name, &valid));
         errors.record(ipam::forward(request, cfg.conf.delegated_ipam()));
         errors.into_result()
@@ -421,6 +456,35 @@ impl Plugin for Bridge {
     fn known_args(&self) -> &'static [&'static str] {
         &["MAC", "IP"]
     }
+}
+
+/// Reads the macspoofchk state of this attachment's reference before ADD changes
+/// anything: rules that filter a live host interface belong to another attachment
+/// (Go's names join container ID and interface name with `-`, so two attachments
+/// can share them), and ADD refuses rather than take them over. Stale jumps (their
+/// host veth is gone) are returned, for the setup transaction to remove.
+fn prepare_spoofcheck(
+    request: &Request,
+    nl: &mut Netlink,
+) -> Result<(Nftables, String, Vec<spoofcheck::Jump>), CniError> {
+    let reference = spoofcheck::reference(&request.container_id, &request.ifname);
+    let mut nft = Nftables::open()?;
+    let installed = spoofcheck::installed(&mut nft, &reference)?;
+    for veth in installed.host_veths() {
+        if nl.get_link(&LinkId::Name(veth.clone()))?.is_some() {
+            return Err(CniError::internal(format!(
+                "macspoofchk chain {:?} already filters the live host interface {veth:?} of another attachment: container ID {:?} with interface {:?} collides with it",
+                spoofcheck::iface_chain(&reference),
+                request.container_id,
+                request.ifname
+            )));
+        }
+    }
+    let stale = match installed {
+        spoofcheck::Installed::Chains { jumps, .. } => jumps,
+        spoofcheck::Installed::Nothing => Vec::new(),
+    };
+    Ok((nft, reference, stale))
 }
 
 /// The plugin's entry point, for its own binary and for the multi-call binary.

@@ -12,11 +12,13 @@
 use std::process::Command;
 
 use ipnet::IpNet;
+use libcni::netlink::nftables::{
+    BaseChain, Batch, ChainHook, ChainRef, CmpOp, Expr, Family, Nftables, Verdict,
+};
+use libcni::netlink::NetlinkError;
 use libcni::CniError;
-use serde_json::{json, Value};
 
 use crate::config::MasqBackend;
-use crate::nft::{self, NftError};
 
 const TABLE: &str = "cni_plugins_masquerade";
 const MASQ_CHAIN: &str = "masq_checks";
@@ -60,6 +62,22 @@ pub fn iptables_comment(network: &str, container_id: &str) -> String {
     format!("name: {network:?} id: {container_id:?}")
 }
 
+const MASQ_CHECKS: ChainRef<'static> = ChainRef {
+    family: Family::Inet,
+    table: TABLE,
+    chain: MASQ_CHAIN,
+};
+const POSTROUTING: ChainRef<'static> = ChainRef {
+    family: Family::Inet,
+    table: TABLE,
+    chain: "postrouting",
+};
+
+/// Whether nf_tables answers (over netlink: no `nft` binary needed).
+pub fn nftables_available() -> bool {
+    Nftables::open().is_ok_and(|mut nft| nft.available())
+}
+
 /// The Go plugin's default: iptables, unless only nftables works.
 pub fn default_backend() -> MasqBackend {
     let iptables_works = Command::new("iptables")
@@ -67,57 +85,81 @@ pub fn default_backend() -> MasqBackend {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !iptables_works && nft::available() {
+    if !iptables_works && nftables_available() {
         MasqBackend::Nftables
     } else {
         MasqBackend::Iptables
     }
 }
 
-fn chain(name: &str) -> Value {
-    json!({"family": "inet", "table": TABLE, "name": name})
+/// `ip saddr <addr> ip daddr != <subnet> masquerade` (or `ip6`).
+fn masq_rule(address: &IpNet) -> Vec<Expr> {
+    let subnet = IpNet::new(address.network(), address.prefix_len()).expect("valid prefix");
+    let mut exprs = Expr::nfproto_is(address.addr().is_ipv4());
+    exprs.extend(Expr::saddr_is(address.addr()));
+    exprs.extend(Expr::daddr_in(subnet, CmpOp::Neq));
+    exprs.push(Expr::Masquerade);
+    exprs
 }
 
-fn masq_rule(address: &IpNet, comment: &str) -> Value {
-    let family = if address.addr().is_ipv4() {
-        "ip"
-    } else {
-        "ip6"
-    };
-    json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": MASQ_CHAIN, "comment": comment, "expr": [
-        {"match": {"op": "==", "left": {"payload": {"protocol": family, "field": "saddr"}}, "right": address.addr().to_string()}},
-        {"match": {"op": "!=", "left": {"payload": {"protocol": family, "field": "daddr"}},
-                   "right": {"prefix": {"addr": address.network().to_string(), "len": address.prefix_len()}}}},
-        {"masquerade": null}
-    ]}}})
+/// `ip daddr 224.0.0.0/4 return` / `ip6 daddr ff00::/8 return`.
+fn skip_multicast(v4: bool) -> Vec<Expr> {
+    let multicast: IpNet = if v4 { "224.0.0.0/4" } else { "ff00::/8" }
+        .parse()
+        .expect("literal");
+    let mut exprs = Expr::nfproto_is(v4);
+    exprs.extend(Expr::daddr_in(multicast, CmpOp::Eq));
+    exprs.push(Expr::Verdict(Verdict::Return));
+    exprs
 }
 
-/// The ADD transaction for nftables, as data (unit-tested).
-pub fn nft_setup_commands(
+/// The ADD transaction for nftables (unit-tested): the table and chains, the
+/// postrouting chain refilled, the attachment's earlier rules (`stale` handles)
+/// removed and one rule per address added.
+pub fn nft_setup_batch(
     addresses: &[IpNet],
     network: &str,
     ifname: &str,
     container_id: &str,
-) -> Vec<Value> {
+    stale: &[u64],
+) -> Batch {
     let comment = nft_comment(network, ifname, container_id);
-    let mut commands = vec![
-        json!({"add": {"table": {"family": "inet", "name": TABLE,
-            "comment": "Masquerading for plugins from github.com/containernetworking/plugins"}}}),
-        json!({"add": {"chain": {"family": "inet", "table": TABLE, "name": MASQ_CHAIN,
-            "comment": "Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"}}}),
-        json!({"add": {"chain": {"family": "inet", "table": TABLE, "name": "postrouting",
-            "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}}),
-        json!({"flush": {"chain": chain("postrouting")}}),
-        json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": "postrouting", "expr": [
-            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": {"prefix": {"addr": "224.0.0.0", "len": 4}}}},
-            {"return": null}]}}}),
-        json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": "postrouting", "expr": [
-            {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": {"prefix": {"addr": "ff00::", "len": 8}}}},
-            {"return": null}]}}}),
-        json!({"add": {"rule": {"family": "inet", "table": TABLE, "chain": "postrouting", "expr": [{"goto": {"target": MASQ_CHAIN}}]}}}),
-    ];
-    commands.extend(addresses.iter().map(|a| masq_rule(a, &comment)));
-    commands
+    let mut batch = Batch::new();
+    batch
+        .add_table(
+            Family::Inet,
+            TABLE,
+            Some("Masquerading for plugins from github.com/containernetworking/plugins"),
+        )
+        .add_chain(
+            MASQ_CHECKS,
+            None,
+            Some("Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"),
+        )
+        .add_chain(
+            POSTROUTING,
+            Some(&BaseChain {
+                kind: "nat",
+                hook: ChainHook::Postrouting,
+                priority: 100,
+            }),
+            None,
+        )
+        .flush_chain(POSTROUTING)
+        .add_rule(POSTROUTING, &skip_multicast(true), None)
+        .add_rule(POSTROUTING, &skip_multicast(false), None)
+        .add_rule(
+            POSTROUTING,
+            &[Expr::Verdict(Verdict::Goto(MASQ_CHAIN.to_string()))],
+            None,
+        );
+    for handle in stale {
+        batch.delete_rule(MASQ_CHECKS, *handle);
+    }
+    for address in addresses {
+        batch.add_rule(MASQ_CHECKS, &masq_rule(address), Some(&comment));
+    }
+    batch
 }
 
 fn iptables(v4: bool, args: &[&str]) -> Result<String, String> {
@@ -147,12 +189,18 @@ pub fn setup(
 ) -> Result<(), CniError> {
     match backend {
         MasqBackend::Nftables => {
+            let mut nft = Nftables::open()?;
             // A rule left by an earlier ADD of the same attachment is replaced, not doubled.
-            teardown_nft(network, ifname, container_id)?;
-            nft::apply(
-                "set up ipMasq",
-                nft_setup_commands(addresses, network, ifname, container_id),
-            )?;
+            let prefix = instance_hash(network, ifname, container_id);
+            let stale = rule_handles(&mut nft, |comment| comment.starts_with(&prefix))?;
+            nft.commit(nft_setup_batch(
+                addresses,
+                network,
+                ifname,
+                container_id,
+                &stale,
+            ))
+            .map_err(|e| CniError::from(e.context("set up ipMasq")))?;
         }
         MasqBackend::Iptables => {
             let chain = iptables_chain(network, container_id);
@@ -225,28 +273,58 @@ pub fn setup(
     Ok(())
 }
 
-/// Removes this attachment's nftables rules, found by the hash at the start of
-/// their comment. Nothing to remove is success.
-fn teardown_nft(network: &str, ifname: &str, container_id: &str) -> Result<(), NftError> {
-    let prefix = instance_hash(network, ifname, container_id);
-    delete_nft_rules(|comment| comment.starts_with(&prefix))
+/// The handles of the masq_checks rules whose comment matches.
+fn rule_handles(
+    nft: &mut Nftables,
+    matches: impl Fn(&str) -> bool,
+) -> Result<Vec<u64>, NetlinkError> {
+    Ok(nft
+        .rules(MASQ_CHECKS)?
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.comment.as_deref().is_some_and(&matches))
+        .map(|r| r.handle)
+        .collect())
 }
 
-fn delete_nft_rules(matches: impl Fn(&str) -> bool) -> Result<(), NftError> {
-    let items = match nft::list(&["chain", "inet", TABLE, MASQ_CHAIN]) {
-        Ok(items) => items,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let deletes: Vec<Value> = nft::rules(&items)
-        .filter(|r| r["comment"].as_str().is_some_and(&matches))
-        .filter_map(|r| r["handle"].as_u64())
-        .map(|h| json!({"delete": {"rule": {"family": "inet", "table": TABLE, "chain": MASQ_CHAIN, "handle": h}}}))
-        .collect();
-    if deletes.is_empty() {
-        return Ok(());
+/// Removes the masq_checks rules whose comment matches; nothing to remove is success.
+fn delete_nft_rules(
+    nft: &mut Nftables,
+    matches: impl Fn(&str) -> bool,
+) -> Result<(), NetlinkError> {
+    let mut batch = Batch::new();
+    for handle in rule_handles(nft, matches)? {
+        batch.delete_rule(MASQ_CHECKS, handle);
     }
-    nft::apply("remove ipMasq rules", deletes)
+    nft.commit(batch)
+}
+
+/// Removes this attachment's nftables rules, found by the hash at the start of
+/// their comment.
+fn teardown_nft(
+    nft: &mut Nftables,
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+) -> Result<(), NetlinkError> {
+    let prefix = instance_hash(network, ifname, container_id);
+    delete_nft_rules(nft, |comment| comment.starts_with(&prefix))
+}
+
+/// Whether iptables may hold this attachment's chain, asked without running
+/// iptables: iptables-nft keeps its rules in nf_tables tables `ip nat` and `ip6
+/// nat`; the legacy backend is only there when its nat table is loaded.
+fn iptables_chain_may_exist(nft: &mut Nftables, chain: &str) -> bool {
+    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names")
+        .is_ok_and(|names| names.lines().any(|n| n == "nat"))
+        || std::fs::read_to_string("/proc/net/ip6_tables_names")
+            .is_ok_and(|names| names.lines().any(|n| n == "nat"));
+    legacy
+        || [Family::Ip, Family::Ip6].into_iter().any(|family| {
+            nft.chains(family, "nat")
+                .map(|chains| chains.unwrap_or_default().iter().any(|c| c == chain))
+                .unwrap_or(true)
+        })
 }
 
 /// Removes the iptables chain of this container and every POSTROUTING jump to it,
@@ -314,16 +392,22 @@ fn shell_words(text: &str) -> Vec<String> {
 }
 
 /// Removes both backends' state for the attachment (it may have been made by another
-/// version or configuration); errors of a backend this node lacks are ignored.
+/// version or configuration); iptables runs only when it may hold some.
 pub fn teardown(network: &str, ifname: &str, container_id: &str) -> Result<(), CniError> {
     let mut errors = libcni::spec::error::ErrorList::new();
-    if nft::available() {
-        errors.record(teardown_nft(network, ifname, container_id).map_err(CniError::from));
+    let mut nft = Nftables::open().ok().filter(|_| nftables_available());
+    if let Some(nft) = nft.as_mut() {
+        errors.record(teardown_nft(nft, network, ifname, container_id).map_err(CniError::from));
     }
-    if Command::new("iptables")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    let chain = iptables_chain(network, container_id);
+    let may_exist = nft
+        .as_mut()
+        .is_none_or(|nft| iptables_chain_may_exist(nft, &chain));
+    if may_exist
+        && Command::new("iptables")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
     {
         errors.record(teardown_iptables(network, container_id).map_err(CniError::internal));
     }
@@ -332,15 +416,15 @@ pub fn teardown(network: &str, ifname: &str, container_id: &str) -> Result<(), C
 
 /// GC: removes the nftables rules of this network whose attachment is not valid.
 pub fn gc(network: &str, valid: &[(String, String)]) -> Result<(), CniError> {
-    if !nft::available() {
+    let Some(mut nft) = Nftables::open().ok().filter(|_| nftables_available()) else {
         return Ok(());
-    }
+    };
     let network_prefix = format!("{}-", network_hash(network));
     let keep: Vec<String> = valid
         .iter()
         .map(|(cid, ifname)| nft_comment(network, ifname, cid))
         .collect();
-    delete_nft_rules(|comment| {
+    delete_nft_rules(&mut nft, |comment| {
         comment.starts_with(&network_prefix) && !keep.iter().any(|k| k == comment)
     })?;
     Ok(())
@@ -369,15 +453,34 @@ mod tests {
 
     #[test]
     fn nft_rules_skip_multicast_and_the_own_subnet() {
-        let commands = nft_setup_commands(&["10.1.0.5/16".parse().unwrap()], "n", "eth0", "c");
-        let last = &commands.last().unwrap()["add"]["rule"];
-        assert_eq!(last["chain"], "masq_checks");
-        assert_eq!(last["expr"][0]["match"]["right"], "10.1.0.5");
+        let batch = nft_setup_batch(&["10.1.0.5/16".parse().unwrap()], "n", "eth0", "c", &[7]);
+        let mut nft = Nftables::fake();
+        nft.commit(batch).unwrap();
+        let ops: Vec<&str> = nft.transport.commits[0]
+            .iter()
+            .map(|o| o.what.as_str())
+            .collect();
         assert_eq!(
-            last["expr"][1]["match"]["right"]["prefix"]["addr"],
-            "10.1.0.0"
+            ops[3],
+            "flush chain inet cni_plugins_masquerade \"postrouting\""
         );
-        assert_eq!(last["expr"][1]["match"]["op"], "!=");
+        assert_eq!(
+            ops[7],
+            "delete rule 7 of inet cni_plugins_masquerade \"masq_checks\""
+        );
+        assert_eq!(
+            ops[8],
+            "add rule to inet cni_plugins_masquerade \"masq_checks\""
+        );
+        let rule = masq_rule(&"10.1.0.5/16".parse().unwrap());
+        assert_eq!(
+            rule[rule.len() - 2],
+            Expr::Cmp {
+                op: CmpOp::Neq,
+                data: vec![10, 1]
+            }
+        );
+        assert_eq!(rule.last(), Some(&Expr::Masquerade));
     }
 
     #[test]

@@ -2,7 +2,10 @@
 
 use libcni::netlink::{LinkId, Netlink};
 
-use crate::{masq, spoofcheck};
+use libcni::netlink::nftables::Nftables;
+use libcni::CniError;
+
+use crate::masq;
 
 /// What an ADD made so far; undone on drop unless the ADD succeeded.
 #[derive(Default)]
@@ -10,6 +13,7 @@ pub struct Rollback {
     pub host_veth: Option<String>,
     pub created_bridge: Option<String>,
     pub created_vlan_gateway: Option<String>,
+    /// The macspoofchk reference whose rules this ADD wrote.
     pub spoofcheck: Option<String>,
     pub masquerade: Option<(String, String, String)>,
     pub done: bool,
@@ -20,9 +24,22 @@ impl Drop for Rollback {
         if self.done {
             return;
         }
-        if let Some(reference) = &self.spoofcheck {
-            if let Err(e) = spoofcheck::teardown(reference) {
-                libcni::log_warn!("rollback: {}", e.message);
+        // Only the rules this ADD wrote: their jump matches our host veth.
+        if let (Some(reference), Some(host_veth)) = (&self.spoofcheck, &self.host_veth) {
+            let removed = Nftables::open()
+                .map_err(CniError::from)
+                .and_then(|mut nft| {
+                    let mut nl = Netlink::open()?;
+                    crate::check::remove_spoofcheck(
+                        &mut nft,
+                        &mut nl,
+                        reference,
+                        Some(host_veth),
+                        false,
+                    )
+                });
+            if let Err(e) = removed {
+                libcni::log_warn!("rollback: {e}");
             }
         }
         if let Some((network, ifname, cid)) = &self.masquerade {

@@ -1,6 +1,7 @@
 //! macspoofchk: nftables rules that drop frames from the host veth whose source MAC
-//! is not the container's. Names, layout and comments are the Go plugin's, so that
-//! either plugin's DEL removes what the other's ADD made:
+//! is not the container's, written over netlink (no `nft` process). Names, layout
+//! and comments are the Go plugin's, so that either plugin's DEL removes what the
+//! other's ADD made, and `nft list ruleset` prints the same text:
 //!
 //! ```text
 //! table bridge nat
@@ -12,25 +13,45 @@
 //!     ether saddr <containerMac> return                    comment "macspoofchk-<ref>"
 //!     drop                                                 comment "macspoofchk-<ref>"
 //! ```
-//! with `<ref>` = `<containerID>-<ifname>`.
+//! with `<ref>` = `<containerID>-<ifname>` (hashed when it would not fit a chain name).
 //!
-//! Cost that does not grow with the number of attachments: ADD is one transaction;
-//! DEL lists only this attachment's chain and deletes the PREROUTING rule by handle.
-//! Both plugins add the PREROUTING rule and the rule of `cni-br-iface-<ref>` one after
-//! the other in one transaction, so the first handle is the second's minus one;
-//! handles are never reused in a table. The delete is one transaction with the two
-//! chains: if that handle were not the jump into this chain, deleting the chain would
-//! fail (it is still referenced) and nothing is changed; then DEL falls back to
-//! finding the rule by its comment, as the Go plugin does.
+//! Whose rules are these? The names carry no network, and two attachments can share
+//! a `<ref>` (`a-b`+`c0` and `a`+`b-c0`). The kernel tells: the PREROUTING jump names
+//! the host veth of the attachment that owns the chains. A host veth that no longer
+//! exists means stale rules (the veth dies with its pod); one that exists is a live
+//! attachment, which only its own DEL may touch.
+//!
+//! Cost that does not grow with the number of attachments: ADD is one query and one
+//! transaction; DEL lists only this attachment's chain and reads the PREROUTING jump
+//! by handle (both plugins add it and the rule of `cni-br-iface-<ref>` one after the
+//! other in one transaction, so its handle is that rule's minus one; handles are
+//! never reused in a table). Only when that rule is not the jump does DEL list
+//! PREROUTING, as the Go plugin always does.
 
-use serde_json::{json, Value};
-
-use crate::nft::{self, NftError};
+use libcni::host::fs::fitting_name;
+use libcni::netlink::nftables::{
+    BaseChain, Batch, ChainHook, ChainRef, Expr, Family, Nftables, Rule, Verdict,
+};
+use libcni::netlink::NetlinkError;
 
 const TABLE: &str = "nat";
-const FAMILY: &str = "bridge";
 const BASE_CHAIN: &str = "PREROUTING";
 pub const CHAIN_PREFIX: &str = "cni-br-iface-";
+/// The longest `<ref>` that keeps `cni-br-iface-<ref>-mac` within a chain name (255
+/// bytes) and `macspoofchk-<ref>` within a rule comment (253).
+const REFERENCE_MAX: usize = 238;
+
+const PREROUTING: ChainRef<'static> = ChainRef {
+    family: Family::Bridge,
+    table: TABLE,
+    chain: BASE_CHAIN,
+};
+
+/// `<containerID>-<ifname>`, the key of an attachment's chains (Go's), hashed when
+/// a long container ID would make names the kernel refuses.
+pub fn reference(container_id: &str, ifname: &str) -> String {
+    fitting_name(&format!("{container_id}-{ifname}"), REFERENCE_MAX)
+}
 
 pub fn iface_chain(reference: &str) -> String {
     format!("{CHAIN_PREFIX}{reference}")
@@ -44,149 +65,207 @@ pub fn comment(reference: &str) -> String {
     format!("macspoofchk-{reference}")
 }
 
-fn chain(name: &str) -> Value {
-    json!({"family": FAMILY, "table": TABLE, "name": name})
-}
-
-fn rule(chain: &str, expr: Value, reference: &str) -> Value {
-    json!({"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "expr": expr, "comment": comment(reference)}}})
-}
-
-/// The ADD transaction, as data (unit-tested).
-pub fn setup_commands(host_veth: &str, container_mac: &str, reference: &str) -> Vec<Value> {
-    let (iface, mac) = (iface_chain(reference), mac_chain(reference));
-    vec![
-        json!({"add": {"table": {"family": FAMILY, "name": TABLE}}}),
-        json!({"add": {"chain": {"family": FAMILY, "table": TABLE, "name": BASE_CHAIN,
-                                 "type": "filter", "hook": "prerouting", "prio": -300, "policy": "accept"}}}),
-        json!({"add": {"chain": chain(&iface)}}),
-        json!({"add": {"chain": chain(&mac)}}),
-        json!({"flush": {"chain": chain(&iface)}}),
-        json!({"flush": {"chain": chain(&mac)}}),
-        // These two must stay adjacent: see the module docs.
-        rule(
-            BASE_CHAIN,
-            json!([{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": host_veth}},
-                   {"jump": {"target": iface}}]),
-            reference,
-        ),
-        rule(&iface, json!([{"jump": {"target": mac}}]), reference),
-        rule(
-            &mac,
-            json!([{"match": {"op": "==", "left": {"payload": {"protocol": "ether", "field": "saddr"}}, "right": container_mac}},
-                   {"return": null}]),
-            reference,
-        ),
-        rule(&mac, json!([{"drop": null}]), reference),
-    ]
-}
-
-pub fn setup(host_veth: &str, container_mac: &str, reference: &str) -> Result<(), NftError> {
-    nft::apply(
-        &format!("set up macspoofchk for {reference}"),
-        setup_commands(host_veth, container_mac, reference),
-    )
-}
-
-fn delete_rule(chain: &str, handle: u64) -> Value {
-    json!({"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "handle": handle}}})
-}
-
-fn delete_chains(reference: &str) -> Vec<Value> {
-    vec![
-        json!({"delete": {"chain": chain(&iface_chain(reference))}}),
-        json!({"delete": {"chain": chain(&mac_chain(reference))}}),
-    ]
-}
-
-/// The handle of the first rule of this attachment's iface chain, or None when the
-/// chain does not exist.
-fn iface_rule_handle(reference: &str) -> Result<Option<u64>, NftError> {
-    match nft::list(&["chain", FAMILY, TABLE, &iface_chain(reference)]) {
-        Ok(items) => Ok(nft::rules(&items)
-            .find_map(|r| r["handle"].as_u64())
-            .or(Some(0))),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
+fn chain(name: &str) -> ChainRef<'_> {
+    ChainRef {
+        family: Family::Bridge,
+        table: TABLE,
+        chain: name,
     }
 }
 
-/// Removes this attachment's rules and chains; nothing to remove is success.
-pub fn teardown(reference: &str) -> Result<(), NftError> {
-    let Some(handle) = iface_rule_handle(reference)? else {
-        // No iface chain: no jump can point at it. A lone -mac chain may be left by an
-        // interrupted Go teardown.
-        return match nft::apply(
-            "remove macspoofchk chain",
-            vec![json!({"delete": {"chain": chain(&mac_chain(reference))}})],
-        ) {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        };
-    };
-    if handle > 1 {
-        let mut fast = vec![delete_rule(BASE_CHAIN, handle - 1)];
-        fast.extend(delete_chains(reference));
-        if nft::apply(&format!("remove macspoofchk for {reference}"), fast).is_ok() {
-            return Ok(());
-        }
-    }
-    teardown_by_comment(reference)
+/// The PREROUTING rule that jumps into an attachment's chains.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Jump {
+    pub handle: u64,
+    /// The host veth it matches (None: a rule without an `iifname` match).
+    pub host_veth: Option<String>,
 }
 
-/// The Go plugin's way: find the PREROUTING rules by comment (reads the whole chain).
-fn teardown_by_comment(reference: &str) -> Result<(), NftError> {
-    let wanted = comment(reference);
-    let mut commands: Vec<Value> = match nft::list(&["chain", FAMILY, TABLE, BASE_CHAIN]) {
-        Ok(items) => nft::rules(&items)
-            .filter(|r| r["comment"] == wanted.as_str())
-            .filter_map(|r| r["handle"].as_u64())
-            .map(|h| delete_rule(BASE_CHAIN, h))
-            .collect(),
-        Err(e) if e.is_not_found() => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    commands.extend(delete_chains(reference));
-    match nft::apply(&format!("remove macspoofchk for {reference}"), commands) {
-        Err(e) if e.is_not_found() => {
-            // Some of it was already gone: remove what is left, one object at a time.
-            for command in delete_chains(reference) {
-                match nft::apply(
-                    &format!("remove macspoofchk for {reference}"),
-                    vec![command],
-                ) {
-                    Err(e) if !e.is_not_found() => return Err(e),
-                    _ => {}
-                }
+/// What the kernel holds for a reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Installed {
+    /// No chains at all.
+    Nothing,
+    /// The chains there are, and the PREROUTING jumps into them (none: they filter
+    /// nothing).
+    Chains {
+        iface: bool,
+        mac: bool,
+        jumps: Vec<Jump>,
+    },
+}
+
+impl Installed {
+    /// The host veths the jumps match.
+    pub fn host_veths(&self) -> Vec<String> {
+        match self {
+            Installed::Nothing => Vec::new(),
+            Installed::Chains { jumps, .. } => {
+                jumps.iter().filter_map(|j| j.host_veth.clone()).collect()
             }
-            Ok(())
         }
-        other => other,
     }
+
+    /// Whether these rules may be removed on behalf of the attachment whose host veth
+    /// is `own` (if known): every jump matches `own` or a host veth that no longer
+    /// exists (`exists` asks the kernel). A jump without an `iifname` match is not
+    /// ours to judge.
+    pub fn removable(&self, own: Option<&str>, mut exists: impl FnMut(&str) -> bool) -> bool {
+        match self {
+            Installed::Nothing => true,
+            Installed::Chains { jumps, .. } => jumps.iter().all(|jump| match &jump.host_veth {
+                Some(veth) => Some(veth.as_str()) == own || !exists(veth),
+                None => false,
+            }),
+        }
+    }
+}
+
+fn is_jump_into(rule: &Rule, target: &str) -> bool {
+    matches!(rule.verdict(), Some(Verdict::Jump(t)) if t == target)
+}
+
+/// The jump found at `handle`, if the rule there jumps into `target`.
+fn jump_at(nft: &mut Nftables, handle: u64, target: &str) -> Result<Option<Jump>, NetlinkError> {
+    Ok(nft
+        .rule(PREROUTING, handle)?
+        .filter(|rule| is_jump_into(rule, target))
+        .map(|rule| Jump {
+            handle: rule.handle,
+            host_veth: rule.iifname(),
+        }))
+}
+
+/// Reads what the kernel holds for `reference`: the chains, and the jumps into them.
+pub fn installed(nft: &mut Nftables, reference: &str) -> Result<Installed, NetlinkError> {
+    let iface = iface_chain(reference);
+    let mac = nft.rules(chain(&mac_chain(reference)))?.is_some();
+    let Some(rules) = nft.rules(chain(&iface))? else {
+        // A lone -mac chain (an interrupted Go teardown) still counts as chains.
+        return Ok(if mac {
+            Installed::Chains {
+                iface: false,
+                mac,
+                jumps: Vec::new(),
+            }
+        } else {
+            Installed::Nothing
+        });
+    };
+    if let Some(first) = rules.first().filter(|r| r.handle > 1) {
+        if let Some(jump) = jump_at(nft, first.handle - 1, &iface)? {
+            return Ok(Installed::Chains {
+                iface: true,
+                mac,
+                jumps: vec![jump],
+            });
+        }
+    }
+    // Not where both plugins put it (a rule added by hand, or an older layout).
+    let jumps = nft
+        .rules(PREROUTING)?
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| is_jump_into(r, &iface))
+        .map(|r| Jump {
+            handle: r.handle,
+            host_veth: r.iifname(),
+        })
+        .collect();
+    Ok(Installed::Chains {
+        iface: true,
+        mac,
+        jumps,
+    })
+}
+
+/// The ADD transaction: the table and base chain (no error when they exist), the
+/// attachment's chains emptied and filled. Stale jumps into them (from an attachment
+/// whose host veth is gone) are removed in the same transaction.
+pub fn setup_batch(
+    host_veth: &str,
+    container_mac: [u8; 6],
+    reference: &str,
+    stale_jumps: &[Jump],
+) -> Batch {
+    let (iface, mac) = (iface_chain(reference), mac_chain(reference));
+    let comment = comment(reference);
+    let mut batch = Batch::new();
+    batch
+        .add_table(Family::Bridge, TABLE, None)
+        .add_chain(
+            PREROUTING,
+            Some(&BaseChain {
+                kind: "filter",
+                hook: ChainHook::Prerouting,
+                priority: -300,
+            }),
+            None,
+        )
+        .add_chain(chain(&iface), None, None)
+        .add_chain(chain(&mac), None, None)
+        .flush_chain(chain(&iface))
+        .flush_chain(chain(&mac));
+    for jump in stale_jumps {
+        batch.delete_rule(PREROUTING, jump.handle);
+    }
+    let mut jump = Expr::iifname_is(host_veth);
+    jump.push(Expr::Verdict(Verdict::Jump(iface.clone())));
+    let mut allow = Expr::ether_saddr_is(container_mac);
+    allow.push(Expr::Verdict(Verdict::Return));
+    // These two must stay adjacent: see the module docs.
+    batch
+        .add_rule(PREROUTING, &jump, Some(&comment))
+        .add_rule(
+            chain(&iface),
+            &[Expr::Verdict(Verdict::Jump(mac.clone()))],
+            Some(&comment),
+        )
+        .add_rule(chain(&mac), &allow, Some(&comment))
+        .add_rule(chain(&mac), &[Expr::Verdict(Verdict::Drop)], Some(&comment));
+    batch
+}
+
+/// Removes the chains of `reference` and the jumps into them, in one transaction.
+pub fn teardown(
+    nft: &mut Nftables,
+    reference: &str,
+    installed: &Installed,
+) -> Result<(), NetlinkError> {
+    let Installed::Chains { iface, mac, jumps } = installed else {
+        return Ok(());
+    };
+    let mut batch = Batch::new();
+    for jump in jumps {
+        batch.delete_rule(PREROUTING, jump.handle);
+    }
+    // Each chain only if it is there: a missing one would fail the whole transaction.
+    let (iface_name, mac_name) = (iface_chain(reference), mac_chain(reference));
+    if *iface {
+        batch.delete_chain(chain(&iface_name));
+    }
+    if *mac {
+        batch.delete_chain(chain(&mac_name));
+    }
+    nft.commit(batch)
 }
 
 /// Every attachment reference that has macspoofchk chains (for GC).
-pub fn references() -> Result<Vec<String>, NftError> {
-    let items = match nft::list(&["table", FAMILY, TABLE]) {
-        Ok(items) => items,
-        Err(e) if e.is_not_found() => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let names: Vec<String> = items
-        .iter()
-        .filter_map(|i| i.get("chain"))
-        .filter_map(|c| c["name"].as_str())
-        .filter_map(|n| n.strip_prefix(CHAIN_PREFIX))
-        .map(str::to_owned)
+pub fn references(nft: &mut Nftables) -> Result<Vec<String>, NetlinkError> {
+    let names: Vec<String> = nft
+        .chains(Family::Bridge, TABLE)?
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(CHAIN_PREFIX).map(str::to_owned))
         .collect();
-    // `<ref>` and `<ref>-mac` both exist for one attachment: keep the refs whose -mac twin is there, or lone ones.
+    // `<ref>` and `<ref>-mac` both exist for one attachment: keep the refs whose
+    // -mac twin is there, and lone ones.
     let mut refs: Vec<String> = names
         .iter()
-        .filter(|n| {
-            !(n.ends_with("-mac")
-                && names.contains(&n.strip_suffix("-mac").unwrap_or(n).to_string()))
+        .map(|n| match n.strip_suffix("-mac") {
+            Some(base) if names.iter().any(|m| m == base) => base.to_string(),
+            _ => n.clone(),
         })
-        .cloned()
         .collect();
     refs.sort();
     refs.dedup();
@@ -194,51 +273,75 @@ pub fn references() -> Result<Vec<String>, NftError> {
 }
 
 /// The container MAC the rules let through, if the chain exists (for CHECK).
-pub fn allowed_mac(reference: &str) -> Result<Option<String>, NftError> {
-    let items = match nft::list(&["chain", FAMILY, TABLE, &mac_chain(reference)]) {
-        Ok(items) => items,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mac = nft::rules(&items).find_map(|r| {
-        r["expr"].as_array()?.iter().find_map(|e| {
-            let m = e.get("match")?;
-            (m["left"]["payload"]["field"] == "saddr")
-                .then(|| m["right"].as_str().map(str::to_lowercase))
-                .flatten()
-        })
-    });
-    Ok(mac)
+pub fn allowed_mac(nft: &mut Nftables, reference: &str) -> Result<Option<[u8; 6]>, NetlinkError> {
+    Ok(nft
+        .rules(chain(&mac_chain(reference)))?
+        .and_then(|rules| rules.iter().find_map(Rule::ether_saddr)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libcni::netlink::nftables::FakeNfTransport;
+
+    #[test]
+    fn only_rules_of_gone_or_own_host_veths_are_removable() {
+        let jump = |veth: &str| Jump {
+            handle: 3,
+            host_veth: Some(veth.to_string()),
+        };
+        let installed = Installed::Chains {
+            iface: true,
+            mac: true,
+            jumps: vec![jump("veth-live")],
+        };
+        assert!(!installed.removable(None, |_| true), "a live attachment's");
+        assert!(installed.removable(Some("veth-live"), |_| true), "our own");
+        assert!(installed.removable(None, |_| false), "stale");
+        let inert = Installed::Chains {
+            iface: true,
+            mac: false,
+            jumps: Vec::new(),
+        };
+        assert!(inert.removable(None, |_| true));
+    }
 
     #[test]
     fn names_are_the_go_plugins() {
+        assert_eq!(reference("cid1", "net1"), "cid1-net1");
         assert_eq!(iface_chain("cid1-net1"), "cni-br-iface-cid1-net1");
         assert_eq!(mac_chain("cid1-net1"), "cni-br-iface-cid1-net1-mac");
         assert_eq!(comment("cid1-net1"), "macspoofchk-cid1-net1");
     }
 
     #[test]
+    fn long_container_ids_make_names_the_kernel_takes() {
+        let long = reference(&"c".repeat(300), "net1");
+        assert!(mac_chain(&long).len() <= 255 && comment(&long).len() <= 253);
+        assert_ne!(long, reference(&"c".repeat(300), "net2"));
+    }
+
+    #[test]
     fn setup_is_one_transaction_with_the_jump_rules_adjacent() {
-        let commands = setup_commands("veth1", "02:00:00:00:00:42", "c-eth0");
-        let rules: Vec<&Value> = commands
-            .iter()
-            .filter_map(|c| c["add"].get("rule"))
-            .collect();
-        assert_eq!(rules.len(), 4);
-        assert_eq!(rules[0]["chain"], "PREROUTING");
-        assert_eq!(rules[1]["chain"], "cni-br-iface-c-eth0");
-        assert_eq!(rules[0]["expr"][1]["jump"]["target"], "cni-br-iface-c-eth0");
-        assert_eq!(rules[2]["expr"][0]["match"]["right"], "02:00:00:00:00:42");
-        assert!(rules.iter().all(|r| r["comment"] == "macspoofchk-c-eth0"));
-        let base = commands[1]["add"]["chain"].clone();
+        let batch = setup_batch("veth1", [2, 0, 0, 0, 0, 0x42], "c-eth0", &[]);
+        let mut nft = Nftables::fake();
+        nft.commit(batch).unwrap();
+        let FakeNfTransport { commits, .. } = &nft.transport;
+        let ops: Vec<&str> = commits[0].iter().map(|o| o.what.as_str()).collect();
         assert_eq!(
-            (base["hook"].as_str(), base["prio"].as_i64()),
-            (Some("prerouting"), Some(-300))
+            ops,
+            [
+                "add table bridge nat",
+                "add chain bridge nat \"PREROUTING\"",
+                "add chain bridge nat \"cni-br-iface-c-eth0\"",
+                "add chain bridge nat \"cni-br-iface-c-eth0-mac\"",
+                "flush chain bridge nat \"cni-br-iface-c-eth0\"",
+                "flush chain bridge nat \"cni-br-iface-c-eth0-mac\"",
+                "add rule to bridge nat \"PREROUTING\"",
+                "add rule to bridge nat \"cni-br-iface-c-eth0\"",
+                "add rule to bridge nat \"cni-br-iface-c-eth0-mac\"",
+                "add rule to bridge nat \"cni-br-iface-c-eth0-mac\"",
+            ]
         );
     }
 }

@@ -45,6 +45,25 @@ fn host_links() -> Vec<String> {
         .collect()
 }
 
+/// Waits (up to 5 s) until the host has `count` veths.
+fn wait_for_veths(count: usize) {
+    for _ in 0..250 {
+        if host_links()
+            .iter()
+            .filter(|l| l.starts_with("veth"))
+            .count()
+            == count
+        {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!(
+        "the host still has other than {count} veths: {:?}",
+        host_links()
+    );
+}
+
 #[test]
 fn the_seed_attachment_works_as_written_and_del_removes_it() {
     let Some(sb) = Sandbox::new("seed_l2") else {
@@ -295,7 +314,9 @@ fn every_del_path_succeeds_and_cleans_host_state() {
     sh(&["ip", "netns", "del", "c1"]);
     call(&ours(), "DEL", "x1", &c1, &conf).expect_success();
     assert!(!nft_ruleset().contains("cni-br-iface-x1"));
-    // Empty CNI_NETNS, no prevResult, twice.
+    // Empty CNI_NETNS, no prevResult, twice: it succeeds, but the rules still filter
+    // c1's live eth0, which nothing ties to this request, so they stay; the DEL that
+    // names the netns removes them.
     let c1 = sb.netns("c1");
     call(&ours(), "ADD", "x2", &c1, &conf).expect_success();
     for _ in 0..2 {
@@ -305,13 +326,14 @@ fn every_del_path_succeeds_and_cleans_host_state() {
             .run(&ours())
             .expect_success();
     }
+    assert!(nft_ruleset().contains("cni-br-iface-x2"));
+    call(&ours(), "DEL", "x2", &c1, &conf).expect_success();
     assert!(!nft_ruleset().contains("cni-br-iface-x2"));
-    // Interface already gone (the DEL without a netns above left x2's eth0 in c1).
+    // Interface already gone.
     let c3 = sb.netns("c3");
     call(&ours(), "ADD", "x3", &c3, &conf).expect_success();
     sh(&["ip", "-n", "c3", "link", "del", "eth0"]);
     call(&ours(), "DEL", "x3", &c3, &conf).expect_success();
-    sh(&["ip", "-n", "c1", "link", "del", "eth0"]);
     let left: Vec<_> = testkit::Sandbox::files(&sb.scratch.join("l3net"))
         .into_keys()
         .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("10."))
@@ -382,6 +404,9 @@ fn gc_removes_the_rules_of_attachments_that_are_gone() {
     call(&ours(), "ADD", "keep", &c1, &conf).expect_success();
     call(&ours(), "ADD", "leak", &c2, &conf).expect_success();
     sh(&["ip", "netns", "del", "c2"]);
+    // The kernel destroys a netns, and its veths, asynchronously: GC sees the pod
+    // gone once its host veth is.
+    wait_for_veths(1);
     let mut gc = conf.clone();
     gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
     Call::new("GC")

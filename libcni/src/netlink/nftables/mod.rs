@@ -1,0 +1,531 @@
+//! An nf_tables client over NETLINK_NETFILTER, on netlink-packet-netfilter: what
+//! `nft` does for the suite's rules, without a process and without loading the
+//! ruleset. A [`Batch`] is one atomic transaction (batch begin, the messages, batch
+//! end); queries list one chain's rules, one rule by handle, or one table's chains.
+//! Every error names the operation and the object, and ends with the errno, as the
+//! rtnetlink ones do.
+
+mod expr;
+mod transport;
+
+pub use expr::{comment_of_userdata, comment_userdata, CmpOp, Expr, PayloadBase, Verdict};
+pub use transport::{FakeNfTransport, NfSocket, NfTransport, Operation};
+
+use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_netfilter::nftables::{
+    ChainAttribute, ChainMessage, Hook, HookNumber, InetHookNumber, NfTablesMessage, RuleAttribute,
+    RuleMessage, TableAttribute, TableMessage,
+};
+use netlink_packet_netfilter::NetfilterProtoFamily;
+
+use super::{NetlinkError, NlResult};
+
+/// The address family of a table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Bridge,
+    Inet,
+    Ip,
+    Ip6,
+}
+
+impl Family {
+    fn proto(self) -> NetfilterProtoFamily {
+        match self {
+            Family::Bridge => NetfilterProtoFamily::Bridge,
+            Family::Inet => NetfilterProtoFamily::Inet,
+            Family::Ip => NetfilterProtoFamily::IPv4,
+            Family::Ip6 => NetfilterProtoFamily::IPv6,
+        }
+    }
+
+    /// The name `nft` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Bridge => "bridge",
+            Family::Inet => "inet",
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+        }
+    }
+}
+
+/// The hook of a base chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainHook {
+    Prerouting,
+    Postrouting,
+}
+
+/// What makes a chain a base chain: `type <kind> hook <hook> priority <p>; policy accept;`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseChain {
+    /// `filter`, `nat` or `route`.
+    pub kind: &'static str,
+    pub hook: ChainHook,
+    pub priority: i32,
+}
+
+/// A table and one of its chains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainRef<'a> {
+    pub family: Family,
+    pub table: &'a str,
+    pub chain: &'a str,
+}
+
+impl ChainRef<'_> {
+    fn describe(&self) -> String {
+        format!("{} {} {:?}", self.family.name(), self.table, self.chain)
+    }
+}
+
+/// A rule as listed: its handle, its expressions and its comment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub handle: u64,
+    pub exprs: Vec<Expr>,
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    fn from_message(message: &RuleMessage) -> Rule {
+        let mut rule = Rule {
+            handle: 0,
+            exprs: Vec::new(),
+            comment: None,
+        };
+        for attribute in &message.attributes {
+            match attribute {
+                RuleAttribute::Handle(h) => rule.handle = *h,
+                RuleAttribute::Expressions(list) => rule.exprs = expr::from_netlink(list),
+                RuleAttribute::UserData(data) => rule.comment = comment_of_userdata(data),
+                _ => {}
+            }
+        }
+        rule
+    }
+
+    /// The interface an `iifname "<name>"` match of this rule names.
+    pub fn iifname(&self) -> Option<String> {
+        self.exprs.windows(2).find_map(|pair| match pair {
+            [Expr::Meta(6), Expr::Cmp {
+                op: CmpOp::Eq,
+                data,
+            }] => {
+                let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+                Some(String::from_utf8_lossy(&data[..end]).into_owned())
+            }
+            _ => None,
+        })
+    }
+
+    /// The MAC an `ether saddr <mac>` match of this rule names.
+    pub fn ether_saddr(&self) -> Option<[u8; 6]> {
+        self.exprs.windows(2).find_map(|pair| match pair {
+            [Expr::Payload {
+                base: PayloadBase::Link,
+                offset: 6,
+                len: 6,
+            }, Expr::Cmp {
+                op: CmpOp::Eq,
+                data,
+            }] => data.as_slice().try_into().ok(),
+            _ => None,
+        })
+    }
+
+    /// The verdict of the rule, if it ends in one.
+    pub fn verdict(&self) -> Option<&Verdict> {
+        self.exprs.iter().rev().find_map(|e| match e {
+            Expr::Verdict(v) => Some(v),
+            _ => None,
+        })
+    }
+}
+
+/// One transaction: applied whole by the kernel, or not at all.
+#[derive(Default)]
+pub struct Batch {
+    operations: Vec<Operation>,
+}
+
+fn string_attributes(table: &str, chain: &str) -> (String, String) {
+    (table.to_string(), chain.to_string())
+}
+
+impl Batch {
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_empty()
+    }
+
+    fn push(&mut self, what: String, family: Family, flags: u16, message: NfTablesMessage) {
+        self.operations.push(Operation {
+            what,
+            family: family.proto(),
+            flags: NLM_F_REQUEST | NLM_F_ACK | flags,
+            message,
+        });
+    }
+
+    /// `add table` (no error when it exists), with an optional comment.
+    pub fn add_table(&mut self, family: Family, name: &str, comment: Option<&str>) -> &mut Batch {
+        let mut attributes = vec![TableAttribute::Name(name.to_string())];
+        attributes.extend(comment.map(|c| TableAttribute::UserData(comment_userdata(c))));
+        self.push(
+            format!("add table {} {name}", family.name()),
+            family,
+            NLM_F_CREATE,
+            NfTablesMessage::NewTable(TableMessage { attributes }),
+        );
+        self
+    }
+
+    /// `add chain` (no error when it exists), regular or base, with an optional comment.
+    pub fn add_chain(
+        &mut self,
+        chain: ChainRef<'_>,
+        base: Option<&BaseChain>,
+        comment: Option<&str>,
+    ) -> &mut Batch {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        let mut attributes = vec![ChainAttribute::Table(table), ChainAttribute::Name(name)];
+        if let Some(base) = base {
+            let hook = match base.hook {
+                ChainHook::Prerouting => InetHookNumber::PreRouting,
+                ChainHook::Postrouting => InetHookNumber::PostRouting,
+            };
+            attributes.push(ChainAttribute::Hook(vec![
+                Hook::Number(HookNumber::Inet(hook)),
+                Hook::Priority(base.priority as u32),
+            ]));
+            attributes.push(ChainAttribute::Policy(1)); // NF_ACCEPT
+            attributes.push(ChainAttribute::Type(base.kind.to_string()));
+        }
+        attributes.extend(comment.map(|c| ChainAttribute::UserData(comment_userdata(c))));
+        self.push(
+            format!("add chain {}", chain.describe()),
+            chain.family,
+            NLM_F_CREATE,
+            NfTablesMessage::NewChain(ChainMessage { attributes }),
+        );
+        self
+    }
+
+    /// `flush chain`: deletes every rule of the chain.
+    pub fn flush_chain(&mut self, chain: ChainRef<'_>) -> &mut Batch {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        self.push(
+            format!("flush chain {}", chain.describe()),
+            chain.family,
+            0,
+            NfTablesMessage::DeleteRule(RuleMessage {
+                attributes: vec![RuleAttribute::Table(table), RuleAttribute::Chain(name)],
+            }),
+        );
+        self
+    }
+
+    /// `add rule` (appended), with an optional comment.
+    pub fn add_rule(
+        &mut self,
+        chain: ChainRef<'_>,
+        exprs: &[Expr],
+        comment: Option<&str>,
+    ) -> &mut Batch {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        let mut attributes = vec![
+            RuleAttribute::Table(table),
+            RuleAttribute::Chain(name),
+            RuleAttribute::Expressions(expr::to_netlink(exprs)),
+        ];
+        attributes.extend(comment.map(|c| RuleAttribute::UserData(comment_userdata(c))));
+        self.push(
+            format!("add rule to {}", chain.describe()),
+            chain.family,
+            NLM_F_CREATE | NLM_F_APPEND,
+            NfTablesMessage::NewRule(RuleMessage { attributes }),
+        );
+        self
+    }
+
+    /// `delete rule ... handle <h>`.
+    pub fn delete_rule(&mut self, chain: ChainRef<'_>, handle: u64) -> &mut Batch {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        self.push(
+            format!("delete rule {handle} of {}", chain.describe()),
+            chain.family,
+            0,
+            NfTablesMessage::DeleteRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(table),
+                    RuleAttribute::Chain(name),
+                    RuleAttribute::Handle(handle),
+                ],
+            }),
+        );
+        self
+    }
+
+    /// `delete chain` (it must be empty and unreferenced).
+    pub fn delete_chain(&mut self, chain: ChainRef<'_>) -> &mut Batch {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        self.push(
+            format!("delete chain {}", chain.describe()),
+            chain.family,
+            0,
+            NfTablesMessage::DeleteChain(ChainMessage {
+                attributes: vec![ChainAttribute::Table(table), ChainAttribute::Name(name)],
+            }),
+        );
+        self
+    }
+}
+
+/// The client.
+pub struct Nftables<T: NfTransport = NfSocket> {
+    pub transport: T,
+}
+
+impl Nftables<NfSocket> {
+    /// A NETLINK_NETFILTER socket in the calling thread's netns.
+    pub fn open() -> NlResult<Nftables<NfSocket>> {
+        Ok(Nftables {
+            transport: NfSocket::open()?,
+        })
+    }
+}
+
+impl Nftables<FakeNfTransport> {
+    pub fn fake() -> Nftables<FakeNfTransport> {
+        Nftables {
+            transport: FakeNfTransport::default(),
+        }
+    }
+}
+
+/// ENOENT: the table, chain or rule does not exist.
+pub fn is_not_found(e: &NetlinkError) -> bool {
+    e.is_not_found()
+}
+
+impl<T: NfTransport> Nftables<T> {
+    /// Applies `batch` as one transaction; the error names the first operation the
+    /// kernel refused. An empty batch is nothing to do.
+    pub fn commit(&mut self, batch: Batch) -> NlResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.transport.commit(batch.operations)
+    }
+
+    fn query(
+        &mut self,
+        what: String,
+        family: Family,
+        message: NfTablesMessage,
+        dump: bool,
+    ) -> NlResult<Option<Vec<NfTablesMessage>>> {
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        match self.transport.query(Operation {
+            what,
+            family: family.proto(),
+            flags,
+            message,
+        }) {
+            Ok(replies) => Ok(Some(replies)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The rules of one chain, in order; `None` when the table or chain does not
+    /// exist. The kernel filters the dump: only this chain's rules are read.
+    pub fn rules(&mut self, chain: ChainRef<'_>) -> NlResult<Option<Vec<Rule>>> {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        let replies = self
+            .query(
+                format!("list the rules of {}", chain.describe()),
+                chain.family,
+                NfTablesMessage::GetRule(RuleMessage {
+                    attributes: vec![RuleAttribute::Table(table), RuleAttribute::Chain(name)],
+                }),
+                true,
+            )?
+            .unwrap_or_default();
+        let rules: Vec<Rule> = replies
+            .iter()
+            .filter_map(|m| match m {
+                NfTablesMessage::NewRule(rule) => Some(Rule::from_message(rule)),
+                _ => None,
+            })
+            .collect();
+        // A filtered dump of a chain that does not exist is empty, not an error.
+        if rules.is_empty() && !self.chain_exists(chain)? {
+            return Ok(None);
+        }
+        Ok(Some(rules))
+    }
+
+    /// Whether the chain (and its table) exists.
+    pub fn chain_exists(&mut self, chain: ChainRef<'_>) -> NlResult<bool> {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        Ok(self
+            .query(
+                format!("read chain {}", chain.describe()),
+                chain.family,
+                NfTablesMessage::GetChain(ChainMessage {
+                    attributes: vec![ChainAttribute::Table(table), ChainAttribute::Name(name)],
+                }),
+                false,
+            )?
+            .is_some())
+    }
+
+    /// One rule by its handle; `None` when it (or its chain) does not exist.
+    pub fn rule(&mut self, chain: ChainRef<'_>, handle: u64) -> NlResult<Option<Rule>> {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        let replies = self.query(
+            format!("read rule {handle} of {}", chain.describe()),
+            chain.family,
+            NfTablesMessage::GetRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Table(table),
+                    RuleAttribute::Chain(name),
+                    RuleAttribute::Handle(handle),
+                ],
+            }),
+            false,
+        )?;
+        Ok(replies.and_then(|replies| {
+            replies.iter().find_map(|m| match m {
+                NfTablesMessage::NewRule(rule) => Some(Rule::from_message(rule)),
+                _ => None,
+            })
+        }))
+    }
+
+    /// The names of a table's chains; `None` when the table does not exist.
+    pub fn chains(&mut self, family: Family, table: &str) -> NlResult<Option<Vec<String>>> {
+        let replies = self.query(
+            format!("list the chains of {} {table}", family.name()),
+            family,
+            NfTablesMessage::GetChain(ChainMessage {
+                attributes: vec![ChainAttribute::Table(table.to_string())],
+            }),
+            true,
+        )?;
+        // Dumps filter by table only on newer kernels: check each chain's table.
+        Ok(replies.map(|replies| {
+            replies
+                .iter()
+                .filter_map(|m| match m {
+                    NfTablesMessage::NewChain(chain) => {
+                        let in_table = chain
+                            .attributes
+                            .iter()
+                            .any(|a| matches!(a, ChainAttribute::Table(t) if t == table));
+                        chain.attributes.iter().find_map(|a| match a {
+                            ChainAttribute::Name(n) if in_table => Some(n.clone()),
+                            _ => None,
+                        })
+                    }
+                    _ => None,
+                })
+                .collect()
+        }))
+    }
+
+    /// Whether nf_tables answers at all (the kernel has it, we may use it).
+    pub fn available(&mut self) -> bool {
+        self.chains(Family::Inet, "cni-probe-nonexistent").is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREROUTING: ChainRef<'static> = ChainRef {
+        family: Family::Bridge,
+        table: "nat",
+        chain: "PREROUTING",
+    };
+
+    #[test]
+    fn a_batch_is_one_commit_of_messages_with_acks() {
+        let mut nft = Nftables::fake();
+        let mut batch = Batch::new();
+        batch
+            .add_table(Family::Bridge, "nat", None)
+            .add_chain(
+                PREROUTING,
+                Some(&BaseChain {
+                    kind: "filter",
+                    hook: ChainHook::Prerouting,
+                    priority: -300,
+                }),
+                None,
+            )
+            .add_rule(
+                PREROUTING,
+                &Expr::iifname_is("veth1"),
+                Some("macspoofchk-c-eth0"),
+            );
+        nft.commit(batch).unwrap();
+        let sent = &nft.transport.commits[0];
+        assert_eq!(sent.len(), 3);
+        assert!(sent.iter().all(|op| op.flags & NLM_F_ACK != 0));
+        assert_eq!(sent[2].what, "add rule to bridge nat \"PREROUTING\"");
+        let NfTablesMessage::NewChain(chain) = &sent[1].message else {
+            panic!()
+        };
+        assert!(chain.attributes.contains(&ChainAttribute::Hook(vec![
+            Hook::Number(HookNumber::Inet(InetHookNumber::PreRouting)),
+            Hook::Priority(-300i32 as u32),
+        ])));
+        assert!(Nftables::fake().commit(Batch::new()).is_ok());
+    }
+
+    #[test]
+    fn listed_rules_give_their_match_and_comment() {
+        let mut nft = Nftables::fake();
+        let mut exprs = Expr::iifname_is("vethab");
+        exprs.push(Expr::Verdict(Verdict::Jump("cni-br-iface-c-eth0".into())));
+        nft.transport
+            .answer(vec![NfTablesMessage::NewRule(RuleMessage {
+                attributes: vec![
+                    RuleAttribute::Handle(7),
+                    RuleAttribute::Expressions(expr::to_netlink(&exprs)),
+                    RuleAttribute::UserData(comment_userdata("macspoofchk-c-eth0")),
+                ],
+            })]);
+        let rules = nft.rules(PREROUTING).unwrap().unwrap();
+        assert_eq!(rules[0].handle, 7);
+        assert_eq!(rules[0].iifname().as_deref(), Some("vethab"));
+        assert_eq!(rules[0].comment.as_deref(), Some("macspoofchk-c-eth0"));
+        assert_eq!(
+            rules[0].verdict(),
+            Some(&Verdict::Jump("cni-br-iface-c-eth0".into()))
+        );
+    }
+
+    #[test]
+    fn a_missing_chain_lists_as_none_and_errors_name_the_object() {
+        let mut nft = Nftables::fake();
+        // An empty dump, then the chain's own lookup: ENOENT.
+        nft.transport.answer(Vec::new());
+        nft.transport.fail(libc::ENOENT);
+        assert_eq!(nft.rules(PREROUTING).unwrap(), None);
+        nft.transport.fail(libc::EPERM);
+        let e = nft.rule(PREROUTING, 4).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "failed to read rule 4 of bridge nat \"PREROUTING\": EPERM: Operation not permitted"
+        );
+    }
+}
