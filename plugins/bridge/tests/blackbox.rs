@@ -553,3 +553,153 @@ fn chained_with_go_tuning_and_portmap() {
     call(&ours(), "CHECK", "ch1", &c1, &with_prev(&conf, &r)).expect_success();
     call(&ours(), "DEL", "ch1", &c1, &with_prev(&conf, &r)).expect_success();
 }
+
+/// `nft list ruleset` with the host veth names replaced, so that two attachments of
+/// the same request can be compared.
+fn ruleset_without_veth_names() -> String {
+    let text = nft_ruleset();
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("\"veth") {
+        out.push_str(&rest[..at]);
+        let end = rest[at + 1..].find('"').map_or(rest.len(), |e| at + 2 + e);
+        out.push_str("\"VETH\"");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The nftables state of macspoofchk is, as `nft` prints it, the Go bridge's: the
+/// same request through Debian's Go bridge and through ours leaves the same text.
+/// And the nftables masquerade rules print exactly as `nft` prints the same rules
+/// written from their text (Debian's Go bridge predates the nftables backend).
+#[test]
+fn nftables_state_prints_as_the_go_plugin_and_nft_write_it() {
+    let test = "nftables_state_prints_as_the_go_plugin_and_nft_write_it";
+    let Some(sb) = Sandbox::new(test) else {
+        return;
+    };
+    let Some(go_bridge) = go_plugin(test, "bridge") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    let l2 = json!({"cniVersion": "0.4.0", "name": "l2", "type": "bridge", "bridge": "brt", "macspoofchk": true});
+    let add = |bin: &Path| {
+        Call::attach("ADD", "same", &c1, "net1")
+            .env("CNI_ARGS", "IgnoreUnknown=1;MAC=02:00:00:00:00:42")
+            .config(&l2)
+            .run(bin)
+            .expect_success()
+    };
+    let del = |bin: &Path, prev: &Value| {
+        Call::attach("DEL", "same", &c1, "net1")
+            .config(&with_prev(&l2, prev))
+            .run(bin)
+            .expect_success()
+    };
+    let go_result = add(&go_bridge);
+    let go_text = ruleset_without_veth_names();
+    del(&go_bridge, &go_result);
+    let our_result = add(&ours());
+    let our_text = ruleset_without_veth_names();
+    assert!(
+        our_text.contains("ether saddr 02:00:00:00:00:42 return"),
+        "{our_text}"
+    );
+    assert_eq!(our_text, go_text);
+    del(&ours(), &our_result);
+
+    // Masquerade: ours over netlink, then the same rules through nft's parser.
+    let mut conf = l3("brm", "10.48.0.0/24", &sb.scratch);
+    conf["ipMasq"] = json!(true);
+    conf["ipMasqBackend"] = json!("nftables");
+    call(&ours(), "ADD", "m1", &c1, &conf).expect_success();
+    let ours_text = nft_ruleset();
+    let comment = ours_text
+        .lines()
+        .filter_map(|l| l.split("comment \"").nth(1))
+        .find(|c| c.contains("id: m1"))
+        .map(|c| c.trim_end_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no masquerade rule: {ours_text}"));
+    let reference = format!(
+        "add table inet cni_plugins_masquerade {{ comment \"Masquerading for plugins from github.com/containernetworking/plugins\"; }}\n\
+         add chain inet cni_plugins_masquerade masq_checks {{ comment \"Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet\"; }}\n\
+         add chain inet cni_plugins_masquerade postrouting {{ type nat hook postrouting priority 100; policy accept; }}\n\
+         add rule inet cni_plugins_masquerade postrouting ip daddr 224.0.0.0/4 return\n\
+         add rule inet cni_plugins_masquerade postrouting ip6 daddr ff00::/8 return\n\
+         add rule inet cni_plugins_masquerade postrouting goto masq_checks\n\
+         add rule inet cni_plugins_masquerade masq_checks ip saddr 10.48.0.2 ip daddr != 10.48.0.0/24 masquerade comment \"{comment}\"\n"
+    );
+    call(&ours(), "DEL", "m1", &c1, &conf).expect_success();
+    sh(&["nft", "delete", "table", "inet", "cni_plugins_masquerade"]);
+    let file = sb.scratch.join("reference.nft");
+    std::fs::write(&file, reference).unwrap();
+    sh(&["nft", "-f", &file.display().to_string()]);
+    assert_eq!(nft_ruleset(), ours_text);
+}
+
+/// macspoofchk and the nftables masquerade need no process: ADD, CHECK, GC and DEL
+/// run with a PATH whose only `nft`, `iptables` and `ip6tables` record that they ran.
+#[test]
+fn macspoofchk_and_nftables_masquerade_spawn_no_process() {
+    let Some(sb) = Sandbox::new("no_process") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    let fake_bin = sb.scratch.join("fake-bin");
+    std::fs::create_dir_all(&fake_bin).unwrap();
+    let record = sb.scratch.join("spawned");
+    for tool in ["nft", "iptables", "ip6tables"] {
+        let path = fake_bin.join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho {tool} \"$@\" >> {}\nexit 1\n",
+                record.display()
+            ),
+        )
+        .unwrap();
+        sh(&["chmod", "+x", &path.display().to_string()]);
+    }
+    let path = fake_bin.display().to_string();
+    let mut conf = l3("brp", "10.46.0.0/24", &sb.scratch);
+    conf["cniVersion"] = json!("1.1.0");
+    conf["macspoofchk"] = json!(true);
+    conf["ipMasq"] = json!(true);
+    conf["ipMasqBackend"] = json!("nftables");
+    let run = |command: &str, conf: &Value| {
+        plugin("host-local");
+        Call::attach(command, "np", &c1, "eth0")
+            .env("PATH", &path)
+            .config(conf)
+            .run(&ours())
+            .expect_success()
+    };
+    let result = run("ADD", &conf);
+    let rules = nft_ruleset();
+    assert!(
+        rules.contains("macspoofchk-np-eth0") && rules.contains("id: np"),
+        "{rules}"
+    );
+    run("CHECK", &with_prev(&conf, &result));
+    let mut gc = conf.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "np", "ifname": "eth0"}]);
+    Call::new("GC")
+        .env("PATH", &path)
+        .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+        .config(&gc)
+        .run(&ours())
+        .expect_success();
+    run("DEL", &with_prev(&conf, &result));
+    let rules = nft_ruleset();
+    assert!(
+        !rules.contains("np-eth0") && !rules.contains("id: np"),
+        "{rules}"
+    );
+    assert!(
+        !record.exists(),
+        "a plugin ran: {}",
+        std::fs::read_to_string(&record).unwrap_or_default()
+    );
+}

@@ -145,33 +145,44 @@ impl Expr {
         ]
     }
 
-    /// `ip daddr [!=] <subnet>` / `ip6 daddr ...`, as nft encodes a prefix: a load
-    /// of the whole bytes it covers, masked when it ends inside a byte.
+    /// `ip daddr [!=] <subnet>` / `ip6 daddr ...`, as nft encodes a prefix: a
+    /// prefix that ends on a byte boundary loads just those bytes; any other loads
+    /// the whole address and masks it.
     pub fn daddr_in(subnet: IpNet, op: CmpOp) -> Vec<Expr> {
         let (offset, network) = match subnet.network() {
             IpAddr::V4(a) => (16, a.octets().to_vec()),
             IpAddr::V6(a) => (24, a.octets().to_vec()),
         };
         let prefix = subnet.prefix_len() as usize;
-        let len = prefix.div_ceil(8);
-        let mut exprs = vec![Expr::Payload {
+        let payload = |len: usize| Expr::Payload {
             base: PayloadBase::Network,
             offset,
             len: len as u32,
-        }];
-        if prefix % 8 != 0 {
-            let mut mask = vec![0xffu8; len];
-            mask[len - 1] = 0xff << (8 - prefix % 8);
-            exprs.push(Expr::Bitwise {
-                mask,
-                xor: vec![0; len],
-            });
+        };
+        if prefix % 8 == 0 {
+            let len = prefix / 8;
+            return vec![
+                payload(len),
+                Expr::Cmp {
+                    op,
+                    data: network[..len].to_vec(),
+                },
+            ];
         }
-        exprs.push(Expr::Cmp {
-            op,
-            data: network[..len].to_vec(),
-        });
-        exprs
+        let mask: Vec<u8> = (0..network.len())
+            .map(|i| {
+                let bits = prefix.saturating_sub(i * 8).min(8);
+                (0xffu16 << (8 - bits)) as u8
+            })
+            .collect();
+        vec![
+            payload(network.len()),
+            Expr::Bitwise {
+                xor: vec![0; mask.len()],
+                mask,
+            },
+            Expr::Cmp { op, data: network },
+        ]
     }
 
     fn to_netlink(&self) -> ListAttribute<ExpressionAttribute> {
@@ -378,17 +389,22 @@ mod tests {
         assert_eq!(
             multicast[1],
             Expr::Bitwise {
-                mask: vec![0xf0],
-                xor: vec![0]
+                mask: vec![0xf0, 0, 0, 0],
+                xor: vec![0; 4]
             }
         );
         assert_eq!(
             multicast[2],
             Expr::Cmp {
                 op: CmpOp::Eq,
-                data: vec![0xe0]
+                data: vec![0xe0, 0, 0, 0]
             }
         );
+        let v6 = Expr::daddr_in("fd00:1::/60".parse().unwrap(), CmpOp::Neq);
+        let Expr::Bitwise { mask, .. } = &v6[1] else {
+            panic!()
+        };
+        assert_eq!(mask[..8], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]);
     }
 
     #[test]
