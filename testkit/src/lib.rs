@@ -554,7 +554,7 @@ pub fn with_prev(conf: &Value, prev: &Value) -> Value {
 }
 
 /// VF stand-ins for the sriov tests: for each `(pci, netdev)` a veth named `netdev`
-/// (its peer `<netdev>p`) in the current netns, and a fake sysfs tree under `sysfs`
+/// (its peer `peer-<netdev>`) in the current netns, and a fake sysfs tree under `sysfs`
 /// that names them the VFs of `pf_name` at `pf_pci` (driver iavf).
 pub fn fake_vfs(sysfs: &Path, pf_pci: &str, pf_name: &str, vfs: &[(String, String)]) {
     for (_, name) in vfs {
@@ -567,7 +567,7 @@ pub fn fake_vfs(sysfs: &Path, pf_pci: &str, pf_name: &str, vfs: &[(String, Strin
             "veth",
             "peer",
             "name",
-            &format!("{name}p"),
+            &format!("peer-{name}"),
         ]);
     }
     let entries: Vec<(&str, Option<&str>, &str)> = vfs

@@ -112,7 +112,8 @@ pub fn create_in_netns<'fd>(
         CniError::internal(format!("failed to create {what}: {e}{hint}"))
     })?;
     let created = inside.require_link(&LinkId::Name(temporary.clone()))?;
-    if let Err(e) = inside.rename(created.index, ifname) {
+    let marked = inside.set_alias(created.index, &request_mark(request));
+    if let Err(e) = marked.and_then(|()| inside.rename(created.index, ifname)) {
         let _ = inside.delete_link(created.index, &temporary);
         return Err(CniError::internal(format!(
             "failed to rename {what} to {ifname:?}: {e}"
@@ -267,9 +268,64 @@ pub fn container_interface(prev: &CniResult, request: &Request) -> Result<usize,
         })
 }
 
-/// DEL of a one-interface plugin: IPAM first, then the link in the container. Needs
-/// neither the master nor the netns: a gone netns or link is nothing to undo.
-pub fn del_single_interface(request: &Request, ipam_type: Option<&str>) -> Result<(), CniError> {
+/// The mark put on every container link the suite makes (its IFLA_IFALIAS): a hash
+/// of network, container ID and interface name. DEL deletes a link only when it can
+/// show the link is its attachment's; the mark shows it even without prevResult
+/// (a runtime's DEL after a failed ADD has none).
+pub fn attachment_mark(network: &str, container_id: &str, ifname: &str) -> String {
+    crate::spec::hash::sha512_hex(
+        28,
+        "cni:",
+        format!("{network}\0{container_id}\0{ifname}").as_bytes(),
+    )
+}
+
+/// [`attachment_mark`] of the request's attachment.
+pub fn request_mark(request: &Request) -> String {
+    attachment_mark(&request.network_name, &request.container_id, &request.ifname)
+}
+
+/// Whether `link` in the container is this attachment's to delete: of `kind`, and
+/// marked for this attachment, or (a link made by the Go plugin, or before marks)
+/// unmarked and either with the MAC prevResult gives it or vouched for by
+/// `unmarked_proof`. An interface that was there before (ADD then refused to
+/// replace it), or another attachment's, is left alone.
+pub fn is_attachment_link(
+    link: &Link,
+    request: &Request,
+    kind: &str,
+    prev: Option<&CniResult>,
+    unmarked_proof: impl FnOnce(&Link) -> bool,
+) -> bool {
+    if link.kind.as_deref() != Some(kind) {
+        return false;
+    }
+    match link.alias.as_deref() {
+        Some(mark) if mark.starts_with("cni:") => mark == request_mark(request),
+        _ => {
+            let prev_mac = prev.and_then(|p| {
+                p.interfaces
+                    .iter()
+                    .find(|i| i.name == request.ifname && i.sandbox.is_some())
+                    .and_then(|i| i.mac.clone())
+            });
+            match (prev_mac, &link.mac) {
+                (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+                _ => unmarked_proof(link),
+            }
+        }
+    }
+}
+
+/// DEL of a one-interface plugin: IPAM first, then the link in the container if it
+/// is this attachment's (see [`is_attachment_link`]). Needs neither the master nor
+/// the netns: a gone netns or link is nothing to undo.
+pub fn del_single_interface(
+    request: &Request,
+    ipam_type: Option<&str>,
+    kind: &str,
+    prev: Option<&CniResult>,
+) -> Result<(), CniError> {
     let mut errors = crate::spec::error::ErrorList::new();
     if let Some(plugin_type) = ipam_type {
         errors.record(ipam::del(request, plugin_type));
@@ -277,18 +333,22 @@ pub fn del_single_interface(request: &Request, ipam_type: Option<&str>) -> Resul
     if let Some(path) = &request.netns {
         match NetNs::open_if_present(path) {
             Ok(Some(netns)) => {
-                errors.record(
-                    netns
-                        .netlink()
-                        .map_err(CniError::from)
-                        .and_then(|mut inside| {
-                            // Also the link of an ADD that died before renaming it.
-                            for name in [request.ifname.clone(), temporary_name(request)] {
-                                inside.delete_link_if_present(&name)?;
-                            }
-                            Ok(())
-                        }),
-                );
+                errors.record(netns.netlink().map_err(CniError::from).and_then(|mut inside| {
+                    // The link of an ADD that died before renaming it is ours by its name.
+                    inside.delete_link_if_present(&temporary_name(request))?;
+                    if let Some(link) = inside.get_link(&LinkId::Name(request.ifname.clone()))? {
+                        if is_attachment_link(&link, request, kind, prev, |_| false) {
+                            inside.delete_link(link.index, &link.name)?;
+                        } else {
+                            crate::log_warn!(
+                                "left {:?} in {} alone: nothing shows it is this attachment's",
+                                link.name,
+                                path.display()
+                            );
+                        }
+                    }
+                    Ok(())
+                }));
             }
             Ok(None) => {}
             Err(e) => errors.push(e.into()),

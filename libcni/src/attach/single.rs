@@ -13,7 +13,7 @@ use super::{
 use crate::delegate::ipam;
 use crate::netlink::{Link, LinkKind, Netlink, NewLink, SocketTransport};
 use crate::skel::{Plugin, Request};
-use crate::spec::config::NetConf;
+use crate::spec::config::{parse_netconf, NetConf, NoPluginKeys};
 use crate::spec::error::CniError;
 use crate::spec::result::CniResult;
 
@@ -98,12 +98,16 @@ impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
         finish_single_interface(&mut inside, &link, outcome)
     }
 
-    /// IPAM first, then the link; needs neither the master nor the netns.
+    /// IPAM first, then the link; needs neither the master nor the netns. Only
+    /// the common keys are read: a config that ADD would refuse still tears down.
     fn del(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = self.0.load(request)?;
+        let conf: NetConf<NoPluginKeys> = parse_netconf(&request.stdin)?;
+        let prev = conf.parsed_prev_result(request.version).ok().flatten();
         del_single_interface(
             request,
-            cfg.conf.delegated_ipam().map(|i| i.plugin_type.as_str()),
+            conf.delegated_ipam().map(|i| i.plugin_type.as_str()),
+            C::KIND,
+            prev.as_ref(),
         )
     }
 

@@ -10,6 +10,14 @@ use crate::spec::error::{CniError, ErrorCode};
 use crate::spec::result::CniResult;
 use crate::spec::version::SpecVersion;
 
+/// The marker a plugin sets for the IPAM plugin it execs: how deep the chain of
+/// delegations is. A plugin named as its own IPAM (`"ipam": {"type": "bridge"}`)
+/// would otherwise exec itself without end.
+pub const DEPTH_VARIABLE: &str = "CNI_RS_DELEGATION_DEPTH";
+
+/// The deepest chain of delegations allowed (an IPAM plugin may itself delegate).
+pub const MAX_DEPTH: u32 = 4;
+
 /// Execs a delegated plugin for `verb` and returns its result (ADD only).
 pub fn exec_plugin(
     plugin_type: &str,
@@ -19,10 +27,23 @@ pub fn exec_plugin(
     config_version: SpecVersion,
 ) -> Result<Option<CniResult>, CniError> {
     let binary = find_plugin(plugin_type, search_path)?;
+    let depth = std::env::var(DEPTH_VARIABLE)
+        .ok()
+        .and_then(|d| d.parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    if depth > MAX_DEPTH {
+        return Err(CniError::invalid_config(format!(
+            "IPAM plugin {plugin_type:?} not run: {MAX_DEPTH} plugins already delegate to each other (a configuration names a plugin as its own IPAM?)"
+        )));
+    }
     // Everything else is inherited: the delegate sees our CNI_* variables.
     let stdout = invoke::run(
         &binary,
-        &[("CNI_COMMAND", verb.as_str().to_string())],
+        &[
+            ("CNI_COMMAND", verb.as_str().to_string()),
+            (DEPTH_VARIABLE, depth.to_string()),
+        ],
         stdin,
     )
     .map_err(|e| e.context(format!("{} plugin {plugin_type:?} failed", verb.as_str())))?;

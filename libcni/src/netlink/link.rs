@@ -53,10 +53,16 @@ pub struct Link {
     pub isolated: Option<bool>,
     /// Alternative names (kernels keep the old name as one on some renames).
     pub altnames: Vec<String>,
+    /// IFLA_IFALIAS: where the suite marks the container links it makes.
+    pub alias: Option<String>,
     pub message: LinkMessage,
 }
 
 impl Link {
+    pub fn is_loopback(&self) -> bool {
+        self.message.header.flags.contains(LinkFlags::Loopback)
+    }
+
     pub fn from_message(message: LinkMessage) -> Link {
         let mut link = Link {
             index: message.header.index,
@@ -71,6 +77,7 @@ impl Link {
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
                 LinkAttribute::Link(p) => link.parent = Some(*p),
+                LinkAttribute::IfAlias(alias) => link.alias = Some(alias.clone()),
                 LinkAttribute::OperState(state) => link.oper_up = *state == State::Up,
                 LinkAttribute::PropList(props) => {
                     for prop in props {
@@ -384,6 +391,15 @@ impl<T: Transport> Netlink<T> {
         self.set_link(message, &|| {
             format!("set the MTU of link #{index} to {mtu}")
         })
+    }
+
+    /// Sets IFLA_IFALIAS (the kernel ignores it in the message that creates a link).
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()> {
+        let mut message = by_index(index);
+        message
+            .attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.set_link(message, &|| format!("set the alias of link #{index}"))
     }
 
     pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> NlResult<()> {

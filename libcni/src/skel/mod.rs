@@ -122,6 +122,34 @@ pub trait Plugin {
     fn known_args(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether the plugin is an IPAM plugin, which another plugin may exec as its
+    /// delegate. A main plugin exec'd that way (`"ipam": {"type": "bridge"}`) is a
+    /// configuration error, and would exec itself again without end.
+    fn is_ipam(&self) -> bool {
+        false
+    }
+}
+
+/// Reads one environment variable as bytes (a value may be any bytes).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
+
+/// A variable that must be text: `Ok(None)` when unset, code 4 naming it when its
+/// bytes are not UTF-8 (never silently treated as unset).
+fn text_var(env: Env<'_>, name: &str) -> Result<Option<String>, CniError> {
+    match env(name) {
+        None => Ok(None),
+        Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
+            CniError::invalid_env(format!("{name} is not valid UTF-8 text"))
+        }),
+    }
+}
+
+/// A variable that names a path: any bytes.
+fn path_var(env: Env<'_>, name: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    env(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| PathBuf::from(std::ffi::OsString::from_vec(v)))
 }
 
 /// Who the plugin is, for the line printed when it runs without CNI_COMMAND.
@@ -194,18 +222,17 @@ fn is_own_netns(path: &std::path::Path) -> bool {
 }
 
 /// Validates the invocation and runs the verb. `env` reads a variable.
-pub fn dispatch(
-    plugin: &dyn Plugin,
-    about: &About,
-    env: &dyn Fn(&str) -> Option<String>,
-    stdin: &mut dyn Read,
-) -> Outcome {
-    let Some(command_text) = env("CNI_COMMAND") else {
-        return Outcome {
-            exit_code: 0,
-            stdout: String::new(),
-            stderr: about.line() + "\n",
-        };
+pub fn dispatch(plugin: &dyn Plugin, about: &About, env: Env<'_>, stdin: &mut dyn Read) -> Outcome {
+    let command_text = match text_var(env, "CNI_COMMAND") {
+        Err(error) => return Outcome::error(&error, SpecVersion::LATEST),
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            return Outcome {
+                exit_code: 0,
+                stdout: String::new(),
+                stderr: about.line() + "\n",
+            }
+        }
     };
     let Some(command) = Command::parse(&command_text) else {
         return Outcome::error(
@@ -214,6 +241,20 @@ pub fn dispatch(
         );
     };
     match validate(plugin, command, env, stdin) {
+        Ok(Validated::Request(request)) if delegation_depth(env) > 0 && !plugin.is_ipam() => {
+            // Exec'd as another plugin's IPAM: refuse before any work. DEL has nothing
+            // to undo (no ADD of this kind ever succeeded), so it succeeds.
+            if request.command == Command::Del {
+                return Outcome::default();
+            }
+            Outcome::error(
+                &CniError::invalid_config(format!(
+                    "{} is not an IPAM plugin: a configuration names it as \"ipam\" type",
+                    about.name
+                )),
+                request.version,
+            )
+        }
         Ok(Validated::Version(reply)) => Outcome {
             exit_code: 0,
             stdout: serde_json::to_string(&reply).expect("serializes") + "\n",
@@ -229,14 +270,24 @@ enum Validated {
     Request(Box<Request>),
 }
 
+/// How deep in a chain of IPAM delegations this process runs (0: exec'd by the
+/// runtime), from the marker `delegate::ipam` sets for the plugins it execs.
+pub fn delegation_depth(env: Env<'_>) -> u32 {
+    env(crate::delegate::ipam::DEPTH_VARIABLE)
+        .and_then(|v| String::from_utf8(v).ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn validate(
     plugin: &dyn Plugin,
     command: Command,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: Env<'_>,
     stdin: &mut dyn Read,
 ) -> Result<Validated, (CniError, SpecVersion)> {
     let latest = SpecVersion::LATEST;
     let non_empty = |name: &str| env(name).filter(|v| !v.is_empty());
+    let text = |name: &str| text_var(env, name).map_err(|e| (e, latest));
 
     let missing: Vec<&str> = command
         .required_env()
@@ -277,18 +328,18 @@ fn validate(
         })));
     }
 
-    let container_id = env("CNI_CONTAINERID").unwrap_or_default();
+    let container_id = text("CNI_CONTAINERID")?.unwrap_or_default();
     if command.required_env().contains(&"CNI_CONTAINERID") || !container_id.is_empty() {
         validate_container_id(&container_id).map_err(|e| (e, latest))?;
     }
-    let ifname = env("CNI_IFNAME").unwrap_or_default();
+    let ifname = text("CNI_IFNAME")?.unwrap_or_default();
     if command.required_env().contains(&"CNI_IFNAME") || !ifname.is_empty() {
         validate_interface_name(&ifname)
             .map_err(|e| (e.context(format!("invalid CNI_IFNAME {ifname:?}")), latest))?;
     }
-    let netns = non_empty("CNI_NETNS").map(PathBuf::from);
-    let override_netns_check =
-        non_empty("CNI_NETNS_OVERRIDE").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let netns = path_var(env, "CNI_NETNS");
+    let override_netns_check = non_empty("CNI_NETNS_OVERRIDE")
+        .is_some_and(|v| v == b"1" || v.eq_ignore_ascii_case(b"true"));
     if let Some(path) = &netns {
         if !override_netns_check && is_own_netns(path) {
             return Err((
@@ -300,12 +351,14 @@ fn validate(
             ));
         }
     }
-    let args = CniArgs::parse(&env("CNI_ARGS").unwrap_or_default()).map_err(|e| (e, latest))?;
+    let args = CniArgs::parse_bytes(&env("CNI_ARGS").unwrap_or_default()).map_err(|e| (e, latest))?;
+    // Each entry is a path, any bytes: one odd entry never empties the others.
     let path = env("CNI_PATH")
         .map(|p| {
-            p.split(':')
+            use std::os::unix::ffi::OsStrExt;
+            p.split(|b| *b == b':')
                 .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
+                .map(|s| PathBuf::from(std::ffi::OsStr::from_bytes(s)))
                 .collect()
         })
         .unwrap_or_default();
@@ -378,6 +431,8 @@ fn validate(
     if matches!(command, Command::Add | Command::Check) {
         args.check_known(plugin.known_args())
             .map_err(|e| (e, version))?;
+        args.check_text(plugin.known_args())
+            .map_err(|e| (e, version))?;
     }
 
     Ok(Validated::Request(Box::new(Request {
@@ -430,7 +485,8 @@ fn run_verb(plugin: &dyn Plugin, request: &Request) -> Outcome {
 
 /// The `main` of every plugin binary.
 pub fn run(plugin: &dyn Plugin, about: About) -> ! {
-    let env = |name: &str| std::env::var(name).ok();
+    use std::os::unix::ffi::OsStringExt;
+    let env = |name: &str| std::env::var_os(name).map(|v| v.into_vec());
     let outcome = dispatch(plugin, &about, &env, &mut std::io::stdin().lock());
     let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
     let mut stdout = std::io::stdout().lock();
@@ -492,7 +548,7 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let env = move |name: &str| map.get(name).cloned();
+        let env = move |name: &str| map.get(name).map(|v| v.clone().into_bytes());
         let outcome = dispatch(plugin, &ABOUT, &env, &mut stdin.as_bytes());
         let json = serde_json::from_str(&outcome.stdout).ok();
         (outcome, json)
@@ -684,7 +740,7 @@ mod tests {
         let outcome = dispatch(
             &p,
             &ABOUT,
-            &move |n: &str| env.get(n).cloned(),
+            &move |n: &str| env.get(n).map(|v| v.clone().into_bytes()),
             &mut CONF.as_bytes(),
         );
         assert_eq!(outcome.exit_code, 1);

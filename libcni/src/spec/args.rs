@@ -15,6 +15,8 @@ pub const RUNTIME_KEYS: [&str; 5] = [
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CniArgs {
     pairs: Vec<(String, String)>,
+    /// Keys whose value is not UTF-8 (the value is left out of `pairs`).
+    not_text: Vec<String>,
 }
 
 impl CniArgs {
@@ -22,7 +24,10 @@ impl CniArgs {
     pub fn parse(text: &str) -> Result<CniArgs, CniError> {
         let mut pairs = Vec::new();
         if text.is_empty() {
-            return Ok(CniArgs { pairs });
+            return Ok(CniArgs {
+                pairs,
+                not_text: Vec::new(),
+            });
         }
         for item in text.split(';') {
             let parts: Vec<&str> = item.split('=').collect();
@@ -33,7 +38,46 @@ impl CniArgs {
             }
             pairs.push((parts[0].to_string(), parts[1].to_string()));
         }
-        Ok(CniArgs { pairs })
+        Ok(CniArgs {
+            pairs,
+            not_text: Vec::new(),
+        })
+    }
+
+    /// Parses CNI_ARGS as the bytes the environment holds: a pair whose bytes are not
+    /// UTF-8 is set aside (its key noted), so that one odd value never drops the
+    /// others; [`CniArgs::check_text`] refuses it where the plugin reads the key.
+    pub fn parse_bytes(bytes: &[u8]) -> Result<CniArgs, CniError> {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return CniArgs::parse(text);
+        }
+        let mut args = CniArgs::default();
+        for item in bytes.split(|b| *b == b';') {
+            match std::str::from_utf8(item) {
+                Ok(text) => args.pairs.extend(CniArgs::parse(text)?.pairs),
+                Err(_) => {
+                    let key = item.split(|b| *b == b'=').next().unwrap_or_default();
+                    args.not_text
+                        .push(String::from_utf8_lossy(key).into_owned());
+                }
+            }
+        }
+        Ok(args)
+    }
+
+    /// Refuses (code 4) a pair whose value is not UTF-8 when the plugin reads its
+    /// key; others are ignored as unknown keys are.
+    pub fn check_text(&self, plugin_keys: &[&str]) -> Result<(), CniError> {
+        match self
+            .not_text
+            .iter()
+            .find(|k| plugin_keys.contains(&k.as_str()) || !self.ignore_unknown())
+        {
+            Some(key) => Err(CniError::invalid_env(format!(
+                "CNI_ARGS: the pair of {key:?} is not valid UTF-8 text"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The last value of a key (a later pair overrides an earlier one, as in Go).
@@ -114,6 +158,17 @@ mod tests {
             .unwrap()
             .check_known(&[])
             .is_err());
+    }
+
+    #[test]
+    fn a_pair_that_is_not_text_drops_only_itself() {
+        let a = CniArgs::parse_bytes(b"IgnoreUnknown=1;K8S_POD_NAME=w\xffb;IP=10.0.0.5/24").unwrap();
+        assert_eq!(a.get("IP"), Some("10.0.0.5/24"));
+        a.check_text(&["IP"]).unwrap();
+        let bad = CniArgs::parse_bytes(b"IgnoreUnknown=1;IP=10.0.0.\xff").unwrap();
+        let e = bad.check_text(&["IP"]).unwrap_err();
+        assert_eq!(e.code.number(), 4);
+        assert!(e.msg.contains("IP"), "{}", e.msg);
     }
 
     #[test]

@@ -273,6 +273,44 @@ pub struct RuntimeDns {
     pub options: Vec<String>,
 }
 
+/// A key of a JSON object as Go's encoding/json finds it: the exact spelling, else
+/// any spelling that matches it case-insensitively (of several, the last).
+pub fn go_lookup<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    object.get(key).or_else(|| {
+        object
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .last()
+            .map(|(_, v)| v)
+    })
+}
+
+/// Lenient readers for what DEL needs of a config: a value of the wrong type reads
+/// as absent. DEL must find and remove state even when a config no longer passes
+/// the checks of ADD (Go's DEL does not run them either).
+pub mod lenient {
+    use serde_json::{Map, Value};
+
+    pub fn bool(object: &Map<String, Value>, key: &str) -> bool {
+        match super::go_lookup(object, key) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+            _ => false,
+        }
+    }
+
+    pub fn string(object: &Map<String, Value>, key: &str) -> Option<String> {
+        super::go_lookup(object, key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+
+    pub fn integer(object: &Map<String, Value>, key: &str) -> Option<i64> {
+        super::go_lookup(object, key).and_then(Value::as_i64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,41 @@ pub fn invoked_as_cnv_bridge() -> bool {
             && args.next().as_deref() == Some("cnv-bridge"))
 }
 
+/// What DEL needs to find an attachment's state, read leniently: a config that ADD
+/// would refuse (a multicast MAC, `mtu: -1`, a bad trunk) still tears down, as the
+/// Go plugin's DEL does; runtimes retry DEL until it succeeds.
+pub struct DelConfig {
+    pub conf: NetConf<serde_json::Map<String, serde_json::Value>>,
+    pub bridge: String,
+    pub macspoofchk: bool,
+    pub ip_masq: bool,
+    /// 0 when absent or out of range (then there is no VLAN gateway to look for).
+    pub vlan: u16,
+    pub is_gateway: bool,
+}
+
+impl DelConfig {
+    pub fn is_layer3(&self) -> bool {
+        self.conf.delegated_ipam().is_some()
+    }
+}
+
+pub fn load_for_del(request: &Request) -> Result<DelConfig, CniError> {
+    use libcni::spec::config::lenient;
+    let conf: NetConf<serde_json::Map<String, serde_json::Value>> = parse_netconf(&request.stdin)?;
+    let keys = &conf.plugin;
+    Ok(DelConfig {
+        bridge: lenient::string(keys, "bridge").unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
+        macspoofchk: lenient::bool(keys, "macspoofchk"),
+        ip_masq: lenient::bool(keys, "ipMasq"),
+        vlan: lenient::integer(keys, "vlan")
+            .filter(|v| (1..=4094).contains(v))
+            .unwrap_or(0) as u16,
+        is_gateway: lenient::bool(keys, "isGateway") || lenient::bool(keys, "isDefaultGateway"),
+        conf,
+    })
+}
+
 pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniError> {
     let conf: NetConf<BridgeKeys> = parse_netconf(&request.stdin)?;
     let keys = &conf.plugin;

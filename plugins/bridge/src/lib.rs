@@ -109,9 +109,10 @@ fn create_veth(
     netns: &NetNs,
     cfg: &BridgeConfig,
     bridge: &Link,
-    ifname: &str,
+    request: &Request,
     rollback: &mut Rollback,
 ) -> Result<String, CniError> {
+    let ifname = request.ifname.as_str();
     let exists = || {
         CniError::internal(format!(
             "container veth name provided ({ifname}) already exists"
@@ -233,7 +234,7 @@ impl Plugin for Bridge {
             &netns,
             &cfg,
             &bridge,
-            &request.ifname,
+            request,
             &mut rollback,
         )?;
         let host = nl.require_link(&LinkId::Name(host_name.clone()))?;
@@ -247,6 +248,7 @@ impl Plugin for Bridge {
         )?;
         program_vlans(&mut nl, &cfg, &host)?;
         let container = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
+        inside.set_alias(container.index, &libcni::attach::request_mark(request))?;
         let container_mac = container.mac.clone().unwrap_or_default();
 
         let mut result = CniResult::default();
@@ -362,7 +364,8 @@ impl Plugin for Bridge {
     /// Best effort, every step: IPAM, the container link, macspoofchk, masquerade and
     /// the VLAN gateway interface, also when the netns is already gone.
     fn del(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load(request, self.cnv_bridge)?;
+        let cfg = config::load_for_del(request)?;
+        let prev = cfg.conf.parsed_prev_result(request.version).ok().flatten();
         let mut errors = ErrorList::new();
         if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
             errors.record(ipam::del(request, &ipam_conf.plugin_type));
@@ -372,23 +375,15 @@ impl Plugin for Bridge {
             match NetNs::open_if_present(path) {
                 Ok(Some(netns)) => {
                     pod_gone = false;
-                    errors.record(netns.netlink().map_err(CniError::from).and_then(
-                        |mut inside| {
-                            inside.delete_link_if_present(&request.ifname)?;
-                            Ok(())
-                        },
-                    ));
+                    errors.record(delete_container_veth(&netns, request, &cfg, prev.as_ref()));
                 }
                 Ok(None) => {}
                 Err(e) => errors.push(e.into()),
             }
         }
-        if cfg.keys().macspoofchk {
-            let own_host_veth = cfg
-                .conf
-                .parsed_prev_result(request.version)
-                .ok()
-                .flatten()
+        if cfg.macspoofchk {
+            let own_host_veth = prev
+                .as_ref()
                 .and_then(|prev| {
                     prev.interfaces
                         .iter()
@@ -411,7 +406,7 @@ impl Plugin for Bridge {
                     }),
             );
         }
-        if cfg.is_layer3() && cfg.keys().ip_masq {
+        if cfg.is_layer3() && cfg.ip_masq {
             errors.record(masq::teardown(
                 &cfg.conf.name,
                 &request.ifname,
@@ -419,7 +414,7 @@ impl Plugin for Bridge {
             ));
         }
         if cfg.vlan != 0 && cfg.is_gateway && cfg.is_layer3() {
-            errors.record(remove_unused_vlan_gateway(&cfg));
+            errors.record(remove_unused_vlan_gateway(&cfg.bridge, cfg.vlan));
         }
         errors.into_result()
     }
@@ -456,6 +451,39 @@ impl Plugin for Bridge {
     fn known_args(&self) -> &'static [&'static str] {
         &["MAC", "IP"]
     }
+}
+
+/// Deletes the container veth if it is this attachment's: marked for it, or (made
+/// by the Go plugin) with prevResult's MAC or its peer a port of the bridge. An
+/// interface that was there before, or another attachment's, stays.
+fn delete_container_veth(
+    netns: &NetNs,
+    request: &Request,
+    cfg: &config::DelConfig,
+    prev: Option<&CniResult>,
+) -> Result<(), CniError> {
+    let mut inside = netns.netlink()?;
+    let Some(link) = inside.get_link(&LinkId::Name(request.ifname.clone()))? else {
+        return Ok(());
+    };
+    let mut host = Netlink::open()?;
+    let bridge = host.get_link(&LinkId::Name(cfg.bridge.clone()))?;
+    let peer_on_bridge = |link: &Link| {
+        let (Some(peer), Some(bridge)) = (link.parent, bridge.as_ref()) else {
+            return false;
+        };
+        matches!(host.get_link(&LinkId::Index(peer)), Ok(Some(p)) if p.controller == Some(bridge.index))
+    };
+    if libcni::attach::is_attachment_link(&link, request, "veth", prev, peer_on_bridge) {
+        inside.delete_link(link.index, &link.name)?;
+    } else {
+        libcni::log_warn!(
+            "left {:?} in {} alone: nothing shows it is this attachment's",
+            link.name,
+            netns.path().display()
+        );
+    }
+    Ok(())
 }
 
 /// Reads the macspoofchk state of this attachment's reference before ADD changes

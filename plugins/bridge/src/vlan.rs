@@ -108,14 +108,14 @@ pub fn clone_vlan_only(cfg: &BridgeConfig) -> BridgeConfig {
 }
 
 /// Deletes `<bridge>.<vlan>` when no port but its own peer is left in the VLAN.
-pub fn remove_unused_vlan_gateway(cfg: &BridgeConfig) -> Result<(), CniError> {
-    let _guard = lock_vlan_gateway(&cfg.bridge)?;
+pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), CniError> {
+    let _guard = lock_vlan_gateway(bridge_name)?;
     let mut nl = Netlink::open()?;
-    let name = format!("{}.{}", cfg.bridge, cfg.vlan);
+    let name = format!("{bridge_name}.{vlan}");
     let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else {
         return Ok(());
     };
-    let Some(bridge) = nl.get_link(&LinkId::Name(cfg.bridge.clone()))? else {
+    let Some(bridge) = nl.get_link(&LinkId::Name(bridge_name.to_string()))? else {
         return Ok(());
     };
     let links = nl.list_links()?;
@@ -128,7 +128,7 @@ pub fn remove_unused_vlan_gateway(cfg: &BridgeConfig) -> Result<(), CniError> {
     let in_use = nl
         .bridge_vlan_dump()?
         .iter()
-        .any(|(index, vlans)| ports.contains(index) && vlans.iter().any(|v| v.vid == cfg.vlan));
+        .any(|(index, vlans)| ports.contains(index) && vlans.iter().any(|v| v.vid == vlan));
     if !in_use {
         nl.delete_link_if_present(&name)?;
     }

@@ -189,6 +189,10 @@ impl Plugin for HostLocal {
     fn known_args(&self) -> &'static [&'static str] {
         &["IP"]
     }
+
+    fn is_ipam(&self) -> bool {
+        true
+    }
 }
 
 /// The plugin's entry point, for its own binary and for the multi-call binary.

@@ -150,7 +150,21 @@ fn return_netdev(
     if orig.mtu != 0 && back.mtu != orig.mtu {
         nl.set_mtu(back.index, orig.mtu)?;
     }
+    if back.alias.is_some() {
+        nl.set_alias(back.index, "")?;
+    }
     Ok(())
+}
+
+/// Whether the pod's `link` is the VF of this attachment: marked for it at ADD, or
+/// (moved by sriov-cni, which marks nothing) a device without a link kind, as a VF
+/// netdev is, and not the loopback. A veth, a macvlan, `lo` or another
+/// attachment's interface of the same name is never taken out of the pod.
+fn is_attachment_vf(link: &Link, mark: &str) -> bool {
+    match link.alias.as_deref() {
+        Some(alias) if alias.starts_with("cni:") => alias == mark,
+        _ => link.kind.is_none() && !link.is_loopback(),
+    }
 }
 
 /// Undoes an attachment from its cache: the PF-side settings, then the netdev back
@@ -182,12 +196,18 @@ fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
         let in_pod = match &inside {
             Some(ns) => {
                 let mut pod = ns.netlink()?;
+                let network = cache
+                    .config
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let mark = attach::attachment_mark(network, &cache.container_id, &cache.ifname);
                 match pod.get_link(&LinkId::Name(cache.ifname.clone()))? {
-                    Some(link) => {
+                    Some(link) if is_attachment_vf(&link, &mark) => {
                         errors.record(return_netdev(&mut pod, &link, &cache.orig));
                         true
                     }
-                    None => false,
+                    _ => false,
                 }
             }
             None => false,
@@ -262,6 +282,8 @@ fn attach_vf<'r>(
                 netns.path().display()
             )));
         }
+        // Marked before it moves: DEL returns only a netdev that is this VF.
+        nl.set_alias(link.index, &attach::request_mark(request))?;
         move_via_temporary(&mut nl, link, netns, &request.ifname)?;
         failpoint("sriov-after-move");
         let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
@@ -584,7 +606,10 @@ fn reset_without_cache(
     }
     if let Some(Ok(Some(netns))) = request.netns.as_deref().map(NetNs::open_if_present) {
         let mut pod = netns.netlink()?;
-        if let Some(link) = pod.get_link(&LinkId::Name(request.ifname.clone()))? {
+        let link = pod
+            .get_link(&LinkId::Name(request.ifname.clone()))?
+            .filter(|link| is_attachment_vf(link, &attach::request_mark(request)));
+        if let Some(link) = link {
             let name: String = format!("vf{}", device_id.as_str().replace([':', '.'], ""))
                 .chars()
                 .take(15)

@@ -168,6 +168,10 @@ impl Plugin for Static {
     fn known_args(&self) -> &'static [&'static str] {
         &["IP", "GATEWAY"]
     }
+
+    fn is_ipam(&self) -> bool {
+        true
+    }
 }
 
 /// The plugin's entry point, for its own binary and for the multi-call binary.
