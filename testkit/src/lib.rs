@@ -248,6 +248,8 @@ impl Output {
 #[derive(Clone, Debug, Default)]
 pub struct Call {
     pub env: BTreeMap<String, String>,
+    /// Variables set to bytes that need not be UTF-8 (after `env`).
+    pub raw_env: Vec<(String, Vec<u8>)>,
     pub stdin: Vec<u8>,
 }
 
@@ -274,6 +276,13 @@ impl Call {
         self
     }
 
+    /// Sets a variable to raw bytes (a value the environment can hold that is not text).
+    pub fn env_bytes(mut self, key: &str, value: &[u8]) -> Call {
+        self.env.remove(key);
+        self.raw_env.push((key.to_string(), value.to_vec()));
+        self
+    }
+
     pub fn unset(mut self, key: &str) -> Call {
         self.env.remove(key);
         self
@@ -292,6 +301,10 @@ impl Call {
         let mut child = Command::new(binary)
             .env_clear()
             .envs(&self.env)
+            .envs(self.raw_env.iter().map(|(k, v)| {
+                use std::os::unix::ffi::OsStringExt;
+                (k, std::ffi::OsString::from_vec(v.clone()))
+            }))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

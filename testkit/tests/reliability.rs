@@ -632,3 +632,5 @@ fn five_hundred_attachments_added_and_deleted_sixteen_at_a_time() {
         "something was left after the last DEL"
     );
 }
+#[path = "reliability/security.rs"]
+mod security;

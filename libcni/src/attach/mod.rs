@@ -282,7 +282,11 @@ pub fn attachment_mark(network: &str, container_id: &str, ifname: &str) -> Strin
 
 /// [`attachment_mark`] of the request's attachment.
 pub fn request_mark(request: &Request) -> String {
-    attachment_mark(&request.network_name, &request.container_id, &request.ifname)
+    attachment_mark(
+        &request.network_name,
+        &request.container_id,
+        &request.ifname,
+    )
 }
 
 /// Whether `link` in the container is this attachment's to delete: of `kind`, and
@@ -333,22 +337,29 @@ pub fn del_single_interface(
     if let Some(path) = &request.netns {
         match NetNs::open_if_present(path) {
             Ok(Some(netns)) => {
-                errors.record(netns.netlink().map_err(CniError::from).and_then(|mut inside| {
-                    // The link of an ADD that died before renaming it is ours by its name.
-                    inside.delete_link_if_present(&temporary_name(request))?;
-                    if let Some(link) = inside.get_link(&LinkId::Name(request.ifname.clone()))? {
-                        if is_attachment_link(&link, request, kind, prev, |_| false) {
-                            inside.delete_link(link.index, &link.name)?;
-                        } else {
-                            crate::log_warn!(
+                errors.record(
+                    netns
+                        .netlink()
+                        .map_err(CniError::from)
+                        .and_then(|mut inside| {
+                            // The link of an ADD that died before renaming it is ours by its name.
+                            inside.delete_link_if_present(&temporary_name(request))?;
+                            if let Some(link) =
+                                inside.get_link(&LinkId::Name(request.ifname.clone()))?
+                            {
+                                if is_attachment_link(&link, request, kind, prev, |_| false) {
+                                    inside.delete_link(link.index, &link.name)?;
+                                } else {
+                                    crate::log_warn!(
                                 "left {:?} in {} alone: nothing shows it is this attachment's",
                                 link.name,
                                 path.display()
                             );
-                        }
-                    }
-                    Ok(())
-                }));
+                                }
+                            }
+                            Ok(())
+                        }),
+                );
             }
             Ok(None) => {}
             Err(e) => errors.push(e.into()),

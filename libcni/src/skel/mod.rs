@@ -138,9 +138,9 @@ pub type Env<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
 fn text_var(env: Env<'_>, name: &str) -> Result<Option<String>, CniError> {
     match env(name) {
         None => Ok(None),
-        Some(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
-            CniError::invalid_env(format!("{name} is not valid UTF-8 text"))
-        }),
+        Some(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| CniError::invalid_env(format!("{name} is not valid UTF-8 text"))),
     }
 }
 
@@ -351,7 +351,8 @@ fn validate(
             ));
         }
     }
-    let args = CniArgs::parse_bytes(&env("CNI_ARGS").unwrap_or_default()).map_err(|e| (e, latest))?;
+    let args =
+        CniArgs::parse_bytes(&env("CNI_ARGS").unwrap_or_default()).map_err(|e| (e, latest))?;
     // Each entry is a path, any bytes: one odd entry never empties the others.
     let path = env("CNI_PATH")
         .map(|p| {

@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn a_pair_that_is_not_text_drops_only_itself() {
-        let a = CniArgs::parse_bytes(b"IgnoreUnknown=1;K8S_POD_NAME=w\xffb;IP=10.0.0.5/24").unwrap();
+        let a =
+            CniArgs::parse_bytes(b"IgnoreUnknown=1;K8S_POD_NAME=w\xffb;IP=10.0.0.5/24").unwrap();
         assert_eq!(a.get("IP"), Some("10.0.0.5/24"));
         a.check_text(&["IP"]).unwrap();
         let bad = CniArgs::parse_bytes(b"IgnoreUnknown=1;IP=10.0.0.\xff").unwrap();

@@ -279,8 +279,7 @@ pub fn go_lookup<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Va
     object.get(key).or_else(|| {
         object
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .last()
+            .rfind(|(k, _)| k.eq_ignore_ascii_case(key))
             .map(|(_, v)| v)
     })
 }

@@ -382,14 +382,12 @@ impl Plugin for Bridge {
             }
         }
         if cfg.macspoofchk {
-            let own_host_veth = prev
-                .as_ref()
-                .and_then(|prev| {
-                    prev.interfaces
-                        .iter()
-                        .find(|i| i.sandbox.is_none() && i.name != cfg.bridge)
-                        .map(|i| i.name.clone())
-                });
+            let own_host_veth = prev.as_ref().and_then(|prev| {
+                prev.interfaces
+                    .iter()
+                    .find(|i| i.sandbox.is_none() && i.name != cfg.bridge)
+                    .map(|i| i.name.clone())
+            });
             let reference = spoofcheck::reference(&request.container_id, &request.ifname);
             errors.record(
                 Nftables::open()
