@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks our plugins beside the Go ones from Debian's containernetworking-plugins
 # (same configs, alternating runs, in namespaces of their own): VERSION, bridge ADD
-# and DEL (layer 2, layer 3, macspoofchk with 0 and 2,000 other attachments), macvlan,
+# and DEL (layer 2, layer 3, macspoofchk with 0, 2,000 and 10,000 other attachments), macvlan,
 # host-local (empty and 10,000 allocations), 50 parallel ADDs, the kernel's floor, and
 # sriov with a 64-VF PF on the full-kernel tier. Writes docs/benchmarks.md and
 # docs/benchmarks.svg. Needs root. Not part of the test command.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cni_runtime::{cnitool_container_id, load_network_list, NetworkList, Runtime, RuntimeConf};
+use libcni::spec::config::Attachment;
 use libcni::CniError;
 use serde_json::{Map, Value};
 
@@ -62,10 +63,14 @@ enum Verb {
     Check { network: String, netns: PathBuf },
     /// Detach: DEL through the chain in reverse.
     Del { network: String, netns: PathBuf },
-    /// DEL every cached attachment of the network, then GC each plugin.
+    /// DEL the cached attachments of the network whose netns is gone, then GC each
+    /// plugin with the others as the valid attachments.
     Gc {
         network: String,
         netns: Option<PathBuf>,
+        /// Treat every cached attachment as stale (the Go cnitool's behaviour).
+        #[arg(long)]
+        all: bool,
     },
     /// Ask each plugin whether it is ready.
     Status {
@@ -158,8 +163,25 @@ impl Cli {
             Verb::Del { network, netns } => runtime
                 .del(&self.list(network)?, &self.attachment(netns)?)
                 .map(|_| None),
-            // As the Go tool: no valid-attachment list, so every cached one is stale.
-            Verb::Gc { network, .. } => runtime.gc(&self.list(network)?, None).map(|_| None),
+            Verb::Gc { network, all, .. } => {
+                let list = self.list(network)?;
+                if *all {
+                    // As the Go tool: no valid-attachment list, every cached one is stale.
+                    return runtime.gc(&list, None).map(|_| None);
+                }
+                // An attachment whose netns still exists is live: only the others go.
+                let live: Vec<Attachment> = runtime
+                    .cached_attachments()
+                    .into_iter()
+                    .filter(|c| c.network_name == list.name)
+                    .filter(|c| libcni::netns::NetNs::open(Path::new(&c.netns)).is_ok())
+                    .map(|c| Attachment {
+                        container_id: c.container_id,
+                        ifname: c.ifname,
+                    })
+                    .collect();
+                runtime.gc(&list, Some(&live)).map(|_| None)
+            }
             Verb::Status { network, .. } => runtime.status(&self.list(network)?).map(|_| None),
             Verb::Version { plugin } => runtime.version_info(plugin).map(Some),
         }

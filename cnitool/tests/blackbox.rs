@@ -117,17 +117,24 @@ fn add_check_del_gc_status_with_a_go_chain() {
     assert!(!Path::new(&format!("/var/lib/cni/results/chained-{cid}-eth0")).exists());
     assert!(!sh(&["ip", "-n", "pod1", "link"]).contains("eth0"));
 
-    // GC deletes what the cache still holds (the Go tool's gc treats all as stale).
-    let add = run(
-        &netconf,
-        &bin,
-        &["add", "chained", &ns],
-        &[("CAP_ARGS", caps)],
-    );
-    assert_eq!(add.code, 0, "{}", add.stderr);
-    let gc = run(&netconf, &bin, &["gc", "chained", &ns], &[]);
-    assert_eq!(gc.code, 0, "{}", gc.stderr);
+    // GC keeps what is live (its netns exists) and deletes what is stale; `--all`
+    // treats everything as stale, as the Go tool's gc does.
+    let succeed = |args: &[&str]| {
+        let out = run(&netconf, &bin, args, &[("CAP_ARGS", caps)]);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+    };
+    let gone = sb.netns("pod2");
+    succeed(&["add", "chained", &ns]);
+    succeed(&["add", "chained", &gone]);
+    let gone_cid = cni_runtime::cnitool_container_id(Path::new(&gone));
+    sh(&["ip", "netns", "del", "pod2"]);
+    succeed(&["gc", "chained", &ns]);
+    assert!(sh(&["ip", "-n", "pod1", "link"]).contains("eth0"), "the live attachment stays");
+    assert!(Path::new(&format!("/var/lib/cni/results/chained-{cid}-eth0")).exists());
+    assert!(!Path::new(&format!("/var/lib/cni/results/chained-{gone_cid}-eth0")).exists());
+    succeed(&["gc", "--all", "chained", &ns]);
     assert!(!sh(&["ip", "-n", "pod1", "link"]).contains("eth0"));
+    assert!(!Path::new(&format!("/var/lib/cni/results/chained-{cid}-eth0")).exists());
     assert!(!sh(&["nft", "list", "ruleset"]).contains("macspoofchk"));
 }
 

@@ -257,17 +257,23 @@ impl StateDir {
     /// The temporary name is derived from `name` (a crash leaves at most one per
     /// name, which the next write reuses), so writers of one name must hold a lock.
     pub fn write_atomic(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
+        self.replace(name, content, mode, true)
+    }
+
+    /// [`StateDir::write_atomic`] without the fsync, for data derived from other
+    /// files (an index that is checked against them and rebuilt when stale).
+    pub fn write_derived(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
+        self.replace(name, content, mode, false)
+    }
+
+    fn replace(&self, name: &str, content: &[u8], mode: u32, durable: bool) -> Result<(), FsError> {
         check_name(name).map_err(|e| FsError::new("write", self.child(name), e))?;
         let temp = temporary_name(name);
         let result = self
-            .open_at(
-                &temp,
-                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
-                mode,
-            )
+            .open_at(&temp, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, mode)
             .and_then(|mut file| {
                 file.write_all(content)
-                    .and_then(|()| file.sync_all())
+                    .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
                     .map_err(|e| FsError::new("write", self.child(&temp), e))
             })
             .and_then(|()| {

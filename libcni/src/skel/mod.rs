@@ -364,7 +364,7 @@ fn validate(
         })
         .unwrap_or_default();
 
-    let config: Value = serde_json::from_slice(&stdin).map_err(|e| {
+    let mut config: Value = serde_json::from_slice(&stdin).map_err(|e| {
         (
             CniError::decoding(format!(
                 "failed to parse the network configuration on stdin: {e}"
@@ -372,12 +372,13 @@ fn validate(
             latest,
         )
     })?;
-    if !config.is_object() {
+    let Some(object) = config.as_object_mut() else {
         return Err((
             CniError::decoding("the network configuration on stdin is not a JSON object"),
             latest,
         ));
-    }
+    };
+    crate::spec::gojson::canonicalize_keys(object, &[crate::spec::gojson::COMMON_KEYS]);
     let version_field = match config.get("cniVersion") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),

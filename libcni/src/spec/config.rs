@@ -99,10 +99,12 @@ impl<T> NetConf<T> {
 }
 
 /// Parses a plugin config, with the spec's error codes: unparseable JSON is 6, a
-/// well-formed config with a wrong key type is 7.
-pub fn parse_netconf<T: for<'de> Deserialize<'de>>(stdin: &[u8]) -> Result<NetConf<T>, CniError> {
-    let value: Value = serde_json::from_slice(stdin)
+/// well-formed config with a wrong key type is 7. Keys match as Go matches them
+/// (see [`crate::spec::gojson`]).
+pub fn parse_netconf<T: serde::de::DeserializeOwned>(stdin: &[u8]) -> Result<NetConf<T>, CniError> {
+    let mut value: Value = serde_json::from_slice(stdin)
         .map_err(|e| CniError::decoding(format!("failed to parse network configuration: {e}")))?;
+    crate::spec::gojson::canonicalize_config(&mut value, crate::spec::gojson::field_names::<T>());
     NetConf::<T>::deserialize(&value)
         .map_err(|e| CniError::invalid_config(format!("invalid network configuration: {e}")))
 }

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod config;
 pub mod error;
+pub mod gojson;
 pub mod hash;
 pub mod mac;
 pub mod names;

@@ -159,6 +159,10 @@ impl CniResult {
         let decode = |e: serde_json::Error| {
             CniError::decoding(format!("failed to parse a {version} result: {e}"))
         };
+        // Keys as Go matches them (`"IPs"`, `"Address"`).
+        let mut canonical = value.clone();
+        crate::spec::gojson::canonicalize_result(&mut canonical);
+        let value = &canonical;
         match version.result_layout() {
             ResultLayout::Legacy => {
                 let legacy = LegacyResult::deserialize(value).map_err(decode)?;
@@ -190,8 +194,9 @@ impl CniResult {
         bytes: &[u8],
         default_version: SpecVersion,
     ) -> Result<(CniResult, SpecVersion), CniError> {
-        let value: Value = serde_json::from_slice(bytes)
+        let mut value: Value = serde_json::from_slice(bytes)
             .map_err(|e| CniError::decoding(format!("failed to parse a result: {e}")))?;
+        crate::spec::gojson::canonicalize_result(&mut value);
         let version = match value.get("cniVersion").and_then(Value::as_str) {
             Some(text) if !text.is_empty() => text.parse().map_err(|e| {
                 CniError::new(

@@ -6,11 +6,14 @@
 //! file taken with flock. Both plugins take that lock, so they never race.
 //!
 //! Go finds an attachment's addresses by reading every file. We keep an index in
-//! `.index/` (one file per attachment listing its addresses) so that ADD and DEL
-//! cost the same with 10 or 10,000 allocations. The address files stay the truth:
-//! every index entry is checked against the file it names, and the index is rebuilt
-//! from a full scan whenever the directory changed without us (a Go plugin ran).
-//! Go walks `.index/` too, but its files never hold an attachment's content.
+//! `.index/` so that ADD and DEL cost the same with 10 or 10,000 allocations: one
+//! directory per attachment, `.index/<containerID>:<ifname>/`, holding one file per
+//! address it holds, named by the address and with the address file's own content.
+//! The address files stay the truth: every index entry is checked against the file
+//! it names, and the index is rebuilt from a full scan whenever the directory
+//! changed without us (a Go plugin ran). Go's DEL walks `.index/` too and removes
+//! every file whose content is the attachment's, so on a node where both plugins
+//! run, a Go DEL of an address we allocated takes its index entry with it.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,7 +26,7 @@ use nix::fcntl::Flock;
 use crate::range::Addr;
 
 const INDEX_DIR: &str = ".index";
-const INDEX_HEADER: &str = "host-local index v1";
+const INDEX_HEADER: &str = "host-local index v2";
 const STATE_FILE: &str = "state";
 // A fixed name: every writer holds the exclusive lock, so one at a time uses it, and
 // a file left by a writer that died is removed by the next one.
@@ -52,6 +55,17 @@ impl Owner {
             None => Owner::Legacy {
                 container_id: content.to_string(),
             },
+        }
+    }
+
+    /// What its address files hold (Go's format).
+    fn content(&self) -> String {
+        match self {
+            Owner::Attachment {
+                container_id,
+                ifname,
+            } => format!("{}\r\n{ifname}", container_id.trim()),
+            Owner::Legacy { container_id } => container_id.clone(),
         }
     }
 
@@ -183,7 +197,7 @@ impl Store {
 
     fn write_index_file(&self, name: &str, content: &str) -> Result<(), CniError> {
         self.index
-            .write_atomic(name, content.as_bytes(), 0o600)
+            .write_derived(name, content.as_bytes(), 0o600)
             .map_err(io_error)
     }
 
@@ -205,7 +219,18 @@ impl Store {
         // Drop the state first: a crash half-way leaves an index that is rebuilt again.
         let _ = self.index.remove(STATE_FILE);
         for name in self.index.entries().map_err(io_error)? {
-            self.index.remove(&name).map_err(io_error)?;
+            match self.index.subdir_if_present(&name) {
+                Ok(Some(entry)) => {
+                    for file in entry.entries().map_err(io_error)? {
+                        entry.remove(&file).map_err(io_error)?;
+                    }
+                    self.index.remove_dir(&name).map_err(io_error)?;
+                }
+                // A file (an index of an older version), or anything else.
+                _ => {
+                    self.index.remove(&name).map_err(io_error)?;
+                }
+            }
         }
         self.last_reserved_indices = self
             .dir
@@ -214,39 +239,46 @@ impl Store {
             .iter()
             .filter_map(|name| name.strip_prefix(LAST_RESERVED_PREFIX)?.parse().ok())
             .collect();
-        let mut by_owner: HashMap<String, Vec<Addr>> = HashMap::new();
         for (addr, owner) in self.scan()? {
-            by_owner.entry(owner.index_name()).or_default().push(addr);
-        }
-        for (name, addrs) in by_owner {
-            self.write_entry(&name, &addrs)?;
+            self.add_to_entry(&owner, addr)?;
         }
         self.record_state()
     }
 
-    fn read_entry(&self, name: &str) -> Vec<Addr> {
-        let Some(content) = self.index.read_text(name) else {
+    /// The addresses the index lists for `owner`.
+    fn read_entry(&self, owner: &Owner) -> Vec<Addr> {
+        let Ok(Some(entry)) = self.index.subdir_if_present(&owner.index_name()) else {
             return Vec::new();
         };
-        let mut lines = content.lines();
-        if lines.next() != Some(INDEX_HEADER) {
-            return Vec::new();
-        }
-        lines
-            .filter_map(|l| l.parse().ok())
+        entry
+            .entries()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|name| name.parse().ok())
             .map(Addr::from_ip)
             .collect()
     }
 
-    fn write_entry(&self, name: &str, addrs: &[Addr]) -> Result<(), CniError> {
-        if addrs.is_empty() {
-            return self.index.remove(name).map(drop).map_err(io_error);
+    fn add_to_entry(&self, owner: &Owner, addr: Addr) -> Result<(), CniError> {
+        let entry = self
+            .index
+            .subdir(&owner.index_name(), true, 0o755)
+            .map_err(io_error)?;
+        entry
+            .write_derived(&Self::address_name(addr), owner.content().as_bytes(), 0o600)
+            .map_err(io_error)
+    }
+
+    fn remove_from_entry(&self, owner: &Owner, addr: Addr) -> Result<(), CniError> {
+        let name = owner.index_name();
+        let Some(entry) = self.index.subdir_if_present(&name).map_err(io_error)? else {
+            return Ok(());
+        };
+        entry.remove(&Self::address_name(addr)).map_err(io_error)?;
+        if entry.entries().map_err(io_error)?.is_empty() {
+            self.index.remove_dir(&name).map_err(io_error)?;
         }
-        let mut content = format!("{INDEX_HEADER}\n");
-        for a in addrs {
-            content.push_str(&format!("{a}\n"));
-        }
-        self.write_index_file(name, &content)
+        Ok(())
     }
 
     /// Whether the address file exists and says `owner` holds it.
@@ -258,7 +290,7 @@ impl Store {
 
     /// The addresses `owner` holds (each checked against its file).
     pub fn held(&self, owner: &Owner) -> Vec<Addr> {
-        self.read_entry(&owner.index_name())
+        self.read_entry(owner)
             .into_iter()
             .filter(|a| self.held_by(*a, owner))
             .collect()
@@ -290,12 +322,7 @@ impl Store {
             container_id: container_id.to_string(),
             ifname: ifname.to_string(),
         };
-        let name = owner.index_name();
-        let mut entry = self.read_entry(&name);
-        if !entry.contains(&addr) {
-            entry.push(addr);
-            self.write_entry(&name, &entry)?;
-        }
+        self.add_to_entry(&owner, addr)?;
         let _ = self.index.remove(TMP_ADDRESS);
         self.index
             .write_new(
@@ -310,8 +337,7 @@ impl Store {
         let _ = self.index.remove(TMP_ADDRESS);
         self.changed = true;
         if !linked.map_err(io_error)? {
-            entry.retain(|a| *a != addr);
-            self.write_entry(&name, &entry)?;
+            self.remove_from_entry(&owner, addr)?;
             return Ok(false);
         }
         let last = format!("{LAST_RESERVED_PREFIX}{range_set}");
@@ -354,13 +380,9 @@ impl Store {
                 }
             }
         }
-        let name = owner.index_name();
-        let left: Vec<Addr> = self
-            .read_entry(&name)
-            .into_iter()
-            .filter(|a| !addrs.contains(a))
-            .collect();
-        errors.record(self.write_entry(&name, &left));
+        for addr in addrs {
+            errors.record(self.remove_from_entry(owner, *addr));
+        }
         errors.into_result()
     }
 
@@ -381,7 +403,7 @@ impl Store {
             return Ok(held);
         }
         // Clear stale index entries too.
-        let stale = self.read_entry(&owner.index_name());
+        let stale = self.read_entry(&owner);
         self.release_addrs(&owner, &stale)?;
         let legacy = Owner::Legacy {
             container_id: container_id.to_string(),

@@ -294,6 +294,57 @@ fn interop_with_the_go_plugin_on_one_data_directory() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A node in the middle of a rolling switch: Go's host-local and ours work on one
+/// data directory at once, ADDs and DELs interleaved and in parallel, DELs often by
+/// the other implementation than the ADD. No address is handed out twice, and after
+/// all DELs no address file and no index entry is left.
+#[test]
+fn go_and_ours_interleaved_in_parallel_on_one_data_directory() {
+    let Some(go) = go_plugin(
+        "go_and_ours_interleaved_in_parallel_on_one_data_directory",
+        "host-local",
+    ) else {
+        return;
+    };
+    let dir = tempdir("hl-mixed");
+    let conf = config(&dir, json!([[{"subnet": "10.152.0.0/24"}]]));
+    let binaries = [ours(), go];
+    let count = 80;
+    let adds: Vec<_> = (0..count)
+        .map(|i| {
+            let (bin, conf) = (binaries[i % 2].clone(), conf.clone());
+            std::thread::spawn(move || {
+                call(&bin, "ADD", &format!("mix{i}"), "eth0", &conf).expect_success()["ips"][0]
+                    ["address"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+        })
+        .collect();
+    let addresses: Vec<String> = adds.into_iter().map(|h| h.join().unwrap()).collect();
+    let distinct: BTreeSet<&String> = addresses.iter().collect();
+    assert_eq!(distinct.len(), count, "an address was handed out twice: {addresses:?}");
+    assert_eq!(address_files(&dir.join("hl-net")).len(), count);
+    let dels: Vec<_> = (0..count)
+        .map(|i| {
+            // Every third DEL by the same implementation, the others by the other one.
+            let bin = binaries[if i % 3 == 0 { i % 2 } else { (i + 1) % 2 }].clone();
+            let conf = conf.clone();
+            std::thread::spawn(move || {
+                call(&bin, "DEL", &format!("mix{i}"), "eth0", &conf).expect_success();
+            })
+        })
+        .collect();
+    dels.into_iter().for_each(|h| h.join().unwrap());
+    assert!(address_files(&dir.join("hl-net")).is_empty());
+    let index_entries: Vec<_> = testkit::Sandbox::files(&dir.join("hl-net/.index"))
+        .into_keys()
+        .filter(|p| p.file_name().is_some_and(|n| n != "state"))
+        .collect();
+    assert!(index_entries.is_empty(), "index entries left: {index_entries:?}");
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]

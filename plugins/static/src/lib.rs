@@ -102,6 +102,18 @@ fn plan(request: &Request) -> Result<Plan, CniError> {
                 .collect::<Result<_, CniError>>()?;
         }
     }
+    // An address and a gateway of different families would install a route no
+    // kernel takes (the Go plugin accepts it and fails later, or not at all).
+    if let Some(ip) = ips
+        .iter()
+        .find(|ip| ip.gateway.is_some_and(|gw| gw.is_ipv4() != ip.is_ipv4()))
+    {
+        return Err(CniError::invalid_config(format!(
+            "the gateway {} of address {} is of another IP family",
+            ip.gateway.expect("checked above"),
+            ip.address
+        )));
+    }
     if !request.version.allows_multiple_ips_per_family() {
         for v4 in [true, false] {
             if ips.iter().filter(|ip| ip.is_ipv4() == v4).count() > 1 {
