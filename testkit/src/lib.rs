@@ -15,6 +15,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+pub mod differential;
+
 /// Records a skip where the test script collects them (CNI_TEST_SKIP_LOG), so that
 /// the run reports it as skipped and not as passed, and says it on stderr.
 fn record_skip(test: &str, reason: &str) {

@@ -23,8 +23,9 @@ pub struct BridgeKeys {
     pub ip_masq: bool,
     #[serde(rename = "ipMasqBackend", default)]
     pub ip_masq_backend: Option<String>,
+    /// Go reads it as an int: 0 or less means the kernel's default.
     #[serde(default)]
-    pub mtu: u32,
+    pub mtu: i64,
     #[serde(rename = "hairpinMode", default)]
     pub hairpin_mode: bool,
     #[serde(rename = "promiscMode", default)]
@@ -78,6 +79,11 @@ pub struct BridgeConfig {
 impl BridgeConfig {
     pub fn keys(&self) -> &BridgeKeys {
         &self.conf.plugin
+    }
+
+    /// The configured MTU, if any (0 or less: the kernel's default, as in Go).
+    pub fn mtu(&self) -> Option<u32> {
+        u32::try_from(self.conf.plugin.mtu).ok().filter(|m| *m > 0)
     }
 
     pub fn is_layer3(&self) -> bool {
@@ -225,11 +231,15 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
             request.args.value("MAC"),
         ],
     )?;
+    // Absent: cni0. Present but empty is an error, as with the Go plugin (which
+    // fails to create a bridge with no name).
     let bridge = keys
         .bridge
         .clone()
-        .filter(|b| !b.is_empty())
         .unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
+    if bridge.is_empty() {
+        return Err(CniError::invalid_config("\"bridge\" must not be empty"));
+    }
     libcni::spec::names::check_interface_name(&bridge)
         .map_err(|e| CniError::invalid_config(format!("invalid bridge name: {e}")))?;
     Ok(BridgeConfig {

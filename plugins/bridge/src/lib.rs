@@ -67,7 +67,7 @@ fn ensure_bridge(
                     vlan_filtering: cfg.vlan_filtering().then_some(true),
                 },
             );
-            new.mtu = (cfg.keys().mtu > 0).then_some(cfg.keys().mtu);
+            new.mtu = cfg.mtu();
             match nl.create_link(&new) {
                 Ok(()) => rollback.created_bridge = Some(name.clone()),
                 Err(e) if e.is_exists() => {}
@@ -124,7 +124,7 @@ fn create_veth(
     {
         return Err(exists());
     }
-    let mtu = (cfg.keys().mtu > 0).then_some(cfg.keys().mtu);
+    let mtu = cfg.mtu();
     for _ in 0..10 {
         let host_name = random_name("veth", 8);
         let mut peer = NewLink::peer(ifname);

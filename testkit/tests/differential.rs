@@ -1,0 +1,37 @@
+//! The differential harness in CI: a fixed seed and a bounded count of generated
+//! cases, each through Debian's Go plugin and ours (see testkit::differential).
+//! `scripts/differential.sh [CASES] [SEED]` runs it longer.
+
+#[test]
+fn ours_and_go_agree_on_generated_cases() {
+    let test = "ours_and_go_agree_on_generated_cases";
+    if !nix::unistd::geteuid().is_root() {
+        testkit::skip_or_fail(test, "needs root for the sandboxes");
+        return;
+    }
+    let Some(go_bridge) = testkit::go_plugin(test, "bridge") else {
+        return;
+    };
+    let go = go_bridge.parent().unwrap().to_path_buf();
+    let cases = std::env::var("CNI_DIFF_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(300);
+    let seed = std::env::var("CNI_DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261201);
+    match testkit::differential::run(cases, seed, &testkit::bin_dir(), &go) {
+        Ok(c) => {
+            eprintln!(
+                "differential: {} cases (seed {seed}) agree with the Go plugins; ADD succeeded in {}",
+                c.cases, c.added
+            );
+            for (plugin, (n, added)) in &c.by_plugin {
+                eprintln!("  {plugin}: {n} cases, {added} successful ADDs");
+            }
+            assert!(c.added * 5 >= c.cases, "too few cases get past ADD to compare state");
+        }
+        Err(e) => panic!("differential (seed {seed}): {e}"),
+    }
+}
