@@ -129,7 +129,9 @@ impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
                 master.name
             )));
         }
-        check_mac(&link, prev.interfaces[index].mac.as_deref(), cfg.mac)?;
+        // The MAC prevResult reported, as Go checks it (passthru mode gives the link
+        // its master's MAC whatever the config asked for).
+        check_mac(&link, prev.interfaces[index].mac.as_deref(), None)?;
         check_ips_and_routes(&mut inside, &prev, index, &link)
     }
 

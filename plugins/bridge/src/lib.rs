@@ -447,7 +447,7 @@ impl Plugin for Bridge {
     }
 
     fn known_args(&self) -> &'static [&'static str] {
-        &["MAC", "IP"]
+        &["MAC"]
     }
 }
 

@@ -55,7 +55,8 @@ struct Macvlan;
 impl ChildLink for Macvlan {
     type Keys = MacvlanKeys;
     const KIND: &'static str = "macvlan";
-    const KNOWN_ARGS: &'static [&'static str] = &["MAC", "IP"];
+    // As the Go plugin: `IP=` is IPAM's, and refused here without IgnoreUnknown.
+    const KNOWN_ARGS: &'static [&'static str] = &["MAC"];
 
     fn load(&self, request: &Request) -> Result<ChildConfig<MacvlanKeys>, CniError> {
         let conf: NetConf<MacvlanKeys> = parse_netconf(&request.stdin)?;
