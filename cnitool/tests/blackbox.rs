@@ -129,7 +129,10 @@ fn add_check_del_gc_status_with_a_go_chain() {
     let gone_cid = cni_runtime::cnitool_container_id(Path::new(&gone));
     sh(&["ip", "netns", "del", "pod2"]);
     succeed(&["gc", "chained", &ns]);
-    assert!(sh(&["ip", "-n", "pod1", "link"]).contains("eth0"), "the live attachment stays");
+    assert!(
+        sh(&["ip", "-n", "pod1", "link"]).contains("eth0"),
+        "the live attachment stays"
+    );
     assert!(Path::new(&format!("/var/lib/cni/results/chained-{cid}-eth0")).exists());
     assert!(!Path::new(&format!("/var/lib/cni/results/chained-{gone_cid}-eth0")).exists());
     succeed(&["gc", "--all", "chained", &ns]);

@@ -118,6 +118,17 @@ fn subject_table() -> Vec<Subject> {
             adds: true,
         },
         Subject {
+            name: "tuning",
+            config: |version, _| {
+                json!({"cniVersion": version, "name": "conf-net", "type": "tuning",
+                       "sysctl": {"net.ipv4.conf.IFNAME.arp_filter": "1"}, "mtu": 1400})
+            },
+            needs_netns: false,
+            prepare: nothing_to_prepare,
+            kernel: None,
+            adds: false,
+        },
+        Subject {
             name: "sriov",
             config: |version, data_dir| {
                 json!({"cniVersion": version, "name": "conf-net", "type": "sriov", "deviceID": "0000:af:06.0",

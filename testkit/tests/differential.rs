@@ -30,7 +30,10 @@ fn ours_and_go_agree_on_generated_cases() {
             for (plugin, (n, added)) in &c.by_plugin {
                 eprintln!("  {plugin}: {n} cases, {added} successful ADDs");
             }
-            assert!(c.added * 5 >= c.cases, "too few cases get past ADD to compare state");
+            assert!(
+                c.added * 5 >= c.cases,
+                "too few cases get past ADD to compare state"
+            );
         }
         Err(e) => panic!("differential (seed {seed}): {e}"),
     }

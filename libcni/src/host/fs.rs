@@ -270,7 +270,11 @@ impl StateDir {
         check_name(name).map_err(|e| FsError::new("write", self.child(name), e))?;
         let temp = temporary_name(name);
         let result = self
-            .open_at(&temp, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, mode)
+            .open_at(
+                &temp,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
+                mode,
+            )
             .and_then(|mut file| {
                 file.write_all(content)
                     .and_then(|()| if durable { file.sync_all() } else { Ok(()) })

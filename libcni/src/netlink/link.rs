@@ -63,6 +63,19 @@ impl Link {
         self.message.header.flags.contains(LinkFlags::Loopback)
     }
 
+    /// IFF_ALLMULTI.
+    pub fn allmulticast(&self) -> bool {
+        self.message.header.flags.contains(LinkFlags::Allmulti)
+    }
+
+    /// IFLA_TXQLEN.
+    pub fn tx_queue_len(&self) -> Option<u32> {
+        self.message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::TxQueueLen(len) => Some(*len),
+            _ => None,
+        })
+    }
+
     pub fn from_message(message: LinkMessage) -> Link {
         let mut link = Link {
             index: message.header.index,
@@ -382,6 +395,28 @@ impl<T: Transport> Netlink<T> {
                 "set promiscuous mode {} on link #{index}",
                 if on { "on" } else { "off" }
             )
+        })
+    }
+
+    pub fn set_allmulticast(&mut self, index: u32, on: bool) -> NlResult<()> {
+        let mut message = by_index(index);
+        if on {
+            message.header.flags |= LinkFlags::Allmulti;
+        }
+        message.header.change_mask |= LinkFlags::Allmulti;
+        self.set_link(message, &|| {
+            format!(
+                "set all-multicast mode {} on link #{index}",
+                if on { "on" } else { "off" }
+            )
+        })
+    }
+
+    pub fn set_tx_queue_len(&mut self, index: u32, len: u32) -> NlResult<()> {
+        let mut message = by_index(index);
+        message.attributes.push(LinkAttribute::TxQueueLen(len));
+        self.set_link(message, &|| {
+            format!("set the transmit queue length of link #{index} to {len}")
         })
     }
 

@@ -324,7 +324,11 @@ fn go_and_ours_interleaved_in_parallel_on_one_data_directory() {
         .collect();
     let addresses: Vec<String> = adds.into_iter().map(|h| h.join().unwrap()).collect();
     let distinct: BTreeSet<&String> = addresses.iter().collect();
-    assert_eq!(distinct.len(), count, "an address was handed out twice: {addresses:?}");
+    assert_eq!(
+        distinct.len(),
+        count,
+        "an address was handed out twice: {addresses:?}"
+    );
     assert_eq!(address_files(&dir.join("hl-net")).len(), count);
     let dels: Vec<_> = (0..count)
         .map(|i| {
@@ -342,7 +346,10 @@ fn go_and_ours_interleaved_in_parallel_on_one_data_directory() {
         .into_keys()
         .filter(|p| p.file_name().is_some_and(|n| n != "state"))
         .collect();
-    assert!(index_entries.is_empty(), "index entries left: {index_entries:?}");
+    assert!(
+        index_entries.is_empty(),
+        "index entries left: {index_entries:?}"
+    );
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

@@ -257,8 +257,14 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
     populate_spoofcheck(10_000);
     // Go reads the whole ruleset per call at this size: ours alone, to keep the run short.
     let (a, d) = add_del(&impls[..1], n, "bridge", &netns, &spoof);
-    rows.push(pair("bridge ADD, macspoofchk, 10,000 other attachments", &a));
-    rows.push(pair("bridge DEL, macspoofchk, 10,000 other attachments", &d));
+    rows.push(pair(
+        "bridge ADD, macspoofchk, 10,000 other attachments",
+        &a,
+    ));
+    rows.push(pair(
+        "bridge DEL, macspoofchk, 10,000 other attachments",
+        &d,
+    ));
     sh(&["nft", "flush", "ruleset"]);
 
     testkit::veth_pair_up("bup0", "bup1");
@@ -474,15 +480,38 @@ fn goals(rows: &[Row]) -> String {
     };
     let mut out = String::from("\n### nftables over netlink: the goals\n\n| ratio (ours, medians) | goal | measured |\n|---|---|---|\n");
     for (what, over, under, goal) in [
-        ("macspoofchk ADD / layer-2 ADD", "bridge ADD, macspoofchk, 0 other attachments", "bridge ADD, layer 2", 1.3),
-        ("macspoofchk DEL / layer-2 DEL", "bridge DEL, macspoofchk, 0 other attachments", "bridge DEL, layer 2", 1.1),
-        ("macspoofchk ADD, 10,000 / 0 other attachments", "bridge ADD, macspoofchk, 10,000 other attachments", "bridge ADD, macspoofchk, 0 other attachments", 1.1),
-        ("macspoofchk DEL, 10,000 / 0 other attachments", "bridge DEL, macspoofchk, 10,000 other attachments", "bridge DEL, macspoofchk, 0 other attachments", 1.1),
+        (
+            "macspoofchk ADD / layer-2 ADD",
+            "bridge ADD, macspoofchk, 0 other attachments",
+            "bridge ADD, layer 2",
+            1.3,
+        ),
+        (
+            "macspoofchk DEL / layer-2 DEL",
+            "bridge DEL, macspoofchk, 0 other attachments",
+            "bridge DEL, layer 2",
+            1.1,
+        ),
+        (
+            "macspoofchk ADD, 10,000 / 0 other attachments",
+            "bridge ADD, macspoofchk, 10,000 other attachments",
+            "bridge ADD, macspoofchk, 0 other attachments",
+            1.1,
+        ),
+        (
+            "macspoofchk DEL, 10,000 / 0 other attachments",
+            "bridge DEL, macspoofchk, 10,000 other attachments",
+            "bridge DEL, macspoofchk, 0 other attachments",
+            1.1,
+        ),
     ] {
         if let (Some(a), Some(b)) = (median(over), median(under)) {
             let ratio = a / b;
             let verdict = if ratio <= goal { "met" } else { "missed" };
-            let _ = writeln!(out, "| {what} | at most {goal:.1}x | {ratio:.2}x ({verdict}) |");
+            let _ = writeln!(
+                out,
+                "| {what} | at most {goal:.1}x | {ratio:.2}x ({verdict}) |"
+            );
         }
     }
     out

@@ -350,7 +350,8 @@ fn del_accepts_configs_that_add_refuses() {
     let pod = sb.netns("pod");
     testkit::veth_pair_up("secup2", "secup3");
     let bad = [
-        json!({"cniVersion": "1.0.0", "name": "b1", "type": "bridge", "bridge": "secbr6", "mtu": -1}),
+        json!({"cniVersion": "1.0.0", "name": "b1", "type": "bridge", "bridge": "secbr6",
+               "hairpinMode": true, "promiscMode": true}),
         json!({"cniVersion": "1.0.0", "name": "b2", "type": "bridge", "bridge": "secbr6",
                "runtimeConfig": {"mac": "01:00:5e:00:00:01"}}),
         json!({"cniVersion": "1.0.0", "name": "b3", "type": "bridge", "vlan": 5000}),
