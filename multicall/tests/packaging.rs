@@ -78,6 +78,28 @@ fn assert_installed(dir: &Path) {
     assert!(dir.join("cnitool").is_file());
 }
 
+/// OpenShift's plugin directory, as the OpenShift DaemonSet fills it: inside a
+/// sandbox whose /var/lib/cni is its own.
+#[test]
+fn the_installer_fills_openshifts_plugin_directory() {
+    let Some(_sb) = testkit::Sandbox::new("install_openshift") else {
+        return;
+    };
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_cni-plugins"));
+    let out = Command::new(&binary)
+        .args(["install", "/var/lib/cni/bin"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for name in testkit::plugin_names() {
+        let path = Path::new("/var/lib/cni/bin").join(&name);
+        assert!(version(&path)["cniVersion"].is_string(), "{name}");
+    }
+    for name in ["cnv-bridge", "cnv-tuning"] {
+        assert!(Path::new("/var/lib/cni/bin").join(name).is_file(), "{name}");
+    }
+}
+
 #[test]
 fn the_multicall_binary_installs_itself_under_every_name() {
     let dir = tempdir("multicall-install");
@@ -236,6 +258,15 @@ fn yaml(name: &str) -> Value {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// Every document of a multi-document YAML file.
+fn yaml_documents(name: &str) -> Vec<Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(repo().join("deploy").join(name)).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{name}: {e}")))
+        .collect()
+}
+
 #[test]
 fn the_manifests_are_a_valid_daemonset_and_network_attachment_definitions() {
     let ds = yaml("daemonset.yaml");
@@ -290,6 +321,34 @@ fn the_manifests_are_a_valid_daemonset_and_network_attachment_definitions() {
         );
         cni_runtime::NetConfList::parse(serde_json::json!({"cniVersion": config["cniVersion"], "name": config["name"], "plugins": [config]}).to_string().as_bytes()).unwrap();
     }
+    // The OpenShift variant: the installer fills /var/lib/cni/bin; the console's
+    // chain (cnv-bridge, then cnv-tuning) is a configuration list our runtime loads.
+    let docs = yaml_documents("openshift/daemonset.yaml");
+    let ds = docs
+        .iter()
+        .find(|d| d["kind"] == "DaemonSet")
+        .expect("a DaemonSet");
+    let container = &ds["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["command"],
+        serde_json::json!(["/usr/local/bin/cni-plugins", "install", "/host/var/lib/cni/bin", "--wait"])
+    );
+    assert_eq!(container["volumeMounts"][0]["mountPath"], "/host/var/lib/cni/bin");
+    assert_eq!(ds["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"], "/var/lib/cni/bin");
+    let service_account = &ds["spec"]["template"]["spec"]["serviceAccountName"];
+    assert!(docs.iter().any(|d| d["kind"] == "RoleBinding"
+        && d["subjects"][0]["name"] == *service_account
+        && d["roleRef"]["name"] == "system:openshift:scc:privileged"));
+    let chain = yaml("openshift/nad-cnv-bridge-tuning.yaml");
+    let list = cni_runtime::NetConfList::parse(chain["spec"]["config"].as_str().unwrap().as_bytes()).unwrap();
+    let types: Vec<&str> = list
+        .plugins
+        .iter()
+        .flatten()
+        .map(|p| p["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["cnv-bridge", "cnv-tuning"]);
+
     let sriov = yaml("nad-sriov.yaml");
     assert_eq!(
         sriov["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"],
