@@ -360,6 +360,34 @@ fn the_demo_runs_and_leaves_nothing_behind() {
     }
 }
 
+/// The seed's case across two nodes (scripts/demo.sh --two-nodes): VLAN 1223 pods on
+/// two nodes, with the seed's NAD and the console's cnv-bridge + cnv-tuning chain,
+/// reach each other and the ERP host behind a data-centre switch, and not a pod on
+/// VLAN 100; forged MACs are dropped on each node. Full-kernel tier.
+#[test]
+fn the_two_node_demo_reaches_the_erp_host_on_vlan_1223() {
+    let test = "the_two_node_demo_reaches_the_erp_host_on_vlan_1223";
+    let Some(_sb) = Sandbox::new(test) else {
+        return;
+    };
+    if !testkit::require_kernel(test, testkit::KernelFeature::BridgeVlanFiltering) {
+        return;
+    }
+    let stdout = run_demo(&["--two-nodes"]);
+    for line in [
+        "pod-a (node1) -> pod-b (node2): answers",
+        "pod-a (node1) -> ERP host: answers",
+        "pod-b (node2) -> ERP host: answers",
+        "pod-a -> pod-c (VLAN 100): no answer",
+        "pod-a on node1: forged source MAC dropped",
+        "pod-b on node2: forged source MAC dropped",
+        "pod-b's MAC is the one Multus would pass (CNI_ARGS MAC=): 02:12:23:00:00:0b",
+        "left behind: 0 macspoofchk rules",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+}
+
 /// Where the kernel has bridge VLAN filtering (the full-kernel tier), the demo puts
 /// both namespaces on VLAN 1223, as the seed's example does.
 #[test]
