@@ -442,3 +442,50 @@ fn nftables_transactions_read_back_and_print_as_nft_writes_them() {
     );
     assert_eq!(nft.rules(chain("PREROUTING")).unwrap().unwrap().len(), 1);
 }
+
+/// The announcements reach the wire: a gratuitous ARP and an unsolicited neighbour
+/// advertisement (valid, as the peer's kernel accepts it) for each address.
+#[test]
+fn addresses_are_announced_on_the_wire() {
+    let Some(sb) = Sandbox::new("announce") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    sh(&[
+        "ip", "link", "add", "anpeer", "type", "veth", "peer", "name", "eth0", "netns", "pod",
+    ]);
+    sh(&["ip", "link", "set", "anpeer", "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        "pod",
+        "link",
+        "set",
+        "eth0",
+        "address",
+        "02:00:00:00:00:5a",
+        "up",
+    ]);
+    let ns = NetNs::open(Path::new(&pod)).unwrap();
+    let addresses: Vec<std::net::IpAddr> =
+        vec!["10.77.0.5".parse().unwrap(), "fd00:77::5".parse().unwrap()];
+    let frames = testkit::capture_frames("anpeer", std::time::Duration::from_millis(600), || {
+        let sent = libcni::host::announce::announce(&ns, "eth0", &addresses).unwrap();
+        assert_eq!(sent, 2);
+    });
+    let arp = frames
+        .iter()
+        .find(|f| f.len() >= 42 && f[12..14] == [0x08, 0x06])
+        .expect("a gratuitous ARP arrived");
+    assert_eq!(&arp[6..12], &[2, 0, 0, 0, 0, 0x5a]);
+    assert_eq!(&arp[28..32], &[10, 77, 0, 5]);
+    assert_eq!(&arp[38..42], &[10, 77, 0, 5]);
+    let na = frames
+        .iter()
+        .find(|f| f.len() >= 78 && f[12..14] == [0x86, 0xdd] && f[54] == 136)
+        .expect("an unsolicited neighbour advertisement arrived");
+    assert_eq!(
+        &na[62..78],
+        &"fd00:77::5".parse::<std::net::Ipv6Addr>().unwrap().octets()
+    );
+}

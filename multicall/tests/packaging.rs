@@ -90,7 +90,11 @@ fn the_installer_fills_openshifts_plugin_directory() {
         .args(["install", "/var/lib/cni/bin"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for name in testkit::plugin_names() {
         let path = Path::new("/var/lib/cni/bin").join(&name);
         assert!(version(&path)["cniVersion"].is_string(), "{name}");
@@ -331,16 +335,29 @@ fn the_manifests_are_a_valid_daemonset_and_network_attachment_definitions() {
     let container = &ds["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         container["command"],
-        serde_json::json!(["/usr/local/bin/cni-plugins", "install", "/host/var/lib/cni/bin", "--wait"])
+        serde_json::json!([
+            "/usr/local/bin/cni-plugins",
+            "install",
+            "/host/var/lib/cni/bin",
+            "--wait"
+        ])
     );
-    assert_eq!(container["volumeMounts"][0]["mountPath"], "/host/var/lib/cni/bin");
-    assert_eq!(ds["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"], "/var/lib/cni/bin");
+    assert_eq!(
+        container["volumeMounts"][0]["mountPath"],
+        "/host/var/lib/cni/bin"
+    );
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"],
+        "/var/lib/cni/bin"
+    );
     let service_account = &ds["spec"]["template"]["spec"]["serviceAccountName"];
     assert!(docs.iter().any(|d| d["kind"] == "RoleBinding"
         && d["subjects"][0]["name"] == *service_account
         && d["roleRef"]["name"] == "system:openshift:scc:privileged"));
     let chain = yaml("openshift/nad-cnv-bridge-tuning.yaml");
-    let list = cni_runtime::NetConfList::parse(chain["spec"]["config"].as_str().unwrap().as_bytes()).unwrap();
+    let list =
+        cni_runtime::NetConfList::parse(chain["spec"]["config"].as_str().unwrap().as_bytes())
+            .unwrap();
     let types: Vec<&str> = list
         .plugins
         .iter()

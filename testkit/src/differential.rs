@@ -576,7 +576,8 @@ pub fn observe(case: &Case, bin_dir: &Path) -> Observation {
                     if ["0.3.0", "0.3.1", "0.4.0"].contains(&version.as_str().unwrap_or_default()) {
                         config["prevResult"]["ips"][0]["version"] = json!("4");
                     }
-                    if ["0.1.0", "0.2.0"].contains(&version.as_str().unwrap_or_default()) {
+                    // (no cniVersion means 0.1.0, whose results are laid out the old way)
+                    if ["", "0.1.0", "0.2.0"].contains(&version.as_str().unwrap_or_default()) {
                         config["prevResult"] =
                             json!({"cniVersion": version, "ip4": {"ip": "10.197.0.5/24"}});
                     }

@@ -294,7 +294,19 @@ fn attach_vf<'r>(
             inside.set_mtu(vf.index, want)?;
             mtu = want;
         }
+        // sriov-cni's: an IPv6 address is usable at once while DAD runs.
+        let optimistic = format!("net/ipv6/conf/{}/optimistic_dad", request.ifname);
+        if let Err(e) = netns.run(|| libcni::host::sysctl::write(&optimistic, "1"))? {
+            libcni::log_debug!("{e}");
+        }
         inside.set_up(vf.index, true)?;
+        libcni::log_debug!(
+            "VF {} of PF {:?} moved into {} as {:?}",
+            dev.index,
+            pf.name,
+            netns.path().display(),
+            request.ifname
+        );
     }
     let mut result = CniResult::default();
     result.add_interface(Interface {
@@ -395,6 +407,23 @@ impl Plugin for Sriov {
         match attach_vf(request, &cfg, &netns, &dev, &cache, &pf, host_link.as_ref()) {
             Ok((result, allocation)) => {
                 state.record_allocation(&cfg.device_id, &cache.netns)?;
+                if host_link.is_some() && !result.ips.is_empty() {
+                    // Switches and peers learn where the addresses now live at once.
+                    let addresses: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
+                    match libcni::host::announce::announce(&netns, &request.ifname, &addresses) {
+                        Ok(n) => {
+                            libcni::log_debug!("announced {n} addresses on {:?}", request.ifname)
+                        }
+                        Err(e) => libcni::log_warn!("{e}"),
+                    }
+                }
+                libcni::log_info!(
+                    "attached VF {} ({}) to {} as {:?}",
+                    cfg.device_id,
+                    cache.master,
+                    netns.path().display(),
+                    request.ifname
+                );
                 let ipam = allocation.as_ref().map(|a| a.elapsed).unwrap_or_default();
                 libcni::hooks::trace_timings(
                     "sriov ADD",

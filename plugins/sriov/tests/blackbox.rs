@@ -74,8 +74,79 @@ fn conf(vf: u32, extra: Value) -> Value {
     c
 }
 
-fn host_links() -> String {
+/// After the VF's addresses are set, its new location is announced: a gratuitous
+/// ARP and an unsolicited neighbour advertisement reach its peer; optimistic DAD is
+/// on; `logLevel` decides what the log file gets.
+#[test]
+fn the_vf_announces_its_addresses_and_logs_at_its_level() {
+    let Some(r) = rig("the_vf_announces_its_addresses_and_logs_at_its_level") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let log = r.sb.scratch.join("sriov.log");
+    let c = conf(
+        2,
+        json!({"logLevel": "debug", "logFile": log,
+               "ipam": {"type": "static", "addresses": [{"address": "10.95.0.7/24"}, {"address": "fd00:95::7/64"}]}}),
+    );
+    // The wire behind the VF stand-in: its peer, up, where the frames arrive.
+    sh(&["ip", "link", "set", "peer-vfnet2", "up"]);
+    let frames =
+        testkit::capture_frames("peer-vfnet2", std::time::Duration::from_millis(800), || {
+            r.call("ADD", "ann", &a, &c).expect_success();
+        });
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[28..32] == [10, 95, 0, 7]),
+        "no gratuitous ARP for 10.95.0.7"
+    );
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.len() >= 78 && f[12..14] == [0x86, 0xdd] && f[54] == 136),
+        "no unsolicited neighbour advertisement"
+    );
+    let optimistic = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "a",
+        "cat",
+        "/proc/sys/net/ipv6/conf/net1/optimistic_dad",
+    ]);
+    assert_eq!(optimistic.trim(), "1");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(": debug: ") && text.contains(": info: attached VF"),
+        "{text}"
+    );
+    r.call("DEL", "ann", &a, &c).expect_success();
+
+    // At `error`, the same ADD writes no info or debug line.
+    std::fs::remove_file(&log).unwrap();
+    let quiet = conf(2, json!({"logLevel": "error", "logFile": log}));
+    r.call("ADD", "quiet", &a, &quiet).expect_success();
+    r.call("DEL", "quiet", &a, &quiet).expect_success();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !text.contains(": info: ") && !text.contains(": debug: "),
+        "{text}"
+    );
+}
+
+/// `ip -br link` of the host: names, states and MACs, to compare before and after.
+fn host_link_lines() -> String {
     sh(&["ip", "-br", "link"])
+}
+
+/// The names of the host's links (`ip -br link`, without the `@peer` part).
+fn host_links() -> Vec<String> {
+    sh(&["ip", "-br", "link"])
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
 }
 
 #[test]
@@ -119,7 +190,7 @@ fn add_configures_the_vf_and_del_puts_everything_back() {
         "{inside}"
     );
     assert!(
-        !host_links().contains("vfnet1"),
+        !host_links().iter().any(|l| l == "vfnet1"),
         "the VF netdev left the host"
     );
     let cache: Value =
@@ -241,11 +312,11 @@ fn a_failed_add_restores_the_vf_and_releases_everything() {
         return;
     };
     let a = r.sb.netns("a");
-    let before = (r.vf_line(0), host_links());
+    let before = (r.vf_line(0), host_link_lines());
     let mut c = conf(0, json!({"vlan": 100, "trust": "on"}));
     c["ipam"]["addresses"] = json!([{"address": "not-an-address"}]);
     r.call("ADD", "f1", &a, &c).error(7);
-    assert_eq!((r.vf_line(0), host_links()), before);
+    assert_eq!((r.vf_line(0), host_link_lines()), before);
     assert!(!Path::new("/var/lib/cni/sriov/f1-net1").exists());
     assert!(!sh(&["ip", "-n", "a", "link"]).contains("net1"));
 }
@@ -296,7 +367,7 @@ fn sigkill_mid_add_then_del_restores_everything() {
     ] {
         let before = (
             r.vf_line(1),
-            host_links(),
+            host_link_lines(),
             sh(&["ip", "-n", "a", "-br", "link"]),
         );
         let mut child = Command::new(ours())
@@ -333,7 +404,7 @@ fn sigkill_mid_add_then_del_restores_everything() {
         assert_eq!(
             (
                 r.vf_line(1),
-                host_links(),
+                host_link_lines(),
                 sh(&["ip", "-n", "a", "-br", "link"])
             ),
             before,
@@ -364,7 +435,7 @@ fn gc_releases_the_vfs_of_attachments_that_are_gone() {
     assert!(r.vf_line(0).contains("vlan 10"));
     assert!(!r.vf_line(1).contains("vlan 11"));
     assert!(
-        host_links().contains("vfnet1"),
+        host_links().iter().any(|l| l == "vfnet1"),
         "the leaked VF is back in the host"
     );
     assert!(
