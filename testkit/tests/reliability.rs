@@ -228,6 +228,12 @@ fn cases() -> Vec<Case> {
             Input::Patch(json!({"vlan": "100"})),
             7,
         ),
+        case(
+            "static: an IPv4 address with an IPv6 gateway",
+            &["static"],
+            Input::IpamPatch(json!({"addresses": [{"address": "10.121.0.5/24", "gateway": "fd00::1"}]})),
+            7,
+        ),
         // (bridge reads a negative MTU as Go does: the kernel's default.)
         case(
             "bridge: an MTU that is not a number",

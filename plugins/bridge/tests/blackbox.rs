@@ -236,6 +236,28 @@ fn masquerade_rules_in_both_backends_are_removed_by_del() {
     }
 }
 
+/// Keys as Go's JSON decoder matches them: `"IsGateway"` and `"HairpinMode"` work
+/// (they did with the Go plugin and were silently ignored by ours), and of two
+/// spellings of one key the later wins.
+#[test]
+fn keys_in_another_letter_case_work_as_with_go() {
+    let Some(sb) = Sandbox::new("key_case") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    let conf = json!({"cniVersion": "1.0.0", "Name": "l3net", "Type": "bridge", "Bridge": "brcase",
+        "IsGateway": true, "HairpinMode": true, "hairpinmode": false, "HAIRPINMODE": true,
+        "IPAM": {"Type": "host-local", "Ranges": [[{"Subnet": "10.41.0.0/24"}]], "DataDir": sb.scratch}});
+    let r = call(&ours(), "ADD", "k1", &c1, &conf).expect_success();
+    assert_eq!(r["ips"][0]["gateway"], "10.41.0.1");
+    let bridge = sh(&["ip", "-br", "addr", "show", "brcase"]);
+    assert!(bridge.contains("10.41.0.1/24"), "the bridge is the gateway: {bridge}");
+    let port = r["interfaces"][1]["name"].as_str().unwrap();
+    let details: Value = serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", port])).unwrap();
+    assert_eq!(details[0]["linkinfo"]["info_slave_data"]["hairpin"], true);
+    call(&ours(), "DEL", "k1", &c1, &with_prev(&conf, &r)).expect_success();
+}
+
 #[test]
 fn hairpin_and_port_isolation() {
     let Some(sb) = Sandbox::new("isolation") else {
