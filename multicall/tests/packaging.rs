@@ -12,16 +12,10 @@ fn repo() -> PathBuf {
 }
 
 fn script(name: &str, args: &[&str]) -> String {
-    let out = Command::new(repo().join("scripts").join(name))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    testkit::run_checked(
+        Command::new(repo().join("scripts").join(name)).args(args),
+        name,
+    )
 }
 
 /// VERSION of a binary, run as a runtime runs a plugin.
@@ -86,14 +80,9 @@ fn the_installer_fills_openshifts_plugin_directory() {
         return;
     };
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_cni-plugins"));
-    let out = Command::new(&binary)
-        .args(["install", "/var/lib/cni/bin"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    testkit::run_checked(
+        Command::new(&binary).args(["install", "/var/lib/cni/bin"]),
+        "cni-plugins install /var/lib/cni/bin",
     );
     for name in testkit::plugin_names() {
         let path = Path::new("/var/lib/cni/bin").join(&name);
@@ -110,15 +99,9 @@ fn the_multicall_binary_installs_itself_under_every_name() {
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_cni-plugins"));
     for _ in 0..2 {
         // Twice: installing over an installed suite is harmless.
-        let out = Command::new(&binary)
-            .args(["install"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        testkit::run_checked(
+            Command::new(&binary).arg("install").arg(&dir),
+            "cni-plugins install",
         );
     }
     for name in &testkit::plugin_names() {
@@ -183,16 +166,12 @@ fn the_deb_installs_runs_and_removes_cleanly() {
     }
     std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
     let dpkg = |args: &[&str]| {
-        let out = Command::new("dpkg")
-            .arg(format!("--root={}", root.display()))
-            .arg("--force-script-chrootless")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "dpkg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        testkit::run_checked(
+            Command::new("dpkg")
+                .arg(format!("--root={}", root.display()))
+                .arg("--force-script-chrootless")
+                .args(args),
+            &format!("dpkg {args:?}"),
         );
     };
     dpkg(&["-i", &deb]);

@@ -327,6 +327,20 @@ impl Call {
     }
 }
 
+/// Runs `command` (a tool, not a plugin), asserting that it succeeded with its
+/// stderr in the message; returns its stdout, trimmed.
+pub fn run_checked(command: &mut Command, what: &str) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// Runs a command in the sandbox, asserting success, and returns stdout.
 pub fn sh(args: &[&str]) -> String {
     let out = Command::new(args[0])

@@ -231,7 +231,9 @@ fn cases() -> Vec<Case> {
         case(
             "static: an IPv4 address with an IPv6 gateway",
             &["static"],
-            Input::IpamPatch(json!({"addresses": [{"address": "10.121.0.5/24", "gateway": "fd00::1"}]})),
+            Input::IpamPatch(
+                json!({"addresses": [{"address": "10.121.0.5/24", "gateway": "fd00::1"}]}),
+            ),
             7,
         ),
         // (bridge reads a negative MTU as Go does: the kernel's default.)

@@ -30,10 +30,9 @@ pub const COMMON_KEYS: &[&str] = &[
 ];
 
 /// The keys of the nested structures the suite reads from configs: `ipam`
-/// (host-local, static), `dns`, `args.cni`, `runtimeConfig`, ranges, routes,
+/// (host-local, static), `args.cni` (also tuning's), `runtimeConfig`, ranges,
 /// addresses, VLAN trunks, port mappings, bandwidth, GC attachments.
 pub const NESTED_KEYS: &[&str] = &[
-    // ipam: host-local and static
     "type",
     "ranges",
     "subnet",
@@ -46,20 +45,7 @@ pub const NESTED_KEYS: &[&str] = &[
     "addresses",
     "address",
     "dns",
-    // routes
-    "dst",
-    "gw",
     "mtu",
-    "advmss",
-    "priority",
-    "table",
-    "scope",
-    // dns
-    "nameservers",
-    "domain",
-    "search",
-    "options",
-    // args.cni and runtimeConfig
     "cni",
     "ips",
     "mac",
@@ -79,17 +65,29 @@ pub const NESTED_KEYS: &[&str] = &[
     "ingressBurst",
     "egressRate",
     "egressBurst",
-    // tuning's args.cni
     "sysctl",
     "promisc",
     "allmulti",
     "txQLen",
-    // bridge's vlanTrunk, GC attachments
     "minID",
     "maxID",
     "id",
     "containerID",
     "ifname",
+];
+
+/// The keys of a route and of DNS settings, in configs and results alike.
+pub const ROUTE_AND_DNS_KEYS: &[&str] = &[
+    "dst",
+    "gw",
+    "advmss",
+    "priority",
+    "table",
+    "scope",
+    "nameservers",
+    "domain",
+    "search",
+    "options",
 ];
 
 /// The keys of results (prevResult, delegated plugins' output), every version.
@@ -111,16 +109,6 @@ pub const RESULT_KEYS: &[&str] = &[
     "address",
     "gateway",
     "interface",
-    "dst",
-    "gw",
-    "advmss",
-    "priority",
-    "table",
-    "scope",
-    "nameservers",
-    "domain",
-    "search",
-    "options",
 ];
 
 /// Objects whose keys are data, never field names.
@@ -220,19 +208,22 @@ pub fn canonicalize_config(value: &mut Value, plugin_fields: &[&str]) {
     let Value::Object(object) = value else {
         return;
     };
-    canonicalize_keys(object, &[COMMON_KEYS, plugin_fields, NESTED_KEYS]);
+    canonicalize_keys(
+        object,
+        &[COMMON_KEYS, plugin_fields, NESTED_KEYS, ROUTE_AND_DNS_KEYS],
+    );
     for (key, child) in object.iter_mut() {
         match key.as_str() {
             "prevResult" => canonicalize_result(child),
             k if DATA_KEYED.contains(&k) => {}
-            _ => canonicalize_nested(child, &[NESTED_KEYS]),
+            _ => canonicalize_nested(child, &[NESTED_KEYS, ROUTE_AND_DNS_KEYS]),
         }
     }
 }
 
 /// A result's keys as Go would read them.
 pub fn canonicalize_result(value: &mut Value) {
-    canonicalize_nested(value, &[RESULT_KEYS]);
+    canonicalize_nested(value, &[RESULT_KEYS, ROUTE_AND_DNS_KEYS]);
 }
 
 #[cfg(test)]

@@ -251,9 +251,13 @@ fn keys_in_another_letter_case_work_as_with_go() {
     let r = call(&ours(), "ADD", "k1", &c1, &conf).expect_success();
     assert_eq!(r["ips"][0]["gateway"], "10.41.0.1");
     let bridge = sh(&["ip", "-br", "addr", "show", "brcase"]);
-    assert!(bridge.contains("10.41.0.1/24"), "the bridge is the gateway: {bridge}");
+    assert!(
+        bridge.contains("10.41.0.1/24"),
+        "the bridge is the gateway: {bridge}"
+    );
     let port = r["interfaces"][1]["name"].as_str().unwrap();
-    let details: Value = serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", port])).unwrap();
+    let details: Value =
+        serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", port])).unwrap();
     assert_eq!(details[0]["linkinfo"]["info_slave_data"]["hairpin"], true);
     call(&ours(), "DEL", "k1", &c1, &with_prev(&conf, &r)).expect_success();
 }

@@ -459,34 +459,31 @@ mod tests {
     #[test]
     fn a_batch_is_one_commit_of_messages_with_acks() {
         let mut nft = Nftables::fake();
+        let postrouting = ChainRef {
+            family: Family::Inet,
+            table: "t",
+            chain: "post",
+        };
+        let base = BaseChain {
+            kind: "nat",
+            hook: ChainHook::Postrouting,
+            priority: 100,
+        };
         let mut batch = Batch::new();
-        batch
-            .add_table(Family::Bridge, "nat", None)
-            .add_chain(
-                PREROUTING,
-                Some(&BaseChain {
-                    kind: "filter",
-                    hook: ChainHook::Prerouting,
-                    priority: -300,
-                }),
-                None,
-            )
-            .add_rule(
-                PREROUTING,
-                &Expr::iifname_is("veth1"),
-                Some("macspoofchk-c-eth0"),
-            );
+        batch.add_table(Family::Inet, "t", Some("a comment"));
+        batch.add_chain(postrouting, Some(&base), None);
+        batch.add_rule(postrouting, &[Expr::Masquerade], Some("c"));
         nft.commit(batch).unwrap();
         let sent = &nft.transport.commits[0];
         assert_eq!(sent.len(), 3);
         assert!(sent.iter().all(|op| op.flags & NLM_F_ACK != 0));
-        assert_eq!(sent[2].what, "add rule to bridge nat \"PREROUTING\"");
+        assert_eq!(sent[2].what, "add rule to inet t \"post\"");
         let NfTablesMessage::NewChain(chain) = &sent[1].message else {
             panic!()
         };
         assert!(chain.attributes.contains(&ChainAttribute::Hook(vec![
-            Hook::Number(HookNumber::Inet(InetHookNumber::PreRouting)),
-            Hook::Priority(-300i32 as u32),
+            Hook::Number(HookNumber::Inet(InetHookNumber::PostRouting)),
+            Hook::Priority(100),
         ])));
         assert!(Nftables::fake().commit(Batch::new()).is_ok());
     }
