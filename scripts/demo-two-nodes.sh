@@ -14,7 +14,7 @@ cnitool="$bin/cnitool"
 say() { printf '\n== %s\n' "$*"; }
 
 say "the lab: two nodes, a data-centre switch, an ERP host on VLAN 1223"
-for ns in node1 node2 switch erp pod-a pod-b pod-c; do ip netns add $ns; ip -n $ns link set lo up; done
+for ns in node1 node2 switch erp pod-a pod-b pod-c pod-d pod-e; do ip netns add $ns; ip -n $ns link set lo up; done
 # The switch: a VLAN-aware bridge; trunks to the nodes, an access port to the ERP host.
 ip -n switch link add dc type bridge vlan_filtering 1
 ip -n switch link set dc up
@@ -52,13 +52,18 @@ cat > "$net/30-other.conflist" <<CONF
   {"type": "cnv-bridge", "bridge": "br1", "vlan": 100, "macspoofchk": true}]}
 CONF
 
-say "attach: pod-a on node1 (the seed's NAD), pod-b on node2 (cnv-bridge + cnv-tuning), pod-c on node2 (VLAN 100)"
+say "attach: both NADs on both nodes, and pod-c on VLAN 100"
+echo "   node1: pod-a (the seed's NAD), pod-d (cnv-bridge + cnv-tuning)"
+echo "   node2: pod-b (cnv-bridge + cnv-tuning), pod-e (the seed's NAD), pod-c (VLAN 100)"
 ip netns exec node1 "$cnitool" add vlan-net-1223 /run/netns/pod-a >/dev/null
+CNI_ARGS="IgnoreUnknown=true;MAC=02:12:23:00:00:0d" \
+    ip netns exec node1 "$cnitool" add vlan-net-1223-tuned /run/netns/pod-d >/dev/null
 CNI_ARGS="IgnoreUnknown=true;MAC=02:12:23:00:00:0b" \
     ip netns exec node2 "$cnitool" add vlan-net-1223-tuned /run/netns/pod-b >/dev/null
+ip netns exec node2 "$cnitool" add vlan-net-1223 /run/netns/pod-e >/dev/null
 ip netns exec node2 "$cnitool" add vlan-net-100 /run/netns/pod-c >/dev/null
 # Layer 2 only: the VMs address themselves.
-for pair in pod-a:11 pod-b:12 pod-c:13; do
+for pair in pod-a:11 pod-b:12 pod-c:13 pod-d:14 pod-e:15; do
     pod=${pair%%:*}
     ip -n $pod addr add 10.12.23.${pair##*:}/24 dev eth0
     echo "   $pod: eth0 $(ip -n $pod -br link show eth0 | awk '{print $3}') 10.12.23.${pair##*:}/24"
@@ -70,6 +75,9 @@ say "who reaches whom"
 reach pod-a 10.12.23.12 && echo "   pod-a (node1) -> pod-b (node2): answers" || { echo "   FAILED: pod-a does not reach pod-b" >&2; exit 1; }
 reach pod-a 10.12.23.100 && echo "   pod-a (node1) -> ERP host: answers" || { echo "   FAILED: pod-a does not reach the ERP host" >&2; exit 1; }
 reach pod-b 10.12.23.100 && echo "   pod-b (node2) -> ERP host: answers" || { echo "   FAILED: pod-b does not reach the ERP host" >&2; exit 1; }
+reach pod-d 10.12.23.15 && echo "   pod-d (node1, chain) -> pod-e (node2, seed NAD): answers" || { echo "   FAILED: pod-d does not reach pod-e" >&2; exit 1; }
+reach pod-e 10.12.23.100 && echo "   pod-e (node2) -> ERP host: answers" || { echo "   FAILED: pod-e does not reach the ERP host" >&2; exit 1; }
+reach pod-d 10.12.23.100 && echo "   pod-d (node1) -> ERP host: answers" || { echo "   FAILED: pod-d does not reach the ERP host" >&2; exit 1; }
 if reach pod-a 10.12.23.13; then echo "   FAILED: VLAN 1223 reached VLAN 100" >&2; exit 1; fi
 echo "   pod-a -> pod-c (VLAN 100): no answer, as it must be"
 
@@ -88,7 +96,9 @@ reach pod-a 10.12.23.100 && echo "   real MACs restored: the ERP host answers ag
 
 say "cnitool del (the NADs are cniVersion 0.3.1, which has no CHECK)"
 ip netns exec node1 "$cnitool" del vlan-net-1223 /run/netns/pod-a
+ip netns exec node1 "$cnitool" del vlan-net-1223-tuned /run/netns/pod-d
 ip netns exec node2 "$cnitool" del vlan-net-1223-tuned /run/netns/pod-b
+ip netns exec node2 "$cnitool" del vlan-net-1223 /run/netns/pod-e
 ip netns exec node2 "$cnitool" del vlan-net-100 /run/netns/pod-c
 left=$(for n in node1 node2; do ip netns exec $n nft list ruleset | grep -c macspoofchk || true; done | awk '{s += $1} END {print s}')
 echo "   left behind: $left macspoofchk rules"
