@@ -75,28 +75,13 @@ fn ours_and_go_agree_on_generated_cases() {
         return;
     };
     let go = go_bridge.parent().unwrap().to_path_buf();
-    let cases = std::env::var("CNI_DIFF_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(300);
-    let seed = std::env::var("CNI_DIFF_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20261201);
-    match testkit::differential::run(cases, seed, &testkit::bin_dir(), &go) {
-        Ok(c) => {
-            eprintln!(
-                "differential: {} cases (seed {seed}) agree with the Go plugins; ADD succeeded in {}",
-                c.cases, c.added
-            );
-            for (plugin, (n, added)) in &c.by_plugin {
-                eprintln!("  {plugin}: {n} cases, {added} successful ADDs");
-            }
-            assert!(
-                c.added * 5 >= c.cases,
-                "too few cases get past ADD to compare state"
-            );
-        }
-        Err(e) => panic!("differential (seed {seed}): {e}"),
-    }
+    let (cases, seed) = (
+        setting("CNI_DIFF_CASES", 300) as u32,
+        setting("CNI_DIFF_SEED", 20261201),
+    );
+    report(
+        test,
+        seed,
+        testkit::differential::run(cases, seed, &testkit::bin_dir(), &go),
+    );
 }
