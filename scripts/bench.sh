@@ -37,6 +37,11 @@ fi
     echo "times are wall-clock per process as a runtime sees them, peak RSS is the plugin"
     echo "process's (wait4). Ours is the release build that scripts/install.sh installs."
     echo
+    echo "Peak RSS has a floor: Linux starts a child's maximum RSS at the spawning"
+    echo "process's own high-water mark when the child execs, so once the benchmark itself"
+    echo "has grown (the 2,000- and 10,000-attachment setups), a figure can be its size"
+    echo "rather than the plugin's: compare memory on the rows before those setups."
+    echo
     sed -n '1,3p' "$host_md"
     echo
     echo "![ours/Go](benchmarks.svg)"
