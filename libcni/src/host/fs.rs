@@ -356,6 +356,21 @@ impl StateDir {
         );
     }
 
+    /// Removes what interrupted writes left here: the temporary files of
+    /// [`StateDir::write_atomic`] and [`StateDir::write_derived`] of a killed process.
+    pub fn remove_leftovers(&self) -> Result<(), FsError> {
+        for name in self.entries()? {
+            if !(name.starts_with('.') && name.ends_with(".tmp")) {
+                continue;
+            }
+            match unlinkat(self.fd.as_fd(), name.as_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(FsError::new("remove", self.child(&name), errno_io(e))),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the empty subdirectory `name`; false when there was none.
     pub fn remove_dir(&self, name: &str) -> Result<bool, FsError> {
         check_name(name).map_err(|e| FsError::new("remove", self.child(name), e))?;

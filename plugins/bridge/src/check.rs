@@ -158,6 +158,22 @@ pub fn gc_spoofcheck(valid: &[(String, String)]) -> Result<(), CniError> {
     errors.into_result()
 }
 
+/// Removes the macspoofchk rules of `reference` when every jump into them names
+/// `own_host_veth`, without asking which veths exist. False when that does not
+/// settle it (a jump names another veth), for `remove_spoofcheck` to judge later.
+pub fn remove_own_spoofcheck(
+    nft: &mut Nftables,
+    reference: &str,
+    own_host_veth: &str,
+) -> Result<bool, CniError> {
+    let installed = spoofcheck::installed(nft, reference)?;
+    if !installed.removable(Some(own_host_veth), |_| true) {
+        return Ok(false);
+    }
+    spoofcheck::teardown(nft, reference, &installed)?;
+    Ok(true)
+}
+
 /// Removes the macspoofchk rules of `reference` when they are ours to remove: their
 /// jump matches `own_host_veth` or a host veth that is gone. Rules of a live
 /// attachment stay (a colliding reference, or another network's pod), and that is

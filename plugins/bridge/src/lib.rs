@@ -370,6 +370,27 @@ impl Plugin for Bridge {
         if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
             errors.record(ipam::del(request, &ipam_conf.plugin_type));
         }
+        let own_host_veth = prev.as_ref().and_then(|prev| {
+            prev.interfaces
+                .iter()
+                .find(|i| i.sandbox.is_none() && i.name != cfg.bridge)
+                .map(|i| i.name.clone())
+        });
+        let reference = spoofcheck::reference(&request.container_id, &request.ifname);
+        // macspoofchk rules that name prevResult's host veth are ours whether the veth
+        // still exists or not: removing them before the veth lets the kernel's
+        // post-commit work (an RCU grace period, waited for when the nf_tables socket
+        // closes) run during the veth deletion's own waits. The socket stays open
+        // until then. Anything else is judged after the veth is gone, below.
+        let mut nft = None;
+        let mut spoofcheck_removed = false;
+        if cfg.macspoofchk {
+            if let (Some(own), Ok(mut socket)) = (&own_host_veth, Nftables::open()) {
+                spoofcheck_removed =
+                    check::remove_own_spoofcheck(&mut socket, &reference, own).unwrap_or(false);
+                nft = Some(socket);
+            }
+        }
         let mut pod_gone = true;
         if let Some(path) = &request.netns {
             match NetNs::open_if_present(path) {
@@ -381,28 +402,21 @@ impl Plugin for Bridge {
                 Err(e) => errors.push(e.into()),
             }
         }
-        if cfg.macspoofchk {
-            let own_host_veth = prev.as_ref().and_then(|prev| {
-                prev.interfaces
-                    .iter()
-                    .find(|i| i.sandbox.is_none() && i.name != cfg.bridge)
-                    .map(|i| i.name.clone())
-            });
-            let reference = spoofcheck::reference(&request.container_id, &request.ifname);
-            errors.record(
-                Nftables::open()
-                    .map_err(CniError::from)
-                    .and_then(|mut nft| {
-                        let mut nl = Netlink::open()?;
-                        check::remove_spoofcheck(
-                            &mut nft,
-                            &mut nl,
-                            &reference,
-                            own_host_veth.as_deref(),
-                            pod_gone,
-                        )
-                    }),
-            );
+        if cfg.macspoofchk && !spoofcheck_removed {
+            let socket = match nft.take() {
+                Some(socket) => Ok(socket),
+                None => Nftables::open().map_err(CniError::from),
+            };
+            errors.record(socket.and_then(|mut socket| {
+                let mut nl = Netlink::open()?;
+                check::remove_spoofcheck(
+                    &mut socket,
+                    &mut nl,
+                    &reference,
+                    own_host_veth.as_deref(),
+                    pod_gone,
+                )
+            }));
         }
         if cfg.is_layer3() && cfg.ip_masq {
             errors.record(masq::teardown(

@@ -275,8 +275,15 @@ impl Store {
             return Ok(());
         };
         entry.remove(&Self::address_name(addr)).map_err(io_error)?;
+        self.drop_entry_if_empty(&name, &entry)
+    }
+
+    /// Removes an attachment's index entry once it lists no address; what an ADD
+    /// killed mid-write left in it does not count.
+    fn drop_entry_if_empty(&self, name: &str, entry: &StateDir) -> Result<(), CniError> {
+        entry.remove_leftovers().map_err(io_error)?;
         if entry.entries().map_err(io_error)?.is_empty() {
-            self.index.remove_dir(&name).map_err(io_error)?;
+            self.index.remove_dir(name).map_err(io_error)?;
         }
         Ok(())
     }
@@ -402,9 +409,13 @@ impl Store {
             self.release_addrs(&owner, &held)?;
             return Ok(held);
         }
-        // Clear stale index entries too.
+        // Clear stale index entries too, and an entry that holds only leftovers.
         let stale = self.read_entry(&owner);
         self.release_addrs(&owner, &stale)?;
+        let name = owner.index_name();
+        if let Some(entry) = self.index.subdir_if_present(&name).map_err(io_error)? {
+            self.drop_entry_if_empty(&name, &entry)?;
+        }
         let legacy = Owner::Legacy {
             container_id: container_id.to_string(),
         };
@@ -459,6 +470,24 @@ mod tests {
             b"10.0.0.2"
         );
         assert_eq!(fs::metadata(dir.join("lock")).unwrap().len(), 0);
+        fs::remove_dir_all(data).unwrap();
+    }
+
+    #[test]
+    fn del_after_an_add_killed_mid_index_write_leaves_nothing() {
+        let data = tempdir("killed");
+        drop(Store::open(&data, "n").unwrap());
+        // An ADD killed while writing its index entry: the temporary file and no
+        // address file.
+        let entry = data.join("n").join(INDEX_DIR).join("cid:eth0");
+        fs::create_dir_all(&entry).unwrap();
+        fs::write(entry.join(".10.0.0.5.tmp"), "").unwrap();
+        let mut store = Store::open(&data, "n").unwrap();
+        assert!(store.release_attachment("cid", "eth0").unwrap().is_empty());
+        assert!(
+            !entry.exists(),
+            "the killed ADD's index entry is still there"
+        );
         fs::remove_dir_all(data).unwrap();
     }
 
