@@ -36,6 +36,7 @@ fi
     echo "plugins and the Go ones (Debian's containernetworking-plugins, the same configs);"
     echo "times are wall-clock per process as a runtime sees them, peak RSS is the plugin"
     echo "process's (wait4). Ours is the release build that scripts/install.sh installs."
+    echo "Each DEL gets its ADD's result as prevResult, as a runtime passes it."
     echo
     echo "Peak RSS has a floor: Linux starts a child's maximum RSS at the spawning"
     echo "process's own high-water mark when the child execs, so once the benchmark itself"

@@ -23,8 +23,18 @@ struct Sample {
 }
 
 // The child is reaped by wait4 (for its rusage), which clippy cannot see.
-#[allow(clippy::zombie_processes)]
 fn run(binary: &Path, env: &[(&str, String)], stdin: &[u8], expect_ok: bool) -> Sample {
+    run_with_output(binary, env, stdin, expect_ok).0
+}
+
+/// [`run`], with what the plugin printed.
+#[allow(clippy::zombie_processes)]
+fn run_with_output(
+    binary: &Path,
+    env: &[(&str, String)],
+    stdin: &[u8],
+    expect_ok: bool,
+) -> (Sample, Vec<u8>) {
     let start = Instant::now();
     let mut child = Command::new(binary)
         .env_clear()
@@ -57,10 +67,13 @@ fn run(binary: &Path, env: &[(&str, String)], stdin: &[u8], expect_ok: bool) -> 
             String::from_utf8_lossy(&err)
         );
     }
-    Sample {
-        time,
-        rss_kib: usage.ru_maxrss,
-    }
+    (
+        Sample {
+            time,
+            rss_kib: usage.ru_maxrss,
+        },
+        out,
+    )
 }
 
 struct Stats {
@@ -119,19 +132,21 @@ fn add_del(
     let mut dels = vec![Vec::new(); impls.len()];
     for i in 0..iterations + 2 {
         for (n, imp) in impls.iter().enumerate() {
-            let c = conf(imp).to_string();
+            let mut c = conf(imp);
             let cid = format!("bench{i}");
             let binary = imp.dir.join(plugin);
-            let add = run(
+            let (add, result) = run_with_output(
                 &binary,
                 &attach_env("ADD", &cid, netns, "eth0", &imp.dir),
-                c.as_bytes(),
+                c.to_string().as_bytes(),
                 true,
             );
+            // DEL gets the ADD's result as prevResult, as a runtime passes it.
+            c["prevResult"] = serde_json::from_slice(&result).expect("ADD printed a result");
             let del = run(
                 &binary,
                 &attach_env("DEL", &cid, netns, "eth0", &imp.dir),
-                c.as_bytes(),
+                c.to_string().as_bytes(),
                 true,
             );
             if i >= 2 {
