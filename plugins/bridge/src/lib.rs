@@ -267,11 +267,11 @@ impl Plugin for Bridge {
             ..Default::default()
         });
 
-        if let Some((mut nft, reference, stale)) = spoofcheck {
+        if let Some((mut nft, reference, existing)) = spoofcheck {
             let mac = libcni::spec::mac::parse_mac(&container_mac).ok_or_else(|| {
                 CniError::internal(format!("container interface has no MAC: {container_mac:?}"))
             })?;
-            nft.commit(spoofcheck::setup_batch(&host_name, mac, &reference, &stale))
+            spoofcheck::setup(&mut nft, &host_name, mac, &reference, &existing)
                 .map_err(|e| CniError::from(e.context("set up macspoofchk")))?;
             rollback.spoofcheck = Some(reference);
         }
@@ -502,15 +502,15 @@ fn delete_container_veth(
 /// anything: rules that filter a live host interface belong to another attachment
 /// (Go's names join container ID and interface name with `-`, so two attachments
 /// can share them), and ADD refuses rather than take them over. Stale jumps (their
-/// host veth is gone) are returned, for the setup transaction to remove.
+/// host veth is gone) stay in what is returned, for the setup transaction to remove.
 fn prepare_spoofcheck(
     request: &Request,
     nl: &mut Netlink,
-) -> Result<(Nftables, String, Vec<spoofcheck::Jump>), CniError> {
+) -> Result<(Nftables, String, spoofcheck::Existing), CniError> {
     let reference = spoofcheck::reference(&request.container_id, &request.ifname);
     let mut nft = Nftables::open()?;
-    let installed = spoofcheck::installed(&mut nft, &reference)?;
-    for veth in installed.host_veths() {
+    let existing = spoofcheck::existing(&mut nft, &reference)?;
+    for veth in existing.installed.host_veths() {
         if nl.get_link(&LinkId::Name(veth.clone()))?.is_some() {
             return Err(CniError::internal(format!(
                 "macspoofchk chain {:?} already filters the live host interface {veth:?} of another attachment: container ID {:?} with interface {:?} collides with it",
@@ -520,11 +520,7 @@ fn prepare_spoofcheck(
             )));
         }
     }
-    let stale = match installed {
-        spoofcheck::Installed::Chains { jumps, .. } => jumps,
-        spoofcheck::Installed::Nothing => Vec::new(),
-    };
-    Ok((nft, reference, stale))
+    Ok((nft, reference, existing))
 }
 
 /// The plugin's entry point, for its own binary and for the multi-call binary.

@@ -113,46 +113,72 @@ fn skip_multicast(v4: bool) -> Vec<Expr> {
     exprs
 }
 
-/// The ADD transaction for nftables (unit-tested): the table and chains, the
-/// postrouting chain refilled, the attachment's earlier rules (`stale` handles)
-/// removed and one rule per address added.
+/// The three rules of `postrouting`: skip IPv4 and IPv6 multicast, go to masq_checks.
+fn postrouting_rules() -> [Vec<Expr>; 3] {
+    [
+        skip_multicast(true),
+        skip_multicast(false),
+        vec![Expr::Verdict(Verdict::Goto(MASQ_CHAIN.to_string()))],
+    ]
+}
+
+/// Whether the table already holds masq_checks and a `postrouting` of exactly its
+/// three rules, as every ADD after a node's first finds it.
+fn chains_in_place(nft: &mut Nftables) -> Result<bool, NetlinkError> {
+    let Some(rules) = nft.rules(POSTROUTING)? else {
+        return Ok(false);
+    };
+    let expected = postrouting_rules();
+    Ok(rules.len() == expected.len()
+        && rules
+            .iter()
+            .zip(&expected)
+            .all(|(rule, exprs)| rule.exprs == *exprs)
+        && nft.chain_exists(MASQ_CHECKS)?)
+}
+
+/// The ADD transaction for nftables (unit-tested): the attachment's earlier rules
+/// (`stale` handles) removed and one rule per address added. Unless `in_place`, it
+/// first adds the table and chains and refills `postrouting`, as Go does on every
+/// ADD. With them in place it leaves them alone: a re-added chain is an update and a
+/// flushed rule a deletion, which the kernel frees only after an RCU grace period
+/// that the plugin then waits for (see spoofcheck::setup_batch).
 pub fn nft_setup_batch(
     addresses: &[IpNet],
     network: &str,
     ifname: &str,
     container_id: &str,
     stale: &[u64],
+    in_place: bool,
 ) -> Batch {
     let comment = nft_comment(network, ifname, container_id);
     let mut batch = Batch::new();
-    batch
-        .add_table(
-            Family::Inet,
-            TABLE,
-            Some("Masquerading for plugins from github.com/containernetworking/plugins"),
-        )
-        .add_chain(
-            MASQ_CHECKS,
-            None,
-            Some("Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"),
-        )
-        .add_chain(
-            POSTROUTING,
-            Some(&BaseChain {
-                kind: "nat",
-                hook: ChainHook::Postrouting,
-                priority: 100,
-            }),
-            None,
-        )
-        .flush_chain(POSTROUTING)
-        .add_rule(POSTROUTING, &skip_multicast(true), None)
-        .add_rule(POSTROUTING, &skip_multicast(false), None)
-        .add_rule(
-            POSTROUTING,
-            &[Expr::Verdict(Verdict::Goto(MASQ_CHAIN.to_string()))],
-            None,
-        );
+    if !in_place {
+        batch
+            .add_table(
+                Family::Inet,
+                TABLE,
+                Some("Masquerading for plugins from github.com/containernetworking/plugins"),
+            )
+            .add_chain(
+                MASQ_CHECKS,
+                None,
+                Some("Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"),
+            )
+            .add_chain(
+                POSTROUTING,
+                Some(&BaseChain {
+                    kind: "nat",
+                    hook: ChainHook::Postrouting,
+                    priority: 100,
+                }),
+                None,
+            )
+            .flush_chain(POSTROUTING);
+        for rule in postrouting_rules() {
+            batch.add_rule(POSTROUTING, &rule, None);
+        }
+    }
     for handle in stale {
         batch.delete_rule(MASQ_CHECKS, *handle);
     }
@@ -193,13 +219,17 @@ pub fn setup(
             // A rule left by an earlier ADD of the same attachment is replaced, not doubled.
             let prefix = instance_hash(network, ifname, container_id);
             let stale = rule_handles(&mut nft, |comment| comment.starts_with(&prefix))?;
-            nft.commit(nft_setup_batch(
-                addresses,
-                network,
-                ifname,
-                container_id,
-                &stale,
-            ))
+            let batch = |in_place| {
+                nft_setup_batch(addresses, network, ifname, container_id, &stale, in_place)
+            };
+            let in_place = chains_in_place(&mut nft)?;
+            match nft.commit(batch(in_place)) {
+                // The chains went away since we looked (a flushed ruleset): add them.
+                Err(e) if in_place && e.is_not_found() && stale.is_empty() => {
+                    nft.commit(batch(false))
+                }
+                other => other,
+            }
             .map_err(|e| CniError::from(e.context("set up ipMasq")))?;
         }
         MasqBackend::Iptables => {
@@ -453,7 +483,35 @@ mod tests {
 
     #[test]
     fn nft_rules_skip_multicast_and_the_own_subnet() {
-        let batch = nft_setup_batch(&["10.1.0.5/16".parse().unwrap()], "n", "eth0", "c", &[7]);
+        let in_place = nft_setup_batch(
+            &["10.1.0.5/16".parse().unwrap()],
+            "n",
+            "eth0",
+            "c",
+            &[7],
+            true,
+        );
+        let mut nft = Nftables::fake();
+        nft.commit(in_place).unwrap();
+        let ops: Vec<&str> = nft.transport.commits[0]
+            .iter()
+            .map(|o| o.what.as_str())
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "delete rule 7 of inet cni_plugins_masquerade \"masq_checks\"",
+                "add rule to inet cni_plugins_masquerade \"masq_checks\""
+            ]
+        );
+        let batch = nft_setup_batch(
+            &["10.1.0.5/16".parse().unwrap()],
+            "n",
+            "eth0",
+            "c",
+            &[7],
+            false,
+        );
         let mut nft = Nftables::fake();
         nft.commit(batch).unwrap();
         let ops: Vec<&str> = nft.transport.commits[0]

@@ -21,8 +21,8 @@
 //! exists means stale rules (the veth dies with its pod); one that exists is a live
 //! attachment, which only its own DEL may touch.
 //!
-//! Cost that does not grow with the number of attachments: ADD is one query and one
-//! transaction; DEL lists only this attachment's chain and reads the PREROUTING jump
+//! Cost that does not grow with the number of attachments: ADD is a few lookups and
+//! one transaction that only creates (see [`setup_batch`] for why that matters); DEL lists only this attachment's chain and reads the PREROUTING jump
 //! by handle (both plugins add it and the rule of `cni-br-iface-<ref>` one after the
 //! other in one transaction, so its handle is that rule's minus one; handles are
 //! never reused in a table). Only when that rule is not the jump does DEL list
@@ -30,7 +30,7 @@
 
 use libcni::host::fs::fitting_name;
 use libcni::netlink::nftables::{
-    BaseChain, Batch, ChainHook, ChainRef, Expr, Family, Nftables, Rule, Verdict,
+    BaseChain, Batch, ChainHook, ChainRef, Expr, Family, NfTransport, Nftables, Rule, Verdict,
 };
 use libcni::netlink::NetlinkError;
 
@@ -126,7 +126,11 @@ fn is_jump_into(rule: &Rule, target: &str) -> bool {
 }
 
 /// The jump found at `handle`, if the rule there jumps into `target`.
-fn jump_at(nft: &mut Nftables, handle: u64, target: &str) -> Result<Option<Jump>, NetlinkError> {
+fn jump_at<T: NfTransport>(
+    nft: &mut Nftables<T>,
+    handle: u64,
+    target: &str,
+) -> Result<Option<Jump>, NetlinkError> {
     Ok(nft
         .rule(PREROUTING, handle)?
         .filter(|rule| is_jump_into(rule, target))
@@ -137,7 +141,10 @@ fn jump_at(nft: &mut Nftables, handle: u64, target: &str) -> Result<Option<Jump>
 }
 
 /// Reads what the kernel holds for `reference`: the chains, and the jumps into them.
-pub fn installed(nft: &mut Nftables, reference: &str) -> Result<Installed, NetlinkError> {
+pub fn installed<T: NfTransport>(
+    nft: &mut Nftables<T>,
+    reference: &str,
+) -> Result<Installed, NetlinkError> {
     let iface = iface_chain(reference);
     let mac = nft.rules(chain(&mac_chain(reference)))?.is_some();
     let Some(rules) = nft.rules(chain(&iface))? else {
@@ -179,21 +186,49 @@ pub fn installed(nft: &mut Nftables, reference: &str) -> Result<Installed, Netli
     })
 }
 
-/// The ADD transaction: the table and base chain (no error when they exist), the
-/// attachment's chains emptied and filled. Stale jumps into them (from an attachment
-/// whose host veth is gone) are removed in the same transaction.
+/// What ADD found in the kernel before writing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Existing {
+    /// The table and its PREROUTING base chain are there (every ADD after a node's
+    /// first).
+    pub base_chain: bool,
+    /// This reference's chains and the jumps into them.
+    pub installed: Installed,
+}
+
+/// Reads what ADD needs: the base chain (one lookup) and this reference's chains.
+pub fn existing<T: NfTransport>(
+    nft: &mut Nftables<T>,
+    reference: &str,
+) -> Result<Existing, NetlinkError> {
+    Ok(Existing {
+        base_chain: nft.chain_exists(PREROUTING)?,
+        installed: installed(nft, reference)?,
+    })
+}
+
+/// The ADD transaction. It adds the table and the base chain only when they are
+/// missing, and creates the attachment's chains (`create`: a concurrent ADD of the
+/// same reference fails rather than doubles the rules) or, when they exist, empties
+/// them. Stale jumps into them (from an attachment whose host veth is gone) are
+/// removed in the same transaction.
+///
+/// Why not always `add` them, as Go does: the kernel records `add` of an existing
+/// chain as an update, and an update (like a deleted rule) is released after an RCU
+/// grace period, which the closing of our socket then waits for (about 13 ms here,
+/// five times the rest of a layer-2 ADD). New chains and rules leave nothing to wait
+/// for.
 pub fn setup_batch(
     host_veth: &str,
     container_mac: [u8; 6],
     reference: &str,
-    stale_jumps: &[Jump],
+    existing: &Existing,
 ) -> Batch {
     let (iface, mac) = (iface_chain(reference), mac_chain(reference));
     let comment = comment(reference);
     let mut batch = Batch::new();
-    batch
-        .add_table(Family::Bridge, TABLE, None)
-        .add_chain(
+    if !existing.base_chain {
+        batch.add_table(Family::Bridge, TABLE, None).add_chain(
             PREROUTING,
             Some(&BaseChain {
                 kind: "filter",
@@ -201,11 +236,19 @@ pub fn setup_batch(
                 priority: -300,
             }),
             None,
-        )
-        .add_chain(chain(&iface), None, None)
-        .add_chain(chain(&mac), None, None)
-        .flush_chain(chain(&iface))
-        .flush_chain(chain(&mac));
+        );
+    }
+    let (has_iface, has_mac, stale_jumps) = match &existing.installed {
+        Installed::Nothing => (false, false, &[][..]),
+        Installed::Chains { iface, mac, jumps } => (*iface, *mac, jumps.as_slice()),
+    };
+    for (name, present) in [(&iface, has_iface), (&mac, has_mac)] {
+        if present {
+            batch.flush_chain(chain(name));
+        } else {
+            batch.create_chain(chain(name));
+        }
+    }
     for jump in stale_jumps {
         batch.delete_rule(PREROUTING, jump.handle);
     }
@@ -224,6 +267,29 @@ pub fn setup_batch(
         .add_rule(chain(&mac), &allow, Some(&comment))
         .add_rule(chain(&mac), &[Expr::Verdict(Verdict::Drop)], Some(&comment));
     batch
+}
+
+/// Commits the ADD transaction for what `existing` found. When the base chain went
+/// away in between (a flushed ruleset) the transaction fails with ENOENT: it is read
+/// again and retried once, if nothing of this reference appeared meanwhile.
+pub fn setup<T: NfTransport>(
+    nft: &mut Nftables<T>,
+    host_veth: &str,
+    container_mac: [u8; 6],
+    reference: &str,
+    existing: &Existing,
+) -> Result<(), NetlinkError> {
+    let first = nft.commit(setup_batch(host_veth, container_mac, reference, existing));
+    match first {
+        Err(e) if e.is_not_found() && existing.base_chain => {
+            let now = self::existing(nft, reference)?;
+            if now.base_chain || now.installed != Installed::Nothing {
+                return Err(e);
+            }
+            nft.commit(setup_batch(host_veth, container_mac, reference, &now))
+        }
+        other => other,
+    }
 }
 
 /// Removes the chains of `reference` and the jumps into them, in one transaction.
@@ -321,27 +387,105 @@ mod tests {
         assert_ne!(long, reference(&"c".repeat(300), "net2"));
     }
 
-    #[test]
-    fn setup_is_one_transaction_with_the_jump_rules_adjacent() {
-        let batch = setup_batch("veth1", [2, 0, 0, 0, 0, 0x42], "c-eth0", &[]);
+    fn setup_ops(existing: &Existing) -> Vec<String> {
+        let batch = setup_batch("veth1", [2, 0, 0, 0, 0, 0x42], "c-eth0", existing);
         let mut nft = Nftables::fake();
         nft.commit(batch).unwrap();
         let FakeNfTransport { commits, .. } = &nft.transport;
-        let ops: Vec<&str> = commits[0].iter().map(|o| o.what.as_str()).collect();
+        commits[0].iter().map(|o| o.what.clone()).collect()
+    }
+
+    #[test]
+    fn setup_is_one_transaction_with_the_jump_rules_adjacent() {
+        let first_on_the_node = Existing {
+            base_chain: false,
+            installed: Installed::Nothing,
+        };
         assert_eq!(
-            ops,
+            setup_ops(&first_on_the_node),
             [
                 "add table bridge nat",
                 "add chain bridge nat \"PREROUTING\"",
-                "add chain bridge nat \"cni-br-iface-c-eth0\"",
-                "add chain bridge nat \"cni-br-iface-c-eth0-mac\"",
-                "flush chain bridge nat \"cni-br-iface-c-eth0\"",
-                "flush chain bridge nat \"cni-br-iface-c-eth0-mac\"",
+                "create chain bridge nat \"cni-br-iface-c-eth0\"",
+                "create chain bridge nat \"cni-br-iface-c-eth0-mac\"",
                 "add rule to bridge nat \"PREROUTING\"",
                 "add rule to bridge nat \"cni-br-iface-c-eth0\"",
                 "add rule to bridge nat \"cni-br-iface-c-eth0-mac\"",
                 "add rule to bridge nat \"cni-br-iface-c-eth0-mac\"",
             ]
         );
+    }
+
+    #[test]
+    fn setup_only_creates_when_the_base_chain_is_there() {
+        let steady = Existing {
+            base_chain: true,
+            installed: Installed::Nothing,
+        };
+        let ops = setup_ops(&steady);
+        assert_eq!(ops.len(), 6, "{ops:?}");
+        assert!(
+            ops.iter()
+                .all(|op| op.starts_with("create chain") || op.starts_with("add rule")),
+            "{ops:?}"
+        );
+    }
+
+    #[test]
+    fn setup_empties_chains_left_over_and_drops_their_stale_jumps() {
+        let leftover = Existing {
+            base_chain: true,
+            installed: Installed::Chains {
+                iface: true,
+                mac: false,
+                jumps: vec![Jump {
+                    handle: 9,
+                    host_veth: Some("gone".into()),
+                }],
+            },
+        };
+        assert_eq!(
+            &setup_ops(&leftover)[..3],
+            [
+                "flush chain bridge nat \"cni-br-iface-c-eth0\"",
+                "create chain bridge nat \"cni-br-iface-c-eth0-mac\"",
+                "delete rule 9 of bridge nat \"PREROUTING\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn setup_creates_the_base_chain_again_when_it_went_away() {
+        let steady = Existing {
+            base_chain: true,
+            installed: Installed::Nothing,
+        };
+        let mut nft = Nftables::fake();
+        // The commit: ENOENT (a flushed ruleset). The base chain: gone. This
+        // reference's chains: empty dumps, then their lookups fail: none.
+        nft.transport.fail(libc::ENOENT);
+        nft.transport.fail(libc::ENOENT);
+        for _ in 0..2 {
+            nft.transport.answer(Vec::new());
+            nft.transport.fail(libc::ENOENT);
+        }
+        setup(&mut nft, "veth1", [2, 0, 0, 0, 0, 1], "c-eth0", &steady).unwrap();
+        let commits = &nft.transport.commits;
+        assert_eq!(commits.len(), 2);
+        assert_eq!(commits[1][0].what, "add table bridge nat");
+    }
+
+    #[test]
+    fn setup_gives_up_when_the_base_chain_is_there_and_something_else_is_missing() {
+        let steady = Existing {
+            base_chain: true,
+            installed: Installed::Nothing,
+        };
+        let mut nft = Nftables::fake();
+        nft.transport.fail(libc::ENOENT);
+        nft.transport.answer(Vec::new()); // the base chain is there
+        let e = setup(&mut nft, "veth1", [2, 0, 0, 0, 0, 1], "c-eth0", &steady).unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert_eq!(nft.transport.commits.len(), 1);
     }
 }

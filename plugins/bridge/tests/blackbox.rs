@@ -668,7 +668,8 @@ fn nftables_state_prints_as_the_go_plugin_and_nft_write_it() {
 }
 
 /// macspoofchk and the nftables masquerade need no process: ADD, CHECK, GC and DEL
-/// run with a PATH whose only `nft`, `iptables` and `ip6tables` record that they ran.
+/// succeed with an empty `PATH`, and with a `PATH` whose only `nft`, `iptables` and
+/// `ip6tables` record that they ran (and fail), nothing ran.
 #[test]
 fn macspoofchk_and_nftables_masquerade_spawn_no_process() {
     let Some(sb) = Sandbox::new("no_process") else {
@@ -690,44 +691,143 @@ fn macspoofchk_and_nftables_masquerade_spawn_no_process() {
         .unwrap();
         sh(&["chmod", "+x", &path.display().to_string()]);
     }
-    let path = fake_bin.display().to_string();
     let mut conf = l3("brp", "10.46.0.0/24", &sb.scratch);
     conf["cniVersion"] = json!("1.1.0");
     conf["macspoofchk"] = json!(true);
     conf["ipMasq"] = json!(true);
     conf["ipMasqBackend"] = json!("nftables");
-    let run = |command: &str, conf: &Value| {
-        plugin("host-local");
-        Call::attach(command, "np", &c1, "eth0")
+    for (cid, path) in [
+        ("np", String::new()),
+        ("nq", fake_bin.display().to_string()),
+    ] {
+        let run = |command: &str, conf: &Value| {
+            plugin("host-local");
+            Call::attach(command, cid, &c1, "eth0")
+                .env("PATH", &path)
+                .config(conf)
+                .run(&ours())
+                .expect_success()
+        };
+        let result = run("ADD", &conf);
+        let rules = nft_ruleset();
+        assert!(
+            rules.contains(&format!("macspoofchk-{cid}-eth0"))
+                && rules.contains(&format!("id: {cid}")),
+            "PATH={path:?}: {rules}"
+        );
+        run("CHECK", &with_prev(&conf, &result));
+        let mut gc = conf.clone();
+        gc["cni.dev/valid-attachments"] = json!([{"containerID": cid, "ifname": "eth0"}]);
+        Call::new("GC")
             .env("PATH", &path)
-            .config(conf)
+            .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+            .config(&gc)
             .run(&ours())
-            .expect_success()
-    };
-    let result = run("ADD", &conf);
-    let rules = nft_ruleset();
-    assert!(
-        rules.contains("macspoofchk-np-eth0") && rules.contains("id: np"),
-        "{rules}"
-    );
-    run("CHECK", &with_prev(&conf, &result));
-    let mut gc = conf.clone();
-    gc["cni.dev/valid-attachments"] = json!([{"containerID": "np", "ifname": "eth0"}]);
-    Call::new("GC")
-        .env("PATH", &path)
-        .env("CNI_PATH", &testkit::bin_dir().display().to_string())
-        .config(&gc)
-        .run(&ours())
-        .expect_success();
-    run("DEL", &with_prev(&conf, &result));
-    let rules = nft_ruleset();
-    assert!(
-        !rules.contains("np-eth0") && !rules.contains("id: np"),
-        "{rules}"
-    );
+            .expect_success();
+        run("DEL", &with_prev(&conf, &result));
+        let rules = nft_ruleset();
+        assert!(
+            !rules.contains(&format!("{cid}-eth0")) && !rules.contains(&format!("id: {cid}")),
+            "PATH={path:?}: {rules}"
+        );
+    }
     assert!(
         !record.exists(),
         "a plugin ran: {}",
         std::fs::read_to_string(&record).unwrap_or_default()
     );
+}
+
+/// The nf_tables changes `nft monitor` reports while `action` runs, as it prints
+/// them (`create chain ...`, `add rule ...`, `delete rule ...`). `until` is a piece of
+/// the last change expected, so that no event is missed.
+fn nft_changes_during(sb: &Sandbox, until: &str, action: impl FnOnce()) -> Vec<String> {
+    let events = sb.scratch.join("nft-events");
+    let mut monitor = std::process::Command::new("nft")
+        .arg("monitor")
+        .stdout(std::fs::File::create(&events).unwrap())
+        .spawn()
+        .expect("nft runs");
+    let read = || std::fs::read_to_string(&events).unwrap_or_default();
+    let wait_for = |text: &str| {
+        for attempt in 0..250 {
+            if read().contains(text) {
+                return;
+            }
+            if attempt % 25 == 0 {
+                sh(&["nft", "add", "table", "inet", "monitor-ready"]);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("nft monitor never printed {text:?}: {}", read());
+    };
+    wait_for("add table inet monitor-ready");
+    action();
+    wait_for(until);
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    read()
+        .lines()
+        .skip_while(|l| !l.starts_with("add table inet monitor-ready"))
+        .skip(1)
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Once the table and its base chain exist, a macspoofchk ADD only creates: its two
+/// chains (`create`: they must be new) and four rules. Go re-adds the table and base
+/// chain on every ADD, and the kernel records that `add` of an existing chain as an
+/// update, which (like a deleted rule) is freed only after an RCU grace period that
+/// the plugin then waits for when it closes its socket; `nft monitor` shows such an
+/// update as an `add chain` event.
+#[test]
+fn a_macspoofchk_add_after_the_first_only_creates() {
+    let Some(sb) = Sandbox::new("only_creates") else {
+        return;
+    };
+    let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
+    let conf = json!({"cniVersion": "1.0.0", "name": "l2", "type": "bridge", "bridge": "brm", "macspoofchk": true});
+    call(&ours(), "ADD", "first", &c1, &conf).expect_success();
+    let changes = nft_changes_during(&sb, "drop comment \"macspoofchk-second-eth0\"", || {
+        call(&ours(), "ADD", "second", &c2, &conf).expect_success();
+    });
+    assert_eq!(changes.len(), 6, "{changes:#?}");
+    for change in &changes {
+        assert!(
+            (change.starts_with("create chain bridge nat cni-br-iface-second-eth0")
+                || change.starts_with("add rule bridge nat "))
+                && change.contains("second-eth0"),
+            "the second ADD changed more than its own objects: {change:?} in {changes:#?}"
+        );
+    }
+}
+
+/// The same for the nftables masquerade: once its table and chains are in place, an
+/// ADD adds its own rules to masq_checks and touches nothing else (Go refills
+/// `postrouting` on every ADD).
+#[test]
+fn a_masquerade_add_after_the_first_only_adds_its_rules() {
+    let Some(sb) = Sandbox::new("masq_only_adds") else {
+        return;
+    };
+    let (c1, c2) = (sb.netns("c1"), sb.netns("c2"));
+    let mut conf = l3("brq", "10.47.0.0/24", &sb.scratch);
+    conf["ipMasq"] = json!(true);
+    conf["ipMasqBackend"] = json!("nftables");
+    call(&ours(), "ADD", "first", &c1, &conf).expect_success();
+    let changes = nft_changes_during(&sb, "id: second", || {
+        call(&ours(), "ADD", "second", &c2, &conf).expect_success();
+    });
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert!(
+        changes[0]
+            .starts_with("add rule inet cni_plugins_masquerade masq_checks ip saddr 10.47.0.")
+            && changes[0].contains("masquerade comment"),
+        "{changes:#?}"
+    );
+    // And the ruleset is still the one both plugins write.
+    let rules = nft_ruleset();
+    assert_eq!(rules.matches("goto masq_checks").count(), 1, "{rules}");
+    assert_eq!(rules.matches("masquerade comment").count(), 2, "{rules}");
 }

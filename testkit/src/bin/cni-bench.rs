@@ -5,6 +5,8 @@
 //!
 //!   cni-bench OURS_DIR GO_DIR OUT.md OUT.svg   the host scenarios
 //!   cni-bench sriov OURS_DIR OUT.md            SR-IOV, on the full-kernel tier
+//!   cni-bench nftables OURS_DIR GO_DIR         only the rows of the nftables goals,
+//!                                              printed (a quick look while working)
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -206,11 +208,51 @@ fn populate_host_local(dir: &Path, network: &str, count: u32) {
     }
 }
 
-fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
-    let _sb = Sandbox::new("cni-bench").expect("the benchmark needs root");
-    let scratch = PathBuf::from("/var/lib/cni/bench");
-    std::fs::create_dir_all(&scratch).unwrap();
-    let impls = [
+/// Bridge ADD and DEL with no IPAM: the yardstick of the macspoofchk goals.
+fn layer2_rows(impls: &[Impl], n: usize, netns: &str) -> Vec<Row> {
+    let (a, d) = add_del(
+        impls,
+        n,
+        "bridge",
+        netns,
+        &|imp| json!({"cniVersion": "1.0.0", "name": "l2", "type": "bridge", "bridge": format!("l2{}", imp.name)}),
+    );
+    vec![
+        pair("bridge ADD, layer 2", &a),
+        pair("bridge DEL, layer 2", &d),
+    ]
+}
+
+/// macspoofchk with 0, 2,000 and 10,000 other attachments on the node.
+fn spoofcheck_rows(impls: &[Impl], n: usize, netns: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let spoof = |imp: &Impl| json!({"cniVersion": "1.0.0", "name": "sp", "type": "bridge", "bridge": format!("sp{}", imp.name), "macspoofchk": true});
+    let (a, d) = add_del(impls, n, "bridge", netns, &spoof);
+    rows.push(pair("bridge ADD, macspoofchk, 0 other attachments", &a));
+    rows.push(pair("bridge DEL, macspoofchk, 0 other attachments", &d));
+    populate_spoofcheck(2000);
+    let (a, d) = add_del(impls, 20, "bridge", netns, &spoof);
+    rows.push(pair("bridge ADD, macspoofchk, 2,000 other attachments", &a));
+    rows.push(pair("bridge DEL, macspoofchk, 2,000 other attachments", &d));
+    sh(&["nft", "flush", "ruleset"]);
+    populate_spoofcheck(10_000);
+    // Go reads the whole ruleset per call at this size: ours alone, to keep the run short.
+    let (a, d) = add_del(&impls[..1], n, "bridge", netns, &spoof);
+    rows.push(pair(
+        "bridge ADD, macspoofchk, 10,000 other attachments",
+        &a,
+    ));
+    rows.push(pair(
+        "bridge DEL, macspoofchk, 10,000 other attachments",
+        &d,
+    ));
+    sh(&["nft", "flush", "ruleset"]);
+
+    rows
+}
+
+fn both(ours: &Path, go: &Path) -> [Impl; 2] {
+    [
         Impl {
             name: "ours",
             dir: ours.to_path_buf(),
@@ -219,7 +261,24 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
             name: "go",
             dir: go.to_path_buf(),
         },
-    ];
+    ]
+}
+
+/// The rows the nftables goals are computed from, alone.
+fn nftables_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
+    let _sb = Sandbox::new("cni-bench").expect("the benchmark needs root");
+    let impls = both(ours, go);
+    sh(&["ip", "netns", "add", "p"]);
+    let mut rows = layer2_rows(&impls, 40, "/run/netns/p");
+    rows.extend(spoofcheck_rows(&impls, 40, "/run/netns/p"));
+    rows
+}
+
+fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
+    let _sb = Sandbox::new("cni-bench").expect("the benchmark needs root");
+    let scratch = PathBuf::from("/var/lib/cni/bench");
+    std::fs::create_dir_all(&scratch).unwrap();
+    let impls = both(ours, go);
     sh(&["ip", "netns", "add", "p"]);
     let netns = "/run/netns/p".to_string();
     let mut rows = Vec::new();
@@ -242,15 +301,7 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
     let data_dir = |imp: &Impl, tag: &str| scratch.join(format!("{tag}-{}", imp.name));
     let ipam = |imp: &Impl, tag: &str, subnet: &str| json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir(imp, tag)});
 
-    let (a, d) = add_del(
-        &impls,
-        n,
-        "bridge",
-        &netns,
-        &|imp| json!({"cniVersion": "1.0.0", "name": "l2", "type": "bridge", "bridge": format!("l2{}", imp.name)}),
-    );
-    rows.push(pair("bridge ADD, layer 2", &a));
-    rows.push(pair("bridge DEL, layer 2", &d));
+    rows.extend(layer2_rows(&impls, n, &netns));
     let (a, d) = add_del(
         &impls,
         n,
@@ -260,27 +311,7 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
     );
     rows.push(pair("bridge ADD, layer 3 (host-local)", &a));
     rows.push(pair("bridge DEL, layer 3 (host-local)", &d));
-    let spoof = |imp: &Impl| json!({"cniVersion": "1.0.0", "name": "sp", "type": "bridge", "bridge": format!("sp{}", imp.name), "macspoofchk": true});
-    let (a, d) = add_del(&impls, n, "bridge", &netns, &spoof);
-    rows.push(pair("bridge ADD, macspoofchk, 0 other attachments", &a));
-    rows.push(pair("bridge DEL, macspoofchk, 0 other attachments", &d));
-    populate_spoofcheck(2000);
-    let (a, d) = add_del(&impls, 20, "bridge", &netns, &spoof);
-    rows.push(pair("bridge ADD, macspoofchk, 2,000 other attachments", &a));
-    rows.push(pair("bridge DEL, macspoofchk, 2,000 other attachments", &d));
-    sh(&["nft", "flush", "ruleset"]);
-    populate_spoofcheck(10_000);
-    // Go reads the whole ruleset per call at this size: ours alone, to keep the run short.
-    let (a, d) = add_del(&impls[..1], n, "bridge", &netns, &spoof);
-    rows.push(pair(
-        "bridge ADD, macspoofchk, 10,000 other attachments",
-        &a,
-    ));
-    rows.push(pair(
-        "bridge DEL, macspoofchk, 10,000 other attachments",
-        &d,
-    ));
-    sh(&["nft", "flush", "ruleset"]);
+    rows.extend(spoofcheck_rows(&impls, n, &netns));
 
     testkit::veth_pair_up("bup0", "bup1");
     let (a, d) = add_del(
@@ -649,6 +680,11 @@ fn main() {
         let text = table(&rows);
         print!("{text}");
         std::fs::write(&args[3], text).unwrap();
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("nftables") {
+        let rows = nftables_scenarios(Path::new(&args[2]), Path::new(&args[3]));
+        print!("{}{}", table(&rows), goals(&rows));
         return;
     }
     let (ours, go, md, svg) = (

@@ -11,7 +11,9 @@ mod transport;
 pub use expr::{comment_of_userdata, comment_userdata, CmpOp, Expr, PayloadBase, Verdict};
 pub use transport::{FakeNfTransport, NfSocket, NfTransport, Operation};
 
-use netlink_packet_core::{NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
+};
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, Hook, HookNumber, InetHookNumber, NfTablesMessage, RuleAttribute,
     RuleMessage, TableAttribute, TableMessage,
@@ -212,6 +214,22 @@ impl Batch {
             chain.family,
             NLM_F_CREATE,
             NfTablesMessage::NewChain(ChainMessage { attributes }),
+        );
+        self
+    }
+
+    /// `create chain`: a new regular chain; the transaction fails with EEXIST when it
+    /// exists. Unlike `add chain` on an existing chain, which the kernel records as a
+    /// chain update, it leaves no work that waits for an RCU grace period.
+    pub fn create_chain(&mut self, chain: ChainRef<'_>) -> &mut Batch {
+        let (table, name) = string_attributes(chain.table, chain.chain);
+        self.push(
+            format!("create chain {}", chain.describe()),
+            chain.family,
+            NLM_F_CREATE | NLM_F_EXCL,
+            NfTablesMessage::NewChain(ChainMessage {
+                attributes: vec![ChainAttribute::Table(table), ChainAttribute::Name(name)],
+            }),
         );
         self
     }
