@@ -113,6 +113,15 @@ fn skip_multicast(v4: bool) -> Vec<Expr> {
     exprs
 }
 
+/// The base chain `postrouting` as both plugins make it.
+fn postrouting() -> BaseChain {
+    BaseChain {
+        kind: "nat",
+        hook: ChainHook::Postrouting,
+        priority: 100,
+    }
+}
+
 /// The three rules of `postrouting`: skip IPv4 and IPv6 multicast, go to masq_checks.
 fn postrouting_rules() -> [Vec<Expr>; 3] {
     [
@@ -134,6 +143,9 @@ fn chains_in_place(nft: &mut Nftables) -> Result<bool, NetlinkError> {
             .iter()
             .zip(&expected)
             .all(|(rule, exprs)| rule.exprs == *exprs)
+        && nft
+            .chain(POSTROUTING)?
+            .is_some_and(|described| postrouting().describes(&described))
         && nft.chain_exists(MASQ_CHECKS)?)
 }
 
@@ -165,15 +177,7 @@ pub fn nft_setup_batch(
                 None,
                 Some("Masquerade traffic from certain IPs to any (non-multicast) IP outside their subnet"),
             )
-            .add_chain(
-                POSTROUTING,
-                Some(&BaseChain {
-                    kind: "nat",
-                    hook: ChainHook::Postrouting,
-                    priority: 100,
-                }),
-                None,
-            )
+            .add_chain(POSTROUTING, Some(&postrouting()), None)
             .flush_chain(POSTROUTING);
         for rule in postrouting_rules() {
             batch.add_rule(POSTROUTING, &rule, None);

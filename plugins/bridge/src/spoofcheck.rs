@@ -186,11 +186,22 @@ pub fn installed<T: NfTransport>(
     })
 }
 
+/// PREROUTING as both plugins make it.
+fn prerouting() -> BaseChain {
+    BaseChain {
+        kind: "filter",
+        hook: ChainHook::Prerouting,
+        priority: -300,
+    }
+}
+
 /// What ADD found in the kernel before writing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Existing {
-    /// The table and its PREROUTING base chain are there (every ADD after a node's
-    /// first).
+    /// The table and its PREROUTING base chain are there, as both plugins make it
+    /// (every ADD after a node's first). A PREROUTING of another kind (a regular
+    /// chain, another priority or policy) is false: ADD then sends `add chain` as Go
+    /// does, and the kernel refuses or restores it as it does for Go.
     pub base_chain: bool,
     /// This reference's chains and the jumps into them.
     pub installed: Installed,
@@ -201,8 +212,11 @@ pub fn existing<T: NfTransport>(
     nft: &mut Nftables<T>,
     reference: &str,
 ) -> Result<Existing, NetlinkError> {
+    let base_chain = nft
+        .chain(PREROUTING)?
+        .is_some_and(|described| prerouting().describes(&described));
     Ok(Existing {
-        base_chain: nft.chain_exists(PREROUTING)?,
+        base_chain,
         installed: installed(nft, reference)?,
     })
 }
@@ -230,11 +244,7 @@ pub fn setup_batch(
     if !existing.base_chain {
         batch.add_table(Family::Bridge, TABLE, None).add_chain(
             PREROUTING,
-            Some(&BaseChain {
-                kind: "filter",
-                hook: ChainHook::Prerouting,
-                priority: -300,
-            }),
+            Some(&prerouting()),
             None,
         );
     }
@@ -349,6 +359,7 @@ pub fn allowed_mac(nft: &mut Nftables, reference: &str) -> Result<Option<[u8; 6]
 mod tests {
     use super::*;
     use libcni::netlink::nftables::FakeNfTransport;
+    use netlink_packet_netfilter::nftables::{ChainMessage, NfTablesMessage};
 
     #[test]
     fn only_rules_of_gone_or_own_host_veths_are_removable() {
@@ -483,7 +494,11 @@ mod tests {
         };
         let mut nft = Nftables::fake();
         nft.transport.fail(libc::ENOENT);
-        nft.transport.answer(Vec::new()); // the base chain is there
+        // The base chain is there.
+        nft.transport
+            .answer(vec![NfTablesMessage::NewChain(ChainMessage {
+                attributes: prerouting().attributes(),
+            })]);
         let e = setup(&mut nft, "veth1", [2, 0, 0, 0, 0, 1], "c-eth0", &steady).unwrap_err();
         assert!(e.is_not_found(), "{e}");
         assert_eq!(nft.transport.commits.len(), 1);

@@ -742,37 +742,59 @@ fn macspoofchk_and_nftables_masquerade_spawn_no_process() {
 /// them (`create chain ...`, `add rule ...`, `delete rule ...`). `until` is a piece of
 /// the last change expected, so that no event is missed.
 fn nft_changes_during(sb: &Sandbox, until: &str, action: impl FnOnce()) -> Vec<String> {
-    let events = sb.scratch.join("nft-events");
-    let mut monitor = std::process::Command::new("nft")
-        .arg("monitor")
-        .stdout(std::fs::File::create(&events).unwrap())
-        .spawn()
-        .expect("nft runs");
-    let read = || std::fs::read_to_string(&events).unwrap_or_default();
-    let wait_for = |text: &str| {
-        for attempt in 0..250 {
-            if read().contains(text) {
-                return;
-            }
-            if attempt % 25 == 0 {
-                sh(&["nft", "add", "table", "inet", "monitor-ready"]);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+    /// Stops the monitor however the test ends.
+    struct Monitor(std::process::Child);
+    impl Drop for Monitor {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
-        panic!("nft monitor never printed {text:?}: {}", read());
-    };
-    wait_for("add table inet monitor-ready");
+    }
+    let events = sb.scratch.join("nft-events");
+    let monitor = Monitor(
+        std::process::Command::new("nft")
+            .arg("monitor")
+            .stdout(std::fs::File::create(&events).unwrap())
+            .spawn()
+            .expect("nft runs"),
+    );
+    let read = || std::fs::read_to_string(&events).unwrap_or_default();
+    let ready = "add table inet monitor-ready-";
+    // The monitor is listening once it reports a change made after its start: a new
+    // table each time, since re-adding one that exists is no change.
+    let mut probe = 0;
+    while !read().contains(ready) {
+        assert!(probe < 100, "nft monitor reports nothing: {}", read());
+        sh(&[
+            "nft",
+            "add",
+            "table",
+            "inet",
+            &format!("monitor-ready-{probe}"),
+        ]);
+        probe += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     action();
-    wait_for(until);
-    let _ = monitor.kill();
-    let _ = monitor.wait();
-    read()
+    for _ in 0..250 {
+        if read().contains(until) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(monitor);
+    let text = read();
+    assert!(
+        text.contains(until),
+        "nft monitor never printed {until:?}: {text}"
+    );
+    let changes: Vec<String> = text
         .lines()
-        .skip_while(|l| !l.starts_with("add table inet monitor-ready"))
-        .skip(1)
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(str::to_string)
-        .collect()
+        .collect();
+    let after_probes = changes.iter().rposition(|l| l.starts_with(ready)).unwrap() + 1;
+    changes[after_probes..].to_vec()
 }
 
 /// Once the table and its base chain exist, a macspoofchk ADD only creates: its two
@@ -830,4 +852,45 @@ fn a_masquerade_add_after_the_first_only_adds_its_rules() {
     let rules = nft_ruleset();
     assert_eq!(rules.matches("goto masq_checks").count(), 1, "{rules}");
     assert_eq!(rules.matches("masquerade comment").count(), 2, "{rules}");
+}
+
+/// ADD skips re-adding PREROUTING only when it is the base chain both plugins make.
+/// A PREROUTING of another kind (another priority, or a regular chain, which would
+/// never see a frame) makes ADD send `add chain` as Go does, and the kernel refuses
+/// both plugins alike; ours then leaves nothing behind.
+#[test]
+fn a_prerouting_of_another_kind_fails_add_as_with_go() {
+    let Some(sb) = Sandbox::new("other_prerouting") else {
+        return;
+    };
+    let Some(go) = go_plugin(
+        "a_prerouting_of_another_kind_fails_add_as_with_go",
+        "bridge",
+    ) else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    let conf = json!({"cniVersion": "1.0.0", "name": "l2", "type": "bridge", "bridge": "brk", "macspoofchk": true});
+    for prerouting in [
+        "{ type filter hook prerouting priority -200; policy accept; }",
+        "",
+    ] {
+        sh(&["nft", "flush", "ruleset"]);
+        sh(&["nft", "add", "table", "bridge", "nat"]);
+        sh(&[
+            "nft",
+            &format!("add chain bridge nat PREROUTING {prerouting}"),
+        ]);
+        let before = nft_ruleset();
+        for (cid, bin) in [("go", &go), ("ours", &ours())] {
+            let add = call(bin, "ADD", cid, &c1, &conf);
+            assert_ne!(
+                add.code, 0,
+                "{cid} ADD on PREROUTING {prerouting:?}: {add:?}"
+            );
+            call(bin, "DEL", cid, &c1, &conf).expect_success();
+        }
+        assert_eq!(nft_ruleset(), before, "PREROUTING {prerouting:?}");
+        assert_eq!(links_in("c1"), ["lo"], "PREROUTING {prerouting:?}");
+    }
 }

@@ -68,6 +68,49 @@ pub struct BaseChain {
     pub priority: i32,
 }
 
+impl BaseChain {
+    /// The attributes that make a chain this base chain: hook, policy accept, type.
+    pub fn attributes(&self) -> Vec<ChainAttribute> {
+        let hook = match self.hook {
+            ChainHook::Prerouting => InetHookNumber::PreRouting,
+            ChainHook::Postrouting => InetHookNumber::PostRouting,
+        };
+        vec![
+            ChainAttribute::Hook(vec![
+                Hook::Number(HookNumber::Inet(hook)),
+                Hook::Priority(self.priority as u32),
+            ]),
+            ChainAttribute::Policy(1), // NF_ACCEPT
+            ChainAttribute::Type(self.kind.to_string()),
+        ]
+    }
+
+    /// Whether a chain the kernel described (`Nftables::chain`) is this base chain,
+    /// so that `add chain` of it would change nothing.
+    pub fn describes(&self, chain: &[ChainAttribute]) -> bool {
+        let hook_of = |attributes: &[ChainAttribute]| {
+            attributes.iter().find_map(|a| match a {
+                ChainAttribute::Hook(hook) => {
+                    let (mut number, mut priority) = (None, None);
+                    for item in hook {
+                        match item {
+                            Hook::Number(n) => number = Some(u32::from(*n)),
+                            Hook::Priority(p) => priority = Some(*p),
+                            _ => {}
+                        }
+                    }
+                    Some((number, priority))
+                }
+                _ => None,
+            })
+        };
+        let wanted = self.attributes();
+        hook_of(chain).is_some()
+            && hook_of(chain) == hook_of(&wanted)
+            && wanted[1..].iter().all(|a| chain.contains(a))
+    }
+}
+
 /// A table and one of its chains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChainRef<'a> {
@@ -197,16 +240,7 @@ impl Batch {
         let (table, name) = string_attributes(chain.table, chain.chain);
         let mut attributes = vec![ChainAttribute::Table(table), ChainAttribute::Name(name)];
         if let Some(base) = base {
-            let hook = match base.hook {
-                ChainHook::Prerouting => InetHookNumber::PreRouting,
-                ChainHook::Postrouting => InetHookNumber::PostRouting,
-            };
-            attributes.push(ChainAttribute::Hook(vec![
-                Hook::Number(HookNumber::Inet(hook)),
-                Hook::Priority(base.priority as u32),
-            ]));
-            attributes.push(ChainAttribute::Policy(1)); // NF_ACCEPT
-            attributes.push(ChainAttribute::Type(base.kind.to_string()));
+            attributes.extend(base.attributes());
         }
         attributes.extend(comment.map(|c| ChainAttribute::UserData(comment_userdata(c))));
         self.push(
@@ -391,17 +425,30 @@ impl<T: NfTransport> Nftables<T> {
 
     /// Whether the chain (and its table) exists.
     pub fn chain_exists(&mut self, chain: ChainRef<'_>) -> NlResult<bool> {
+        Ok(self.chain(chain)?.is_some())
+    }
+
+    /// The chain as the kernel describes it (hook, policy, type, ...); `None` when it
+    /// or its table does not exist.
+    pub fn chain(&mut self, chain: ChainRef<'_>) -> NlResult<Option<Vec<ChainAttribute>>> {
         let (table, name) = string_attributes(chain.table, chain.chain);
-        Ok(self
-            .query(
-                format!("read chain {}", chain.describe()),
-                chain.family,
-                NfTablesMessage::GetChain(ChainMessage {
-                    attributes: vec![ChainAttribute::Table(table), ChainAttribute::Name(name)],
-                }),
-                false,
-            )?
-            .is_some())
+        let replies = self.query(
+            format!("read chain {}", chain.describe()),
+            chain.family,
+            NfTablesMessage::GetChain(ChainMessage {
+                attributes: vec![ChainAttribute::Table(table), ChainAttribute::Name(name)],
+            }),
+            false,
+        )?;
+        Ok(replies.map(|replies| {
+            replies
+                .into_iter()
+                .find_map(|m| match m {
+                    NfTablesMessage::NewChain(chain) => Some(chain.attributes),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        }))
     }
 
     /// One rule by its handle; `None` when it (or its chain) does not exist.
@@ -527,6 +574,32 @@ mod tests {
             rules[0].verdict(),
             Some(&Verdict::Jump("cni-br-iface-c-eth0".into()))
         );
+    }
+
+    #[test]
+    fn a_base_chain_is_recognised_by_hook_priority_policy_and_type() {
+        let base = BaseChain {
+            kind: "filter",
+            hook: ChainHook::Prerouting,
+            priority: -300,
+        };
+        let mut described = vec![
+            ChainAttribute::Table("nat".into()),
+            ChainAttribute::Name("PREROUTING".into()),
+        ];
+        described.extend(base.attributes());
+        assert!(base.describes(&described));
+        let other_priority = BaseChain {
+            priority: -200,
+            ..base.clone()
+        };
+        assert!(!other_priority.describes(&described));
+        let mut drop_policy = described.clone();
+        drop_policy.retain(|a| !matches!(a, ChainAttribute::Policy(_)));
+        drop_policy.push(ChainAttribute::Policy(0));
+        assert!(!base.describes(&drop_policy));
+        // A regular chain of that name.
+        assert!(!base.describes(&described[..2]));
     }
 
     #[test]
