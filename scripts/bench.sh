@@ -38,10 +38,12 @@ fi
     echo "process's (wait4). Ours is the release build that scripts/install.sh installs."
     echo "Each DEL gets its ADD's result as prevResult, as a runtime passes it."
     echo
-    echo "Peak RSS has a floor: Linux starts a child's maximum RSS at the spawning"
-    echo "process's own high-water mark when the child execs, so once the benchmark itself"
-    echo "has grown (the 2,000- and 10,000-attachment setups), a figure can be its size"
-    echo "rather than the plugin's: compare memory on the rows before those setups."
+    echo "Linux starts a process's peak RSS at the size of the process it was forked"
+    echo "from, so each plugin is forked by a small launcher rather than by the benchmark,"
+    echo "which grows with the 2,000- and 10,000-attachment setups: the column's floor is"
+    echo "the launcher's 1 MiB, below either plugin. The \`kernel:\` rows time bridge's own"
+    echo "nf_tables transactions alone, sent by the benchmark between plugin runs: the"
+    echo "kernel's share of a macspoofchk ADD and DEL."
     echo
     sed -n '1,3p' "$host_md"
     echo

@@ -24,21 +24,25 @@ struct Sample {
     rss_kib: i64,
 }
 
-// The child is reaped by wait4 (for its rusage), which clippy cannot see.
 fn run(binary: &Path, env: &[(&str, String)], stdin: &[u8], expect_ok: bool) -> Sample {
     run_with_output(binary, env, stdin, expect_ok).0
 }
 
-/// [`run`], with what the plugin printed.
-#[allow(clippy::zombie_processes)]
+/// [`run`], with what the plugin printed. The plugin is started by a launcher (this
+/// binary, `--launch`), which forks and execs it, times it and reads its rusage: a
+/// process's peak RSS starts at the size of the process it was forked from, and the
+/// launcher is small while this process grows with the scenarios' setups.
 fn run_with_output(
     binary: &Path,
     env: &[(&str, String)],
     stdin: &[u8],
     expect_ok: bool,
 ) -> (Sample, Vec<u8>) {
-    let start = Instant::now();
-    let mut child = Command::new(binary)
+    let report = tempfile_path();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("--launch")
+        .arg(&report)
+        .arg(binary)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -48,34 +52,63 @@ fn run_with_output(
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
     child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let _ = std::io::Read::read_to_end(&mut stdout, &mut out);
-        let _ = std::io::Read::read_to_end(&mut stderr, &mut err);
-        (out, err)
-    });
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let time = start.elapsed();
-    let (out, err) = reader.join().unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let _ = std::fs::remove_file(&report);
+    let fields: Vec<i64> = text
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let [status, nanos, rss_kib] = fields[..] else {
+        panic!("the launcher of {} reported {text:?}", binary.display());
+    };
     if expect_ok && status != 0 {
         panic!(
             "{} failed: {}{}",
             binary.display(),
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(&err)
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         );
     }
     (
         Sample {
-            time,
-            rss_kib: usage.ru_maxrss,
+            time: Duration::from_nanos(nanos as u64),
+            rss_kib,
         },
-        out,
+        output.stdout,
     )
+}
+
+fn tempfile_path() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("cni-bench-{}-{n}", std::process::id()))
+}
+
+/// `cni-bench --launch REPORT PLUGIN`: runs PLUGIN with this process's environment
+/// and standard streams, and writes "<wait status> <nanoseconds> <peak RSS KiB>" to
+/// REPORT. Forked from this small process, the plugin's peak RSS is its own.
+fn launch(report: &str, plugin: &str) -> ! {
+    use std::ffi::CString;
+    let path = CString::new(plugin).unwrap();
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let start = Instant::now();
+    // SAFETY: this process is single-threaded here; the child only execs or exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            libc::execv(path.as_ptr(), argv.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    assert!(pid > 0, "fork failed");
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, into locals.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let nanos = start.elapsed().as_nanos();
+    std::fs::write(report, format!("{status} {nanos} {}", usage.ru_maxrss)).unwrap();
+    std::process::exit(if status == 0 { 0 } else { 1 });
 }
 
 struct Stats {
@@ -773,6 +806,9 @@ fn machine() -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--launch") {
+        launch(&args[2], &args[3]);
+    }
     if args.get(1).map(String::as_str) == Some("sriov") {
         let rows = sriov_scenario(Path::new(&args[2]));
         let text = table(&rows);
