@@ -32,17 +32,20 @@ fi
 {
     echo "# Benchmarks"
     echo
-    echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d). Each scenario alternates our"
-    echo "plugins and the Go ones (Debian's containernetworking-plugins, the same configs);"
-    echo "times are wall-clock per process as a runtime sees them, peak RSS is the plugin"
-    echo "process's (wait4). Ours is the release build that scripts/install.sh installs."
-    echo "Each DEL gets its ADD's result as prevResult, as a runtime passes it."
+    echo "Written by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d). Each scenario runs our"
+    echo "plugins and the Go ones (Debian's containernetworking-plugins, the same configs)"
+    echo "in turn, each round starting with the other one, since a plugin's time depends on"
+    echo "what ran just before it; times are wall-clock per process as a runtime sees"
+    echo "them, peak RSS is the plugin process's (wait4). Ours is the release build that"
+    echo "scripts/install.sh installs. Each DEL gets its ADD's result as prevResult, as a"
+    echo "runtime passes it. The goal pairs run our macspoofchk bridge in turn with our"
+    echo "layer-2 bridge, nothing else between them: the nftables goals come from them."
     echo
     echo "Linux starts a process's peak RSS at the size of the process it was forked"
     echo "from, so each plugin is forked by a small launcher rather than by the benchmark,"
     echo "which grows with the 2,000- and 10,000-attachment setups: the column's floor is"
     echo "the launcher's 1 MiB, below either plugin. The \`kernel:\` rows time bridge's own"
-    echo "nf_tables transactions alone, sent by the benchmark between plugin runs: the"
+    echo "nf_tables transactions alone, sent by the benchmark after each plugin run: the"
     echo "kernel's share of a macspoofchk ADD and DEL."
     echo
     sed -n '1,3p' "$host_md"
