@@ -21,12 +21,13 @@
 //! exists means stale rules (the veth dies with its pod); one that exists is a live
 //! attachment, which only its own DEL may touch.
 //!
-//! Cost that does not grow with the number of attachments: ADD is a few lookups and
-//! one transaction that only creates (see [`setup_batch`] for why that matters); DEL lists only this attachment's chain and reads the PREROUTING jump
-//! by handle (both plugins add it and the rule of `cni-br-iface-<ref>` one after the
-//! other in one transaction, so its handle is that rule's minus one; handles are
-//! never reused in a table). Only when that rule is not the jump does DEL list
-//! PREROUTING, as the Go plugin always does.
+//! Our reads and messages do not grow with the number of attachments (the kernel's
+//! commit does). ADD is a few lookups and one transaction that only creates (see
+//! `setup_batch` for why that matters); DEL lists only this attachment's chain and
+//! reads the PREROUTING jump by handle (both plugins add it and the rule of
+//! `cni-br-iface-<ref>` one after the other in one transaction, so its handle is
+//! that rule's minus one; handles are never reused in a table). Only when that rule
+//! is not the jump does DEL list PREROUTING, as the Go plugin always does.
 
 use libcni::host::fs::fitting_name;
 use libcni::netlink::nftables::{
