@@ -180,7 +180,7 @@ fn add_del_then(
     for i in 0..iterations + 2 {
         // Each round starts one implementation later, so that over the rounds each
         // one follows each (itself included) about as often: a plugin's time depends
-        // on what ran just before it (the kernel's RCU work left by the last DEL).
+        // on what ran just before it (our DEL right after a Go DEL is faster).
         for n in (0..impls.len()).map(|k| (k + i) % impls.len()) {
             let imp = &impls[n];
             let mut c = conf(imp);
@@ -260,7 +260,7 @@ fn populate_host_local(dir: &Path, network: &str, count: u32) {
     }
 }
 
-/// Bridge ADD and DEL with no IPAM: the yardstick of the macspoofchk goals.
+/// Bridge ADD and DEL with no IPAM, ours beside Go.
 fn layer2_rows(impls: &[Impl], n: usize, netns: &str) -> Vec<Row> {
     let (a, d) = add_del(
         impls,
