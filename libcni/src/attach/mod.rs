@@ -321,6 +321,32 @@ pub fn is_attachment_link(
     }
 }
 
+/// Deletes the container link named `request.ifname` in `inside` (the netns at
+/// `netns_path`) when it is this attachment's (see [`is_attachment_link`]); any
+/// other link of that name is left, with a warning. No link is nothing to do.
+pub fn delete_attachment_link<T: Transport>(
+    inside: &mut Netlink<T>,
+    netns_path: &std::path::Path,
+    request: &Request,
+    kind: &str,
+    prev: Option<&CniResult>,
+    unmarked_proof: impl FnOnce(&Link) -> bool,
+) -> Result<(), CniError> {
+    let Some(link) = inside.get_link(&LinkId::Name(request.ifname.clone()))? else {
+        return Ok(());
+    };
+    if is_attachment_link(&link, request, kind, prev, unmarked_proof) {
+        inside.delete_link(link.index, &link.name)?;
+    } else {
+        crate::log_warn!(
+            "left {:?} in {} alone: nothing shows it is this attachment's",
+            link.name,
+            netns_path.display()
+        );
+    }
+    Ok(())
+}
+
 /// DEL of a one-interface plugin: IPAM first, then the link in the container if it
 /// is this attachment's (see [`is_attachment_link`]). Needs neither the master nor
 /// the netns: a gone netns or link is nothing to undo.
@@ -344,20 +370,9 @@ pub fn del_single_interface(
                         .and_then(|mut inside| {
                             // The link of an ADD that died before renaming it is ours by its name.
                             inside.delete_link_if_present(&temporary_name(request))?;
-                            if let Some(link) =
-                                inside.get_link(&LinkId::Name(request.ifname.clone()))?
-                            {
-                                if is_attachment_link(&link, request, kind, prev, |_| false) {
-                                    inside.delete_link(link.index, &link.name)?;
-                                } else {
-                                    crate::log_warn!(
-                                "left {:?} in {} alone: nothing shows it is this attachment's",
-                                link.name,
-                                path.display()
-                            );
-                                }
-                            }
-                            Ok(())
+                            delete_attachment_link(&mut inside, path, request, kind, prev, |_| {
+                                false
+                            })
                         }),
                 );
             }

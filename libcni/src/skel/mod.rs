@@ -485,6 +485,22 @@ fn run_verb(plugin: &dyn Plugin, request: &Request) -> Outcome {
     }
 }
 
+/// Whether this process runs as plugin `name`: its program name, or the name given
+/// to the multi-call binary (`cni-plugins NAME`). For the plugins installed under a
+/// second name (`cnv-bridge`, `cnv-tuning`) whose defaults differ.
+pub fn invoked_as(name: &str) -> bool {
+    let mut args = std::env::args();
+    let program = args.next().map(|arg0| {
+        std::path::Path::new(&arg0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string()
+    });
+    program.as_deref() == Some(name)
+        || (program.as_deref() == Some("cni-plugins") && args.next().as_deref() == Some(name))
+}
+
 /// The `main` of every plugin binary.
 pub fn run(plugin: &dyn Plugin, about: About) -> ! {
     use std::os::unix::ffi::OsStringExt;

@@ -138,18 +138,7 @@ pub fn collect_trunk(entries: &[TrunkEntry]) -> Result<Vec<u16>, String> {
 /// Whether this binary runs as `cnv-bridge`: then `preserveDefaultVlan` defaults to
 /// true, as the OpenShift Virtualization build does.
 pub fn invoked_as_cnv_bridge() -> bool {
-    let mut args = std::env::args();
-    let called = args.next().map(|arg0| {
-        std::path::Path::new(&arg0)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string()
-    });
-    // Also `cni-plugins cnv-bridge` (the multi-call binary, the name as argument).
-    called.as_deref() == Some("cnv-bridge")
-        || (called.as_deref() == Some("cni-plugins")
-            && args.next().as_deref() == Some("cnv-bridge"))
+    libcni::skel::invoked_as("cnv-bridge")
 }
 
 /// What DEL needs to find an attachment's state, read leniently: a config that ADD

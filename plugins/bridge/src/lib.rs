@@ -476,27 +476,26 @@ fn delete_container_veth(
     prev: Option<&CniResult>,
 ) -> Result<(), CniError> {
     let mut inside = netns.netlink()?;
-    let Some(link) = inside.get_link(&LinkId::Name(request.ifname.clone()))? else {
-        return Ok(());
-    };
-    let mut host = Netlink::open()?;
-    let bridge = host.get_link(&LinkId::Name(cfg.bridge.clone()))?;
+    // Asked only of an unmarked veth: is its peer a port of the bridge?
     let peer_on_bridge = |link: &Link| {
-        let (Some(peer), Some(bridge)) = (link.parent, bridge.as_ref()) else {
+        let Some(peer) = link.parent else {
             return false;
         };
-        matches!(host.get_link(&LinkId::Index(peer)), Ok(Some(p)) if p.controller == Some(bridge.index))
+        let Ok(mut host) = Netlink::open() else {
+            return false;
+        };
+        let bridge = host.get_link(&LinkId::Name(cfg.bridge.clone()));
+        let peer = host.get_link(&LinkId::Index(peer));
+        matches!((bridge, peer), (Ok(Some(b)), Ok(Some(p))) if p.controller == Some(b.index))
     };
-    if libcni::attach::is_attachment_link(&link, request, "veth", prev, peer_on_bridge) {
-        inside.delete_link(link.index, &link.name)?;
-    } else {
-        libcni::log_warn!(
-            "left {:?} in {} alone: nothing shows it is this attachment's",
-            link.name,
-            netns.path().display()
-        );
-    }
-    Ok(())
+    libcni::attach::delete_attachment_link(
+        &mut inside,
+        netns.path(),
+        request,
+        "veth",
+        prev,
+        peer_on_bridge,
+    )
 }
 
 /// Reads the macspoofchk state of this attachment's reference before ADD changes

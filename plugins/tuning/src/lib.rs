@@ -62,12 +62,9 @@ fn container_link(nl: &mut Netlink<SocketTransport>, request: &Request) -> Resul
 fn write_sysctls(netns: &NetNs, cfg: &TuningConfig, request: &Request) -> Result<(), CniError> {
     let paths: Vec<(String, String)> = cfg.sysctls(&request.ifname)?.into_iter().collect();
     netns.run(|| {
-        for (path, value) in &paths {
-            std::fs::write(path, value).map_err(|e| {
-                CniError::io(format!("failed to set sysctl {path} to {value}: {e}"))
-            })?;
-        }
-        Ok::<(), CniError>(())
+        paths
+            .iter()
+            .try_for_each(|(path, value)| libcni::host::sysctl::write(path, value))
     })?
 }
 
@@ -281,10 +278,7 @@ impl Plugin for Tuning {
 
 /// The plugin's entry point, for its own binary and for the multi-call binary.
 pub fn run() -> ! {
-    let name = if std::env::args()
-        .take(2)
-        .any(|a| a.rsplit('/').next() == Some("cnv-tuning"))
-    {
+    let name = if libcni::skel::invoked_as("cnv-tuning") {
         "cnv-tuning"
     } else {
         "tuning"

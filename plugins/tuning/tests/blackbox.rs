@@ -17,8 +17,7 @@ fn run(bin: &Path, command: &str, cid: &str, netns: &str, conf: &Value) -> Outpu
 }
 
 /// A bridge attachment to tune, and its result.
-fn attached(sb: &Sandbox, cid: &str, netns: &str) -> Value {
-    let _ = sb;
+fn attached(cid: &str, netns: &str) -> Value {
     let bridge = json!({"cniVersion": "1.0.0", "name": "tn", "type": "bridge", "bridge": "tunbr0"});
     run(&plugin("bridge"), "ADD", cid, netns, &bridge).expect_success()
 }
@@ -46,7 +45,7 @@ fn chained_after_bridge_it_tunes_and_del_restores() {
         return;
     };
     let pod = sb.netns("pod");
-    let prev = attached(&sb, "t1", &pod);
+    let prev = attached("t1", &pod);
     let before = link("pod");
     let conf = tuning(
         &sb.scratch,
@@ -105,7 +104,7 @@ fn sysctls_outside_net_and_duplicated_keys_are_refused() {
         return;
     };
     let pod = sb.netns("pod");
-    let prev = attached(&sb, "t2", &pod);
+    let prev = attached("t2", &pod);
     for sysctl in [
         json!({"kernel.hostname": "x"}),
         json!({"vm.swappiness": "1"}),
@@ -146,7 +145,7 @@ fn go_and_ours_restore_each_others_changes() {
         return;
     };
     let pod = sb.netns("pod");
-    let prev = attached(&sb, "t3", &pod);
+    let prev = attached("t3", &pod);
     let before = link("pod");
     let conf = tuning(
         &sb.scratch,
