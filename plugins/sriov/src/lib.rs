@@ -385,9 +385,21 @@ impl Plugin for Sriov {
         let mut nl = Netlink::open()?;
         let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
         let (orig, host_link) = original_state(&mut nl, &pf, dev.index, &dev.netdev)?;
+        // Keys spelled as the config's types name them (`"DeviceID"` is `deviceID`, as
+        // Go reads it), so that DEL finds them in the cache, and so does sriov-cni,
+        // which caches its parsed config.
         let config = match serde_json::from_slice::<Value>(&request.stdin) {
-            Ok(Value::Object(map)) => map,
-            _ => Default::default(),
+            Ok(mut value) => {
+                libcni::spec::gojson::canonicalize_config(
+                    &mut value,
+                    libcni::spec::gojson::field_names::<config::SriovKeys>(),
+                );
+                match value {
+                    Value::Object(map) => map,
+                    _ => Default::default(),
+                }
+            }
+            Err(_) => Default::default(),
         };
         let cache = Cache {
             config,

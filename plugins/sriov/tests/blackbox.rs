@@ -306,6 +306,29 @@ fn del_is_idempotent_and_survives_a_gone_netns() {
         .expect_success();
 }
 
+/// Keys spelled as Go also reads them (`"Name"`, `"DeviceID"`): DEL finds the
+/// attachment from its cache and returns the VF to the host.
+#[test]
+fn keys_in_another_letter_case_attach_and_detach() {
+    let Some(r) = rig("keys_in_another_letter_case_attach_and_detach") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let c = json!({"cniVersion": "1.1.0", "Name": "sriov-net", "type": "sriov", "DeviceID": vf_pci(2),
+        "ipam": {"type": "static", "addresses": [{"address": "10.95.0.5/24"}]}});
+    r.call("ADD", "k1", &a, &c).expect_success();
+    assert!(!host_links().iter().any(|l| l == "vfnet2"));
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read("/var/lib/cni/sriov/k1-net1").unwrap()).unwrap();
+    assert_eq!(cache["deviceID"], vf_pci(2), "{cache}");
+    r.call("DEL", "k1", &a, &c).expect_success();
+    assert!(
+        host_links().iter().any(|l| l == "vfnet2"),
+        "the VF is back on the host: {:?}",
+        host_links()
+    );
+}
+
 #[test]
 fn a_failed_add_restores_the_vf_and_releases_everything() {
     let Some(r) = rig("a_failed_add_restores_the_vf_and_releases_everything") else {
