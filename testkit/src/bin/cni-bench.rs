@@ -79,10 +79,30 @@ fn run_with_output(
     )
 }
 
+static REPORT_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Removes the launchers' report directory, once the run is over.
+fn remove_reports() {
+    if let Some(dir) = REPORT_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A fresh path for one launcher's report, in a directory of this run's own (made
+/// 0700 and new: the launcher, as root, never writes through someone's symlink).
 fn tempfile_path() -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = REPORT_DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("cni-bench-{}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        dir
+    });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("cni-bench-{}-{n}", std::process::id()))
+    dir.join(format!("report-{n}"))
 }
 
 /// `cni-bench --launch REPORT PLUGIN`: runs PLUGIN with this process's environment
@@ -349,8 +369,8 @@ fn goal_row(verb: &str, macspoofchk: bool, others: &str) -> String {
 /// the two sides of a ratio are measured alternately, as the ours/Go pairs are.
 fn goal_pair_rows(ours: &Impl, netns: &str, others: &str) -> Vec<Row> {
     // DEL's spread (RCU waits) makes a median of 40 move by more than the goals'
-    // margins between runs: the pairs take more rounds.
-    let n = 200;
+    // margins between runs (and one of 200 by up to 7%): the pairs take more rounds.
+    let n = 400;
     let pair_impls = [
         Impl {
             name: "gsp",
@@ -843,11 +863,13 @@ fn main() {
         let text = table(&rows);
         print!("{text}");
         std::fs::write(&args[3], text).unwrap();
+        remove_reports();
         return;
     }
     if args.get(1).map(String::as_str) == Some("nftables") {
         let rows = nftables_scenarios(Path::new(&args[2]), Path::new(&args[3]));
         print!("{}{}", table(&rows), goals(&rows));
+        remove_reports();
         return;
     }
     let (ours, go, md, svg) = (
@@ -857,6 +879,7 @@ fn main() {
         PathBuf::from(&args[4]),
     );
     let rows = host_scenarios(&ours, &go);
+    remove_reports();
     let text = table(&rows) + &goals(&rows);
     print!("{text}");
     std::fs::write(&md, format!("{}\n{text}", machine())).unwrap();
