@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use cni_runtime::{cnitool_container_id, load_network_list, NetworkList, Runtime, RuntimeConf};
 use libcni::spec::config::Attachment;
 use libcni::CniError;
@@ -204,6 +204,12 @@ fn describe(error: &CniError) -> String {
 }
 
 /// The tool's entry point, for its own binary and for the multi-call binary.
+/// The command line's definition, for its man page (generated from the same
+/// definition as `--help`).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
 pub fn run() -> ExitCode {
     run_from(std::env::args_os())
 }
