@@ -9,6 +9,8 @@
 //!   DESTDIR (and `cnitool` when it ships beside it), each name atomically (a runtime
 //!   never execs a half-written file); with `--wait` it then stays up, as the
 //!   DaemonSet's container;
+//! - `cni-plugins names`: prints the plugin names, one a line (for packagers, who
+//!   link each to the binary);
 //! - `cni-plugins NAME [ARGS...]`: runs NAME;
 //! - `cni-plugins`: lists the names.
 
@@ -80,13 +82,20 @@ fn main() -> ExitCode {
             }
         },
 
+        Some("names") => {
+            // For packagers: the names to link to this binary, one a line.
+            for name in NAMES {
+                println!("{name}");
+            }
+            ExitCode::SUCCESS
+        }
         Some(name) if NAMES.contains(&name) => {
             // `cni-plugins bridge`: the same as running it as `bridge`.
             dispatch(name).unwrap_or(ExitCode::FAILURE)
         }
         _ => {
             eprintln!(
-                "cni-plugins {} (git {}): run as one of {}, or `cni-plugins install DESTDIR`",
+                "cni-plugins {} (git {}): run as one of {}, or `cni-plugins install DESTDIR`, or `cni-plugins names`",
                 env!("CARGO_PKG_VERSION"),
                 libcni::GIT_COMMIT,
                 NAMES.join(", ")
