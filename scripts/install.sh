@@ -7,5 +7,5 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=${1:-/opt/cni/bin}
-out=$("$root/scripts/build-release.sh")
+out=$("$root/scripts/release/build.sh" --static "$root/target/static-out")
 "$out/cni-plugins" install "$dest"

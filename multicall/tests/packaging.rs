@@ -149,7 +149,7 @@ fn install_script_fills_a_directory_with_static_binaries() {
 
 #[test]
 fn the_deb_installs_runs_and_removes_cleanly() {
-    let deb = script("package-deb.sh", &[]);
+    let deb = script("release/package-deb.sh", &[]);
     let contents = sh(&["dpkg-deb", "-c", &deb]);
     assert!(
         contents.lines().all(|l| !l.contains("/usr/lib/cni/")),
@@ -176,7 +176,7 @@ fn the_deb_installs_runs_and_removes_cleanly() {
     };
     dpkg(&["-i", &deb]);
     assert_installed(&root.join("opt/cni/bin"));
-    dpkg(&["-r", "cni-plugins-rs"]);
+    dpkg(&["-r", "cni-plugins-rs-static"]);
     let left: Vec<_> = testkit::Sandbox::files(&root)
         .into_keys()
         .filter(|p| !p.starts_with(root.join("var/lib/dpkg")))
@@ -192,7 +192,7 @@ fn the_image_builds_and_its_installer_fills_a_directory() {
         skip_or_fail(test, "podman is not installed (apt-get install podman)");
         return;
     }
-    let image = script("build-image.sh", &[]);
+    let image = script("release/build-image.sh", &[]);
     let inspect: Value =
         serde_json::from_str(&sh(&["podman", "image", "inspect", &image])).unwrap();
     let config = &inspect[0]["Config"];

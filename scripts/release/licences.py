@@ -23,6 +23,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# The line of THIRD-PARTY-NOTICES that gives the binaries' licence expression; the
+# RPM spec's License: and the image's licences label must say the same.
+EXPRESSION_LABEL = "Licence of the binaries (SPDX):"
+
+
 def accepted_licences():
     """The allowlist, read from about.toml so that cargo-about and this agree."""
     text = open(os.path.join(ROOT, "about.toml"), encoding="utf-8").read()
@@ -168,6 +173,10 @@ def notices(reports):
         key=lambda entry: (entry[0][0], sorted(entry[1])),
     )
     every_crate = set().union(*(crates for _, crates in entries))
+    # cargo-about chose one accepted licence per crate; the binaries are under all
+    # of the chosen ones together (the suite's own first).
+    chosen = sorted({key[0] for key, _ in entries} - {"Apache-2.0"})
+    expression = " AND ".join(["Apache-2.0"] + chosen)
     out = [
         "Third-party notices for cni-plugins-rs\n"
         "\n"
@@ -177,6 +186,8 @@ def notices(reports):
         "\n"
         "Generated from Cargo.lock by cargo-about and scripts/release/licences.sh; do\n"
         "not edit.\n"
+        "\n"
+        f"{EXPRESSION_LABEL} {expression}\n"
         "\n"
         f"Crates ({len(every_crate)}):\n"
         + "".join(f"  {name} {version}\n" for name, version in sorted(every_crate))

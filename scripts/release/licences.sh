@@ -49,6 +49,12 @@ check)
             stale=1
         fi
     done
+    expression=$(sed -n 's/^Licence of the binaries (SPDX): //p' "$work/THIRD-PARTY-NOTICES")
+    spec_licence=$(sed -n 's/^License:[[:space:]]*//p' rpm/cni-plugins-rs.spec)
+    if [ "$spec_licence" != "$expression" ]; then
+        echo "licences: rpm/cni-plugins-rs.spec says License: $spec_licence; the binaries are $expression" >&2
+        stale=1
+    fi
     [ "$stale" = 0 ] && echo "licences: THIRD-PARTY-NOTICES and debian/copyright match Cargo.lock"
     exit "$stale"
     ;;
