@@ -280,6 +280,19 @@ pub fn attachment_mark(network: &str, container_id: &str, ifname: &str) -> Strin
     )
 }
 
+/// The mark bridge puts on the VLAN gateway interface `<bridge>.<vlan>` it creates
+/// (its IFLA_IFALIAS). DEL removes that interface only when it carries this mark:
+/// one of that name made by the admin, or by the Go plugin, carries none. It
+/// cannot equal an attachment mark: their input starts with the network name,
+/// which never starts with NUL.
+pub fn vlan_gateway_mark(bridge: &str, vlan: u16) -> String {
+    crate::spec::hash::sha512_hex(
+        28,
+        "cni:",
+        format!("\0vlan-gateway\0{bridge}\0{vlan}").as_bytes(),
+    )
+}
+
 /// [`attachment_mark`] of the request's attachment.
 pub fn request_mark(request: &Request) -> String {
     attachment_mark(

@@ -68,6 +68,15 @@ impl Link {
         self.message.header.flags.contains(LinkFlags::Allmulti)
     }
 
+    /// IFLA_LINK_NETNSID: set when `parent` (a veth's peer) lives in another netns,
+    /// where its index means another link.
+    pub fn link_netnsid(&self) -> Option<i32> {
+        self.message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkNetNsId(id) => Some(*id),
+            _ => None,
+        })
+    }
+
     /// IFLA_TXQLEN.
     pub fn tx_queue_len(&self) -> Option<u32> {
         self.message.attributes.iter().find_map(|a| match a {
