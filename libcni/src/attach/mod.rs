@@ -336,7 +336,8 @@ pub fn is_attachment_link(
 
 /// Deletes the container link named `request.ifname` in `inside` (the netns at
 /// `netns_path`) when it is this attachment's (see [`is_attachment_link`]); any
-/// other link of that name is left, with a warning. No link is nothing to do.
+/// other link of that name is left, with a warning. No link, or one another DEL
+/// removes meanwhile, is nothing to do.
 pub fn delete_attachment_link<T: Transport>(
     inside: &mut Netlink<T>,
     netns_path: &std::path::Path,
@@ -349,7 +350,7 @@ pub fn delete_attachment_link<T: Transport>(
         return Ok(());
     };
     if is_attachment_link(&link, request, kind, prev, unmarked_proof) {
-        inside.delete_link(link.index, &link.name)?;
+        inside.delete_found_link(link.index, &link.name)?;
     } else {
         crate::log_warn!(
             "left {:?} in {} alone: nothing shows it is this attachment's",

@@ -189,13 +189,8 @@ pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), Cn
         .iter()
         .any(|(index, vlans)| ports.contains(index) && vlans.iter().any(|v| v.vid == vlan));
     if !in_use {
-        // By index: the link judged above, not whatever has the name by now.
-        match nl.delete_link(gateway.index, &name) {
-            Err(e) if !e.is_not_found() => {
-                return Err(e.context("remove the VLAN gateway interface").into())
-            }
-            _ => {}
-        }
+        nl.delete_found_link(gateway.index, &name)
+            .map_err(|e| CniError::from(e.context("remove the VLAN gateway interface")))?;
     }
     Ok(())
 }
