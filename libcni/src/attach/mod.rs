@@ -280,6 +280,19 @@ pub fn attachment_mark(network: &str, container_id: &str, ifname: &str) -> Strin
     )
 }
 
+/// The mark bridge puts on the VLAN gateway interface `<bridge>.<vlan>` it creates
+/// (its IFLA_IFALIAS). DEL removes that interface only when it carries this mark:
+/// one of that name made by the admin, or by the Go plugin, carries none. It
+/// cannot equal an attachment mark: their input starts with the network name,
+/// which never starts with NUL.
+pub fn vlan_gateway_mark(bridge: &str, vlan: u16) -> String {
+    crate::spec::hash::sha512_hex(
+        28,
+        "cni:",
+        format!("\0vlan-gateway\0{bridge}\0{vlan}").as_bytes(),
+    )
+}
+
 /// [`attachment_mark`] of the request's attachment.
 pub fn request_mark(request: &Request) -> String {
     attachment_mark(
@@ -323,7 +336,8 @@ pub fn is_attachment_link(
 
 /// Deletes the container link named `request.ifname` in `inside` (the netns at
 /// `netns_path`) when it is this attachment's (see [`is_attachment_link`]); any
-/// other link of that name is left, with a warning. No link is nothing to do.
+/// other link of that name is left, with a warning. No link, or one another DEL
+/// removes meanwhile, is nothing to do.
 pub fn delete_attachment_link<T: Transport>(
     inside: &mut Netlink<T>,
     netns_path: &std::path::Path,
@@ -336,7 +350,7 @@ pub fn delete_attachment_link<T: Transport>(
         return Ok(());
     };
     if is_attachment_link(&link, request, kind, prev, unmarked_proof) {
-        inside.delete_link(link.index, &link.name)?;
+        inside.delete_found_link(link.index, &link.name)?;
     } else {
         crate::log_warn!(
             "left {:?} in {} alone: nothing shows it is this attachment's",

@@ -68,6 +68,15 @@ impl Link {
         self.message.header.flags.contains(LinkFlags::Allmulti)
     }
 
+    /// IFLA_LINK_NETNSID: set when `parent` (a veth's peer) lives in another netns,
+    /// where its index means another link.
+    pub fn link_netnsid(&self) -> Option<i32> {
+        self.message.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkNetNsId(id) => Some(*id),
+            _ => None,
+        })
+    }
+
     /// IFLA_TXQLEN.
     pub fn tx_queue_len(&self) -> Option<u32> {
         self.message.attributes.iter().find_map(|a| match a {
@@ -507,11 +516,19 @@ impl<T: Transport> Netlink<T> {
     pub fn delete_link_if_present(&mut self, name: &str) -> NlResult<bool> {
         match self.get_link(&LinkId::Name(name.to_string()))? {
             None => Ok(false),
-            Some(link) => match self.delete_link(link.index, name) {
-                Ok(()) => Ok(true),
-                Err(e) if e.is_not_found() => Ok(false),
-                Err(e) => Err(e),
-            },
+            Some(link) => self.delete_found_link(link.index, name),
+        }
+    }
+
+    /// Deletes a link found earlier (by index: that link, not whatever has the name
+    /// by now). Gone meanwhile is success: teardowns race (parallel DELs of one
+    /// attachment), and the deletion of a veth takes its peer along. False when it
+    /// was already gone.
+    pub fn delete_found_link(&mut self, index: u32, name: &str) -> NlResult<bool> {
+        match self.delete_link(index, name) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

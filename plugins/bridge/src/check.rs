@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use libcni::netlink::nftables::Nftables;
+use libcni::netlink::nftables::{Batch, Nftables};
 use libcni::netlink::{LinkId, Netlink};
 use libcni::spec::mac::format_mac;
 use libcni::{CniError, CniResult, Request};
@@ -166,12 +166,13 @@ pub fn remove_own_spoofcheck(
     reference: &str,
     own_host_veth: &str,
 ) -> Result<bool, CniError> {
-    let installed = spoofcheck::installed(nft, reference)?;
-    if !installed.removable(Some(own_host_veth), |_| true) {
-        return Ok(false);
-    }
-    spoofcheck::teardown(nft, reference, &installed)?;
-    Ok(true)
+    nft.remove(|nft| {
+        let installed = spoofcheck::installed(nft, reference)?;
+        if !installed.removable(Some(own_host_veth), |_| true) {
+            return Ok((Batch::new(), false));
+        }
+        Ok((spoofcheck::teardown_batch(reference, &installed), true))
+    })
 }
 
 /// Removes the macspoofchk rules of `reference` when they are ours to remove: their
@@ -179,7 +180,8 @@ pub fn remove_own_spoofcheck(
 /// attachment stay (a colliding reference, or another network's pod), and that is
 /// success: there is nothing of ours left to undo. With `pod_gone` (DEL after the
 /// pod's netns went away) a host veth that still exists is given a moment to go:
-/// the kernel destroys a netns, and the veth with it, asynchronously.
+/// the kernel destroys a netns, and the veth with it, asynchronously. Rules another
+/// teardown removes meanwhile are success too (see `Nftables::remove`).
 pub fn remove_spoofcheck(
     nft: &mut Nftables,
     nl: &mut Netlink,
@@ -187,11 +189,11 @@ pub fn remove_spoofcheck(
     own_host_veth: Option<&str>,
     pod_gone: bool,
 ) -> Result<(), CniError> {
-    let installed = spoofcheck::installed(nft, reference)?;
+    let first = spoofcheck::installed(nft, reference)?;
     if pod_gone {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         while std::time::Instant::now() < deadline
-            && installed.host_veths().iter().any(|v| {
+            && first.host_veths().iter().any(|v| {
                 Some(v.as_str()) != own_host_veth
                     && matches!(nl.get_link(&LinkId::Name(v.clone())), Ok(Some(_)))
             })
@@ -199,23 +201,32 @@ pub fn remove_spoofcheck(
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
-    let mut lookup_failed = false;
-    let removable = installed.removable(own_host_veth, |veth| {
-        match nl.get_link(&LinkId::Name(veth.to_string())) {
-            Ok(link) => link.is_some(),
-            Err(_) => {
-                lookup_failed = true;
-                true
+    let mut first = Some(first);
+    nft.remove(|nft| {
+        // The first attempt uses the read above; a retry reads again.
+        let installed = match first.take() {
+            Some(installed) => installed,
+            None => spoofcheck::installed(nft, reference)?,
+        };
+        let mut lookup_failed = false;
+        let removable = installed.removable(own_host_veth, |veth| {
+            match nl.get_link(&LinkId::Name(veth.to_string())) {
+                Ok(link) => link.is_some(),
+                Err(_) => {
+                    lookup_failed = true;
+                    true
+                }
             }
+        });
+        if removable && !lookup_failed {
+            return Ok((spoofcheck::teardown_batch(reference, &installed), ()));
         }
-    });
-    if removable && !lookup_failed {
-        spoofcheck::teardown(nft, reference, &installed)?;
-    } else if installed != spoofcheck::Installed::Nothing {
-        libcni::log_warn!(
-            "left the macspoofchk rules of {reference} in place: they filter the live host interface {:?}",
-            installed.host_veths()
-        );
-    }
-    Ok(())
+        if installed != spoofcheck::Installed::Nothing {
+            libcni::log_warn!(
+                "left the macspoofchk rules of {reference} in place: they filter the live host interface {:?}",
+                installed.host_veths()
+            );
+        }
+        Ok::<_, CniError>((Batch::new(), ()))
+    })
 }

@@ -321,16 +321,20 @@ fn rule_handles(
         .collect())
 }
 
-/// Removes the masq_checks rules whose comment matches; nothing to remove is success.
+/// Removes the masq_checks rules whose comment matches; nothing to remove is
+/// success, and so are rules another teardown removes meanwhile (see
+/// `Nftables::remove`).
 fn delete_nft_rules(
     nft: &mut Nftables,
     matches: impl Fn(&str) -> bool,
 ) -> Result<(), NetlinkError> {
-    let mut batch = Batch::new();
-    for handle in rule_handles(nft, matches)? {
-        batch.delete_rule(MASQ_CHECKS, handle);
-    }
-    nft.commit(batch)
+    nft.remove(|nft| {
+        let mut batch = Batch::new();
+        for handle in rule_handles(nft, &matches)? {
+            batch.delete_rule(MASQ_CHECKS, handle);
+        }
+        Ok((batch, ()))
+    })
 }
 
 /// Removes this attachment's nftables rules, found by the hash at the start of
@@ -361,6 +365,15 @@ fn iptables_chain_may_exist(nft: &mut Nftables, chain: &str) -> bool {
         })
 }
 
+/// Runs an iptables removal. When it fails because what it removes is gone (`gone`
+/// asks iptables again), another teardown of the attachment came first: success.
+fn iptables_remove(v4: bool, args: &[&str], gone: impl Fn() -> bool) -> Result<(), String> {
+    match iptables(v4, args) {
+        Err(_) if gone() => Ok(()),
+        other => other.map(drop),
+    }
+}
+
 /// Removes the iptables chain of this container and every POSTROUTING jump to it,
 /// without needing the addresses (so it works after the netns is gone).
 fn teardown_iptables(network: &str, container_id: &str) -> Result<(), String> {
@@ -381,11 +394,15 @@ fn teardown_iptables(network: &str, container_id: &str) -> Result<(), String> {
             ];
             args.extend(shell_words(spec));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            iptables(v4, &args)?;
+            iptables_remove(v4, &args, || {
+                iptables(v4, &["-t", "nat", "-S", "POSTROUTING"])
+                    .is_ok_and(|now| !now.lines().any(|l| l == line))
+            })?;
         }
-        if iptables(v4, &["-t", "nat", "-S", &chain]).is_ok() {
-            iptables(v4, &["-t", "nat", "-F", &chain])?;
-            iptables(v4, &["-t", "nat", "-X", &chain])?;
+        let chain_gone = || iptables(v4, &["-t", "nat", "-S", &chain]).is_err();
+        if !chain_gone() {
+            iptables_remove(v4, &["-t", "nat", "-F", &chain], chain_gone)?;
+            iptables_remove(v4, &["-t", "nat", "-X", &chain], chain_gone)?;
         }
     }
     Ok(())

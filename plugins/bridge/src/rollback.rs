@@ -12,7 +12,8 @@ use crate::masq;
 pub struct Rollback {
     pub host_veth: Option<String>,
     pub created_bridge: Option<String>,
-    pub created_vlan_gateway: Option<String>,
+    /// The bridge and VLAN of the gateway interface this ADD made (and marked).
+    pub vlan_gateway: Option<(String, u16)>,
     /// The macspoofchk reference whose rules this ADD wrote.
     pub spoofcheck: Option<String>,
     pub masquerade: Option<(String, String, String)>,
@@ -48,11 +49,14 @@ impl Drop for Rollback {
             }
         }
         let Ok(mut nl) = Netlink::open() else { return };
-        for name in [&self.host_veth, &self.created_vlan_gateway]
-            .into_iter()
-            .flatten()
-        {
+        if let Some(name) = &self.host_veth {
             if let Err(e) = nl.delete_link_if_present(name) {
+                libcni::log_warn!("rollback: {e}");
+            }
+        }
+        // As DEL does: only while it is ours and no other ADD has put a port in its VLAN.
+        if let Some((bridge, vlan)) = &self.vlan_gateway {
+            if let Err(e) = crate::vlan::remove_unused_vlan_gateway(bridge, *vlan) {
                 libcni::log_warn!("rollback: {e}");
             }
         }

@@ -303,16 +303,13 @@ pub fn setup<T: NfTransport>(
     }
 }
 
-/// Removes the chains of `reference` and the jumps into them, in one transaction.
-pub fn teardown(
-    nft: &mut Nftables,
-    reference: &str,
-    installed: &Installed,
-) -> Result<(), NetlinkError> {
-    let Installed::Chains { iface, mac, jumps } = installed else {
-        return Ok(());
-    };
+/// The transaction that removes the chains of `reference` and the jumps into them,
+/// as `installed` found them (empty for nothing).
+pub fn teardown_batch(reference: &str, installed: &Installed) -> Batch {
     let mut batch = Batch::new();
+    let Installed::Chains { iface, mac, jumps } = installed else {
+        return batch;
+    };
     for jump in jumps {
         batch.delete_rule(PREROUTING, jump.handle);
     }
@@ -324,7 +321,7 @@ pub fn teardown(
     if *mac {
         batch.delete_chain(chain(&mac_name));
     }
-    nft.commit(batch)
+    batch
 }
 
 /// Every attachment reference that has macspoofchk chains (for GC).

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use libcni::attach::vlan_gateway_mark;
 use libcni::netlink::{random_name, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink};
 use libcni::CniError;
 
@@ -57,7 +58,9 @@ pub fn lock_vlan_gateway(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File
 }
 
 /// `<bridge>.<vlan>`: a veth whose peer is an access port of the VLAN, carrying the
-/// gateway address of a VLAN network (as the Go plugin does).
+/// gateway address of a VLAN network (as the Go plugin does). One that exists is
+/// used as it is, as Go does, and left unmarked: a link of that name the admin made
+/// stays theirs, and DEL leaves it. One made here carries the gateway mark.
 pub fn ensure_vlan_gateway(
     nl: &mut Netlink,
     cfg: &BridgeConfig,
@@ -79,7 +82,17 @@ pub fn ensure_vlan_gateway(
     gateway.up = true;
     nl.create_link(&gateway)
         .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
-    rollback.created_vlan_gateway = Some(name.clone());
+    // Marked before anything else can fail: rollback and DEL remove only a marked one.
+    let created = nl.require_link(&LinkId::Name(name.clone()))?;
+    if let Err(e) = nl.set_alias(created.index, &vlan_gateway_mark(&cfg.bridge, cfg.vlan)) {
+        if let Err(undo) = nl.delete_link(created.index, &name) {
+            libcni::log_warn!("rollback: {undo}");
+        }
+        return Err(e
+            .context(format!("mark the VLAN gateway interface {name:?}"))
+            .into());
+    }
+    rollback.vlan_gateway = Some((cfg.bridge.clone(), cfg.vlan));
     // A veth peer cannot be created up (older kernels open it before it is paired:
     // ENOTCONN) nor with a controller: both are set once the pair exists.
     let peer = nl.require_link(&LinkId::Name(peer_name))?;
@@ -107,7 +120,44 @@ pub fn clone_vlan_only(cfg: &BridgeConfig) -> BridgeConfig {
     }
 }
 
-/// Deletes `<bridge>.<vlan>` when no port but its own peer is left in the VLAN.
+/// Whether `gateway` (named `<bridge>.<vlan>`) is the interface `ensure_vlan_gateway`
+/// made: a veth carrying the gateway mark of this bridge and VLAN, whose peer (in
+/// the same netns) is a port of `bridge`, which must be a bridge. Returns the
+/// bridge, or why the interface is not ours.
+fn own_gateway(
+    gateway: &Link,
+    bridge_name: &str,
+    vlan: u16,
+    bridge: Option<Link>,
+    peer: Option<&Link>,
+) -> Result<Link, String> {
+    let bridge = bridge.ok_or_else(|| format!("bridge {bridge_name:?} does not exist"))?;
+    if bridge.kind.as_deref() != Some("bridge") {
+        return Err(format!("{bridge_name:?} is not a bridge"));
+    }
+    if gateway.alias.as_deref() != Some(vlan_gateway_mark(bridge_name, vlan).as_str()) {
+        return Err(
+            "it does not carry the mark of a VLAN gateway interface this plugin made (the admin's own, or the Go plugin's)"
+                .into(),
+        );
+    }
+    if gateway.kind.as_deref() != Some("veth") {
+        return Err(format!(
+            "it is a {} link, not the veth this plugin makes",
+            gateway.kind.as_deref().unwrap_or("physical")
+        ));
+    }
+    if peer.is_none_or(|p| p.controller != Some(bridge.index)) {
+        return Err(format!("its peer is not a port of bridge {bridge_name:?}"));
+    }
+    Ok(bridge)
+}
+
+/// Deletes `<bridge>.<vlan>` when it is the gateway interface this plugin made (see
+/// `own_gateway`) and no port but its own peer is left in the VLAN. Any other link
+/// of that name stays, with a warning: the admin's own VLAN interface, the Go
+/// plugin's gateway (Go never deletes it), `<uplink>.<vlan>` when a config names an
+/// uplink as its bridge. Already gone is success.
 pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), CniError> {
     let _guard = lock_vlan_gateway(bridge_name)?;
     let mut nl = Netlink::open()?;
@@ -115,8 +165,17 @@ pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), Cn
     let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else {
         return Ok(());
     };
-    let Some(bridge) = nl.get_link(&LinkId::Name(bridge_name.to_string()))? else {
-        return Ok(());
+    let bridge = nl.get_link(&LinkId::Name(bridge_name.to_string()))?;
+    let peer = match gateway.parent {
+        Some(index) if gateway.link_netnsid().is_none() => nl.get_link(&LinkId::Index(index))?,
+        _ => None,
+    };
+    let bridge = match own_gateway(&gateway, bridge_name, vlan, bridge, peer.as_ref()) {
+        Ok(bridge) => bridge,
+        Err(reason) => {
+            libcni::log_warn!("left {name:?} in place: {reason}");
+            return Ok(());
+        }
     };
     let links = nl.list_links()?;
     let gateway_peer = gateway.parent;
@@ -130,7 +189,68 @@ pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), Cn
         .iter()
         .any(|(index, vlans)| ports.contains(index) && vlans.iter().any(|v| v.vid == vlan));
     if !in_use {
-        nl.delete_link_if_present(&name)?;
+        nl.delete_found_link(gateway.index, &name)
+            .map_err(|e| CniError::from(e.context("remove the VLAN gateway interface")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(index: u32, name: &str, kind: &str) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: Some(kind.into()),
+            ..Link::default()
+        }
+    }
+
+    #[test]
+    fn only_a_marked_veth_whose_peer_is_a_port_of_the_bridge_is_ours() {
+        let bridge = link(1, "br1", "bridge");
+        let mut gateway = link(2, "br1.77", "veth");
+        gateway.alias = Some(vlan_gateway_mark("br1", 77));
+        let mut peer = link(3, "veth1", "veth");
+        peer.controller = Some(1);
+        let judge = |gateway: &Link, bridge: &Link, peer: &Link| {
+            own_gateway(gateway, "br1", 77, Some(bridge.clone()), Some(peer)).map(|b| b.index)
+        };
+        assert_eq!(judge(&gateway, &bridge, &peer), Ok(1));
+
+        let unmarked = Link {
+            alias: None,
+            ..gateway.clone()
+        };
+        assert!(judge(&unmarked, &bridge, &peer)
+            .unwrap_err()
+            .contains("mark"));
+        let other_vlan = Link {
+            alias: Some(vlan_gateway_mark("br1", 78)),
+            ..gateway.clone()
+        };
+        assert!(judge(&other_vlan, &bridge, &peer).is_err());
+        let macvlan = Link {
+            kind: Some("macvlan".into()),
+            ..gateway.clone()
+        };
+        assert!(judge(&macvlan, &bridge, &peer)
+            .unwrap_err()
+            .contains("macvlan"));
+        let loose_peer = Link {
+            controller: None,
+            ..peer.clone()
+        };
+        assert!(judge(&gateway, &bridge, &loose_peer)
+            .unwrap_err()
+            .contains("peer"));
+        let uplink = link(1, "br1", "veth");
+        assert!(judge(&gateway, &uplink, &peer)
+            .unwrap_err()
+            .contains("not a bridge"));
+        assert!(own_gateway(&gateway, "br1", 77, None, Some(&peer)).is_err());
+        assert!(own_gateway(&gateway, "br1", 77, Some(bridge), None).is_err());
+    }
 }

@@ -229,6 +229,11 @@ fn the_vlan_gateway_interface_goes_with_its_last_user() {
     add("b", &b, &gw);
     assert_eq!(ra["interfaces"][3]["name"], "brg.50");
     assert!(sh(&["ip", "addr", "show", "brg.50"]).contains("10.70.0.1/24"));
+    let mark = libcni::attach::vlan_gateway_mark("brg", 50);
+    assert!(
+        sh(&["ip", "link", "show", "brg.50"]).contains(&format!("alias {mark}")),
+        "the gateway interface carries the mark DEL looks for"
+    );
     assert!(
         ping("a", "10.70.0.1"),
         "the pod reaches its gateway on VLAN 50"
@@ -248,6 +253,41 @@ fn the_vlan_gateway_interface_goes_with_its_last_user() {
     assert!(
         !sh(&["ip", "-br", "link"]).contains("brg.50"),
         "removed with its last user (Go leaks it)"
+    );
+}
+
+/// An existing `<bridge>.<vlan>` (the admin's 802.1Q interface on the bridge, with
+/// the node's own address) is used as the gateway, as Go does, but not claimed: it
+/// gets no mark, and the DEL of its last user leaves it with its addresses.
+#[test]
+fn an_existing_vlan_interface_is_used_but_not_claimed() {
+    let test = "an_existing_vlan_interface_is_used_but_not_claimed";
+    let Some(sb) = Sandbox::new("vlan_gateway_admin") else {
+        return;
+    };
+    if !require_kernel(test, KernelFeature::BridgeVlanFiltering)
+        || !require_kernel(test, KernelFeature::Vlan8021q)
+    {
+        return;
+    }
+    sh(&["ip", "link", "add", "brh", "type", "bridge"]);
+    sh(&[
+        "ip", "link", "add", "link", "brh", "name", "brh.60", "type", "vlan", "id", "60",
+    ]);
+    sh(&["ip", "addr", "add", "10.99.0.1/24", "dev", "brh.60"]);
+    sh(&["ip", "link", "set", "brh.60", "up"]);
+    let a = sb.netns("a");
+    let gw = conf(&sb, "brh", json!({"vlan": 60, "isGateway": true}));
+    let ra = add("a", &a, &gw);
+    assert_eq!(ra["interfaces"][3]["name"], "brh.60");
+    assert!(!sh(&["ip", "link", "show", "brh.60"]).contains("alias"));
+    Call::attach("DEL", "a", &a, "eth0")
+        .config(&gw)
+        .run(&ours())
+        .expect_success();
+    assert!(
+        sh(&["ip", "addr", "show", "brh.60"]).contains("10.99.0.1/24"),
+        "DEL deleted the admin's brh.60"
     );
 }
 

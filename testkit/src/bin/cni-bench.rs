@@ -334,7 +334,8 @@ impl KernelShare {
         }));
         let installed = spoofcheck::installed(&mut nft, &reference).unwrap();
         self.dels.push(timed(&mut || {
-            spoofcheck::teardown(&mut nft, &reference, &installed).unwrap()
+            nft.commit(spoofcheck::teardown_batch(&reference, &installed))
+                .unwrap()
         }));
     }
 

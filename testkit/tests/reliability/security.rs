@@ -453,3 +453,135 @@ fn sriov_gc_never_uses_a_cached_device_id_as_a_path() {
     );
     assert!(!Path::new("/var/lib/cni/sriov/pci/vf_lock/../../../escape.lock").exists());
 }
+
+/// Class 12: DEL removes `<bridge>.<vlan>` (the VLAN gateway interface) only when it
+/// is the plugin's own: a veth carrying the gateway mark whose peer is a port of the
+/// bridge. The admin's own interface of that name (here a veth whose peer is a port
+/// of the bridge, as the Go plugin makes its gateway, holding the node's address)
+/// and `<uplink>.<vlan>` when a config names an uplink as its bridge survive the
+/// DEL a runtime sends after a failed ADD. This kernel has no 802.1Q links: a veth
+/// and a macvlan stand in for the admin's VLAN interfaces (the name is what the
+/// cleanup looked at). Without VLAN filtering no port is in any VLAN, so every
+/// `<bridge>.<vlan>` looks unused: this is the path that deleted them.
+#[test]
+fn del_leaves_vlan_interfaces_it_did_not_make() {
+    let Some(sb) = Sandbox::new("sec_vlan_gateway") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let gw = |bridge: &str, vlan: u16| {
+        json!({"cniVersion": "1.1.0", "name": "gw", "type": "bridge", "bridge": bridge,
+               "vlan": vlan, "isGateway": true,
+               "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.139.0.0/24"}]], "dataDir": sb.scratch}})
+    };
+    // A DEL for any container and no netns, as a runtime sends after a failed ADD.
+    let del_without_netns = |conf: &Value| {
+        Call::attach("DEL", "any", "", "eth0")
+            .unset("CNI_NETNS")
+            .config(conf)
+            .run(&plugin("bridge"))
+    };
+    let has_address = |name: &str, address: &str| {
+        std::process::Command::new("ip")
+            .args(["addr", "show", "dev", name])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(address))
+    };
+    let exists = |name: &str| Path::new("/sys/class/net").join(name).exists();
+    sh(&["ip", "link", "add", "secbr9", "type", "bridge"]);
+    sh(&["ip", "link", "set", "secbr9", "up"]);
+    // gateway-shaped veths: (name, peer, alias)
+    let veth_on_bridge = |name: &str, peer: &str, alias: Option<&str>| {
+        sh(&[
+            "ip", "link", "add", name, "type", "veth", "peer", "name", peer,
+        ]);
+        sh(&["ip", "link", "set", peer, "master", "secbr9", "up"]);
+        sh(&["ip", "link", "set", name, "up"]);
+        if let Some(alias) = alias {
+            sh(&["ip", "link", "set", name, "alias", alias]);
+        }
+    };
+
+    // The admin's own (or the Go plugin's): unmarked.
+    veth_on_bridge("secbr9.77", "secgw0", None);
+    sh(&["ip", "addr", "add", "10.139.0.1/24", "dev", "secbr9.77"]);
+    let out = del_without_netns(&gw("secbr9", 77));
+    out.expect_success();
+    assert!(
+        has_address("secbr9.77", "10.139.0.1/24"),
+        "DEL deleted the admin's secbr9.77"
+    );
+    assert!(
+        out.stderr.contains("secbr9.77"),
+        "no warning: {}",
+        out.stderr
+    );
+
+    // An uplink named as the bridge: ADD refuses it, the DEL that follows keeps
+    // the uplink's own `<uplink>.<vlan>`.
+    testkit::veth_pair_up("secup6", "secup7");
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "link",
+        "secup6",
+        "name",
+        "secup6.77",
+        "type",
+        "macvlan",
+    ]);
+    sh(&["ip", "addr", "add", "10.139.1.1/24", "dev", "secup6.77"]);
+    let msg = run("ADD", "up", &pod, "eth0", &gw("secup6", 77)).error(7);
+    assert!(msg.contains("not a bridge"), "{msg}");
+    run("DEL", "up", &pod, "eth0", &gw("secup6", 77)).expect_success();
+    del_without_netns(&gw("secup6", 77)).expect_success();
+    assert!(
+        has_address("secup6.77", "10.139.1.1/24"),
+        "DEL deleted the uplink's secup6.77"
+    );
+
+    // Marked, but not what the plugin makes: a macvlan, a veth whose peer is no
+    // port of the bridge, a mark for another VLAN. All stay.
+    let mark = |vlan: u16| libcni::attach::vlan_gateway_mark("secbr9", vlan);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "link",
+        "secbr9",
+        "name",
+        "secbr9.78",
+        "type",
+        "macvlan",
+    ]);
+    sh(&["ip", "link", "set", "secbr9.78", "alias", &mark(78)]);
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "secbr9.79",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "secgw1",
+    ]);
+    sh(&["ip", "link", "set", "secbr9.79", "alias", &mark(79)]);
+    veth_on_bridge("secbr9.80", "secgw2", Some(&mark(81)));
+    for vlan in [78, 79, 80] {
+        del_without_netns(&gw("secbr9", vlan)).expect_success();
+        assert!(
+            exists(&format!("secbr9.{vlan}")),
+            "secbr9.{vlan} was deleted"
+        );
+    }
+
+    // The plugin's own, unused: removed, and a second DEL succeeds.
+    veth_on_bridge("secbr9.82", "secgw3", Some(&mark(82)));
+    for _ in 0..2 {
+        del_without_netns(&gw("secbr9", 82)).expect_success();
+        assert!(!exists("secbr9.82") && !exists("secgw3"));
+    }
+    assert!(exists("secbr9.77") && exists("secup6.77"));
+}

@@ -365,6 +365,9 @@ pub fn is_not_found(e: &NetlinkError) -> bool {
     e.is_not_found()
 }
 
+/// How many times a removal is read and committed before its error stands.
+const REMOVAL_ATTEMPTS: usize = 5;
+
 impl<T: NfTransport> Nftables<T> {
     /// Applies `batch` as one transaction; the error names the first operation the
     /// kernel refused. An empty batch is nothing to do.
@@ -373,6 +376,28 @@ impl<T: NfTransport> Nftables<T> {
             return Ok(());
         }
         self.transport.commit(batch.operations)
+    }
+
+    /// A teardown: `plan` reads what to remove and returns it as one transaction
+    /// (with what the caller wants to know of the read). Teardowns race: DELs of one
+    /// attachment, GCs, DEL beside GC. One that commits second names rules or chains
+    /// the first removed, and the kernel refuses the whole transaction (ENOENT).
+    /// Then `plan` reads again and the transaction is retried, at most
+    /// `REMOVAL_ATTEMPTS` times in all; a read that finds nothing left gives an empty
+    /// batch, which is success. Any other error stands at once.
+    pub fn remove<R, E: From<NetlinkError>>(
+        &mut self,
+        mut plan: impl FnMut(&mut Self) -> Result<(Batch, R), E>,
+    ) -> Result<R, E> {
+        let mut attempt = 1;
+        loop {
+            let (batch, outcome) = plan(self)?;
+            match self.commit(batch) {
+                Ok(()) => return Ok(outcome),
+                Err(e) if e.is_not_found() && attempt < REMOVAL_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn query(
@@ -600,6 +625,55 @@ mod tests {
         assert!(!base.describes(&drop_policy));
         // A regular chain of that name.
         assert!(!base.describes(&described[..2]));
+    }
+
+    #[test]
+    fn a_removal_is_read_again_when_part_of_it_vanished_and_gives_up_in_the_end() {
+        let delete = |handles: &[u64]| {
+            let mut batch = Batch::new();
+            for handle in handles {
+                batch.delete_rule(PREROUTING, *handle);
+            }
+            batch
+        };
+        // The first commit: ENOENT (another teardown removed rule 4); the second read
+        // finds only rule 5 left, and its commit succeeds.
+        let mut nft = Nftables::fake();
+        nft.transport.fail(libc::ENOENT);
+        let mut reads = vec![vec![5], vec![4, 5]];
+        let removed = nft
+            .remove(|_| {
+                let handles = reads.pop().unwrap();
+                NlResult::Ok((delete(&handles), handles.len()))
+            })
+            .unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(nft.transport.commits.len(), 2);
+
+        // Nothing left at the second read: an empty batch, not even sent.
+        let mut nft = Nftables::fake();
+        nft.transport.fail(libc::ENOENT);
+        let mut reads = vec![vec![], vec![4]];
+        nft.remove(|_| NlResult::Ok((delete(&reads.pop().unwrap()), ())))
+            .unwrap();
+        assert_eq!(nft.transport.commits.len(), 1);
+
+        // Bounded: ENOENT every time.
+        let mut nft = Nftables::fake();
+        for _ in 0..REMOVAL_ATTEMPTS {
+            nft.transport.fail(libc::ENOENT);
+        }
+        let e = nft
+            .remove(|_| NlResult::Ok((delete(&[4]), ())))
+            .unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert_eq!(nft.transport.commits.len(), REMOVAL_ATTEMPTS);
+
+        // Another error is not retried.
+        let mut nft = Nftables::fake();
+        nft.transport.fail(libc::EPERM);
+        assert!(nft.remove(|_| NlResult::Ok((delete(&[4]), ()))).is_err());
+        assert_eq!(nft.transport.commits.len(), 1);
     }
 
     #[test]
