@@ -192,10 +192,42 @@ fn the_image_builds_and_its_installer_fills_a_directory() {
         skip_or_fail(test, "podman is not installed (apt-get install podman)");
         return;
     }
+    if Command::new("cargo-cyclonedx")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip_or_fail(
+            test,
+            "cargo-cyclonedx is not installed (cargo install --locked cargo-cyclonedx@0.5.9)",
+        );
+        return;
+    }
     let image = script("release/build-image.sh", &[]);
     let inspect: Value =
         serde_json::from_str(&sh(&["podman", "image", "inspect", &image])).unwrap();
     let config = &inspect[0]["Config"];
+    // The OCI labels, read back.
+    let label = |key: &str| {
+        config["Labels"][format!("org.opencontainers.image.{key}")]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} label: {}", config["Labels"]))
+            .to_string()
+    };
+    assert_eq!(label("version"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        label("revision"),
+        sh(&["git", "-C", repo().to_str().unwrap(), "rev-parse", "HEAD"]).trim()
+    );
+    let notices = std::fs::read_to_string(repo().join("THIRD-PARTY-NOTICES")).unwrap();
+    assert!(
+        notices.contains(&format!("(SPDX): {}\n", label("licenses"))),
+        "the licences label is the notices' expression: {}",
+        label("licenses")
+    );
+    assert!(label("licenses").starts_with("Apache-2.0"));
+    assert!(label("source").contains("cni-plugins-rs"));
+    assert!(label("created").ends_with('Z'));
     assert_eq!(
         config["Entrypoint"],
         serde_json::json!([
@@ -208,6 +240,18 @@ fn the_image_builds_and_its_installer_fills_a_directory() {
     // Containers cannot start in every sandbox (no rlimit changes here): the image's
     // own installer runs from its mounted filesystem, as the container would run it.
     let mounted = PathBuf::from(sh(&["podman", "image", "mount", &image]).trim());
+    // The licence texts, the notices and the SBOM travel with the binaries.
+    let licences = mounted.join("usr/share/licenses/cni-plugins-rs");
+    let licence = std::fs::read_to_string(licences.join("LICENSE")).unwrap();
+    assert!(licence.contains("Apache License"));
+    assert_eq!(
+        std::fs::read_to_string(licences.join("THIRD-PARTY-NOTICES")).unwrap(),
+        notices
+    );
+    let sbom: Value =
+        serde_json::from_slice(&std::fs::read(licences.join("cni-plugins-rs.cdx.json")).unwrap())
+            .unwrap();
+    assert_eq!(sbom["metadata"]["component"]["name"], "cni-plugins-rs");
     let files: Vec<String> = std::fs::read_dir(mounted.join("usr/local/bin"))
         .unwrap()
         .flatten()

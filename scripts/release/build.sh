@@ -50,6 +50,13 @@ RUSTFLAGS="$flags" cargo build "${cargo_args[@]}" >&2
 
 bin="$CARGO_TARGET_DIR/$target/release"
 mkdir -p "$out/man"
-install -m 0755 "$bin/cni-plugins" "$bin/cnitool" "$out/"
-"$bin/cni-docgen" man "$root" "$out/man" >/dev/null
+# Each file is written aside and renamed into place: another build into the same
+# OUTDIR (tests run side by side) never shows a reader a half-written binary.
+staging=$(mktemp -d "$out/.staging.XXXXXX")
+trap 'rm -rf "$staging"' EXIT
+install -m 0755 "$bin/cni-plugins" "$bin/cnitool" "$staging/"
+"$bin/cni-docgen" man "$root" "$staging" >/dev/null
+chmod 0644 "$staging"/*.[18]
+mv -f "$staging/cni-plugins" "$staging/cnitool" "$out/"
+mv -f "$staging/cnitool.1" "$staging/cni-plugins.8" "$out/man/"
 echo "$out"
