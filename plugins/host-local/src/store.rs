@@ -44,6 +44,18 @@ pub enum Owner {
     Legacy { container_id: String },
 }
 
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Attachment {
+                container_id,
+                ifname,
+            } => write!(f, "container {container_id} interface {ifname}"),
+            Owner::Legacy { container_id } => write!(f, "container {container_id}"),
+        }
+    }
+}
+
 impl Owner {
     fn parse(content: &str) -> Owner {
         let content = content.trim();
@@ -293,6 +305,13 @@ impl Store {
         self.dir
             .read_text(&Self::address_name(addr))
             .is_some_and(|c| Owner::parse(&c) == *owner)
+    }
+
+    /// Who the address file of `addr` names; `None` when the address is free. A file
+    /// that cannot be read (a symlink, a FIFO, too large) is an error naming it.
+    pub fn owner_of(&self, addr: Addr) -> Result<Option<Owner>, CniError> {
+        let content = self.dir.read(&Self::address_name(addr)).map_err(io_error)?;
+        Ok(content.map(|c| Owner::parse(&String::from_utf8_lossy(&c))))
     }
 
     /// The addresses `owner` holds (each checked against its file).

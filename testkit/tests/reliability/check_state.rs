@@ -181,3 +181,118 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
     }
     assert!(!ruleset().contains("macspoofchk"), "{}", ruleset());
 }
+
+/// The files of host-local's network directory, but its index and lock (ours).
+fn address_files(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "lock")
+        .map(|n| {
+            let content = std::fs::read_to_string(dir.join(&n)).unwrap();
+            (n, content)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// host-local CHECK proves that every prevResult address of its ranges is still
+/// this container's and interface's: a dual-stack attachment whose IPv4 file was
+/// released and handed to another container, or only released, fails CHECK naming
+/// the address; the IPv6 one alone, likewise. CHECK writes nothing.
+#[test]
+fn host_local_check_fails_when_an_address_is_no_longer_the_containers() {
+    let Some(sb) = Sandbox::new("chk_hostlocal") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let data = sb.scratch.join("data");
+    let conf = json!({"cniVersion": "1.0.0", "name": "dual", "type": "bridge", "bridge": "chkbr1",
+        "ipam": {"type": "host-local", "dataDir": data,
+                 "ranges": [[{"subnet": "10.134.0.0/24"}], [{"subnet": "fd00:134::/64"}]]}});
+    let dir = data.join("dual");
+    let result = run("ADD", "first", &pod, &conf).expect_success();
+    let checked = with_prev(&conf, &result);
+    run("CHECK", "first", &pod, &checked).expect_success();
+    assert!(dir.join("10.134.0.2").is_file() && dir.join("fd00:134::2").is_file());
+    type Change = fn(&Path);
+    let changes: [(&str, Change, &str); 3] = [
+        (
+            "IPv4 released and handed to another container",
+            |dir| {
+                std::fs::remove_file(dir.join("10.134.0.2")).unwrap();
+                std::fs::write(dir.join("10.134.0.2"), "second\r\neth0").unwrap();
+            },
+            "10.134.0.2",
+        ),
+        (
+            "IPv4 released",
+            |dir| std::fs::remove_file(dir.join("10.134.0.2")).unwrap(),
+            "10.134.0.2",
+        ),
+        (
+            "IPv6 handed to another interface of the container",
+            |dir| std::fs::write(dir.join("fd00:134::2"), "first\r\nnet1").unwrap(),
+            "fd00:134::2",
+        ),
+    ];
+    for (what, change, addr) in changes {
+        let original = address_files(&dir);
+        change(&dir);
+        let before = address_files(&dir);
+        let msg = failure(&run("CHECK", "first", &pod, &checked));
+        assert!(
+            msg.contains(addr) && msg.contains("first"),
+            "{what}: CHECK said {msg:?}, expected it to name {addr} and the container"
+        );
+        assert_eq!(
+            address_files(&dir),
+            before,
+            "{what}: CHECK changed the store"
+        );
+        for (name, content) in &original {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
+        run("CHECK", "first", &pod, &checked).expect_success();
+    }
+    run("DEL", "first", &pod, &checked).expect_success();
+}
+
+/// static CHECK proves its addresses are on the interface, when the netns holds it:
+/// one removed from the link fails CHECK naming it, even though prevResult still
+/// lists it.
+#[test]
+fn static_check_fails_when_an_address_is_gone_from_the_link() {
+    let Some(sb) = Sandbox::new("chk_static") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let conf = json!({"cniVersion": "1.0.0", "name": "st", "type": "bridge", "bridge": "chkbr2",
+        "ipam": {"type": "static", "addresses": [{"address": "10.135.0.5/24"}, {"address": "fd00:135::5/64"}]}});
+    let result = run("ADD", "cid", &pod, &conf).expect_success();
+    let mut checked = with_prev(&conf, &result);
+    let ipam_check = |conf: &Value| {
+        Call::attach("CHECK", "cid", &pod, "eth0")
+            .config(conf)
+            .run(&plugin("static"))
+    };
+    // static is exec'd as the main plugin's IPAM would be: the whole config.
+    checked["type"] = json!("static");
+    ipam_check(&checked).expect_success();
+    sh(&[
+        "ip",
+        "-n",
+        "pod",
+        "addr",
+        "del",
+        "10.135.0.5/24",
+        "dev",
+        "eth0",
+    ]);
+    let msg = failure(&ipam_check(&checked));
+    assert!(msg.contains("10.135.0.5/24"), "{msg:?}");
+    checked["type"] = json!("bridge");
+    run("DEL", "cid", &pod, &checked).expect_success();
+}
