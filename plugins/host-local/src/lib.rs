@@ -78,6 +78,22 @@ fn allocate_from_set<'s>(
     Err(exhausted(set))
 }
 
+/// All or nothing: a failed ADD gives back only what it took, and reports why it
+/// failed (a release that fails too is added to that one error). The round-robin
+/// position was never moved (see `Store::commit_round_robin`).
+fn give_back(store: &mut Store, request: &Request, taken: &[Addr], cause: CniError) -> CniError {
+    match store.release_addrs(&attachment(request), taken) {
+        Ok(()) => cause,
+        Err(e) => {
+            let msg = format!(
+                "{}; releasing what it took failed too: {}",
+                cause.msg, e.msg
+            );
+            CniError { msg, ..cause }
+        }
+    }
+}
+
 struct HostLocal;
 
 impl Plugin for HostLocal {
@@ -105,21 +121,25 @@ impl Plugin for HostLocal {
                     });
                 }
                 Err(e) => {
-                    // All or nothing: give back only what this ADD took.
-                    store.release_addrs(&attachment(request), &taken)?;
-                    store.restore_round_robin()?;
-                    return Err(e.context(format!("failed to allocate for range {index}")));
+                    return Err(give_back(
+                        &mut store,
+                        request,
+                        &taken,
+                        e.context(format!("failed to allocate for range {index}")),
+                    ))
                 }
             }
         }
         if !requested.is_empty() {
-            store.release_addrs(&attachment(request), &taken)?;
-            store.restore_round_robin()?;
             let left: Vec<String> = requested.iter().map(|a| a.to_string()).collect();
-            return Err(CniError::invalid_config(format!(
+            let e = CniError::invalid_config(format!(
                 "failed to allocate all requested IPs: {}",
                 left.join(" ")
-            )));
+            ));
+            return Err(give_back(&mut store, request, &taken, e));
+        }
+        if let Err(e) = store.commit_round_robin() {
+            return Err(give_back(&mut store, request, &taken, e));
         }
         result.routes = config.routes;
         Ok(result)
