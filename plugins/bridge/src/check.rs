@@ -8,7 +8,7 @@ use libcni::netlink::{LinkId, Netlink};
 use libcni::spec::mac::parse_mac;
 use libcni::{CniError, CniResult, Request};
 
-use crate::config::BridgeConfig;
+use crate::config::{BridgeConfig, MasqBackend};
 use crate::spoofcheck;
 
 fn failed(what: String) -> CniError {
@@ -123,6 +123,26 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         if let Err(spoofcheck::Broken(what)) =
             spoofcheck::verify(&mut nft, &reference, &host.name, mac)?
         {
+            return Err(failed(what));
+        }
+    }
+
+    // The nftables masquerade only: iptables rules are not read without running
+    // iptables (README, Verbs).
+    let backend = cfg.keys().ip_masq.then(|| {
+        cfg.masq_backend
+            .unwrap_or_else(crate::masq::default_backend)
+    });
+    if backend == Some(MasqBackend::Nftables) {
+        let addresses: Vec<_> = prev.ips.iter().map(|ip| ip.address).collect();
+        let mut nft = Nftables::open()?;
+        if let Err(what) = crate::masq::verify_nft(
+            &mut nft,
+            &addresses,
+            &cfg.conf.name,
+            &request.ifname,
+            &request.container_id,
+        )? {
             return Err(failed(what));
         }
     }

@@ -296,3 +296,79 @@ fn static_check_fails_when_an_address_is_gone_from_the_link() {
     checked["type"] = json!("bridge");
     run("DEL", "cid", &pod, &checked).expect_success();
 }
+
+/// Bridge CHECK proves the nftables masquerade of the attachment: its rule in
+/// `masq_checks` deleted, or `postrouting` emptied, CHECK fails naming it.
+#[test]
+fn bridge_check_fails_when_the_masquerade_is_gone() {
+    let Some(sb) = Sandbox::new("chk_masq") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let mut conf = l3("chkm", "chkbr3", "10.137.0.0/24", &sb.scratch);
+    conf["ipMasq"] = json!(true);
+    conf["ipMasqBackend"] = json!("nftables");
+    type Breaker = fn();
+    let cases: [(&str, Breaker, &str); 2] = [
+        (
+            "the masq_checks rule",
+            || {
+                let listing = sh(&[
+                    "nft",
+                    "-a",
+                    "list",
+                    "chain",
+                    "inet",
+                    "cni_plugins_masquerade",
+                    "masq_checks",
+                ]);
+                let handle = listing
+                    .lines()
+                    .find(|l| l.contains("10.137.0.2") && l.contains("# handle"))
+                    .and_then(|l| l.rsplit("# handle ").next())
+                    .unwrap_or_else(|| panic!("no masquerade rule:\n{listing}"))
+                    .trim()
+                    .to_string();
+                sh(&[
+                    "nft",
+                    "delete",
+                    "rule",
+                    "inet",
+                    "cni_plugins_masquerade",
+                    "masq_checks",
+                    "handle",
+                    &handle,
+                ]);
+            },
+            "masq_checks rule that masquerades 10.137.0.2",
+        ),
+        (
+            "postrouting",
+            || {
+                sh(&[
+                    "nft",
+                    "flush",
+                    "chain",
+                    "inet",
+                    "cni_plugins_masquerade",
+                    "postrouting",
+                ]);
+            },
+            "chain postrouting",
+        ),
+    ];
+    for (what, take_away, expected) in cases {
+        let result = run("ADD", "cid", &pod, &conf).expect_success();
+        let checked = with_prev(&conf, &result);
+        run("CHECK", "cid", &pod, &checked).expect_success();
+        take_away();
+        let before = ruleset();
+        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        assert!(
+            msg.contains(expected),
+            "{what} gone: CHECK said {msg:?}, expected it to name {expected:?}"
+        );
+        assert_eq!(ruleset(), before, "{what}: CHECK changed the ruleset");
+        run("DEL", "cid", &pod, &checked).expect_success();
+    }
+}
