@@ -20,6 +20,36 @@ pub fn failpoint(name: &str) {
     let _ = name;
 }
 
+/// A write to a state directory that a test makes fail, as a full or read-only
+/// filesystem would: when `CNI_TEST_FS_FAIL` is `<n>:<errno>` (`ENOSPC`, `EROFS` or
+/// `EDQUOT`), the n-th write step of this process (a directory or file created, data
+/// written or synced, a rename, a link) and every one after it fail with that errno.
+/// `what` names the step in the log.
+#[inline]
+pub fn write_fault(what: &str) -> Option<std::io::Error> {
+    #[cfg(feature = "test-hooks")]
+    {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let spec = std::env::var("CNI_TEST_FS_FAIL").ok()?;
+        let (n, errno) = spec.split_once(':')?;
+        let errno = match errno {
+            "ENOSPC" => libc::ENOSPC,
+            "EROFS" => libc::EROFS,
+            "EDQUOT" => libc::EDQUOT,
+            _ => return None,
+        };
+        let count = WRITES.fetch_add(1, Ordering::Relaxed) + 1;
+        if count >= n.parse::<usize>().ok()? {
+            crate::log_warn!("failed write {count} ({what}) with errno {errno} for a test");
+            return Some(std::io::Error::from_raw_os_error(errno));
+        }
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = what;
+    None
+}
+
 /// Logs where an operation spent its time, when `CNI_TRACE_TIMINGS` is set (for
 /// the benchmark scripts).
 #[inline]

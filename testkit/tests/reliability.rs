@@ -645,6 +645,10 @@ fn five_hundred_attachments_added_and_deleted_sixteen_at_a_time() {
         "something was left after the last DEL"
     );
 }
+#[path = "reliability/check_state.rs"]
+mod check_state;
+#[path = "reliability/full_store.rs"]
+mod full_store;
 #[path = "reliability/races.rs"]
 mod races;
 #[path = "reliability/security.rs"]

@@ -130,6 +130,15 @@ pub fn read_config_file(path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
     read_bounded_file(file, limit, path)
 }
 
+/// A write step that a test makes fail (see `hooks::write_fault`); never in release
+/// builds.
+fn fault(operation: &'static str, path: impl FnOnce() -> PathBuf) -> Result<(), FsError> {
+    match crate::hooks::write_fault(operation) {
+        Some(e) => Err(FsError::new(operation, path(), e)),
+        None => Ok(()),
+    }
+}
+
 /// An open state directory. See the module docs.
 #[derive(Debug)]
 pub struct StateDir {
@@ -142,6 +151,9 @@ impl StateDir {
     /// opens it.
     pub fn create(path: &Path, mode: u32) -> Result<StateDir, FsError> {
         use std::os::unix::fs::DirBuilderExt;
+        if !path.is_dir() {
+            fault("create", || path.into())?;
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(mode)
@@ -184,6 +196,9 @@ impl StateDir {
 
     fn open_at(&self, name: &str, flags: OFlag, mode: u32) -> Result<File, FsError> {
         check_name(name).map_err(|e| FsError::new("open", self.child(name), e))?;
+        if flags.contains(OFlag::O_CREAT) {
+            fault("create", || self.child(name))?;
+        }
         let fd = openat(
             self.fd.as_fd(),
             name,
@@ -198,6 +213,10 @@ impl StateDir {
     /// file in its place is an error.
     pub fn subdir(&self, name: &str, create: bool, mode: u32) -> Result<StateDir, FsError> {
         check_name(name).map_err(|e| FsError::new("open", self.child(name), e))?;
+        // An existing directory is found before a full or read-only filesystem matters.
+        if create && !self.exists(name) {
+            fault("create", || self.child(name))?;
+        }
         if create {
             match mkdirat(self.fd.as_fd(), name, Mode::from_bits_truncate(mode)) {
                 Ok(()) | Err(Errno::EEXIST) => {}
@@ -267,47 +286,78 @@ impl StateDir {
     }
 
     fn replace(&self, name: &str, content: &[u8], mode: u32, durable: bool) -> Result<(), FsError> {
-        check_name(name).map_err(|e| FsError::new("write", self.child(name), e))?;
-        let temp = temporary_name(name);
-        let result = self
-            .open_at(
+        self.replace_all(&[(name, content)], mode, durable)
+    }
+
+    /// Replaces several files as one: every temporary file is written first, and only
+    /// when all are complete are they renamed over their names. A failure while
+    /// writing (a full or read-only filesystem) leaves every file as it was and no
+    /// temporary file; renaming needs no space.
+    pub fn replace_all(
+        &self,
+        files: &[(&str, &[u8])],
+        mode: u32,
+        durable: bool,
+    ) -> Result<(), FsError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut written = Vec::with_capacity(files.len());
+        let result = files.iter().try_for_each(|(name, content)| {
+            check_name(name).map_err(|e| FsError::new("write", self.child(name), e))?;
+            let temp = temporary_name(name);
+            let file = self.open_at(
                 &temp,
                 OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
                 mode,
-            )
-            .and_then(|mut file| {
-                file.write_all(content)
-                    .and_then(|()| if durable { file.sync_all() } else { Ok(()) })
-                    .map_err(|e| FsError::new("write", self.child(&temp), e))
-            })
-            .and_then(|()| {
-                renameat(self.fd.as_fd(), temp.as_str(), self.fd.as_fd(), name)
-                    .map_err(|e| FsError::new("write", self.child(name), errno_io(e)))
-            });
+            )?;
+            written.push(temp.clone());
+            Self::fill(file, content, durable)
+                .map_err(|e| FsError::new("write", self.child(&temp), e))
+        });
+        // One step for the renames: they need no space, so a full filesystem fails
+        // before them, and a read-only one at the first.
+        let result = result.and_then(|()| fault("write", || self.child(files[0].0)));
+        let result = result.and_then(|()| {
+            files
+                .iter()
+                .zip(&written)
+                .try_for_each(|((name, _), temp)| {
+                    renameat(self.fd.as_fd(), temp.as_str(), self.fd.as_fd(), *name)
+                        .map_err(|e| FsError::new("write", self.child(name), errno_io(e)))
+                })
+        });
         if result.is_err() {
-            let _ = self.remove(&temp);
+            for temp in &written {
+                let _ = unlinkat(self.fd.as_fd(), temp.as_str(), UnlinkatFlags::NoRemoveDir);
+            }
         }
         result
     }
 
-    /// Creates `name`, which must not exist yet, with `content`.
-    pub fn write_new(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
-        let mut file =
-            self.open_at(name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)?;
-        file.write_all(content)
-            .map_err(|e| FsError::new("write", self.child(name), e))
+    /// Writes `content` to a new file, and syncs it when `durable`.
+    fn fill(mut file: File, content: &[u8], durable: bool) -> std::io::Result<()> {
+        if let Some(e) = crate::hooks::write_fault("write") {
+            return Err(e);
+        }
+        file.write_all(content)?;
+        if durable {
+            if let Some(e) = crate::hooks::write_fault("sync") {
+                return Err(e);
+            }
+            file.sync_all()?;
+        }
+        Ok(())
     }
 
-    /// Writes `name` in place (created when missing, truncated), as the Go plugins
-    /// write the files they share with us.
-    pub fn write_in_place(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
-        let mut file = self.open_at(
-            name,
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC,
-            mode,
-        )?;
-        file.write_all(content)
-            .map_err(|e| FsError::new("write", self.child(name), e))
+    /// Creates `name`, which must not exist yet, with `content`.
+    /// A failure leaves no file: an empty or partial one would be read as state.
+    pub fn write_new(&self, name: &str, content: &[u8], mode: u32) -> Result<(), FsError> {
+        let file = self.open_at(name, OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL, mode)?;
+        Self::fill(file, content, false).map_err(|e| {
+            let _ = unlinkat(self.fd.as_fd(), name, UnlinkatFlags::NoRemoveDir);
+            FsError::new("write", self.child(name), e)
+        })
     }
 
     /// Links the existing file `from` as `to` in `target` (which may be this
@@ -316,6 +366,7 @@ impl StateDir {
     pub fn link_into(&self, from: &str, target: &StateDir, to: &str) -> Result<bool, FsError> {
         check_name(to).map_err(|e| FsError::new("create", target.child(to), e))?;
         check_name(from).map_err(|e| FsError::new("create", self.child(from), e))?;
+        fault("create", || target.child(to))?;
         match linkat(
             self.fd.as_fd(),
             from,
@@ -450,7 +501,7 @@ mod tests {
         let dir = StateDir::open(&base).unwrap();
         assert!(dir.subdir("sub", true, 0o700).is_err());
         assert!(dir.read("file").is_err());
-        assert!(dir.write_in_place("file", b"x", 0o600).is_err());
+        assert!(dir.write_new("file", b"x", 0o600).is_err());
         // Replacing the symlink itself is fine: the target is untouched.
         dir.write_atomic("file", b"new", 0o600).unwrap();
         assert_eq!(std::fs::read(elsewhere.join("victim")).unwrap(), b"keep");

@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 
 use libcni::netlink::nftables::{Batch, Nftables};
 use libcni::netlink::{LinkId, Netlink};
-use libcni::spec::mac::format_mac;
+use libcni::spec::mac::parse_mac;
 use libcni::{CniError, CniResult, Request};
 
-use crate::config::BridgeConfig;
+use crate::config::{BridgeConfig, MasqBackend};
 use crate::spoofcheck;
 
 fn failed(what: String) -> CniError {
@@ -109,21 +109,41 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
 
     if cfg.keys().macspoofchk {
         let reference = spoofcheck::reference(&request.container_id, &request.ifname);
+        let mac = container
+            .mac
+            .as_deref()
+            .and_then(parse_mac)
+            .ok_or_else(|| {
+                failed(format!(
+                    "{:?} has no MAC for macspoofchk to check",
+                    request.ifname
+                ))
+            })?;
         let mut nft = Nftables::open()?;
-        match spoofcheck::allowed_mac(&mut nft, &reference)? {
-            None => {
-                return Err(failed(format!(
-                    "macspoofchk rules of {reference} are missing"
-                )))
-            }
-            Some(mac) if Some(format_mac(&mac).as_str()) != container.mac.as_deref() => {
-                return Err(failed(format!(
-                    "macspoofchk of {reference} allows {}, the interface has {:?}",
-                    format_mac(&mac),
-                    container.mac
-                )))
-            }
-            Some(_) => {}
+        if let Err(spoofcheck::Broken(what)) =
+            spoofcheck::verify(&mut nft, &reference, &host.name, mac)?
+        {
+            return Err(failed(what));
+        }
+    }
+
+    // The nftables masquerade only: iptables rules are not read without running
+    // iptables (README, Verbs).
+    let backend = cfg.keys().ip_masq.then(|| {
+        cfg.masq_backend
+            .unwrap_or_else(crate::masq::default_backend)
+    });
+    if backend == Some(MasqBackend::Nftables) {
+        let addresses: Vec<_> = prev.ips.iter().map(|ip| ip.address).collect();
+        let mut nft = Nftables::open()?;
+        if let Err(what) = crate::masq::verify_nft(
+            &mut nft,
+            &addresses,
+            &cfg.conf.name,
+            &request.ifname,
+            &request.container_id,
+        )? {
+            return Err(failed(what));
         }
     }
 

@@ -149,6 +149,39 @@ fn chains_in_place(nft: &mut Nftables) -> Result<bool, NetlinkError> {
         && nft.chain_exists(MASQ_CHECKS)?)
 }
 
+/// Proves, for CHECK, that the nftables masquerade of the attachment is in place:
+/// `postrouting` still sends to `masq_checks`, and `masq_checks` holds this
+/// attachment's rule for each of `addresses`. The error names what is missing.
+/// Reads only.
+pub fn verify_nft(
+    nft: &mut Nftables,
+    addresses: &[IpNet],
+    network: &str,
+    ifname: &str,
+    container_id: &str,
+) -> Result<Result<(), String>, NetlinkError> {
+    if !chains_in_place(nft)? {
+        return Ok(Err(format!(
+            "ipMasq: chain postrouting of table inet {TABLE} is missing or no longer sends to {MASQ_CHAIN}"
+        )));
+    }
+    let prefix = instance_hash(network, ifname, container_id);
+    let rules = nft.rules(MASQ_CHECKS)?.unwrap_or_default();
+    for address in addresses {
+        let expected = masq_rule(address);
+        let found = rules.iter().any(|r| {
+            r.exprs == expected && r.comment.as_deref().is_some_and(|c| c.starts_with(&prefix))
+        });
+        if !found {
+            return Ok(Err(format!(
+                "ipMasq: the {MASQ_CHAIN} rule that masquerades {} is missing",
+                address.addr()
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// The ADD transaction for nftables (unit-tested): the attachment's earlier rules
 /// (`stale` handles) removed and one rule per address added. Unless `in_place`, it
 /// first adds the table and chains and refills `postrouting`, as Go does on every

@@ -34,6 +34,7 @@ use libcni::netlink::nftables::{
     BaseChain, Batch, ChainHook, ChainRef, Expr, Family, NfTransport, Nftables, Rule, Verdict,
 };
 use libcni::netlink::NetlinkError;
+use libcni::spec::mac::format_mac;
 
 const TABLE: &str = "nat";
 const BASE_CHAIN: &str = "PREROUTING";
@@ -346,11 +347,71 @@ pub fn references(nft: &mut Nftables) -> Result<Vec<String>, NetlinkError> {
     Ok(refs)
 }
 
-/// The container MAC the rules let through, if the chain exists (for CHECK).
-pub fn allowed_mac(nft: &mut Nftables, reference: &str) -> Result<Option<[u8; 6]>, NetlinkError> {
-    Ok(nft
-        .rules(chain(&mac_chain(reference)))?
-        .and_then(|rules| rules.iter().find_map(Rule::ether_saddr)))
+/// What CHECK found wrong with an attachment's macspoofchk rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken(pub String);
+
+/// Proves, for CHECK, that the whole rule set of `reference` filters `host_veth`:
+/// the PREROUTING jump naming the host veth, the chain it jumps to and that chain's
+/// jump into `-mac`, and the `-mac` chain holding exactly the rule that lets
+/// `container_mac` through and the drop after it. Any one of them gone means frames
+/// with a forged source MAC pass, so each is looked for by itself. Reads only.
+pub fn verify<T: NfTransport>(
+    nft: &mut Nftables<T>,
+    reference: &str,
+    host_veth: &str,
+    container_mac: [u8; 6],
+) -> Result<Result<(), Broken>, NetlinkError> {
+    let (iface, mac) = (iface_chain(reference), mac_chain(reference));
+    let broken = |what: String| Ok(Err(Broken(format!("macspoofchk of {reference}: {what}"))));
+    let Installed::Chains { jumps, .. } = installed(nft, reference)? else {
+        return broken(format!("chains {iface} and {mac} are missing"));
+    };
+    if !jumps
+        .iter()
+        .any(|j| j.host_veth.as_deref() == Some(host_veth))
+    {
+        return broken(format!(
+            "the {BASE_CHAIN} rule that jumps to {iface} for host veth {host_veth:?} is missing"
+        ));
+    }
+    let Some(iface_rules) = nft.rules(chain(&iface))? else {
+        return broken(format!("chain {iface} is missing"));
+    };
+    let into_mac = |r: &Rule| r.exprs == [Expr::Verdict(Verdict::Jump(mac.clone()))];
+    if !iface_rules.iter().any(into_mac) {
+        return broken(format!(
+            "the rule of {iface} that jumps to {mac} is missing"
+        ));
+    }
+    let Some(mac_rules) = nft.rules(chain(&mac))? else {
+        return broken(format!("chain {mac} is missing"));
+    };
+    let allowed = mac_rules.first().and_then(|r| {
+        r.ether_saddr()
+            .filter(|_| r.verdict() == Some(&Verdict::Return))
+    });
+    match allowed {
+        None => {
+            return broken(format!(
+                "the rule of {mac} that lets {} through is missing",
+                format_mac(&container_mac)
+            ))
+        }
+        Some(found) if found != container_mac => {
+            return broken(format!(
+                "{mac} lets {} through, the container interface has {}",
+                format_mac(&found),
+                format_mac(&container_mac)
+            ))
+        }
+        Some(_) => {}
+    }
+    // The drop must follow directly: any other rule there could accept forged frames.
+    if mac_rules.len() != 2 || mac_rules[1].exprs != [Expr::Verdict(Verdict::Drop)] {
+        return broken(format!("the drop rule at the end of {mac} is missing"));
+    }
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

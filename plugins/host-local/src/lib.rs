@@ -78,6 +78,22 @@ fn allocate_from_set<'s>(
     Err(exhausted(set))
 }
 
+/// All or nothing: a failed ADD gives back only what it took, and reports why it
+/// failed (a release that fails too is added to that one error). The round-robin
+/// position was never moved (see `Store::commit_round_robin`).
+fn give_back(store: &mut Store, request: &Request, taken: &[Addr], cause: CniError) -> CniError {
+    match store.release_addrs(&attachment(request), taken) {
+        Ok(()) => cause,
+        Err(e) => {
+            let msg = format!(
+                "{}; releasing what it took failed too: {}",
+                cause.msg, e.msg
+            );
+            CniError { msg, ..cause }
+        }
+    }
+}
+
 struct HostLocal;
 
 impl Plugin for HostLocal {
@@ -105,21 +121,25 @@ impl Plugin for HostLocal {
                     });
                 }
                 Err(e) => {
-                    // All or nothing: give back only what this ADD took.
-                    store.release_addrs(&attachment(request), &taken)?;
-                    store.restore_round_robin()?;
-                    return Err(e.context(format!("failed to allocate for range {index}")));
+                    return Err(give_back(
+                        &mut store,
+                        request,
+                        &taken,
+                        e.context(format!("failed to allocate for range {index}")),
+                    ))
                 }
             }
         }
         if !requested.is_empty() {
-            store.release_addrs(&attachment(request), &taken)?;
-            store.restore_round_robin()?;
             let left: Vec<String> = requested.iter().map(|a| a.to_string()).collect();
-            return Err(CniError::invalid_config(format!(
+            let e = CniError::invalid_config(format!(
                 "failed to allocate all requested IPs: {}",
                 left.join(" ")
-            )));
+            ));
+            return Err(give_back(&mut store, request, &taken, e));
+        }
+        if let Err(e) = store.commit_round_robin() {
+            return Err(give_back(&mut store, request, &taken, e));
         }
         result.routes = config.routes;
         Ok(result)
@@ -132,13 +152,42 @@ impl Plugin for HostLocal {
         Ok(())
     }
 
+    /// Every prevResult address in this config's ranges must be allocated to this
+    /// container and interface, as its file says: an address released behind the
+    /// attachment's back, and perhaps handed to another pod, fails CHECK. Without such
+    /// an address, the attachment must hold some address (Go's whole check).
     fn check(&self, request: &Request) -> Result<(), CniError> {
         let config = config::load(request)?;
         let store = Store::open(&config.data_dir, &config.network)?;
         let legacy = Owner::Legacy {
             container_id: request.container_id.clone(),
         };
-        if store.held(&attachment(request)).is_empty() && store.held(&legacy).is_empty() {
+        let prev = libcni::spec::config::parse_netconf::<libcni::spec::config::NoPluginKeys>(
+            &request.stdin,
+        )?
+        .parsed_prev_result(request.version)?
+        .unwrap_or_default();
+        let mine = attachment(request);
+        for ip in &prev.ips {
+            let addr = Addr::from_ip(ip.address.addr());
+            if !config.range_sets.iter().any(|set| set.contains(addr)) {
+                continue;
+            }
+            match store.owner_of(addr)? {
+                Some(owner) if owner == mine || owner == legacy => {}
+                found => {
+                    let now = match found {
+                        None => "it is free".to_string(),
+                        Some(other) => format!("its file names {other}"),
+                    };
+                    return Err(CniError::invalid_config(format!(
+                        "host-local: address {addr} of prevResult is not allocated to container {} interface {}: {now}",
+                        request.container_id, request.ifname
+                    )));
+                }
+            }
+        }
+        if store.held(&mine).is_empty() && store.held(&legacy).is_empty() {
             return Err(CniError::invalid_config(format!(
                 "host-local: Failed to find address added by container {}",
                 request.container_id

@@ -15,7 +15,7 @@
 //! every file whose content is the attachment's, so on a node where both plugins
 //! run, a Go DEL of an address we allocated takes its index entry with it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -42,6 +42,18 @@ pub enum Owner {
     },
     /// The format of old Go versions: the container ID only.
     Legacy { container_id: String },
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Attachment {
+                container_id,
+                ifname,
+            } => write!(f, "container {container_id} interface {ifname}"),
+            Owner::Legacy { container_id } => write!(f, "container {container_id}"),
+        }
+    }
 }
 
 impl Owner {
@@ -91,9 +103,9 @@ pub struct Store {
     _lock: Flock<File>,
     /// Set once we changed the network directory: the state is recorded on drop.
     changed: bool,
-    /// What each last-reserved file held before this process wrote it (None: absent),
-    /// so that a rolled-back ADD leaves the round-robin position as it found it.
-    last_reserved_before: HashMap<usize, Option<Vec<u8>>>,
+    /// The round-robin positions this ADD moved, written only once every range set
+    /// has its address (`commit_round_robin`): a failed ADD then has none to undo.
+    last_reserved_pending: BTreeMap<usize, Addr>,
     /// The range-set indices that have a last-reserved file, so that recording the
     /// state never needs to list the (possibly huge) directory.
     last_reserved_indices: std::collections::BTreeSet<usize>,
@@ -121,7 +133,7 @@ impl Store {
             index,
             _lock: lock,
             changed: false,
-            last_reserved_before: HashMap::new(),
+            last_reserved_pending: BTreeMap::new(),
             last_reserved_indices: Default::default(),
         };
         let _ = store.index.remove(TMP_ADDRESS);
@@ -259,14 +271,19 @@ impl Store {
             .collect()
     }
 
+    /// Lists `addr` in the owner's index entry; a failure (a full filesystem) leaves
+    /// no empty entry behind.
     fn add_to_entry(&self, owner: &Owner, addr: Addr) -> Result<(), CniError> {
-        let entry = self
+        let written = self
             .index
             .subdir(&owner.index_name(), true, 0o755)
-            .map_err(io_error)?;
-        entry
-            .write_derived(&Self::address_name(addr), owner.content().as_bytes(), 0o600)
-            .map_err(io_error)
+            .and_then(|entry| {
+                entry.write_derived(&Self::address_name(addr), owner.content().as_bytes(), 0o600)
+            });
+        written.map_err(|e| {
+            let _ = self.remove_from_entry(owner, addr);
+            io_error(e)
+        })
     }
 
     fn remove_from_entry(&self, owner: &Owner, addr: Addr) -> Result<(), CniError> {
@@ -295,6 +312,13 @@ impl Store {
             .is_some_and(|c| Owner::parse(&c) == *owner)
     }
 
+    /// Who the address file of `addr` names; `None` when the address is free. A file
+    /// that cannot be read (a symlink, a FIFO, too large) is an error naming it.
+    pub fn owner_of(&self, addr: Addr) -> Result<Option<Owner>, CniError> {
+        let content = self.dir.read(&Self::address_name(addr)).map_err(io_error)?;
+        Ok(content.map(|c| Owner::parse(&String::from_utf8_lossy(&c))))
+    }
+
     /// The addresses `owner` holds (each checked against its file).
     pub fn held(&self, owner: &Owner) -> Vec<Addr> {
         self.read_entry(owner)
@@ -317,7 +341,9 @@ impl Store {
     /// Reserves `addr` for the attachment. False when it is taken. The index entry
     /// is written first, so that a crash after the address file exists can still be
     /// undone by DEL; the file is created complete (written, then linked into place),
-    /// so no reader ever sees it empty.
+    /// so no reader ever sees it empty. A failure leaves neither (a full or read-only
+    /// filesystem: nothing is allocated). The round-robin position moves only with
+    /// `commit_round_robin`.
     pub fn reserve(
         &mut self,
         container_id: &str,
@@ -330,49 +356,47 @@ impl Store {
             ifname: ifname.to_string(),
         };
         self.add_to_entry(&owner, addr)?;
-        let _ = self.index.remove(TMP_ADDRESS);
-        self.index
-            .write_new(
-                TMP_ADDRESS,
-                format!("{}\r\n{ifname}", container_id.trim()).as_bytes(),
-                0o600,
-            )
-            .map_err(io_error)?;
         let linked = self
             .index
-            .link_into(TMP_ADDRESS, &self.dir, &Self::address_name(addr));
+            .write_new(TMP_ADDRESS, owner.content().as_bytes(), 0o600)
+            .and_then(|()| {
+                self.index
+                    .link_into(TMP_ADDRESS, &self.dir, &Self::address_name(addr))
+            });
         let _ = self.index.remove(TMP_ADDRESS);
-        self.changed = true;
-        if !linked.map_err(io_error)? {
-            self.remove_from_entry(&owner, addr)?;
-            return Ok(false);
+        match linked {
+            Ok(true) => {
+                self.changed = true;
+                self.last_reserved_pending.insert(range_set, addr);
+                Ok(true)
+            }
+            Ok(false) => self.remove_from_entry(&owner, addr).map(|()| false),
+            Err(e) => {
+                let _ = self.remove_from_entry(&owner, addr);
+                Err(io_error(e))
+            }
         }
-        let last = format!("{LAST_RESERVED_PREFIX}{range_set}");
-        if !self.last_reserved_before.contains_key(&range_set) {
-            let before = self.dir.read(&last).ok().flatten();
-            self.last_reserved_before.insert(range_set, before);
-        }
-        self.last_reserved_indices.insert(range_set);
-        self.dir
-            .write_in_place(&last, addr.to_string().as_bytes(), 0o600)
-            .map_err(io_error)?;
-        Ok(true)
     }
 
-    /// Puts the last-reserved files back as they were before this process: for an
-    /// ADD that fails after it reserved some addresses.
-    pub fn restore_round_robin(&mut self) -> Result<(), CniError> {
-        for (range_set, before) in self.last_reserved_before.drain() {
-            let name = format!("{LAST_RESERVED_PREFIX}{range_set}");
-            match before {
-                Some(content) => self.dir.write_in_place(&name, &content, 0o600),
-                None => {
-                    self.last_reserved_indices.remove(&range_set);
-                    self.dir.remove(&name).map(drop)
-                }
-            }
+    /// Records the round-robin positions of this ADD's addresses, all of them or
+    /// (on a failure) none: the last step of a successful ADD. The files are
+    /// replaced, not written in place, so none is ever left empty or cut short.
+    pub fn commit_round_robin(&mut self) -> Result<(), CniError> {
+        let files: Vec<(String, String)> = self
+            .last_reserved_pending
+            .iter()
+            .map(|(i, addr)| (format!("{LAST_RESERVED_PREFIX}{i}"), addr.to_string()))
+            .collect();
+        let files: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(name, content)| (name.as_str(), content.as_bytes()))
+            .collect();
+        self.dir
+            .replace_all(&files, 0o600, false)
             .map_err(io_error)?;
-        }
+        self.changed = true;
+        let moved = std::mem::take(&mut self.last_reserved_pending);
+        self.last_reserved_indices.extend(moved.into_keys());
         Ok(())
     }
 
@@ -458,6 +482,7 @@ mod tests {
         let data = tempdir("format");
         let mut store = Store::open(&data, "net1").unwrap();
         assert!(store.reserve("cid1", "eth0", addr("10.0.0.2"), 0).unwrap());
+        store.commit_round_robin().unwrap();
         drop(store);
         let dir = data.join("net1");
         assert_eq!(fs::read(dir.join("10.0.0.2")).unwrap(), b"cid1\r\neth0");

@@ -66,7 +66,9 @@ fn bridge_mode_children_reach_each_other_and_private_ones_do_not() {
         !ping("a", "10.80.0.3"),
         "private mode: siblings must not reach each other"
     );
-    call(
+    // prevResult of another container: its address is c's, which host-local's
+    // CHECK (run first) names.
+    let msg = call(
         "CHECK",
         "a",
         &a,
@@ -75,7 +77,8 @@ fn bridge_mode_children_reach_each_other_and_private_ones_do_not() {
             &call("ADD", "c", &sb.netns("c"), &private).expect_success(),
         ),
     )
-    .error(999);
+    .error(7);
+    assert!(msg.contains("not allocated to container a"), "{msg}");
 }
 
 #[test]

@@ -131,6 +131,31 @@ fn plan(request: &Request) -> Result<Plan, CniError> {
     })
 }
 
+/// Every configured address must be on `CNI_IFNAME` in `CNI_NETNS`, when the netns
+/// holds a link of that name: an address removed behind the attachment's back fails
+/// CHECK. Without such a link (a main plugin whose interface is not a netdev, as a
+/// DPDK VF) only prevResult can be checked.
+fn on_the_link(request: &Request, ips: &[IpConfig]) -> Result<(), CniError> {
+    let Some(path) = &request.netns else {
+        return Ok(());
+    };
+    let mut inside = libcni::netns::NetNs::open(path)?.netlink()?;
+    let Some(link) = inside.get_link(&libcni::netlink::LinkId::Name(request.ifname.clone()))?
+    else {
+        return Ok(());
+    };
+    let on_link = inside.list_addresses(Some(link.index))?;
+    for ip in ips {
+        if !on_link.iter().any(|a| a.address == ip.address) {
+            return Err(CniError::internal(format!(
+                "static: address {} is missing from {:?}",
+                ip.address, request.ifname
+            )));
+        }
+    }
+    Ok(())
+}
+
 struct Static;
 
 impl Plugin for Static {
@@ -174,7 +199,7 @@ impl Plugin for Static {
                 Some(_) => {}
             }
         }
-        Ok(())
+        on_the_link(request, &plan.ips)
     }
 
     fn known_args(&self) -> &'static [&'static str] {

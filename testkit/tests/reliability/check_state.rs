@@ -1,0 +1,374 @@
+//! CHECK against state taken away behind the plugin's back: each part of an
+//! attachment that protects the node or the pod (the macspoofchk rules, the host
+//! port's flags, the IPAM allocation) is removed in turn, and CHECK must fail naming
+//! it, and change nothing. docs/security.md lists what each test proves.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use testkit::{plugin, sh, with_prev, Call, Output, Sandbox};
+
+fn run(command: &str, cid: &str, netns: &str, conf: &Value) -> Output {
+    Call::attach(command, cid, netns, "eth0")
+        .config(conf)
+        .run(&plugin(conf["type"].as_str().unwrap()))
+}
+
+/// The message of a failed CHECK (exit 1, one error object, whatever its code).
+fn failure(out: &Output) -> String {
+    assert_eq!(
+        out.code, 1,
+        "CHECK passed: stdout {} stderr {}",
+        out.stdout, out.stderr
+    );
+    out.json()["msg"].as_str().unwrap_or_default().to_string()
+}
+
+fn ruleset() -> String {
+    sh(&["nft", "-a", "list", "ruleset"])
+}
+
+/// The handle of the rule of bridge nat `chain` whose listing contains `text`.
+fn handle_of(chain: &str, text: &str) -> String {
+    let listing = sh(&["nft", "-a", "list", "chain", "bridge", "nat", chain]);
+    listing
+        .lines()
+        .find(|l| l.contains(text) && l.contains("# handle"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .unwrap_or_else(|| panic!("no rule with {text:?} in {chain}:\n{listing}"))
+        .trim()
+        .to_string()
+}
+
+fn delete_rule(chain: &str, text: &str) {
+    let handle = handle_of(chain, text);
+    sh(&[
+        "nft", "delete", "rule", "bridge", "nat", chain, "handle", &handle,
+    ]);
+}
+
+fn port_flag(port: &str, flag: &str, on: bool) {
+    let state = if on { "on" } else { "off" };
+    sh(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        port,
+        "type",
+        "bridge_slave",
+        flag,
+        state,
+    ]);
+}
+
+fn l3(network: &str, bridge: &str, subnet: &str, data_dir: &Path) -> Value {
+    json!({"cniVersion": "1.0.0", "name": network, "type": "bridge", "bridge": bridge,
+           "macspoofchk": true, "hairpinMode": true, "portIsolation": true,
+           "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir}})
+}
+
+/// Bridge CHECK proves the whole macspoofchk set of the port (the PREROUTING jump
+/// naming the host veth, the chain, its jump into `-mac`, the MAC rule, the drop)
+/// and the port's hairpin and isolation flags: each taken away in turn, CHECK fails
+/// naming it, and leaves the ruleset as it found it.
+#[test]
+fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
+    let Some(sb) = Sandbox::new("chk_spoof") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let conf = l3("chk", "chkbr0", "10.133.0.0/24", &sb.scratch);
+    let iface = "cni-br-iface-cid-eth0";
+    let mac = "cni-br-iface-cid-eth0-mac";
+    type Breaker = fn(&str);
+    let cases: [(&str, Breaker, &str); 8] = [
+        (
+            "the PREROUTING jump",
+            |veth| delete_rule("PREROUTING", &format!("iifname \"{veth}\"")),
+            "PREROUTING rule that jumps to cni-br-iface-cid-eth0",
+        ),
+        (
+            "the jump into -mac",
+            |_| delete_rule("cni-br-iface-cid-eth0", "jump"),
+            "rule of cni-br-iface-cid-eth0 that jumps to cni-br-iface-cid-eth0-mac",
+        ),
+        (
+            "the MAC rule",
+            |_| delete_rule("cni-br-iface-cid-eth0-mac", "ether saddr"),
+            "that lets",
+        ),
+        (
+            "the drop",
+            |_| delete_rule("cni-br-iface-cid-eth0-mac", "drop"),
+            "drop rule",
+        ),
+        (
+            "the -mac chain's content, replaced by an accept",
+            |_| {
+                sh(&[
+                    "nft",
+                    "flush",
+                    "chain",
+                    "bridge",
+                    "nat",
+                    "cni-br-iface-cid-eth0-mac",
+                ]);
+                sh(&[
+                    "nft",
+                    "add",
+                    "rule",
+                    "bridge",
+                    "nat",
+                    "cni-br-iface-cid-eth0-mac",
+                    "accept",
+                ]);
+            },
+            "that lets",
+        ),
+        (
+            "the chains",
+            |veth| {
+                delete_rule("PREROUTING", &format!("iifname \"{veth}\""));
+                sh(&[
+                    "nft",
+                    "delete",
+                    "chain",
+                    "bridge",
+                    "nat",
+                    "cni-br-iface-cid-eth0",
+                ]);
+                sh(&[
+                    "nft",
+                    "delete",
+                    "chain",
+                    "bridge",
+                    "nat",
+                    "cni-br-iface-cid-eth0-mac",
+                ]);
+            },
+            "chains cni-br-iface-cid-eth0 and cni-br-iface-cid-eth0-mac are missing",
+        ),
+        (
+            "hairpin mode",
+            |veth| port_flag(veth, "hairpin", false),
+            "hairpin",
+        ),
+        (
+            "port isolation",
+            |veth| port_flag(veth, "isolated", false),
+            "isolation",
+        ),
+    ];
+    for (what, take_away, expected) in cases {
+        let result = run("ADD", "cid", &pod, &conf).expect_success();
+        let checked = with_prev(&conf, &result);
+        run("CHECK", "cid", &pod, &checked).expect_success();
+        let veth = result["interfaces"][1]["name"].as_str().unwrap();
+        take_away(veth);
+        let before = ruleset();
+        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        assert!(
+            msg.contains(expected),
+            "{what} gone: CHECK said {msg:?}, expected it to name {expected:?}"
+        );
+        assert!(
+            msg.contains(veth) || msg.contains(iface) || msg.contains(mac),
+            "{what}: {msg:?} names neither the port nor its chains"
+        );
+        assert_eq!(ruleset(), before, "{what}: CHECK changed the ruleset");
+        run("DEL", "cid", &pod, &checked).expect_success();
+    }
+    assert!(!ruleset().contains("macspoofchk"), "{}", ruleset());
+}
+
+/// The files of host-local's network directory, but its index and lock (ours).
+fn address_files(dir: &Path) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && n != "lock")
+        .map(|n| {
+            let content = std::fs::read_to_string(dir.join(&n)).unwrap();
+            (n, content)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// host-local CHECK proves that every prevResult address of its ranges is still
+/// this container's and interface's: a dual-stack attachment whose IPv4 file was
+/// released and handed to another container, or only released, fails CHECK naming
+/// the address; the IPv6 one alone, likewise. CHECK writes nothing.
+#[test]
+fn host_local_check_fails_when_an_address_is_no_longer_the_containers() {
+    let Some(sb) = Sandbox::new("chk_hostlocal") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let data = sb.scratch.join("data");
+    let conf = json!({"cniVersion": "1.0.0", "name": "dual", "type": "bridge", "bridge": "chkbr1",
+        "ipam": {"type": "host-local", "dataDir": data,
+                 "ranges": [[{"subnet": "10.134.0.0/24"}], [{"subnet": "fd00:134::/64"}]]}});
+    let dir = data.join("dual");
+    let result = run("ADD", "first", &pod, &conf).expect_success();
+    let checked = with_prev(&conf, &result);
+    run("CHECK", "first", &pod, &checked).expect_success();
+    assert!(dir.join("10.134.0.2").is_file() && dir.join("fd00:134::2").is_file());
+    type Change = fn(&Path);
+    let changes: [(&str, Change, &str); 3] = [
+        (
+            "IPv4 released and handed to another container",
+            |dir| {
+                std::fs::remove_file(dir.join("10.134.0.2")).unwrap();
+                std::fs::write(dir.join("10.134.0.2"), "second\r\neth0").unwrap();
+            },
+            "10.134.0.2",
+        ),
+        (
+            "IPv4 released",
+            |dir| std::fs::remove_file(dir.join("10.134.0.2")).unwrap(),
+            "10.134.0.2",
+        ),
+        (
+            "IPv6 handed to another interface of the container",
+            |dir| std::fs::write(dir.join("fd00:134::2"), "first\r\nnet1").unwrap(),
+            "fd00:134::2",
+        ),
+    ];
+    for (what, change, addr) in changes {
+        let original = address_files(&dir);
+        change(&dir);
+        let before = address_files(&dir);
+        let msg = failure(&run("CHECK", "first", &pod, &checked));
+        assert!(
+            msg.contains(addr) && msg.contains("first"),
+            "{what}: CHECK said {msg:?}, expected it to name {addr} and the container"
+        );
+        assert_eq!(
+            address_files(&dir),
+            before,
+            "{what}: CHECK changed the store"
+        );
+        for (name, content) in &original {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
+        run("CHECK", "first", &pod, &checked).expect_success();
+    }
+    run("DEL", "first", &pod, &checked).expect_success();
+}
+
+/// static CHECK proves its addresses are on the interface, when the netns holds it:
+/// one removed from the link fails CHECK naming it, even though prevResult still
+/// lists it.
+#[test]
+fn static_check_fails_when_an_address_is_gone_from_the_link() {
+    let Some(sb) = Sandbox::new("chk_static") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let conf = json!({"cniVersion": "1.0.0", "name": "st", "type": "bridge", "bridge": "chkbr2",
+        "ipam": {"type": "static", "addresses": [{"address": "10.135.0.5/24"}, {"address": "fd00:135::5/64"}]}});
+    let result = run("ADD", "cid", &pod, &conf).expect_success();
+    let mut checked = with_prev(&conf, &result);
+    let ipam_check = |conf: &Value| {
+        Call::attach("CHECK", "cid", &pod, "eth0")
+            .config(conf)
+            .run(&plugin("static"))
+    };
+    // static is exec'd as the main plugin's IPAM would be: the whole config.
+    checked["type"] = json!("static");
+    ipam_check(&checked).expect_success();
+    sh(&[
+        "ip",
+        "-n",
+        "pod",
+        "addr",
+        "del",
+        "10.135.0.5/24",
+        "dev",
+        "eth0",
+    ]);
+    let msg = failure(&ipam_check(&checked));
+    assert!(msg.contains("10.135.0.5/24"), "{msg:?}");
+    checked["type"] = json!("bridge");
+    run("DEL", "cid", &pod, &checked).expect_success();
+}
+
+/// Bridge CHECK proves the nftables masquerade of the attachment: its rule in
+/// `masq_checks` deleted, or `postrouting` emptied, CHECK fails naming it.
+#[test]
+fn bridge_check_fails_when_the_masquerade_is_gone() {
+    let Some(sb) = Sandbox::new("chk_masq") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let mut conf = l3("chkm", "chkbr3", "10.137.0.0/24", &sb.scratch);
+    conf["ipMasq"] = json!(true);
+    conf["ipMasqBackend"] = json!("nftables");
+    type Breaker = fn();
+    let cases: [(&str, Breaker, &str); 2] = [
+        (
+            "the masq_checks rule",
+            || {
+                let listing = sh(&[
+                    "nft",
+                    "-a",
+                    "list",
+                    "chain",
+                    "inet",
+                    "cni_plugins_masquerade",
+                    "masq_checks",
+                ]);
+                let handle = listing
+                    .lines()
+                    .find(|l| l.contains("10.137.0.2") && l.contains("# handle"))
+                    .and_then(|l| l.rsplit("# handle ").next())
+                    .unwrap_or_else(|| panic!("no masquerade rule:\n{listing}"))
+                    .trim()
+                    .to_string();
+                sh(&[
+                    "nft",
+                    "delete",
+                    "rule",
+                    "inet",
+                    "cni_plugins_masquerade",
+                    "masq_checks",
+                    "handle",
+                    &handle,
+                ]);
+            },
+            "masq_checks rule that masquerades 10.137.0.2",
+        ),
+        (
+            "postrouting",
+            || {
+                sh(&[
+                    "nft",
+                    "flush",
+                    "chain",
+                    "inet",
+                    "cni_plugins_masquerade",
+                    "postrouting",
+                ]);
+            },
+            "chain postrouting",
+        ),
+    ];
+    for (what, take_away, expected) in cases {
+        let result = run("ADD", "cid", &pod, &conf).expect_success();
+        let checked = with_prev(&conf, &result);
+        run("CHECK", "cid", &pod, &checked).expect_success();
+        take_away();
+        let before = ruleset();
+        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        assert!(
+            msg.contains(expected),
+            "{what} gone: CHECK said {msg:?}, expected it to name {expected:?}"
+        );
+        assert_eq!(ruleset(), before, "{what}: CHECK changed the ruleset");
+        run("DEL", "cid", &pod, &checked).expect_success();
+    }
+}

@@ -1,0 +1,206 @@
+//! State stores that cannot be written: a full filesystem (ENOSPC), a read-only one
+//! (EROFS), an exhausted quota (EDQUOT). A failed ADD must answer one error object
+//! naming the file and the cause, and leave the store exactly as it found it: no
+//! address allocated, no round-robin position moved, no temporary file. Once the
+//! cause is gone, ADD and DEL work. Each write step is failed in turn with the
+//! `test-hooks` build's `CNI_TEST_FS_FAIL`; a real tiny tmpfs, filled to various
+//! levels, makes sure the real kernel errors take the same paths.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use testkit::{plugin, Call, Output, Sandbox};
+
+const CAUSES: [(&str, &str); 3] = [
+    ("ENOSPC", "No space left on device"),
+    ("EROFS", "Read-only file system"),
+    ("EDQUOT", "Disk quota exceeded"),
+];
+
+fn conf(data_dir: &Path) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "full", "type": "bridge",
+           "ipam": {"type": "host-local", "dataDir": data_dir,
+                    "ranges": [[{"subnet": "10.136.0.0/29"}], [{"subnet": "fd00:136::/120"}]]}})
+}
+
+/// host-local exec'd as a main plugin's IPAM: the whole config on stdin.
+fn host_local(command: &str, cid: &str, data_dir: &Path, fault: Option<&str>) -> Output {
+    let mut call = Call::attach(command, cid, "/run/netns/pod", "eth0").config(&conf(data_dir));
+    if let Some(fault) = fault {
+        call = call.env("CNI_TEST_FS_FAIL", fault);
+    }
+    call.run(&plugin("host-local"))
+}
+
+/// Every file and directory below `dir` with its content (directories: empty), but
+/// the index's record of the directory's mtime (`.index/state`), which every run
+/// that changed the directory rewrites, failed or not.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut all = tree_with_state(dir);
+    all.retain(|path, _| !path.ends_with(".index/state"));
+    all
+}
+
+fn tree_with_state(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.insert(path.clone(), Vec::new());
+            out.extend(tree_with_state(&path));
+        } else {
+            out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    out
+}
+
+fn assert_no_temporary_files(state: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
+    for path in state.keys() {
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert!(
+            !name.ends_with(".tmp") && !name.starts_with("tmp-"),
+            "{what}: {} was left",
+            path.display()
+        );
+    }
+}
+
+/// A failed ADD: one error object of code 5 naming a path below the store and the
+/// cause; the store as it was before.
+fn assert_clean_failure(
+    out: &Output,
+    data: &Path,
+    cause: &str,
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    let msg = out.error(5);
+    assert!(
+        msg.contains(cause) && msg.contains(&data.display().to_string()),
+        "{what}: {msg:?} does not name the file and {cause:?}"
+    );
+    let mut after = tree(data);
+    assert_no_temporary_files(&tree_with_state(data), what);
+    // A first ADD may leave the store's empty skeleton, as Go's does: no state.
+    let network = data.join("full");
+    for skeleton in [network.join(".index"), network.join("lock"), network] {
+        if !before.contains_key(&skeleton) && after.get(&skeleton).is_some_and(Vec::is_empty) {
+            after.remove(&skeleton);
+        }
+    }
+    assert_eq!(&after, before, "{what}: the failed ADD changed the store");
+}
+
+/// Fails the n-th write of host-local and every one after it, for each n until ADD
+/// gets through, on a store that already holds another attachment and on a store
+/// that does not exist yet.
+#[test]
+fn host_local_add_that_cannot_write_leaves_nothing() {
+    let Some(sb) = Sandbox::new("full_failpoints") else {
+        return;
+    };
+    sb.netns("pod");
+    for (errno, cause) in CAUSES {
+        for fresh in [false, true] {
+            let data = sb.scratch.join(format!("data-{errno}-{fresh}"));
+            if !fresh {
+                host_local("ADD", "other", &data, None).expect_success();
+            }
+            let mut n = 1;
+            loop {
+                let what = format!("{errno} from write {n} (fresh store: {fresh})");
+                let before = tree(&data);
+                let fault = format!("{n}:{errno}");
+                let out = host_local("ADD", "cid", &data, Some(&fault));
+                if out.code == 0 {
+                    assert!(n > 1, "{what}: ADD wrote nothing");
+                    host_local("DEL", "cid", &data, None).expect_success();
+                    break;
+                }
+                assert_clean_failure(&out, &data, cause, &before, &what);
+                // The cause gone, the attachment works and goes.
+                host_local("ADD", "cid", &data, None).expect_success();
+                host_local("DEL", "cid", &data, None).expect_success();
+                n += 1;
+                assert!(n < 100, "ADD never got through");
+            }
+        }
+    }
+}
+
+/// Fills `file` until the filesystem is full, then frees `pages` pages of it.
+fn fill_leaving(file: &Path, pages: u64) {
+    let _ = std::fs::remove_file(file);
+    let mut f = std::fs::File::create(file).unwrap();
+    let chunk = vec![0x55u8; 4096];
+    let mut len = 0u64;
+    while f.write_all(&chunk).is_ok() {
+        len += 4096;
+    }
+    drop(f);
+    let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
+    f.set_len(len.saturating_sub(pages * 4096)).unwrap();
+}
+
+/// The same on a real 512 KiB tmpfs filled to leave 0 to 9 pages, with and without
+/// an earlier allocation: every ADD that fails, fails cleanly, and once space is
+/// back ADD and DEL work.
+#[test]
+fn host_local_add_on_a_full_tmpfs_leaves_nothing() {
+    let Some(sb) = Sandbox::new("full_tmpfs") else {
+        return;
+    };
+    sb.netns("pod");
+    let tiny = sb.scratch.join("tiny");
+    std::fs::create_dir_all(&tiny).unwrap();
+    testkit::sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=512k",
+        "tmpfs",
+        &tiny.display().to_string(),
+    ]);
+    let filler = tiny.join("filler");
+    let mut failures = 0;
+    for fresh in [true, false] {
+        for pages in 0..10 {
+            let data = tiny.join("data");
+            let _ = std::fs::remove_file(&filler);
+            let _ = std::fs::remove_dir_all(&data);
+            if !fresh {
+                host_local("ADD", "other", &data, None).expect_success();
+            }
+            fill_leaving(&filler, pages);
+            let what = format!("{pages} pages free (fresh store: {fresh})");
+            let before = tree(&data);
+            let out = host_local("ADD", "cid", &data, None);
+            if out.code != 0 {
+                failures += 1;
+                assert_clean_failure(&out, &data, "No space left on device", &before, &what);
+            }
+            std::fs::remove_file(&filler).unwrap();
+            if out.code != 0 {
+                host_local("ADD", "cid", &data, None).expect_success();
+            }
+            host_local("DEL", "cid", &data, None).expect_success();
+            host_local("DEL", "other", &data, None).expect_success();
+            let left = tree(&data);
+            assert_no_temporary_files(&left, &what);
+            assert!(
+                !left
+                    .keys()
+                    .any(|p| p.file_name().unwrap().to_string_lossy().contains("10.136.")),
+                "{what}: addresses left after DEL: {left:?}"
+            );
+        }
+    }
+    assert!(failures > 0, "no fill level made ADD fail");
+}
