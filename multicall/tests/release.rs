@@ -232,16 +232,24 @@ fn serde_json_version() -> String {
     rest[..rest.find('"').unwrap()].to_string()
 }
 
-/// lintian's tags of a severity at least warning, as "tag [context]" lines.
+/// lintian's tags of a severity at least warning, as "E: …" and "W: …" lines; none
+/// when lintian, told to fail on them, succeeds (so a lintian that cannot run fails).
 fn lintian_findings(changes: &Path) -> Vec<String> {
     let out = run(Command::new("lintian")
-        .args(["--no-tag-display-limit"])
+        .args(["--no-tag-display-limit", "--fail-on", "error,warning"])
         .arg(changes));
-    String::from_utf8_lossy(&out.stdout)
+    let findings: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
         .map(String::from)
-        .collect()
+        .collect();
+    assert!(
+        out.status.success() || !findings.is_empty(),
+        "lintian failed on {}: {}",
+        changes.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    findings
 }
 
 #[test]
