@@ -155,28 +155,11 @@ fn the_deb_installs_runs_and_removes_cleanly() {
         contents.lines().all(|l| !l.contains("/usr/lib/cni/")),
         "no file in Debian's containernetworking-plugins paths"
     );
-    // A throwaway dpkg root: the machine's own package database is never touched.
-    let root = tempdir("deb-root");
-    for dir in [
-        "var/lib/dpkg/info",
-        "var/lib/dpkg/updates",
-        "var/lib/dpkg/triggers",
-    ] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
-    let dpkg = |args: &[&str]| {
-        testkit::run_checked(
-            Command::new("dpkg")
-                .arg(format!("--root={}", root.display()))
-                .arg("--force-script-chrootless")
-                .args(args),
-            &format!("dpkg {args:?}"),
-        );
-    };
-    dpkg(&["-i", &deb]);
-    assert_installed(&root.join("opt/cni/bin"));
-    dpkg(&["-r", "cni-plugins-rs-static"]);
+    let root = testkit::DpkgRoot::new(tempdir("deb-root"));
+    root.dpkg(&["-i", &deb]);
+    assert_installed(&root.path.join("opt/cni/bin"));
+    root.dpkg(&["-r", "cni-plugins-rs-static"]);
+    let root = root.path;
     let left: Vec<_> = testkit::Sandbox::files(&root)
         .into_keys()
         .filter(|p| !p.starts_with(root.join("var/lib/dpkg")))

@@ -464,21 +464,9 @@ fn a_release_builds_offline_and_reproducibly_into_clean_packages() {
         }
     }
     // Installed into a throwaway dpkg root, the plugins answer VERSION by their names.
-    let root = work.join("deb-root");
-    for dir in [
-        "var/lib/dpkg/info",
-        "var/lib/dpkg/updates",
-        "var/lib/dpkg/triggers",
-    ] {
-        std::fs::create_dir_all(root.join(dir)).unwrap();
-    }
-    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
-    succeed(
-        Command::new("dpkg")
-            .arg(format!("--root={}", root.display()))
-            .args(["--force-script-chrootless", "--force-depends", "-i"])
-            .arg(&deb),
-    );
+    let root = testkit::DpkgRoot::new(work.join("deb-root"));
+    root.dpkg(&["--force-depends", "-i", deb.to_str().unwrap()]);
+    let root = root.path;
     for name in testkit::plugin_names() {
         let version = succeed(
             Command::new(root.join("usr/lib/cni-plugins-rs").join(&name))
