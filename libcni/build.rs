@@ -1,8 +1,8 @@
 // Records the commit the binaries were built from, for the plugins' about line.
-// In a checkout, git says; in a source release (`git archive`), the commit was
-// written into COMMIT by export-subst. git is asked only when this crate's own
-// checkout is there, so a release unpacked inside some other repository (a
-// packaging repository, say) never takes that repository's commit.
+// In a source release (`git archive`), export-subst wrote the commit into COMMIT,
+// and that is the answer even when the release is committed into a packaging
+// repository (git-buildpackage, dgit), whose own commit it must never take. Only a
+// checkout, where COMMIT still holds its placeholder, asks git.
 use std::path::Path;
 use std::process::Command;
 
@@ -24,13 +24,15 @@ fn main() {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
-    let commit = if checkout.exists() {
+    println!("cargo:rerun-if-changed=COMMIT");
+    let commit = if from_release.is_some() {
+        from_release
+    } else if checkout.exists() {
         println!("cargo:rerun-if-changed=../.git/HEAD");
         println!("cargo:rerun-if-changed=../.git/refs/heads");
-        from_git().or(from_release)
+        from_git()
     } else {
-        println!("cargo:rerun-if-changed=COMMIT");
-        from_release
+        None
     };
     let commit = commit.unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=LIBCNI_GIT_COMMIT={commit}");

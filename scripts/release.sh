@@ -54,7 +54,8 @@ reproducible_tar() {
 }
 
 echo "== $name.tar.gz" >&2
-git archive --format=tar --prefix="$name/" HEAD | gzip -9n >"$dist/$name.tar.gz"
+# tar.umask: files 0644 and directories 0755, whatever the committer's modes.
+git -c tar.umask=0022 archive --format=tar --prefix="$name/" HEAD | gzip -9n >"$dist/$name.tar.gz"
 
 echo "== $name-vendor.tar.gz" >&2
 cargo vendor --locked --versioned-dirs --quiet "$work/vendor" >/dev/null

@@ -35,7 +35,8 @@ if [ -d vendor ]; then
         --config "source.vendored-sources.directory=\"$root/vendor\"")
 fi
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
-flags="--remap-path-prefix=$root=/usr/src/cni-plugins-rs-$version --remap-path-prefix=$cargo_home=/usr/src/cargo"
+# A distribution's own RUSTFLAGS (e.g. %build_rustflags) come first; ours follow.
+flags="${RUSTFLAGS:+$RUSTFLAGS }--remap-path-prefix=$root=/usr/src/cni-plugins-rs-$version --remap-path-prefix=$cargo_home=/usr/src/cargo"
 if $static; then
     flags="$flags -C target-feature=+crt-static -C relocation-model=static"
 fi
