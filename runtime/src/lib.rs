@@ -388,7 +388,17 @@ impl Runtime {
             prev = Some(result.to_value(list.version)?);
         }
         let result = prev.unwrap_or(Value::Null);
-        self.write_cache(list, rt, &result)?;
+        if let Err(e) = self.write_cache(list, rt, &result) {
+            // An attachment without its cache entry could never be checked or
+            // deleted with its result: undo it, as a failed ADD.
+            if let Err(undo) = self.del_with(list, rt, Some(result)) {
+                return Err(CniError::io(format!(
+                    "{}; undoing the ADD failed too: {}",
+                    e.msg, undo.msg
+                )));
+            }
+            return Err(e);
+        }
         Ok(result)
     }
 
@@ -488,6 +498,17 @@ impl Runtime {
         } else {
             None
         };
+        self.del_with(list, rt, cached)
+    }
+
+    /// DEL through the chain in reverse with `cached` as prevResult.
+    fn del_with(
+        &self,
+        list: &NetworkList,
+        rt: &RuntimeConf,
+        cached: Option<Value>,
+    ) -> Result<(), CniError> {
+        let cached = cached.filter(|_| list.version.supports_check());
         let mut errors = ErrorList::new();
         for plugin in list.plugins.iter().rev() {
             let step = self.binary(plugin).and_then(|binary| {

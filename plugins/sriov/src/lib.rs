@@ -482,6 +482,21 @@ impl Plugin for Sriov {
             return errors.into_result();
         };
         let _lock = state.lock_vf(&device_id)?;
+        // The netns this attachment's VF went to: from its cache, else the request's.
+        let owner = cache
+            .as_ref()
+            .map(|c| c.netns.as_str())
+            .or_else(|| request.netns.as_deref().and_then(Path::to_str));
+        // A VF whose allocation record names another live netns was given to another
+        // attachment after this one let it go (a DEL retried, an ADD that never
+        // wrote its cache): its settings and record are that attachment's and stay.
+        if let Some(holder) = state.held_by_another(&device_id, owner) {
+            libcni::log_warn!(
+                "left VF {device_id} as it is: its allocation record names {holder:?}, another attachment's netns"
+            );
+            errors.record(state.remove_cache(&request.container_id, &request.ifname));
+            return errors.into_result();
+        }
         match &cache {
             Some(cache) => errors.record(release(cache, request.netns.as_deref())),
             None => errors.record(reset_without_cache(request, &device_id, cfg.as_ref().ok())),
@@ -489,7 +504,7 @@ impl Plugin for Sriov {
         let outcome = errors.into_result();
         if outcome.is_ok() {
             state.remove_cache(&request.container_id, &request.ifname)?;
-            state.release_allocation(&device_id)?;
+            state.release_allocation(&device_id, owner)?;
         }
         outcome
     }
@@ -597,10 +612,17 @@ impl Plugin for Sriov {
             let Ok(_lock) = state.lock_vf(&device) else {
                 continue;
             };
+            if let Some(holder) = state.held_by_another(&device, Some(&cache.netns)) {
+                libcni::log_warn!(
+                    "left VF {device} as it is: its allocation record names {holder:?}, not the stale attachment's netns"
+                );
+                errors.record(state.remove_cache_file(&file));
+                continue;
+            }
             let released = release(&cache, Some(Path::new(&cache.netns)));
             if released.is_ok() {
                 errors.record(state.remove_cache_file(&file));
-                errors.record(state.release_allocation(&device));
+                errors.record(state.release_allocation(&device, Some(&cache.netns)));
             }
             errors.record(released);
         }

@@ -213,7 +213,28 @@ impl State {
             .map_err(io)
     }
 
-    pub fn release_allocation(&self, pci: &PciAddress) -> Result<(), CniError> {
+    /// The live netns other than `netns` that the allocation record of `pci` names:
+    /// the VF is another attachment's now. A record of a gone netns, or none, is None.
+    pub fn held_by_another(&self, pci: &PciAddress, netns: Option<&str>) -> Option<String> {
+        let holder = self.pci_dir().ok()?.read_text(pci.as_str())?;
+        let holder = holder.trim();
+        (!holder.is_empty() && Some(holder) != netns && NetNs::open(Path::new(holder)).is_ok())
+            .then(|| holder.to_string())
+    }
+
+    /// Removes the allocation record of `pci` unless it names a live netns other
+    /// than `netns` (the VF was given to another attachment meanwhile).
+    pub fn release_allocation(
+        &self,
+        pci: &PciAddress,
+        netns: Option<&str>,
+    ) -> Result<(), CniError> {
+        if let Some(holder) = self.held_by_another(pci, netns) {
+            libcni::log_warn!(
+                "left the allocation record of {pci} in place: it names {holder:?}, another attachment's netns"
+            );
+            return Ok(());
+        }
         self.pci_dir()?.remove(pci.as_str()).map(drop).map_err(io)
     }
 }
@@ -260,6 +281,40 @@ mod tests {
             (theirs.orig.host_ifname.as_str(), theirs.vf_id, theirs.dpdk),
             ("x", 1, false)
         );
+    }
+
+    #[test]
+    fn a_record_of_another_live_netns_is_not_released() {
+        let dir = std::env::temp_dir().join(format!("sriov-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = State::open_at(&dir).unwrap();
+        let pci = PciAddress::parse("0000:af:06.1").unwrap();
+        let record = dir.join("pci/0000:af:06.1");
+        // Another attachment's live netns holds the VF: neither a DEL naming its
+        // own (other) netns nor one naming none takes the record.
+        state.record_allocation(&pci, "/proc/self/ns/net").unwrap();
+        for mine in [Some("/run/netns/mine"), None] {
+            assert_eq!(
+                state.held_by_another(&pci, mine).as_deref(),
+                Some("/proc/self/ns/net")
+            );
+            state.release_allocation(&pci, mine).unwrap();
+            assert!(record.exists());
+        }
+        // Its own record, or one of a gone netns, goes.
+        state
+            .release_allocation(&pci, Some("/proc/self/ns/net"))
+            .unwrap();
+        assert!(!record.exists());
+        state
+            .record_allocation(&pci, "/run/netns/gone-long-ago")
+            .unwrap();
+        assert_eq!(state.held_by_another(&pci, Some("/run/netns/mine")), None);
+        state
+            .release_allocation(&pci, Some("/run/netns/mine"))
+            .unwrap();
+        assert!(!record.exists());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

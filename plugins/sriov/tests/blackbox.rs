@@ -306,6 +306,34 @@ fn del_is_idempotent_and_survives_a_gone_netns() {
         .expect_success();
 }
 
+/// A DEL retried after the VF went to another pod (its first DEL succeeded, so no
+/// cache is left) leaves the new owner's VF settings, its netdev and its
+/// allocation record alone: nothing proves the VF is still this attachment's.
+#[test]
+fn a_retried_del_leaves_the_vf_of_its_next_owner() {
+    let Some(r) = rig("a_retried_del_leaves_the_vf_of_its_next_owner") else {
+        return;
+    };
+    let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
+    r.call("ADD", "x", &a, &conf(1, json!({"vlan": 7})))
+        .expect_success();
+    r.call("DEL", "x", &a, &conf(1, json!({"vlan": 7})))
+        .expect_success();
+    r.call("ADD", "y", &b, &conf(1, json!({"vlan": 9})))
+        .expect_success();
+    r.call("DEL", "x", &a, &conf(1, json!({"vlan": 7})))
+        .expect_success();
+    assert!(r.vf_line(1).contains("vlan 9"), "{}", r.vf_line(1));
+    let record = Path::new("/var/lib/cni/sriov/pci").join(vf_pci(1));
+    assert_eq!(std::fs::read_to_string(&record).unwrap().trim(), b);
+    let in_b = sh(&["ip", "-n", "b", "link", "show", "net1"]);
+    assert!(in_b.contains("net1"), "{in_b}");
+    r.call("DEL", "y", &b, &conf(1, json!({"vlan": 9})))
+        .expect_success();
+    assert!(!r.vf_line(1).contains("vlan 9"), "{}", r.vf_line(1));
+    assert!(!record.exists());
+}
+
 /// Keys spelled as Go also reads them (`"Name"`, `"DeviceID"`): DEL finds the
 /// attachment from its cache and returns the VF to the host.
 #[test]

@@ -141,17 +141,24 @@ impl Plugin for Tuning {
         let cfg = config::load(request)?;
         let mut result = cfg.conf.required_prev_result(request.version)?;
         let netns = libcni::attach::request_netns(request)?;
-        write_sysctls(&netns, &cfg, request)?;
-        if cfg.changes_link() {
+        if !cfg.changes_link() {
+            write_sysctls(&netns, &cfg, request)?;
+        } else {
             let mut nl = netns.netlink()?;
             let link = container_link(&mut nl, request)?;
             let saved = snapshot(&link, &cfg);
+            // The state is written first: a store that cannot be written (full,
+            // read-only) fails ADD before anything in the container changed.
             let state =
                 StateDir::create(&cfg.data_dir, 0o700).map_err(|e| CniError::io(e.to_string()))?;
             let name = state_name(request);
             state
                 .write_atomic(&name, &encode(&saved), 0o600)
                 .map_err(|e| CniError::io(e.to_string()))?;
+            if let Err(e) = write_sysctls(&netns, &cfg, request) {
+                let _ = state.remove(&name);
+                return Err(e);
+            }
             if let Err(e) = apply(&mut nl, &link, &cfg) {
                 // Undo this ADD's own changes; the saved state goes with them.
                 if restore(&mut nl, &link, &saved).is_ok() {

@@ -204,3 +204,226 @@ fn host_local_add_on_a_full_tmpfs_leaves_nothing() {
     }
     assert!(failures > 0, "no fill level made ADD fail");
 }
+
+/// tuning chained after an interface plugin: the pod's `eth0` (MTU 1500) gets MTU
+/// 1400, and its state file goes to `data`.
+fn tuning_conf(data: &Path) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "full", "type": "tuning", "mtu": 1400, "dataDir": data,
+           "sysctl": {"net.ipv4.conf.eth0.forwarding": "1"},
+           "prevResult": {"cniVersion": "1.0.0",
+                          "interfaces": [{"name": "eth0", "sandbox": "/run/netns/pod"}]}})
+}
+
+fn pod_mtu() -> String {
+    let link = testkit::sh(&["ip", "-n", "pod", "link", "show", "eth0"]);
+    link.split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The pod's `eth0` forwarding sysctl, which the tuning config sets (and, as Go,
+/// never restores).
+fn pod_forwarding(set: Option<&str>) -> String {
+    if let Some(value) = set {
+        testkit::sh(&[
+            "ip",
+            "netns",
+            "exec",
+            "pod",
+            "sh",
+            "-c",
+            &format!("echo {value} > /proc/sys/net/ipv4/conf/eth0/forwarding"),
+        ]);
+    }
+    testkit::sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "pod",
+        "cat",
+        "/proc/sys/net/ipv4/conf/eth0/forwarding",
+    ])
+    .trim()
+    .to_string()
+}
+
+fn tuning(command: &str, data: &Path, fault: Option<&str>) -> Output {
+    let mut call =
+        Call::attach(command, "cid", "/run/netns/pod", "eth0").config(&tuning_conf(data));
+    if let Some(fault) = fault {
+        call = call.env("CNI_TEST_FS_FAIL", fault);
+    }
+    call.run(&plugin("tuning"))
+}
+
+/// A failed tuning ADD: one error object (code 5) naming the state directory and
+/// the cause, no file, the link unchanged; the cause gone, ADD and DEL work.
+fn assert_tuning_failed_cleanly(out: &Output, data: &Path, cause: &str, what: &str) {
+    let msg = out.error(5);
+    assert!(
+        msg.contains(cause) && msg.contains(&data.display().to_string()),
+        "{what}: {msg:?} does not name the file and {cause:?}"
+    );
+    let left = tree(data);
+    assert!(
+        left.keys().all(|p| p.is_dir()),
+        "{what}: the failed ADD left {left:?}"
+    );
+    assert_eq!(pod_mtu(), "1500", "{what}: the failed ADD changed the link");
+    assert_eq!(
+        pod_forwarding(None),
+        "0",
+        "{what}: the failed ADD wrote a sysctl"
+    );
+    tuning("ADD", data, None).expect_success();
+    assert_eq!(
+        (pod_mtu().as_str(), pod_forwarding(None).as_str()),
+        ("1400", "1"),
+        "{what}"
+    );
+    tuning("DEL", data, None).expect_success();
+    assert_eq!(pod_mtu(), "1500", "{what}");
+    pod_forwarding(Some("0"));
+    assert!(
+        tree(data).keys().all(|p| p.is_dir()),
+        "{what}: DEL left files"
+    );
+}
+
+/// tuning's state file: each write step failed in turn with each errno, on a
+/// fresh and on an existing state directory; then on a full tmpfs.
+#[test]
+fn tuning_add_that_cannot_write_its_state_leaves_nothing() {
+    let Some(sb) = Sandbox::new("full_tuning") else {
+        return;
+    };
+    sb.netns("pod");
+    testkit::sh(&[
+        "ip", "-n", "pod", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ]);
+    for (errno, cause) in CAUSES {
+        for fresh in [true, false] {
+            let data = sb.scratch.join(format!("tuning-{errno}-{fresh}"));
+            if !fresh {
+                std::fs::create_dir_all(&data).unwrap();
+            }
+            for n in 1.. {
+                let what = format!("{errno} from write {n} (fresh directory: {fresh})");
+                let out = tuning("ADD", &data, Some(&format!("{n}:{errno}")));
+                if out.code == 0 {
+                    assert!(n > 1, "{what}: ADD wrote nothing");
+                    tuning("DEL", &data, None).expect_success();
+                    pod_forwarding(Some("0"));
+                    break;
+                }
+                assert_tuning_failed_cleanly(&out, &data, cause, &what);
+                assert!(n < 20, "ADD never got through");
+            }
+        }
+    }
+    let tiny = sb.scratch.join("tiny-tuning");
+    std::fs::create_dir_all(&tiny).unwrap();
+    let tiny_path = tiny.display().to_string();
+    testkit::sh(&[
+        "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", &tiny_path,
+    ]);
+    let data = tiny.join("tuning");
+    std::fs::create_dir_all(&data).unwrap();
+    fill_leaving(&tiny.join("filler"), 0);
+    let out = tuning("ADD", &data, None);
+    std::fs::remove_file(tiny.join("filler")).unwrap();
+    assert_tuning_failed_cleanly(&out, &data, "No space left on device", "a full tmpfs");
+}
+
+/// cnitool's result cache (the `cni-runtime` crate): a chain of static and tuning,
+/// each write step failed in turn (in cnitool and, through the inherited
+/// environment, in tuning). Every failure is a message naming the cause and exit
+/// 1, and leaves no cache entry, no temporary file, no tuning state and the link
+/// as it was (an ADD whose cache cannot be written is undone by DEL); the cause
+/// gone, ADD and DEL work.
+#[test]
+fn cnitool_add_that_cannot_write_its_cache_leaves_nothing() {
+    let Some(sb) = Sandbox::new("full_cnitool") else {
+        return;
+    };
+    sb.netns("pod");
+    testkit::sh(&[
+        "ip", "-n", "pod", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ]);
+    let netconf = sb.scratch.join("net.d");
+    std::fs::create_dir_all(&netconf).unwrap();
+    let tuning_data = sb.scratch.join("tuning");
+    std::fs::write(
+        netconf.join("full.conflist"),
+        json!({"cniVersion": "1.0.0", "name": "full", "plugins": [
+            {"type": "static", "ipam": {"type": "static", "addresses": [{"address": "10.137.0.5/24"}]}},
+            {"type": "tuning", "mtu": 1400, "dataDir": tuning_data}]})
+        .to_string(),
+    )
+    .unwrap();
+    let run = |verb: &str, cache: &Path, fault: Option<&str>| {
+        let mut cmd = std::process::Command::new(testkit::bin_dir().join("cnitool"));
+        cmd.args([
+            "--cache-dir",
+            &cache.display().to_string(),
+            verb,
+            "full",
+            "/run/netns/pod",
+        ])
+        .env("NETCONFPATH", &netconf)
+        .env("CNI_PATH", testkit::bin_dir())
+        .env_remove("CNI_TEST_FS_FAIL");
+        if let Some(fault) = fault {
+            cmd.env("CNI_TEST_FS_FAIL", fault);
+        }
+        cmd.output().unwrap()
+    };
+    let nothing_left = |cache: &Path, what: &str| {
+        let files: Vec<_> = tree_with_state(cache)
+            .into_keys()
+            .chain(tree_with_state(&tuning_data).into_keys())
+            .filter(|p| !p.is_dir())
+            .collect();
+        assert!(files.is_empty(), "{what}: left {files:?}");
+        assert_eq!(pod_mtu(), "1500", "{what}: the link was left changed");
+    };
+    // tuning's directory exists and each try has a fresh cache directory: cnitool
+    // makes two directories more than tuning, so its last write steps fail alone.
+    std::fs::create_dir_all(&tuning_data).unwrap();
+    let mut cache_failures = 0;
+    for (errno, cause) in CAUSES {
+        for n in 1.. {
+            let cache = sb.scratch.join(format!("cache-{errno}-{n}"));
+            let what = format!("{errno} from write {n}");
+            let out = run("add", &cache, Some(&format!("{n}:{errno}")));
+            if out.status.success() {
+                assert!(n > 1, "{what}: ADD wrote nothing");
+                assert!(run("del", &cache, None).status.success());
+                nothing_left(&cache, &what);
+                break;
+            }
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+            assert!(
+                stderr.contains(cause),
+                "{what}: {stderr:?} does not name {cause:?}"
+            );
+            if stderr.contains("cached result") {
+                cache_failures += 1;
+                assert!(
+                    stderr.contains(&cache.display().to_string()),
+                    "{what}: {stderr}"
+                );
+            }
+            nothing_left(&cache, &what);
+            assert!(run("add", &cache, None).status.success(), "{what}");
+            assert_eq!(pod_mtu(), "1400", "{what}");
+            assert!(run("del", &cache, None).status.success(), "{what}");
+            nothing_left(&cache, &what);
+            assert!(n < 30, "ADD never got through");
+        }
+    }
+    assert!(cache_failures > 0, "no failure came from the result cache");
+}

@@ -155,3 +155,108 @@ fn parallel_dels_of_one_attachment_all_succeed() {
         }
     }
 }
+
+/// GC of a network (valid list: the attachments the runtime knows, the new one
+/// included) at the moment a new attachment of that network is added on the same
+/// bridge, beside a stale one: the new attachment keeps its macspoofchk rules, its
+/// masquerade rules and its address; the stale one's are gone.
+#[test]
+fn gc_beside_an_add_on_the_same_network_keeps_the_new_attachment() {
+    let Some(sb) = Sandbox::new("race_gc_add") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let data = sb.scratch.join("ipam");
+    let conf = json!({"cniVersion": "1.1.0", "name": "racegc", "type": "bridge", "bridge": "racebr2",
+                      "macspoofchk": true, "ipMasq": true, "ipMasqBackend": "nftables",
+                      "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.141.0.0/24"}]], "dataDir": data}});
+    for round in 0..ROUNDS {
+        let stale = Call::attach("ADD", "stale", &pod, "eth1")
+            .config(&conf)
+            .run(&plugin("bridge"))
+            .expect_success();
+        // The stale pod's host veth goes with it; its rules and address stay.
+        let host_veth = stale["interfaces"][1]["name"].as_str().unwrap().to_string();
+        sh(&["ip", "link", "del", &host_veth]);
+        let mut gc_conf = conf.clone();
+        gc_conf["cni.dev/valid-attachments"] = json!([{"containerID": "new", "ifname": "eth0"}]);
+        let gc = Call::new("GC")
+            .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+            .config(&gc_conf);
+        let add = Call::attach("ADD", "new", &pod, "eth0").config(&conf);
+        // GCs at the moment the ADD starts, and one after it.
+        let outputs = all_at_once(vec![add, gc.clone(), gc.clone()], plugin("bridge"));
+        assert_all_succeeded(&outputs, &format!("round {round}"));
+        assert_all_succeeded(&[gc.run(&plugin("bridge"))], &format!("round {round}"));
+        let result: Value = serde_json::from_str(&outputs[0].stdout).unwrap();
+        let address = result["ips"][0]["address"].as_str().unwrap();
+        let ip = address.split('/').next().unwrap();
+        let rules = ruleset();
+        assert!(
+            rules.contains("cni-br-iface-new-eth0") && !rules.contains("cni-br-iface-stale-eth1"),
+            "round {round}: {rules}"
+        );
+        assert!(
+            rules.contains("if: eth0, id: new") && !rules.contains("id: stale"),
+            "round {round}: {rules}"
+        );
+        let owner = std::fs::read_to_string(data.join("racegc").join(ip)).unwrap();
+        assert!(owner.starts_with("new"), "round {round}: {ip} is {owner:?}");
+        let left: Vec<_> = std::fs::read_dir(data.join("racegc"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("10.141."))
+            .collect();
+        assert_eq!(left.len(), 1, "round {round}: {left:?}");
+        let del = Call::attach("DEL", "new", &pod, "eth0").config(&with_prev(&conf, &result));
+        del.run(&plugin("bridge")).expect_success();
+    }
+}
+
+/// CHECK of an attachment beside its DEL: CHECK passes or fails with one error
+/// object, DEL succeeds, and nothing of the attachment is left (CHECK only reads).
+#[test]
+fn check_beside_del_of_the_same_attachment_never_corrupts() {
+    let Some(sb) = Sandbox::new("race_check_del") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    let conf = json!({"cniVersion": "1.1.0", "name": "racecheck", "type": "bridge", "bridge": "racebr3",
+                      "macspoofchk": true, "ipMasq": true, "ipMasqBackend": "nftables",
+                      "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.142.0.0/24"}]], "dataDir": sb.scratch}});
+    for round in 0..ROUNDS {
+        let result = Call::attach("ADD", "c1", &pod, "eth0")
+            .config(&conf)
+            .run(&plugin("bridge"))
+            .expect_success();
+        let prev = with_prev(&conf, &result);
+        let calls = vec![
+            Call::attach("CHECK", "c1", &pod, "eth0").config(&prev),
+            Call::attach("DEL", "c1", &pod, "eth0").config(&prev),
+        ];
+        let outputs = all_at_once(calls, plugin("bridge"));
+        let (check, del) = (&outputs[0], &outputs[1]);
+        assert_eq!(del.code, 0, "round {round}: DEL failed: {}", del.stdout);
+        if check.code != 0 {
+            let error: Value = serde_json::from_str(&check.stdout)
+                .unwrap_or_else(|_| panic!("round {round}: CHECK printed {:?}", check.stdout));
+            assert!(
+                error["code"].as_u64().is_some() && error["msg"].is_string(),
+                "{error}"
+            );
+        }
+        let rules = ruleset();
+        assert!(
+            !rules.contains("macspoofchk") && !rules.contains("racecheck"),
+            "round {round}: {rules}"
+        );
+        let links = sh(&["ip", "-n", "pod", "link", "show"]);
+        assert!(!links.contains("eth0"), "round {round}: {links}");
+        let files: Vec<_> = std::fs::read_dir(sb.scratch.join("racecheck"))
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("10.142."))
+            .collect();
+        assert!(files.is_empty(), "round {round}: {files:?}");
+    }
+}
