@@ -138,6 +138,17 @@ impl Store {
         };
         let _ = store.index.remove(TMP_ADDRESS);
         store.index.remove_leftover_of(STATE_FILE);
+        // A process killed between writing `last_reserved_ip.N`'s temporary file
+        // and renaming it left that file; under the lock, no writer is in between.
+        for name in store.dir.entries().map_err(io_error)? {
+            if let Some(last) = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .filter(|n| n.starts_with(LAST_RESERVED_PREFIX))
+            {
+                store.dir.remove_leftover_of(last);
+            }
+        }
         match store.fresh_index_state() {
             Some(indices) => store.last_reserved_indices = indices,
             None => store.rebuild_index()?,
