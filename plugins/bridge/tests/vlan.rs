@@ -271,10 +271,11 @@ fn an_existing_vlan_interface_is_used_but_not_claimed() {
         return;
     }
     sh(&["ip", "link", "add", "brh", "type", "bridge"]);
+    sh(&["ip", "link", "set", "brh", "up"]);
     sh(&[
         "ip", "link", "add", "link", "brh", "name", "brh.60", "type", "vlan", "id", "60",
     ]);
-    sh(&["ip", "addr", "add", "10.99.0.1/24", "dev", "brh.60"]);
+    sh(&["ip", "addr", "add", "10.70.0.1/24", "dev", "brh.60"]);
     sh(&["ip", "link", "set", "brh.60", "up"]);
     let a = sb.netns("a");
     let gw = conf(&sb, "brh", json!({"vlan": 60, "isGateway": true}));
@@ -286,7 +287,7 @@ fn an_existing_vlan_interface_is_used_but_not_claimed() {
         .run(&ours())
         .expect_success();
     assert!(
-        sh(&["ip", "addr", "show", "brh.60"]).contains("10.99.0.1/24"),
+        sh(&["ip", "addr", "show", "brh.60"]).contains("10.70.0.1/24"),
         "DEL deleted the admin's brh.60"
     );
 }
