@@ -32,6 +32,9 @@ const STATE_FILE: &str = "state";
 // a file left by a writer that died is removed by the next one.
 const TMP_ADDRESS: &str = "tmp-address";
 const LAST_RESERVED_PREFIX: &str = "last_reserved_ip.";
+/// Range-set indices probed for a leftover `last_reserved_ip` temporary file
+/// besides those on record (a first write, killed, is on no record).
+const LEFTOVER_PROBE: usize = 16;
 
 /// Who holds an address, as its file says.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -138,22 +141,24 @@ impl Store {
         };
         let _ = store.index.remove(TMP_ADDRESS);
         store.index.remove_leftover_of(STATE_FILE);
-        // A process killed between writing `last_reserved_ip.N`'s temporary file
-        // and renaming it left that file; under the lock, no writer is in between.
-        for name in store.dir.entries().map_err(io_error)? {
-            if let Some(last) = name
-                .strip_prefix('.')
-                .and_then(|n| n.strip_suffix(".tmp"))
-                .filter(|n| n.starts_with(LAST_RESERVED_PREFIX))
-            {
-                store.dir.remove_leftover_of(last);
-            }
-        }
         match store.fresh_index_state() {
             Some(indices) => store.last_reserved_indices = indices,
             None => store.rebuild_index()?,
         }
+        store.remove_last_reserved_leftovers();
         Ok(store)
+    }
+
+    /// A process killed between writing a `last_reserved_ip.N` temporary file and
+    /// renaming it left that file; under the lock no writer is in between. Probed by
+    /// name (the range sets a config can have, and every index on record) rather
+    /// than by listing the directory, which holds one file per allocation.
+    fn remove_last_reserved_leftovers(&self) {
+        let recorded = self.last_reserved_indices.iter().copied();
+        for index in (0..LEFTOVER_PROBE).chain(recorded) {
+            self.dir
+                .remove_leftover_of(&format!("{LAST_RESERVED_PREFIX}{index}"));
+        }
     }
 
     fn address_name(addr: Addr) -> String {
