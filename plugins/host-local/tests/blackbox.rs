@@ -376,10 +376,13 @@ fn store_syscalls(dir: &Path, command: &str, cid: &str, conf: &Value) -> BTreeMa
         .expect_success();
     let mut counts = BTreeMap::new();
     for line in std::fs::read_to_string(&trace).unwrap().lines() {
-        if let Some(name) = line
+        // "pid name(args) = result"; signal lines ("--- SIG…") are not calls.
+        let name = line
             .split('(')
             .next()
-            .and_then(|s| s.split_whitespace().last())
+            .and_then(|s| s.split_whitespace().last());
+        if let Some(name) =
+            name.filter(|n| n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         {
             *counts.entry(name.to_string()).or_default() += 1;
         }
