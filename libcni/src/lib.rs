@@ -25,8 +25,9 @@ pub mod netns;
 pub mod skel;
 pub mod spec;
 
-pub use skel::{About, Plugin, Request};
+pub use skel::{About, Plugin};
 pub use spec::error::{CniError, ErrorCode};
+pub use spec::request::{Command, Request};
 pub use spec::result::CniResult;
 pub use spec::version::SpecVersion;
 

@@ -12,12 +12,13 @@ pub mod conflist;
 
 pub use conflist::NetConfList;
 use libcni::delegate::invoke;
-use libcni::host::fs::{fitting_name, FsError, StateDir, STATE_FILE_LIMIT};
-use libcni::skel::Command;
+use libcni::host::fs::{FsError, StateDir, STATE_FILE_LIMIT};
+use libcni::spec::attachment::AttachmentId;
 use libcni::spec::config::Attachment;
 use libcni::spec::error::{CniError, ErrorList};
 use libcni::spec::result::CniResult;
 use libcni::spec::version::SpecVersion;
+use libcni::Command;
 
 pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni";
 pub const CACHE_KIND: &str = "cniCacheV1";
@@ -350,7 +351,7 @@ impl Runtime {
     /// `<network>-<containerID>-<ifname>` (the Go name), hashed when a long
     /// container ID would not fit a file name.
     fn cache_name(network: &str, rt: &RuntimeConf) -> String {
-        fitting_name(&format!("{network}-{}-{}", rt.container_id, rt.ifname), 255)
+        AttachmentId::new(network, &rt.container_id, &rt.ifname).runtime_cache_name()
     }
 
     /// The results directory, reached without following a symlink planted in it.

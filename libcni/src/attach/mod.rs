@@ -10,8 +10,8 @@ use crate::delegate::ipam;
 use crate::host::apply::{configure_interface, InterfaceOptions};
 use crate::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport, Transport};
 use crate::netns::NetNs;
-use crate::skel::Request;
 use crate::spec::error::CniError;
+use crate::spec::request::Request;
 use crate::spec::result::{CniResult, Dns, Interface};
 
 /// The interface of the first default route (the Go plugins' choice of master).
@@ -112,7 +112,7 @@ pub fn create_in_netns<'fd>(
         CniError::internal(format!("failed to create {what}: {e}{hint}"))
     })?;
     let created = inside.require_link(&LinkId::Name(temporary.clone()))?;
-    let marked = inside.set_alias(created.index, &request_mark(request));
+    let marked = inside.set_alias(created.index, &request.attachment().link_mark());
     if let Err(e) = marked.and_then(|()| inside.rename(created.index, ifname)) {
         let _ = inside.delete_link(created.index, &temporary);
         return Err(CniError::internal(format!(
@@ -268,18 +268,6 @@ pub fn container_interface(prev: &CniResult, request: &Request) -> Result<usize,
         })
 }
 
-/// The mark put on every container link the suite makes (its IFLA_IFALIAS): a hash
-/// of network, container ID and interface name. DEL deletes a link only when it can
-/// show the link is its attachment's; the mark shows it even without prevResult
-/// (a runtime's DEL after a failed ADD has none).
-pub fn attachment_mark(network: &str, container_id: &str, ifname: &str) -> String {
-    crate::spec::hash::sha512_hex(
-        28,
-        "cni:",
-        format!("{network}\0{container_id}\0{ifname}").as_bytes(),
-    )
-}
-
 /// The mark bridge puts on the VLAN gateway interface `<bridge>.<vlan>` it creates
 /// (its IFLA_IFALIAS). DEL removes that interface only when it carries this mark:
 /// one of that name made by the admin, or by the Go plugin, carries none. It
@@ -290,15 +278,6 @@ pub fn vlan_gateway_mark(bridge: &str, vlan: u16) -> String {
         28,
         "cni:",
         format!("\0vlan-gateway\0{bridge}\0{vlan}").as_bytes(),
-    )
-}
-
-/// [`attachment_mark`] of the request's attachment.
-pub fn request_mark(request: &Request) -> String {
-    attachment_mark(
-        &request.network_name,
-        &request.container_id,
-        &request.ifname,
     )
 }
 
@@ -318,7 +297,7 @@ pub fn is_attachment_link(
         return false;
     }
     match link.alias.as_deref() {
-        Some(mark) if mark.starts_with("cni:") => mark == request_mark(request),
+        Some(mark) if mark.starts_with("cni:") => mark == request.attachment().link_mark(),
         _ => {
             let prev_mac = prev.and_then(|p| {
                 p.interfaces

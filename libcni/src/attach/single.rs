@@ -12,9 +12,10 @@ use super::{
 };
 use crate::delegate::ipam;
 use crate::netlink::{Link, LinkKind, Netlink, NewLink, SocketTransport};
-use crate::skel::{Plugin, Request};
+use crate::skel::Plugin;
 use crate::spec::config::{parse_netconf, NetConf, NoPluginKeys};
 use crate::spec::error::CniError;
+use crate::spec::request::Request;
 use crate::spec::result::CniResult;
 
 /// What the driver needs from a child-link plugin's configuration, validated

@@ -5,15 +5,10 @@ use std::path::PathBuf;
 
 use crate::delegate::invoke;
 pub use crate::delegate::invoke::find_plugin;
-use crate::skel::{Command, Request};
 use crate::spec::error::{CniError, ErrorCode};
+use crate::spec::request::{Command, Request, DELEGATION_DEPTH_VARIABLE};
 use crate::spec::result::CniResult;
 use crate::spec::version::SpecVersion;
-
-/// The marker a plugin sets for the IPAM plugin it execs: how deep the chain of
-/// delegations is. A plugin named as its own IPAM (`"ipam": {"type": "bridge"}`)
-/// would otherwise exec itself without end.
-pub const DEPTH_VARIABLE: &str = "CNI_RS_DELEGATION_DEPTH";
 
 /// The deepest chain of delegations allowed (an IPAM plugin may itself delegate).
 pub const MAX_DEPTH: u32 = 4;
@@ -27,7 +22,7 @@ pub fn exec_plugin(
     config_version: SpecVersion,
 ) -> Result<Option<CniResult>, CniError> {
     let binary = find_plugin(plugin_type, search_path)?;
-    let depth = std::env::var(DEPTH_VARIABLE)
+    let depth = std::env::var(DELEGATION_DEPTH_VARIABLE)
         .ok()
         .and_then(|d| d.parse::<u32>().ok())
         .unwrap_or(0)
@@ -42,7 +37,7 @@ pub fn exec_plugin(
         &binary,
         &[
             ("CNI_COMMAND", verb.as_str().to_string()),
-            (DEPTH_VARIABLE, depth.to_string()),
+            (DELEGATION_DEPTH_VARIABLE, depth.to_string()),
         ],
         stdin,
     )

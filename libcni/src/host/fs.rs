@@ -12,6 +12,7 @@
 //! Every read is bounded and must be of a regular file: a FIFO or `/dev/zero` in
 //! its place fails instead of blocking or filling memory.
 
+use crate::spec::attachment::fitting_name;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -66,22 +67,6 @@ fn check_name(name: &str) -> Result<(), std::io::Error> {
         return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
     }
     Ok(())
-}
-
-/// `name` as a file name that fits the filesystem: itself when it is at most
-/// `max` bytes, else its first bytes and a hash of the whole, so that names built
-/// from long request values (a container ID has no length limit) stay distinct and
-/// are found again by the same computation.
-pub fn fitting_name(name: &str, max: usize) -> String {
-    if name.len() <= max {
-        return name.to_string();
-    }
-    let hash = crate::spec::hash::sha512_hex(32, "", name.as_bytes());
-    let mut keep = max.saturating_sub(hash.len() + 1);
-    while !name.is_char_boundary(keep) {
-        keep -= 1;
-    }
-    format!("{}~{hash}", &name[..keep])
 }
 
 /// The temporary file [`StateDir::write_atomic`] writes before renaming it to `name`.

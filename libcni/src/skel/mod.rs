@@ -9,103 +9,13 @@ use serde_json::{json, Value};
 use crate::spec::args::CniArgs;
 use crate::spec::error::{CniError, ErrorCode};
 use crate::spec::names::{validate_container_id, validate_interface_name, validate_network_name};
+use crate::spec::request::{Command, Request};
 use crate::spec::result::CniResult;
 use crate::spec::version::{all_version_strings, SpecVersion};
 
 /// Stdin larger than this is refused: a config is a few KiB, a chained prevResult
 /// rarely more than tens; a runaway writer must not make us read forever.
 pub const MAX_STDIN_BYTES: u64 = 1024 * 1024;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Command {
-    Add,
-    Del,
-    Check,
-    Version,
-    Status,
-    Gc,
-}
-
-impl Command {
-    pub fn parse(text: &str) -> Option<Command> {
-        Some(match text {
-            "ADD" => Command::Add,
-            "DEL" => Command::Del,
-            "CHECK" => Command::Check,
-            "VERSION" => Command::Version,
-            "STATUS" => Command::Status,
-            "GC" => Command::Gc,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Command::Add => "ADD",
-            Command::Del => "DEL",
-            Command::Check => "CHECK",
-            Command::Version => "VERSION",
-            Command::Status => "STATUS",
-            Command::Gc => "GC",
-        }
-    }
-
-    /// The variables the spec requires for the verb.
-    fn required_env(self) -> &'static [&'static str] {
-        match self {
-            Command::Add | Command::Check => &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME"],
-            Command::Del => &["CNI_CONTAINERID", "CNI_IFNAME"],
-            Command::Gc => &["CNI_PATH"],
-            Command::Version | Command::Status => &[],
-        }
-    }
-}
-
-/// One invocation, validated.
-#[derive(Clone, Debug)]
-pub struct Request {
-    pub command: Command,
-    /// Empty for GC, STATUS and VERSION.
-    pub container_id: String,
-    /// `None` when CNI_NETNS is unset or empty (allowed for DEL).
-    pub netns: Option<PathBuf>,
-    pub ifname: String,
-    pub args: CniArgs,
-    pub path: Vec<PathBuf>,
-    pub stdin: Vec<u8>,
-    pub version: SpecVersion,
-    /// The network name from the config, already validated.
-    pub network_name: String,
-}
-
-impl Request {
-    /// A request for ADD with this config and CNI_ARGS, as the skel would build it:
-    /// for unit tests of a plugin's config handling.
-    pub fn for_config(config: &Value, cni_args: &str) -> Request {
-        let version =
-            SpecVersion::from_config_field(config.get("cniVersion").and_then(Value::as_str))
-                .unwrap_or(SpecVersion::LATEST);
-        Request {
-            command: Command::Add,
-            container_id: "test-container".into(),
-            netns: None,
-            ifname: "eth0".into(),
-            args: CniArgs::parse(cni_args).expect("valid CNI_ARGS"),
-            path: Vec::new(),
-            stdin: config.to_string().into_bytes(),
-            version,
-            network_name: config
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        }
-    }
-    /// The config as parsed JSON (it parsed once already, so this cannot fail).
-    pub fn config_value(&self) -> Value {
-        serde_json::from_slice(&self.stdin).unwrap_or(Value::Null)
-    }
-}
 
 /// What a plugin implements. Defaults: GC and STATUS succeed with nothing to do.
 pub trait Plugin {
@@ -273,7 +183,7 @@ enum Validated {
 /// How deep in a chain of IPAM delegations this process runs (0: exec'd by the
 /// runtime), from the marker `delegate::ipam` sets for the plugins it execs.
 pub fn delegation_depth(env: Env<'_>) -> u32 {
-    env(crate::delegate::ipam::DEPTH_VARIABLE)
+    env(crate::spec::request::DELEGATION_DEPTH_VARIABLE)
         .and_then(|v| String::from_utf8(v).ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

@@ -3,11 +3,13 @@
 //! and validation: nothing here touches the kernel or the filesystem.
 
 pub mod args;
+pub mod attachment;
 pub mod config;
 pub mod error;
 pub mod gojson;
 pub mod hash;
 pub mod mac;
 pub mod names;
+pub mod request;
 pub mod result;
 pub mod version;

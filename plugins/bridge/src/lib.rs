@@ -249,7 +249,7 @@ impl Plugin for Bridge {
         )?;
         program_vlans(&mut nl, &cfg, &host)?;
         let container = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
-        inside.set_alias(container.index, &libcni::attach::request_mark(request))?;
+        inside.set_alias(container.index, &request.attachment().link_mark())?;
         let container_mac = container.mac.clone().unwrap_or_default();
 
         let mut result = CniResult::default();

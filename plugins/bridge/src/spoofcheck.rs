@@ -29,11 +29,11 @@
 //! that rule's minus one; handles are never reused in a table). Only when that rule
 //! is not the jump does DEL list PREROUTING, as the Go plugin always does.
 
-use libcni::host::fs::fitting_name;
 use libcni::netlink::nftables::{
     BaseChain, Batch, ChainHook, ChainRef, Expr, Family, NfTransport, Nftables, Rule, Verdict,
 };
 use libcni::netlink::NetlinkError;
+use libcni::spec::attachment::fitting_name;
 use libcni::spec::mac::format_mac;
 
 const TABLE: &str = "nat";

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
-use libcni::host::fs::{fitting_name, FsError, StateDir};
+use libcni::host::fs::{FsError, StateDir};
+use libcni::spec::attachment::fitting_name;
 use libcni::CniError;
 use nix::fcntl::Flock;
 

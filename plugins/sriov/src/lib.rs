@@ -18,6 +18,7 @@ use libcni::netlink::{
     Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting,
 };
 use libcni::netns::NetNs;
+use libcni::spec::attachment::AttachmentId;
 use libcni::spec::error::ErrorList;
 use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::spec::result::Interface;
@@ -201,7 +202,8 @@ fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
                     .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let mark = attach::attachment_mark(network, &cache.container_id, &cache.ifname);
+                let mark =
+                    AttachmentId::new(network, &cache.container_id, &cache.ifname).link_mark();
                 match pod.get_link(&LinkId::Name(cache.ifname.clone()))? {
                     Some(link) if is_attachment_vf(&link, &mark) => {
                         errors.record(return_netdev(&mut pod, &link, &cache.orig));
@@ -283,7 +285,7 @@ fn attach_vf<'r>(
             )));
         }
         // Marked before it moves: DEL returns only a netdev that is this VF.
-        nl.set_alias(link.index, &attach::request_mark(request))?;
+        nl.set_alias(link.index, &request.attachment().link_mark())?;
         move_via_temporary(&mut nl, link, netns, &request.ifname)?;
         failpoint("sriov-after-move");
         let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
@@ -671,7 +673,7 @@ fn reset_without_cache(
         let mut pod = netns.netlink()?;
         let link = pod
             .get_link(&LinkId::Name(request.ifname.clone()))?
-            .filter(|link| is_attachment_vf(link, &attach::request_mark(request)));
+            .filter(|link| is_attachment_vf(link, &request.attachment().link_mark()));
         if let Some(link) = link {
             let name: String = format!("vf{}", device_id.as_str().replace([':', '.'], ""))
                 .chars()

@@ -10,8 +10,9 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use libcni::host::fs::{fitting_name, FsError, StateDir};
+use libcni::host::fs::{FsError, StateDir};
 use libcni::netns::NetNs;
+use libcni::spec::attachment::fitting_name;
 use libcni::CniError;
 use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};

@@ -6,9 +6,10 @@
 
 mod config;
 
-use libcni::host::fs::{fitting_name, StateDir};
+use libcni::host::fs::StateDir;
 use libcni::netlink::{Link, LinkId, Netlink, SocketTransport};
 use libcni::netns::NetNs;
+use libcni::spec::attachment::fitting_name;
 use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::{About, CniError, CniResult, Plugin, Request};
 use serde::{Deserialize, Serialize};
