@@ -342,12 +342,6 @@ impl Runtime {
         errors.into_result()
     }
 
-    pub fn cache_path(&self, network: &str, rt: &RuntimeConf) -> PathBuf {
-        self.cache_dir
-            .join("results")
-            .join(Self::cache_name(network, rt))
-    }
-
     /// `<network>-<containerID>-<ifname>` (the Go name), hashed when a long
     /// container ID would not fit a file name.
     fn cache_name(network: &str, rt: &RuntimeConf) -> String {

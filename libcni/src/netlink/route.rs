@@ -117,16 +117,6 @@ impl<T: Transport> Netlink<T> {
             .map(|_| ())
     }
 
-    pub fn delete_route(&mut self, route: &RouteSpec) -> NlResult<()> {
-        self.transport
-            .request(
-                RouteNetlinkMessage::DelRoute(route.to_message()),
-                CHANGE,
-                &|| format!("delete route to {}", route.dst),
-            )
-            .map(|_| ())
-    }
-
     /// The unicast routes of one family, in every table.
     pub fn list_routes(&mut self, ipv4: bool) -> NlResult<Vec<RouteEntry>> {
         let mut request = RouteMessage::default();

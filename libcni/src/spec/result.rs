@@ -315,11 +315,6 @@ impl CniResult {
         self.interfaces.push(interface);
         self.interfaces.len() - 1
     }
-
-    /// The first address of a family, if any.
-    pub fn first_ip(&self, v4: bool) -> Option<&IpConfig> {
-        self.ips.iter().find(|ip| ip.is_ipv4() == v4)
-    }
 }
 
 #[cfg(test)]
