@@ -218,7 +218,7 @@ impl ErrorList {
     }
 }
 
-// The lower layers (netlink, netns) have their own error types and know nothing of
+// The lower layers (netlink, netns, state files) have their own error types and know nothing of
 // the protocol; their errors become CNI errors here, with a code.
 
 impl From<crate::netlink::NetlinkError> for CniError {
@@ -241,6 +241,12 @@ impl From<crate::netns::NetnsError> for CniError {
             NetnsError::Netlink { .. } => ErrorCode::Plugin(INTERNAL_ERROR_CODE),
         };
         CniError::new(code, e.to_string())
+    }
+}
+
+impl From<crate::host::fs::FsError> for CniError {
+    fn from(e: crate::host::fs::FsError) -> CniError {
+        CniError::io(e.to_string())
     }
 }
 

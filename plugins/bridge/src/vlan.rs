@@ -54,7 +54,7 @@ pub fn program_vlans(nl: &mut Netlink, cfg: &BridgeConfig, port: &Link) -> Resul
 pub fn lock_vlan_gateway(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File>, CniError> {
     libcni::host::fs::StateDir::create(Path::new(VLAN_LOCK_DIR), 0o755)
         .and_then(|dir| dir.lock(&format!("{bridge}.lock"), 0o600))
-        .map_err(|e| CniError::io(e.to_string()))
+        .map_err(CniError::from)
 }
 
 /// `<bridge>.<vlan>`: a veth whose peer is an access port of the VLAN, carrying the

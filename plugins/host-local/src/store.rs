@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
-use libcni::host::fs::{FsError, StateDir};
+use libcni::host::fs::StateDir;
 use libcni::spec::attachment::fitting_name;
 use libcni::CniError;
 use nix::fcntl::Flock;
@@ -96,10 +96,6 @@ impl Owner {
     }
 }
 
-fn io_error(e: FsError) -> CniError {
-    CniError::io(e.to_string())
-}
-
 /// The store of one network, locked for as long as it lives.
 pub struct Store {
     dir: StateDir,
@@ -119,17 +115,16 @@ impl Store {
     /// Opens (creating as Go does) and locks `<data_dir>/<network>/`. The network name
     /// was validated by the skel, so it is one path component.
     pub fn open(data_dir: &Path, network: &str) -> Result<Store, CniError> {
-        let dir = StateDir::create(data_dir, 0o755)
-            .and_then(|base| base.subdir(network, true, 0o755))
-            .map_err(io_error)?;
+        let dir =
+            StateDir::create(data_dir, 0o755).and_then(|base| base.subdir(network, true, 0o755))?;
         // The lock file stays empty; never truncate one Go holds.
-        let lock = dir.lock("lock", 0o750).map_err(io_error)?;
+        let lock = dir.lock("lock", 0o750)?;
         // Ours: anything else in its place (a symlink planted there) is removed.
         let index = match dir.subdir(INDEX_DIR, true, 0o755) {
             Ok(index) => index,
             Err(_) => {
-                dir.remove(INDEX_DIR).map_err(io_error)?;
-                dir.subdir(INDEX_DIR, true, 0o755).map_err(io_error)?
+                dir.remove(INDEX_DIR)?;
+                dir.subdir(INDEX_DIR, true, 0o755)?
             }
         };
         let mut store = Store {
@@ -227,13 +222,13 @@ impl Store {
     fn write_index_file(&self, name: &str, content: &str) -> Result<(), CniError> {
         self.index
             .write_derived(name, content.as_bytes(), 0o600)
-            .map_err(io_error)
+            .map_err(CniError::from)
     }
 
     /// Reads every address file: the truth, for GC and for rebuilding the index.
     pub fn scan(&self) -> Result<Vec<(Addr, Owner)>, CniError> {
         let mut held = Vec::new();
-        for name in self.dir.entries().map_err(io_error)? {
+        for name in self.dir.entries()? {
             let Some(addr) = name.parse().ok().map(Addr::from_ip) else {
                 continue;
             };
@@ -247,24 +242,23 @@ impl Store {
     fn rebuild_index(&mut self) -> Result<(), CniError> {
         // Drop the state first: a crash half-way leaves an index that is rebuilt again.
         let _ = self.index.remove(STATE_FILE);
-        for name in self.index.entries().map_err(io_error)? {
+        for name in self.index.entries()? {
             match self.index.subdir_if_present(&name) {
                 Ok(Some(entry)) => {
-                    for file in entry.entries().map_err(io_error)? {
-                        entry.remove(&file).map_err(io_error)?;
+                    for file in entry.entries()? {
+                        entry.remove(&file)?;
                     }
-                    self.index.remove_dir(&name).map_err(io_error)?;
+                    self.index.remove_dir(&name)?;
                 }
                 // A file (an index of an older version), or anything else.
                 _ => {
-                    self.index.remove(&name).map_err(io_error)?;
+                    self.index.remove(&name)?;
                 }
             }
         }
         self.last_reserved_indices = self
             .dir
-            .entries()
-            .map_err(io_error)?
+            .entries()?
             .iter()
             .filter_map(|name| name.strip_prefix(LAST_RESERVED_PREFIX)?.parse().ok())
             .collect();
@@ -299,25 +293,25 @@ impl Store {
             });
         written.map_err(|e| {
             let _ = self.remove_from_entry(owner, addr);
-            io_error(e)
+            CniError::from(e)
         })
     }
 
     fn remove_from_entry(&self, owner: &Owner, addr: Addr) -> Result<(), CniError> {
         let name = owner.index_name();
-        let Some(entry) = self.index.subdir_if_present(&name).map_err(io_error)? else {
+        let Some(entry) = self.index.subdir_if_present(&name)? else {
             return Ok(());
         };
-        entry.remove(&Self::address_name(addr)).map_err(io_error)?;
+        entry.remove(&Self::address_name(addr))?;
         self.drop_entry_if_empty(&name, &entry)
     }
 
     /// Removes an attachment's index entry once it lists no address; what an ADD
     /// killed mid-write left in it does not count.
     fn drop_entry_if_empty(&self, name: &str, entry: &StateDir) -> Result<(), CniError> {
-        entry.remove_leftovers().map_err(io_error)?;
-        if entry.entries().map_err(io_error)?.is_empty() {
-            self.index.remove_dir(name).map_err(io_error)?;
+        entry.remove_leftovers()?;
+        if entry.entries()?.is_empty() {
+            self.index.remove_dir(name)?;
         }
         Ok(())
     }
@@ -332,7 +326,7 @@ impl Store {
     /// Who the address file of `addr` names; `None` when the address is free. A file
     /// that cannot be read (a symlink, a FIFO, too large) is an error naming it.
     pub fn owner_of(&self, addr: Addr) -> Result<Option<Owner>, CniError> {
-        let content = self.dir.read(&Self::address_name(addr)).map_err(io_error)?;
+        let content = self.dir.read(&Self::address_name(addr))?;
         Ok(content.map(|c| Owner::parse(&String::from_utf8_lossy(&c))))
     }
 
@@ -390,7 +384,7 @@ impl Store {
             Ok(false) => self.remove_from_entry(&owner, addr).map(|()| false),
             Err(e) => {
                 let _ = self.remove_from_entry(&owner, addr);
-                Err(io_error(e))
+                Err(CniError::from(e))
             }
         }
     }
@@ -408,9 +402,7 @@ impl Store {
             .iter()
             .map(|(name, content)| (name.as_str(), content.as_bytes()))
             .collect();
-        self.dir
-            .replace_all(&files, 0o600, false)
-            .map_err(io_error)?;
+        self.dir.replace_all(&files, 0o600, false)?;
         self.changed = true;
         let moved = std::mem::take(&mut self.last_reserved_pending);
         self.last_reserved_indices.extend(moved.into_keys());
@@ -423,7 +415,7 @@ impl Store {
         for addr in addrs {
             if self.held_by(*addr, owner) {
                 match self.dir.remove(&Self::address_name(*addr)) {
-                    Err(e) => errors.push(io_error(e)),
+                    Err(e) => errors.push(CniError::from(e)),
                     Ok(_) => self.changed = true,
                 }
             }
@@ -454,7 +446,7 @@ impl Store {
         let stale = self.read_entry(&owner);
         self.release_addrs(&owner, &stale)?;
         let name = owner.index_name();
-        if let Some(entry) = self.index.subdir_if_present(&name).map_err(io_error)? {
+        if let Some(entry) = self.index.subdir_if_present(&name)? {
             self.drop_entry_if_empty(&name, &entry)?;
         }
         let legacy = Owner::Legacy {

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use libcni::host::fs::{FsError, StateDir};
+use libcni::host::fs::StateDir;
 use libcni::netns::NetNs;
 use libcni::spec::attachment::fitting_name;
 use libcni::CniError;
@@ -22,10 +22,6 @@ use crate::pci::PciAddress;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/cni/sriov";
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn io(e: FsError) -> CniError {
-    CniError::io(e.to_string())
-}
 
 /// The VF as it was before ADD (sriov-cni's `OrigVfState`, same names).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,7 +118,7 @@ impl State {
 
     pub fn open_at(path: &Path) -> Result<State, CniError> {
         Ok(State {
-            dir: StateDir::create(path, 0o700).map_err(io)?,
+            dir: StateDir::create(path, 0o700)?,
         })
     }
 
@@ -135,7 +131,7 @@ impl State {
                 &bytes,
                 0o600,
             )
-            .map_err(io)
+            .map_err(CniError::from)
     }
 
     pub fn read_cache(&self, container_id: &str, ifname: &str) -> Option<Cache> {
@@ -151,7 +147,7 @@ impl State {
     }
 
     pub fn remove_cache_file(&self, name: &str) -> Result<(), CniError> {
-        self.dir.remove(name).map(drop).map_err(io)
+        self.dir.remove(name).map(drop).map_err(CniError::from)
     }
 
     /// Every cache entry, with its file name (for GC).
@@ -166,17 +162,17 @@ impl State {
     }
 
     fn pci_dir(&self) -> Result<StateDir, CniError> {
-        self.dir.subdir("pci", true, 0o700).map_err(io)
+        self.dir.subdir("pci", true, 0o700).map_err(CniError::from)
     }
 
     /// The per-VF lock, held until dropped (sriov-cni's file, so both plugins
     /// exclude each other).
     pub fn lock_vf(&self, pci: &PciAddress) -> Result<Flock<File>, CniError> {
-        let locks = self.pci_dir()?.subdir("vf_lock", true, 0o700).map_err(io)?;
+        let locks = self.pci_dir()?.subdir("vf_lock", true, 0o700)?;
         let name = format!("{pci}.lock");
         let deadline = Instant::now() + LOCK_TIMEOUT;
         loop {
-            match locks.try_lock(&name, 0o600).map_err(io)? {
+            match locks.try_lock(&name, 0o600)? {
                 Some(lock) => return Ok(lock),
                 None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                 None => {
@@ -205,13 +201,16 @@ impl State {
                 "pci address {pci} is already allocated (to {netns})"
             )));
         }
-        records.remove(pci.as_str()).map(drop).map_err(io)
+        records
+            .remove(pci.as_str())
+            .map(drop)
+            .map_err(CniError::from)
     }
 
     pub fn record_allocation(&self, pci: &PciAddress, netns: &str) -> Result<(), CniError> {
         self.pci_dir()?
             .write_atomic(pci.as_str(), netns.as_bytes(), 0o600)
-            .map_err(io)
+            .map_err(CniError::from)
     }
 
     /// The live netns other than `netns` that the allocation record of `pci` names:
@@ -236,7 +235,10 @@ impl State {
             );
             return Ok(());
         }
-        self.pci_dir()?.remove(pci.as_str()).map(drop).map_err(io)
+        self.pci_dir()?
+            .remove(pci.as_str())
+            .map(drop)
+            .map_err(CniError::from)
     }
 }
 

@@ -150,12 +150,9 @@ impl Plugin for Tuning {
             let saved = snapshot(&link, &cfg);
             // The state is written first: a store that cannot be written (full,
             // read-only) fails ADD before anything in the container changed.
-            let state =
-                StateDir::create(&cfg.data_dir, 0o700).map_err(|e| CniError::io(e.to_string()))?;
+            let state = StateDir::create(&cfg.data_dir, 0o700)?;
             let name = state_name(request);
-            state
-                .write_atomic(&name, &encode(&saved), 0o600)
-                .map_err(|e| CniError::io(e.to_string()))?;
+            state.write_atomic(&name, &encode(&saved), 0o600)?;
             if let Err(e) = write_sysctls(&netns, &cfg, request) {
                 let _ = state.remove(&name);
                 return Err(e);
