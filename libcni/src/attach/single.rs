@@ -20,8 +20,10 @@ use crate::spec::result::CniResult;
 
 /// What the driver needs from a child-link plugin's configuration, validated
 /// without the kernel (DEL uses only this, so that it works after the master is gone).
-pub struct ChildConfig<K> {
+pub struct ChildConfig<K, S> {
     pub conf: NetConf<K>,
+    /// The settings of the plugin's own keys, parsed once (macvlan's mode, vlan's ID).
+    pub settings: S,
     /// The host interface; empty: the interface of the default route.
     pub master: String,
     /// The master lives in the container's netns, not the host's.
@@ -35,21 +37,26 @@ pub struct ChildConfig<K> {
 /// One kind of child link. See the module docs.
 pub trait ChildLink: Sync {
     type Keys: for<'de> Deserialize<'de>;
+    type Settings;
     /// The kernel's name of the link kind, which CHECK requires of the container link.
     const KIND: &'static str;
     /// CNI_ARGS keys the plugin reads.
     const KNOWN_ARGS: &'static [&'static str];
 
     /// Parses and validates the request's configuration.
-    fn load(&self, request: &Request) -> Result<ChildConfig<Self::Keys>, CniError>;
+    fn load(&self, request: &Request) -> Result<ChildConfig<Self::Keys, Self::Settings>, CniError>;
 
     /// The link to create as a child of `master`.
-    fn link_kind(&self, cfg: &ChildConfig<Self::Keys>, master: &Link) -> LinkKind<'static>;
+    fn link_kind(
+        &self,
+        cfg: &ChildConfig<Self::Keys, Self::Settings>,
+        master: &Link,
+    ) -> LinkKind<'static>;
 
     /// CHECK of the attributes only this kind has.
     fn check_link(
         &self,
-        cfg: &ChildConfig<Self::Keys>,
+        cfg: &ChildConfig<Self::Keys, Self::Settings>,
         link: &Link,
         request: &Request,
     ) -> Result<(), CniError>;
@@ -60,8 +67,8 @@ pub struct ChildLinkPlugin<C>(pub C);
 
 /// The master: named in the config, or the interface of the default route; looked
 /// up in the container's netns with `linkInContainer`.
-fn find_master<K>(
-    cfg: &ChildConfig<K>,
+fn find_master<K, S>(
+    cfg: &ChildConfig<K, S>,
     host: &mut Netlink<SocketTransport>,
     inside: &mut Netlink<SocketTransport>,
 ) -> Result<Link, CniError> {
@@ -74,15 +81,31 @@ fn find_master<K>(
 }
 
 impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
-    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
-        let cfg = self.0.load(request)?;
+    type Config = ChildConfig<C::Keys, C::Settings>;
+    /// Only the common keys: a config that ADD would refuse still tears down.
+    type DelConfig = NetConf<NoPluginKeys>;
+    type GcConfig = Self::Config;
+
+    fn load(&self, request: &Request) -> Result<Self::Config, CniError> {
+        self.0.load(request)
+    }
+
+    fn load_for_del(&self, request: &Request) -> Result<Self::DelConfig, CniError> {
+        parse_netconf(&request.stdin)
+    }
+
+    fn load_for_gc(&self, request: &Request) -> Result<Self::GcConfig, CniError> {
+        self.0.load(request)
+    }
+
+    fn add(&self, request: &Request, cfg: &Self::Config) -> Result<CniResult, CniError> {
         ipam::require_installed(request, cfg.conf.delegated_ipam())?;
         let netns = request_netns(request)?;
         let mut host = Netlink::open()?;
         let mut inside = netns.netlink()?;
-        let master = find_master(&cfg, &mut host, &mut inside)?;
+        let master = find_master(cfg, &mut host, &mut inside)?;
         super::check_mtu(cfg.mtu, &master)?;
-        let mut new = NewLink::new(String::new(), self.0.link_kind(&cfg, &master));
+        let mut new = NewLink::new(String::new(), self.0.link_kind(cfg, &master));
         new.mac = cfg.mac;
         new.mtu = (cfg.mtu > 0).then_some(cfg.mtu);
         let creator = (!cfg.link_in_container).then_some(&mut host);
@@ -99,10 +122,8 @@ impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
         finish_single_interface(&mut inside, &link, outcome)
     }
 
-    /// IPAM first, then the link; needs neither the master nor the netns. Only
-    /// the common keys are read: a config that ADD would refuse still tears down.
-    fn del(&self, request: &Request) -> Result<(), CniError> {
-        let conf: NetConf<NoPluginKeys> = parse_netconf(&request.stdin)?;
+    /// IPAM first, then the link; needs neither the master nor the netns.
+    fn del(&self, request: &Request, conf: &Self::DelConfig) -> Result<(), CniError> {
         let prev = conf.parsed_prev_result(request.version).ok().flatten();
         del_single_interface(
             request,
@@ -112,16 +133,15 @@ impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
         )
     }
 
-    fn check(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = self.0.load(request)?;
+    fn check(&self, request: &Request, cfg: &Self::Config) -> Result<(), CniError> {
         let prev = cfg.conf.required_prev_result(request.version)?;
         ipam::forward(request, cfg.conf.delegated_ipam())?;
         let netns = request_netns(request)?;
         let mut host = Netlink::open()?;
         let mut inside = netns.netlink()?;
-        let master = find_master(&cfg, &mut host, &mut inside)?;
+        let master = find_master(cfg, &mut host, &mut inside)?;
         let (index, link) = container_link(&mut inside, &prev, request, Some(C::KIND))?;
-        self.0.check_link(&cfg, &link, request)?;
+        self.0.check_link(cfg, &link, request)?;
         if link.parent != Some(master.index) {
             return Err(CniError::internal(format!(
                 "container interface {:?} is not a {} of {:?}",
@@ -136,12 +156,12 @@ impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
         check_ips_and_routes(&mut inside, &prev, index, &link)
     }
 
-    fn gc(&self, request: &Request) -> Result<(), CniError> {
-        ipam::forward(request, self.0.load(request)?.conf.delegated_ipam())
+    fn gc(&self, request: &Request, cfg: &Self::GcConfig) -> Result<(), CniError> {
+        ipam::forward(request, cfg.conf.delegated_ipam())
     }
 
-    fn status(&self, request: &Request) -> Result<(), CniError> {
-        ipam::forward(request, self.0.load(request)?.conf.delegated_ipam())
+    fn status(&self, request: &Request, cfg: &Self::GcConfig) -> Result<(), CniError> {
+        ipam::forward(request, cfg.conf.delegated_ipam())
     }
 
     fn known_args(&self) -> &'static [&'static str] {

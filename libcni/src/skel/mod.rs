@@ -1,5 +1,6 @@
 //! The plugin entry point: reads the environment and stdin, validates them as the
-//! spec says, dispatches the verb and prints the result or the error object.
+//! spec says, loads the plugin's config once, dispatches the verb and prints the
+//! result or the error object.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -17,15 +18,31 @@ use crate::spec::version::{all_version_strings, SpecVersion};
 /// rarely more than tens; a runaway writer must not make us read forever.
 pub const MAX_STDIN_BYTES: u64 = 1024 * 1024;
 
-/// What a plugin implements. Defaults: GC and STATUS succeed with nothing to do.
+/// What a plugin implements. The skel loads the config a verb needs once, after
+/// validating the invocation, and hands it to the verb. Three readings, because
+/// the verbs need different things of the same config:
+/// - ADD and CHECK: [`Plugin::load`], the config parsed and validated in full;
+/// - DEL: [`Plugin::load_for_del`], lenient, so that a config ADD would refuse still
+///   tears down what an earlier ADD made (runtimes retry DEL until it succeeds);
+/// - GC and STATUS: [`Plugin::load_for_gc`], what the network-wide verbs read.
+///
+/// Defaults: GC and STATUS succeed with nothing to do.
 pub trait Plugin {
-    fn add(&self, request: &Request) -> Result<CniResult, CniError>;
-    fn del(&self, request: &Request) -> Result<(), CniError>;
-    fn check(&self, request: &Request) -> Result<(), CniError>;
-    fn gc(&self, _request: &Request) -> Result<(), CniError> {
+    type Config;
+    type DelConfig;
+    type GcConfig;
+
+    fn load(&self, request: &Request) -> Result<Self::Config, CniError>;
+    fn load_for_del(&self, request: &Request) -> Result<Self::DelConfig, CniError>;
+    fn load_for_gc(&self, request: &Request) -> Result<Self::GcConfig, CniError>;
+
+    fn add(&self, request: &Request, config: &Self::Config) -> Result<CniResult, CniError>;
+    fn del(&self, request: &Request, config: &Self::DelConfig) -> Result<(), CniError>;
+    fn check(&self, request: &Request, config: &Self::Config) -> Result<(), CniError>;
+    fn gc(&self, _request: &Request, _config: &Self::GcConfig) -> Result<(), CniError> {
         Ok(())
     }
-    fn status(&self, _request: &Request) -> Result<(), CniError> {
+    fn status(&self, _request: &Request, _config: &Self::GcConfig) -> Result<(), CniError> {
         Ok(())
     }
     /// CNI_ARGS keys this plugin reads (the runtime's K8S_POD_* keys are always known).
@@ -42,6 +59,27 @@ pub trait Plugin {
 
 /// Reads one environment variable as bytes (a value may be any bytes).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<Vec<u8>>;
+
+/// An invocation refused before the plugin runs: the error, and the spec version
+/// to print it in (the latest until the config's own version is known).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+struct Refusal {
+    error: CniError,
+    version: SpecVersion,
+}
+
+impl Refusal {
+    fn new(error: CniError, version: SpecVersion) -> Refusal {
+        Refusal { error, version }
+    }
+}
+
+impl From<CniError> for Refusal {
+    fn from(error: CniError) -> Refusal {
+        Refusal::new(error, SpecVersion::LATEST)
+    }
+}
 
 /// A variable that must be text: `Ok(None)` when unset, code 4 naming it when its
 /// bytes are not UTF-8 (never silently treated as unset).
@@ -98,6 +136,10 @@ impl Outcome {
             stderr: String::new(),
         }
     }
+
+    fn refused(refusal: &Refusal) -> Outcome {
+        Outcome::error(&refusal.error, refusal.version)
+    }
 }
 
 /// Reads at most `MAX_STDIN_BYTES`; more is an error, not a longer read.
@@ -131,8 +173,14 @@ fn is_own_netns(path: &std::path::Path) -> bool {
     }
 }
 
-/// Validates the invocation and runs the verb. `env` reads a variable.
-pub fn dispatch(plugin: &dyn Plugin, about: &About, env: Env<'_>, stdin: &mut dyn Read) -> Outcome {
+/// Validates the invocation, loads the config and runs the verb. `env` reads a
+/// variable.
+pub fn dispatch<P: Plugin>(
+    plugin: &P,
+    about: &About,
+    env: Env<'_>,
+    stdin: &mut dyn Read,
+) -> Outcome {
     let command_text = match text_var(env, "CNI_COMMAND") {
         Err(error) => return Outcome::error(&error, SpecVersion::LATEST),
         Ok(Some(text)) => text,
@@ -150,7 +198,7 @@ pub fn dispatch(plugin: &dyn Plugin, about: &About, env: Env<'_>, stdin: &mut dy
             SpecVersion::LATEST,
         );
     };
-    match validate(plugin, command, env, stdin) {
+    match validate(plugin.known_args(), command, env, stdin) {
         Ok(Validated::Request(request)) if delegation_depth(env) > 0 && !plugin.is_ipam() => {
             // Exec'd as another plugin's IPAM: refuse before any work. DEL has nothing
             // to undo (no ADD of this kind ever succeeded), so it succeeds.
@@ -171,7 +219,7 @@ pub fn dispatch(plugin: &dyn Plugin, about: &About, env: Env<'_>, stdin: &mut dy
             stderr: String::new(),
         },
         Ok(Validated::Request(request)) => run_verb(plugin, &request),
-        Err((error, version)) => Outcome::error(&error, version),
+        Err(refusal) => Outcome::refused(&refusal),
     }
 }
 
@@ -189,209 +237,259 @@ pub fn delegation_depth(env: Env<'_>) -> u32 {
         .unwrap_or(0)
 }
 
+/// The spec's checks, in its order: the variables the verb requires, stdin, then
+/// (for every verb but VERSION) the variables' values and the config's common keys.
 fn validate(
-    plugin: &dyn Plugin,
+    known_args: &[&str],
     command: Command,
     env: Env<'_>,
     stdin: &mut dyn Read,
-) -> Result<Validated, (CniError, SpecVersion)> {
-    let latest = SpecVersion::LATEST;
-    let non_empty = |name: &str| env(name).filter(|v| !v.is_empty());
-    let text = |name: &str| text_var(env, name).map_err(|e| (e, latest));
+) -> Result<Validated, Refusal> {
+    require_variables(command, env)?;
+    let stdin = read_bounded(stdin)?;
+    if command == Command::Version {
+        return Ok(Validated::Version(version_reply(&stdin)));
+    }
+    let vars = RuntimeVars::read(command, env)?;
+    let header = ConfigHeader::parse(command, &stdin)?;
+    if matches!(command, Command::Add | Command::Check) {
+        let in_version = |e| Refusal::new(e, header.version);
+        vars.args.check_known(known_args).map_err(in_version)?;
+        vars.args.check_text(known_args).map_err(in_version)?;
+    }
+    Ok(Validated::Request(Box::new(Request {
+        command,
+        container_id: vars.container_id,
+        netns: vars.netns,
+        ifname: vars.ifname,
+        args: vars.args,
+        path: vars.path,
+        stdin,
+        version: header.version,
+        network_name: header.network_name,
+    })))
+}
 
+/// All the variables the verb requires that are missing, named in one error.
+fn require_variables(command: Command, env: Env<'_>) -> Result<(), CniError> {
     let missing: Vec<&str> = command
         .required_env()
         .iter()
         .copied()
-        // An empty container ID is set but unknown: code 3 below, not "missing".
+        // An empty container ID is set but unknown: code 3 later, not "missing".
         .filter(|name| match *name {
             "CNI_CONTAINERID" => env(name).is_none(),
-            _ => non_empty(name).is_none(),
+            _ => env(name).filter(|v| !v.is_empty()).is_none(),
         })
         .collect();
-    if !missing.is_empty() {
-        return Err((
-            CniError::invalid_env(format!(
-                "required environment variables missing: {}",
-                missing.join(", ")
-            )),
-            latest,
-        ));
+    if missing.is_empty() {
+        return Ok(());
     }
+    Err(CniError::invalid_env(format!(
+        "required environment variables missing: {}",
+        missing.join(", ")
+    )))
+}
 
-    let stdin = read_bounded(stdin).map_err(|e| (e, latest))?;
+/// VERSION works with empty stdin; it answers in the version it was asked in.
+fn version_reply(stdin: &[u8]) -> Value {
+    let asked = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .and_then(|v| v.parse::<SpecVersion>().ok())
+        .unwrap_or(SpecVersion::LATEST);
+    json!({
+        "cniVersion": asked.as_str(),
+        "supportedVersions": all_version_strings(),
+    })
+}
 
-    if command == Command::Version {
-        // VERSION works with empty stdin; it answers in the version it was asked in.
-        let asked = serde_json::from_slice::<Value>(&stdin)
-            .ok()
-            .and_then(|v| {
-                v.get("cniVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .and_then(|v| v.parse::<SpecVersion>().ok())
-            .unwrap_or(latest);
-        return Ok(Validated::Version(json!({
-            "cniVersion": asked.as_str(),
-            "supportedVersions": all_version_strings(),
-        })));
-    }
+/// The runtime's variables, each validated.
+struct RuntimeVars {
+    container_id: String,
+    ifname: String,
+    netns: Option<PathBuf>,
+    args: CniArgs,
+    path: Vec<PathBuf>,
+}
 
-    let container_id = text("CNI_CONTAINERID")?.unwrap_or_default();
-    if command.required_env().contains(&"CNI_CONTAINERID") || !container_id.is_empty() {
-        validate_container_id(&container_id).map_err(|e| (e, latest))?;
-    }
-    let ifname = text("CNI_IFNAME")?.unwrap_or_default();
-    if command.required_env().contains(&"CNI_IFNAME") || !ifname.is_empty() {
-        validate_interface_name(&ifname)
-            .map_err(|e| (e.context(format!("invalid CNI_IFNAME {ifname:?}")), latest))?;
-    }
-    let netns = path_var(env, "CNI_NETNS");
-    let override_netns_check = non_empty("CNI_NETNS_OVERRIDE")
-        .is_some_and(|v| v == b"1" || v.eq_ignore_ascii_case(b"true"));
-    if let Some(path) = &netns {
-        if !override_netns_check && is_own_netns(path) {
-            return Err((
-                CniError::invalid_env(format!(
+impl RuntimeVars {
+    fn read(command: Command, env: Env<'_>) -> Result<RuntimeVars, CniError> {
+        let required = command.required_env();
+        let container_id = text_var(env, "CNI_CONTAINERID")?.unwrap_or_default();
+        if required.contains(&"CNI_CONTAINERID") || !container_id.is_empty() {
+            validate_container_id(&container_id)?;
+        }
+        let ifname = text_var(env, "CNI_IFNAME")?.unwrap_or_default();
+        if required.contains(&"CNI_IFNAME") || !ifname.is_empty() {
+            validate_interface_name(&ifname)
+                .map_err(|e| e.context(format!("invalid CNI_IFNAME {ifname:?}")))?;
+        }
+        let netns = path_var(env, "CNI_NETNS");
+        if let Some(path) = &netns {
+            let overridden = env("CNI_NETNS_OVERRIDE")
+                .is_some_and(|v| v == b"1" || v.eq_ignore_ascii_case(b"true"));
+            if !overridden && is_own_netns(path) {
+                return Err(CniError::invalid_env(format!(
                     "CNI_NETNS {} is the plugin's own network namespace; set CNI_NETNS_OVERRIDE=1 to allow it",
                     path.display()
-                )),
-                latest,
-            ));
+                )));
+            }
         }
+        let args = CniArgs::parse_bytes(&env("CNI_ARGS").unwrap_or_default())?;
+        Ok(RuntimeVars {
+            container_id,
+            ifname,
+            netns,
+            args,
+            path: search_path(env),
+        })
     }
-    let args =
-        CniArgs::parse_bytes(&env("CNI_ARGS").unwrap_or_default()).map_err(|e| (e, latest))?;
-    // Each entry is a path, any bytes: one odd entry never empties the others.
-    let path = env("CNI_PATH")
+}
+
+/// CNI_PATH: each entry is a path, any bytes; one odd entry never empties the others.
+fn search_path(env: Env<'_>) -> Vec<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    env("CNI_PATH")
         .map(|p| {
-            use std::os::unix::ffi::OsStrExt;
             p.split(|b| *b == b':')
                 .filter(|s| !s.is_empty())
                 .map(|s| PathBuf::from(std::ffi::OsStr::from_bytes(s)))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    let mut config: Value = serde_json::from_slice(&stdin).map_err(|e| {
-        (
+/// The common keys the skel itself checks: the version and the network name.
+struct ConfigHeader {
+    version: SpecVersion,
+    network_name: String,
+}
+
+impl ConfigHeader {
+    fn parse(command: Command, stdin: &[u8]) -> Result<ConfigHeader, Refusal> {
+        let mut config: Value = serde_json::from_slice(stdin).map_err(|e| {
             CniError::decoding(format!(
                 "failed to parse the network configuration on stdin: {e}"
-            )),
-            latest,
-        )
-    })?;
-    let Some(object) = config.as_object_mut() else {
-        return Err((
-            CniError::decoding("the network configuration on stdin is not a JSON object"),
-            latest,
-        ));
-    };
-    crate::spec::gojson::canonicalize_keys(object, &[crate::spec::gojson::COMMON_KEYS]);
-    let version_field = match config.get("cniVersion") {
+            ))
+        })?;
+        let Some(object) = config.as_object_mut() else {
+            return Err(CniError::decoding(
+                "the network configuration on stdin is not a JSON object",
+            )
+            .into());
+        };
+        crate::spec::gojson::canonicalize_keys(object, &[crate::spec::gojson::COMMON_KEYS]);
+        let version = config_version(config.get("cniVersion"))?;
+        let in_version = |e| Refusal::new(e, version);
+        let network_name = match config.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            None => String::new(),
+            Some(other) => {
+                return Err(in_version(CniError::invalid_config(format!(
+                    "network name must be a string, got {other}"
+                ))))
+            }
+        };
+        validate_network_name(&network_name).map_err(in_version)?;
+        let gate = match command {
+            Command::Check if !version.supports_check() => Some("CHECK"),
+            Command::Gc if !version.supports_gc_and_status() => Some("GC"),
+            Command::Status if !version.supports_gc_and_status() => Some("STATUS"),
+            _ => None,
+        };
+        if let Some(verb) = gate {
+            return Err(in_version(CniError::new(
+                ErrorCode::IncompatibleVersion,
+                format!("config version {version} does not allow {verb}"),
+            )));
+        }
+        Ok(ConfigHeader {
+            version,
+            network_name,
+        })
+    }
+}
+
+/// `cniVersion`: a string naming a version this plugin supports; absent is 0.1.0.
+fn config_version(field: Option<&Value>) -> Result<SpecVersion, CniError> {
+    let text = match field {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.as_str()),
         Some(other) => {
-            return Err((
-                CniError::invalid_config(format!("cniVersion must be a string, got {other}")),
-                latest,
-            ))
+            return Err(CniError::invalid_config(format!(
+                "cniVersion must be a string, got {other}"
+            )))
         }
     };
-    let version = SpecVersion::from_config_field(version_field).map_err(|e| {
-        (
-            CniError::new(
-                ErrorCode::IncompatibleVersion,
-                format!("incompatible CNI versions: {e}"),
-            )
-            .with_details(format!(
-                "config is {:?}, plugin supports {:?}",
-                version_field.unwrap_or_default(),
-                all_version_strings()
-            )),
-            latest,
+    SpecVersion::from_config_field(text).map_err(|e| {
+        CniError::new(
+            ErrorCode::IncompatibleVersion,
+            format!("incompatible CNI versions: {e}"),
         )
-    })?;
-    let network_name = match config.get("name") {
-        Some(Value::String(name)) => name.clone(),
-        None => String::new(),
-        Some(other) => {
-            return Err((
-                CniError::invalid_config(format!("network name must be a string, got {other}")),
-                version,
-            ))
-        }
-    };
-    validate_network_name(&network_name).map_err(|e| (e, version))?;
-
-    let gate = match command {
-        Command::Check if !version.supports_check() => Some("CHECK"),
-        Command::Gc if !version.supports_gc_and_status() => Some("GC"),
-        Command::Status if !version.supports_gc_and_status() => Some("STATUS"),
-        _ => None,
-    };
-    if let Some(verb) = gate {
-        return Err((
-            CniError::new(
-                ErrorCode::IncompatibleVersion,
-                format!("config version {version} does not allow {verb}"),
-            ),
-            version,
-        ));
-    }
-    if matches!(command, Command::Add | Command::Check) {
-        args.check_known(plugin.known_args())
-            .map_err(|e| (e, version))?;
-        args.check_text(plugin.known_args())
-            .map_err(|e| (e, version))?;
-    }
-
-    Ok(Validated::Request(Box::new(Request {
-        command,
-        container_id,
-        netns,
-        ifname,
-        args,
-        path,
-        stdin,
-        version,
-        network_name,
-    })))
+        .with_details(format!(
+            "config is {:?}, plugin supports {:?}",
+            text.unwrap_or_default(),
+            all_version_strings()
+        ))
+    })
 }
 
-fn run_verb(plugin: &dyn Plugin, request: &Request) -> Outcome {
+/// Loads the config the verb needs and runs it.
+fn run_verb<P: Plugin>(plugin: &P, request: &Request) -> Outcome {
     let version = request.version;
     let done = |r: Result<(), CniError>| match r {
         Ok(()) => Outcome::default(),
         Err(e) => Outcome::error(&e, version),
     };
     match request.command {
-        Command::Add => match plugin.add(request) {
+        Command::Add => match plugin.load(request).and_then(|c| plugin.add(request, &c)) {
             Err(error) => Outcome::error(&error, version),
-            Ok(result) => match result.to_value(version) {
-                Ok(value) => Outcome {
-                    exit_code: 0,
-                    stdout: serde_json::to_string_pretty(&value).expect("serializes") + "\n",
-                    stderr: String::new(),
-                },
-                Err(error) => {
-                    // A result that the request's version cannot express is found only
-                    // after the work is done: undo it so that the failed ADD leaves nothing.
-                    let mut outcome = Outcome::error(&error, version);
-                    if let Err(undo) = plugin.del(request) {
-                        outcome.stderr =
-                            format!("cleanup after the failed ADD also failed: {undo}\n");
-                    }
-                    outcome
-                }
-            },
+            Ok(result) => print_result(plugin, request, &result),
         },
-        Command::Del => done(plugin.del(request)),
-        Command::Check => done(plugin.check(request)),
-        Command::Gc => done(plugin.gc(request)),
-        Command::Status => done(plugin.status(request)),
+        Command::Del => done(del(plugin, request)),
+        Command::Check => done(plugin.load(request).and_then(|c| plugin.check(request, &c))),
+        Command::Gc => done(
+            plugin
+                .load_for_gc(request)
+                .and_then(|c| plugin.gc(request, &c)),
+        ),
+        Command::Status => done(
+            plugin
+                .load_for_gc(request)
+                .and_then(|c| plugin.status(request, &c)),
+        ),
         Command::Version => unreachable!("VERSION is answered during validation"),
+    }
+}
+
+fn del<P: Plugin>(plugin: &P, request: &Request) -> Result<(), CniError> {
+    plugin
+        .load_for_del(request)
+        .and_then(|c| plugin.del(request, &c))
+}
+
+/// ADD's result in the request's version.
+fn print_result<P: Plugin>(plugin: &P, request: &Request, result: &CniResult) -> Outcome {
+    match result.to_value(request.version) {
+        Ok(value) => Outcome {
+            exit_code: 0,
+            stdout: serde_json::to_string_pretty(&value).expect("serializes") + "\n",
+            stderr: String::new(),
+        },
+        Err(error) => {
+            // A result that the request's version cannot express is found only after
+            // the work is done: undo it so that the failed ADD leaves nothing.
+            let mut outcome = Outcome::error(&error, request.version);
+            if let Err(undo) = del(plugin, request) {
+                outcome.stderr = format!("cleanup after the failed ADD also failed: {undo}\n");
+            }
+            outcome
+        }
     }
 }
 
@@ -412,7 +510,7 @@ pub fn invoked_as(name: &str) -> bool {
 }
 
 /// The `main` of every plugin binary.
-pub fn run(plugin: &dyn Plugin, about: About) -> ! {
+pub fn run<P: Plugin>(plugin: &P, about: About) -> ! {
     use std::os::unix::ffi::OsStringExt;
     let env = |name: &str| std::env::var_os(name).map(|v| v.into_vec());
     let outcome = dispatch(plugin, &about, &env, &mut std::io::stdin().lock());
@@ -437,7 +535,19 @@ mod tests {
     }
 
     impl Plugin for Recorder {
-        fn add(&self, _r: &Request) -> Result<CniResult, CniError> {
+        type Config = ();
+        type DelConfig = ();
+        type GcConfig = ();
+        fn load(&self, _r: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn load_for_del(&self, _r: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn load_for_gc(&self, _r: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn add(&self, _r: &Request, _c: &()) -> Result<CniResult, CniError> {
             self.calls.borrow_mut().push("add");
             let mut result = CniResult::default();
             result.add_interface(Interface {
@@ -453,11 +563,11 @@ mod tests {
             }
             Ok(result)
         }
-        fn del(&self, _r: &Request) -> Result<(), CniError> {
+        fn del(&self, _r: &Request, _c: &()) -> Result<(), CniError> {
             self.calls.borrow_mut().push("del");
             Ok(())
         }
-        fn check(&self, _r: &Request) -> Result<(), CniError> {
+        fn check(&self, _r: &Request, _c: &()) -> Result<(), CniError> {
             self.calls.borrow_mut().push("check");
             Ok(())
         }
@@ -643,15 +753,27 @@ mod tests {
     struct FailingAdd(RefCell<Vec<&'static str>>);
 
     impl Plugin for FailingAdd {
-        fn add(&self, _r: &Request) -> Result<CniResult, CniError> {
+        type Config = ();
+        type DelConfig = ();
+        type GcConfig = ();
+        fn load(&self, _r: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn load_for_del(&self, _r: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn load_for_gc(&self, _r: &Request) -> Result<(), CniError> {
+            Ok(())
+        }
+        fn add(&self, _r: &Request, _c: &()) -> Result<CniResult, CniError> {
             self.0.borrow_mut().push("add");
             Err(CniError::invalid_config("duplicate"))
         }
-        fn del(&self, _r: &Request) -> Result<(), CniError> {
+        fn del(&self, _r: &Request, _c: &()) -> Result<(), CniError> {
             self.0.borrow_mut().push("del");
             Ok(())
         }
-        fn check(&self, _r: &Request) -> Result<(), CniError> {
+        fn check(&self, _r: &Request, _c: &()) -> Result<(), CniError> {
             Ok(())
         }
     }

@@ -202,8 +202,23 @@ struct Bridge {
 }
 
 impl Plugin for Bridge {
-    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
-        let cfg = config::load(request, self.cnv_bridge)?;
+    type Config = BridgeConfig;
+    type DelConfig = config::DelConfig;
+    type GcConfig = BridgeConfig;
+
+    fn load(&self, request: &Request) -> Result<BridgeConfig, CniError> {
+        config::load(request, self.cnv_bridge)
+    }
+
+    fn load_for_del(&self, request: &Request) -> Result<config::DelConfig, CniError> {
+        config::load_for_del(request)
+    }
+
+    fn load_for_gc(&self, request: &Request) -> Result<BridgeConfig, CniError> {
+        config::load(request, self.cnv_bridge)
+    }
+
+    fn add(&self, request: &Request, cfg: &BridgeConfig) -> Result<CniResult, CniError> {
         if !cfg.is_layer3() && !request.version.allows_multiple_ips_per_family() {
             // Found before anything is made: 0.1.0/0.2.0 results cannot say "no address".
             return Err(CniError::new(
@@ -228,12 +243,12 @@ impl Plugin for Bridge {
         };
         let mut rollback = Rollback::default();
 
-        let bridge = ensure_bridge(&mut nl, &cfg, &mut rollback)?;
+        let bridge = ensure_bridge(&mut nl, cfg, &mut rollback)?;
         let host_name = create_veth(
             &mut nl,
             &mut inside,
             &netns,
-            &cfg,
+            cfg,
             &bridge,
             request,
             &mut rollback,
@@ -247,7 +262,7 @@ impl Plugin for Bridge {
                 isolated: Some(cfg.keys().port_isolation),
             },
         )?;
-        program_vlans(&mut nl, &cfg, &host)?;
+        program_vlans(&mut nl, cfg, &host)?;
         let container = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
         inside.set_alias(container.index, &request.attachment().link_mark())?;
         let container_mac = container.mac.clone().unwrap_or_default();
@@ -309,7 +324,7 @@ impl Plugin for Bridge {
                     None
                 };
                 let target = if cfg.vlan != 0 {
-                    let gw_link = ensure_vlan_gateway(&mut nl, &cfg, &bridge, &mut rollback)?;
+                    let gw_link = ensure_vlan_gateway(&mut nl, cfg, &bridge, &mut rollback)?;
                     result.add_interface(Interface {
                         name: gw_link.name.clone(),
                         mac: gw_link.mac.clone(),
@@ -364,8 +379,7 @@ impl Plugin for Bridge {
 
     /// Best effort, every step: IPAM, the container link, macspoofchk, masquerade and
     /// the VLAN gateway interface, also when the netns is already gone.
-    fn del(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load_for_del(request)?;
+    fn del(&self, request: &Request, cfg: &config::DelConfig) -> Result<(), CniError> {
         let prev = cfg.conf.parsed_prev_result(request.version).ok().flatten();
         let mut errors = ErrorList::new();
         if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
@@ -397,7 +411,7 @@ impl Plugin for Bridge {
             match NetNs::open_if_present(path) {
                 Ok(Some(netns)) => {
                     pod_gone = false;
-                    errors.record(delete_container_veth(&netns, request, &cfg, prev.as_ref()));
+                    errors.record(delete_container_veth(&netns, request, cfg, prev.as_ref()));
                 }
                 Ok(None) => {}
                 Err(e) => errors.push(e.into()),
@@ -432,17 +446,15 @@ impl Plugin for Bridge {
         errors.into_result()
     }
 
-    fn check(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load(request, self.cnv_bridge)?;
+    fn check(&self, request: &Request, cfg: &BridgeConfig) -> Result<(), CniError> {
         let prev = cfg.conf.required_prev_result(request.version)?;
         ipam::forward(request, cfg.conf.delegated_ipam())?;
-        check::attachment(&cfg, request, &prev)
+        check::attachment(cfg, request, &prev)
     }
 
     /// Removes the nftables state of attachments not in the valid list, then
     /// forwards GC to IPAM.
-    fn gc(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load(request, self.cnv_bridge)?;
+    fn gc(&self, request: &Request, cfg: &BridgeConfig) -> Result<(), CniError> {
         let valid: Vec<(String, String)> = cfg
             .conf
             .gc_valid_attachments()
@@ -456,8 +468,7 @@ impl Plugin for Bridge {
         errors.into_result()
     }
 
-    fn status(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load(request, self.cnv_bridge)?;
+    fn status(&self, request: &Request, cfg: &BridgeConfig) -> Result<(), CniError> {
         ipam::forward(request, cfg.conf.delegated_ipam())
     }
 

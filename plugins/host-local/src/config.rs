@@ -35,7 +35,8 @@ struct IpamKeys {
 /// What one request resolves to.
 #[derive(Debug)]
 pub struct Config {
-    pub network: String,
+    /// The common keys (the network name, prevResult).
+    pub conf: NetConf,
     pub range_sets: Vec<RangeSet>,
     pub requested: Vec<Addr>,
     pub routes: Vec<Route>,
@@ -52,9 +53,16 @@ fn parse_requested(text: &str) -> Result<Addr, CniError> {
         .map_err(|_| CniError::invalid_config(format!("cannot understand ip: {text:?}")))
 }
 
-/// Only the data directory and network name: what DEL, GC and STATUS need, so that
-/// they work even when the ranges no longer validate.
-pub fn store_location(request: &Request) -> Result<(String, PathBuf), CniError> {
+/// Only the common keys and the data directory: what DEL, GC and STATUS need, so
+/// that they work even when the ranges no longer validate.
+#[derive(Debug)]
+pub struct StoreLocation {
+    /// The common keys (the network name, the GC's valid attachments).
+    pub conf: NetConf,
+    pub data_dir: PathBuf,
+}
+
+pub fn store_location(request: &Request) -> Result<StoreLocation, CniError> {
     let conf: NetConf = parse_netconf(&request.stdin)?;
     let ipam = conf
         .ipam
@@ -66,7 +74,10 @@ pub fn store_location(request: &Request) -> Result<(String, PathBuf), CniError> 
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
         .unwrap_or(DEFAULT_DATA_DIR);
-    Ok((conf.name, PathBuf::from(data_dir)))
+    Ok(StoreLocation {
+        data_dir: PathBuf::from(data_dir),
+        conf,
+    })
 }
 
 pub fn load(request: &Request) -> Result<Config, CniError> {
@@ -122,7 +133,7 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
         }
     }
     Ok(Config {
-        network: conf.name,
+        conf,
         range_sets,
         requested,
         routes: keys.routes,

@@ -9,6 +9,7 @@ mod store;
 use libcni::spec::result::IpConfig;
 use libcni::{About, CniError, CniResult, ErrorCode, Plugin, Request};
 
+use crate::config::StoreLocation;
 use crate::range::{Addr, Range, RangeSet};
 use crate::store::{Owner, Store};
 
@@ -97,13 +98,28 @@ fn give_back(store: &mut Store, request: &Request, taken: &[Addr], cause: CniErr
 struct HostLocal;
 
 impl Plugin for HostLocal {
-    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
-        let config = config::load(request)?;
+    type Config = config::Config;
+    type DelConfig = StoreLocation;
+    type GcConfig = StoreLocation;
+
+    fn load(&self, request: &Request) -> Result<Self::Config, CniError> {
+        config::load(request)
+    }
+
+    fn load_for_del(&self, request: &Request) -> Result<StoreLocation, CniError> {
+        config::store_location(request)
+    }
+
+    fn load_for_gc(&self, request: &Request) -> Result<StoreLocation, CniError> {
+        config::store_location(request)
+    }
+
+    fn add(&self, request: &Request, config: &Self::Config) -> Result<CniResult, CniError> {
         let mut result = CniResult::default();
         if let Some(path) = &config.resolv_conf {
             result.dns = config::parse_resolv_conf(path)?;
         }
-        let mut store = Store::open(&config.data_dir, &config.network)?;
+        let mut store = Store::open(&config.data_dir, &config.conf.name)?;
         let mut requested = config.requested.clone();
         let mut taken = Vec::new();
         for (index, set) in config.range_sets.iter().enumerate() {
@@ -141,13 +157,12 @@ impl Plugin for HostLocal {
         if let Err(e) = store.commit_round_robin() {
             return Err(give_back(&mut store, request, &taken, e));
         }
-        result.routes = config.routes;
+        result.routes = config.routes.clone();
         Ok(result)
     }
 
-    fn del(&self, request: &Request) -> Result<(), CniError> {
-        let (network, data_dir) = config::store_location(request)?;
-        let mut store = Store::open(&data_dir, &network)?;
+    fn del(&self, request: &Request, location: &StoreLocation) -> Result<(), CniError> {
+        let mut store = Store::open(&location.data_dir, &location.conf.name)?;
         store.release_attachment(&request.container_id, &request.ifname)?;
         Ok(())
     }
@@ -156,17 +171,15 @@ impl Plugin for HostLocal {
     /// container and interface, as its file says: an address released behind the
     /// attachment's back, and perhaps handed to another pod, fails CHECK. Without such
     /// an address, the attachment must hold some address (Go's whole check).
-    fn check(&self, request: &Request) -> Result<(), CniError> {
-        let config = config::load(request)?;
-        let store = Store::open(&config.data_dir, &config.network)?;
+    fn check(&self, request: &Request, config: &Self::Config) -> Result<(), CniError> {
+        let store = Store::open(&config.data_dir, &config.conf.name)?;
         let legacy = Owner::Legacy {
             container_id: request.container_id.clone(),
         };
-        let prev = libcni::spec::config::parse_netconf::<libcni::spec::config::NoPluginKeys>(
-            &request.stdin,
-        )?
-        .parsed_prev_result(request.version)?
-        .unwrap_or_default();
+        let prev = config
+            .conf
+            .parsed_prev_result(request.version)?
+            .unwrap_or_default();
         let mine = attachment(request);
         for ip in &prev.ips {
             let addr = Addr::from_ip(ip.address.addr());
@@ -198,12 +211,9 @@ impl Plugin for HostLocal {
 
     /// Releases every address whose attachment is not in the valid list. A legacy
     /// file (container ID only) stays while any attachment of that container does.
-    fn gc(&self, request: &Request) -> Result<(), CniError> {
-        let conf: libcni::spec::config::NetConf =
-            libcni::spec::config::parse_netconf(&request.stdin)?;
-        let valid = conf.gc_valid_attachments();
-        let (network, data_dir) = config::store_location(request)?;
-        let mut store = Store::open(&data_dir, &network)?;
+    fn gc(&self, _request: &Request, location: &StoreLocation) -> Result<(), CniError> {
+        let valid = location.conf.gc_valid_attachments();
+        let mut store = Store::open(&location.data_dir, &location.conf.name)?;
         let mut errors = libcni::spec::error::ErrorList::new();
         for (addr, owner) in store.scan()? {
             let keep = match &owner {
@@ -225,14 +235,15 @@ impl Plugin for HostLocal {
     }
 
     /// Ready when the data directory can be created, opened and locked.
-    fn status(&self, request: &Request) -> Result<(), CniError> {
-        let (network, data_dir) = config::store_location(request)?;
-        Store::open(&data_dir, &network).map(|_| ()).map_err(|e| {
-            CniError::new(
-                ErrorCode::PluginNotAvailable,
-                format!("host-local data directory is unusable: {}", e.msg),
-            )
-        })
+    fn status(&self, _request: &Request, location: &StoreLocation) -> Result<(), CniError> {
+        Store::open(&location.data_dir, &location.conf.name)
+            .map(|_| ())
+            .map_err(|e| {
+                CniError::new(
+                    ErrorCode::PluginNotAvailable,
+                    format!("host-local data directory is unusable: {}", e.msg),
+                )
+            })
     }
 
     fn known_args(&self) -> &'static [&'static str] {

@@ -54,13 +54,15 @@ struct Macvlan;
 
 impl ChildLink for Macvlan {
     type Keys = MacvlanKeys;
+    /// The mode, parsed once.
+    type Settings = MacVlanMode;
     const KIND: &'static str = "macvlan";
     // As the Go plugin: `IP=` is IPAM's, and refused here without IgnoreUnknown.
     const KNOWN_ARGS: &'static [&'static str] = &["MAC"];
 
-    fn load(&self, request: &Request) -> Result<ChildConfig<MacvlanKeys>, CniError> {
+    fn load(&self, request: &Request) -> Result<ChildConfig<MacvlanKeys, MacVlanMode>, CniError> {
         let conf: NetConf<MacvlanKeys> = parse_netconf(&request.stdin)?;
-        parse_mode(&conf.plugin.mode)?;
+        let mode = parse_mode(&conf.plugin.mode)?;
         // MAC: config < CNI_ARGS MAC < runtimeConfig.mac.
         let mac = pick_mac(
             "mac",
@@ -71,6 +73,7 @@ impl ChildLink for Macvlan {
             ],
         )?;
         Ok(ChildConfig {
+            settings: mode,
             master: conf.plugin.master.clone(),
             link_in_container: conf.plugin.link_in_container,
             mtu: conf.plugin.mtu,
@@ -79,21 +82,25 @@ impl ChildLink for Macvlan {
         })
     }
 
-    fn link_kind(&self, cfg: &ChildConfig<MacvlanKeys>, master: &Link) -> LinkKind<'static> {
+    fn link_kind(
+        &self,
+        cfg: &ChildConfig<MacvlanKeys, MacVlanMode>,
+        master: &Link,
+    ) -> LinkKind<'static> {
         LinkKind::MacVlan {
             parent: master.index,
-            mode: parse_mode(&cfg.conf.plugin.mode).expect("validated by load"),
+            mode: cfg.settings,
             broadcast_queue_len: cfg.conf.plugin.bcqueuelen,
         }
     }
 
     fn check_link(
         &self,
-        cfg: &ChildConfig<MacvlanKeys>,
+        cfg: &ChildConfig<MacvlanKeys, MacVlanMode>,
         link: &Link,
         _request: &Request,
     ) -> Result<(), CniError> {
-        let mode = parse_mode(&cfg.conf.plugin.mode)?;
+        let mode = cfg.settings;
         if link.macvlan_mode != Some(mode) {
             return Err(CniError::internal(format!(
                 "container macvlan mode {} does not match expected value: {}",

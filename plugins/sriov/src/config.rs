@@ -188,14 +188,6 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
         ],
     )?;
     vf.mac = mac;
-    if !keys.log_level.is_empty() {
-        libcni::log::set_level(&keys.log_level);
-    }
-    if !keys.log_file.is_empty() {
-        if let Err(e) = libcni::log::set_file(std::path::Path::new(&keys.log_file)) {
-            libcni::log_warn!("cannot open logFile {}: {e}", keys.log_file);
-        }
-    }
     Ok(Config {
         device_id,
         vf,

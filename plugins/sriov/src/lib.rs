@@ -18,7 +18,7 @@ use libcni::netlink::{
     Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting,
 };
 use libcni::netns::NetNs;
-use libcni::spec::attachment::AttachmentId;
+use libcni::spec::config::{parse_netconf, NetConf};
 use libcni::spec::error::ErrorList;
 use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::spec::result::Interface;
@@ -197,13 +197,7 @@ fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
         let in_pod = match &inside {
             Some(ns) => {
                 let mut pod = ns.netlink()?;
-                let network = cache
-                    .config
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let mark =
-                    AttachmentId::new(network, &cache.container_id, &cache.ifname).link_mark();
+                let mark = cache.attachment().link_mark();
                 match pod.get_link(&LinkId::Name(cache.ifname.clone()))? {
                     Some(link) if is_attachment_vf(&link, &mark) => {
                         errors.record(return_netdev(&mut pod, &link, &cache.orig));
@@ -274,34 +268,12 @@ fn attach_vf<'r>(
     };
     let mut mtu = cache.mtu;
     if let Some(link) = host_link {
-        if inside
-            .get_link(&LinkId::Name(request.ifname.clone()))?
-            .is_some()
-        {
-            return Err(CniError::internal(format!(
-                "interface {:?} already exists in {}",
-                request.ifname,
-                netns.path().display()
-            )));
-        }
-        // Marked before it moves: DEL returns only a netdev that is this VF.
-        nl.set_alias(link.index, &request.attachment().link_mark())?;
-        move_via_temporary(&mut nl, link, netns, &request.ifname)?;
-        failpoint("sriov-after-move");
-        let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
-        if let Some(mac) = cfg.mac {
-            inside.set_mac(vf.index, mac)?;
-        }
-        if let Some(want) = cfg.conf.plugin.mtu.filter(|m| *m > 0) {
-            inside.set_mtu(vf.index, want)?;
-            mtu = want;
-        }
-        // sriov-cni's: an IPv6 address is usable at once while DAD runs.
-        let optimistic = format!("net/ipv6/conf/{}/optimistic_dad", request.ifname);
-        if let Err(e) = netns.run(|| libcni::host::sysctl::write(&optimistic, "1"))? {
-            libcni::log_debug!("{e}");
-        }
-        inside.set_up(vf.index, true)?;
+        let pod = Pod {
+            request,
+            netns,
+            inside: &mut inside,
+        };
+        mtu = move_into_pod(pod, &mut nl, cfg, link)?.unwrap_or(mtu);
         libcni::log_debug!(
             "VF {} of PF {:?} moved into {} as {:?}",
             dev.index,
@@ -319,24 +291,13 @@ fn attach_vf<'r>(
         pci_id: (request.version >= SpecVersion::V1_1_0).then(|| dev.pci.clone()),
         ..Default::default()
     });
-    let allocation = match cfg.conf.delegated_ipam() {
-        None => None,
-        Some(ipam_conf) => {
-            let allocation = ipam::add(request, &ipam_conf.plugin_type)?;
-            allocation.merge_into(&mut result, 0);
-            // DPDK: the addresses are allocated and reported, not configured.
-            if host_link.is_some() {
-                configure_interface(
-                    netns,
-                    &mut inside,
-                    &request.ifname,
-                    &result,
-                    InterfaceOptions::default(),
-                )?;
-            }
-            Some(allocation)
-        }
+    let pod = Pod {
+        request,
+        netns,
+        inside: &mut inside,
     };
+    // DPDK: the addresses are allocated and reported, not configured.
+    let allocation = allocate(pod, cfg, &mut result, host_link.is_some())?;
     failpoint("sriov-after-ipam");
     if let Some(dns) = cfg.conf.dns.as_ref().filter(|d| !d.is_empty()) {
         result.dns = dns.clone();
@@ -351,6 +312,81 @@ fn attach_vf<'r>(
         write_device_info(Path::new(path), dev)?;
     }
     Ok((result, allocation))
+}
+
+/// The container side of an ADD: the request, its netns and a socket in it.
+struct Pod<'a, 'r> {
+    request: &'r Request,
+    netns: &'a NetNs,
+    inside: &'a mut Netlink<SocketTransport>,
+}
+
+/// Moves the VF netdev into the pod as CNI_IFNAME, with the configured MAC and
+/// MTU, and brings it up. Returns the MTU it set, if any.
+fn move_into_pod(
+    pod: Pod<'_, '_>,
+    nl: &mut Netlink<SocketTransport>,
+    cfg: &config::Config,
+    link: &Link,
+) -> Result<Option<u32>, CniError> {
+    let Pod {
+        request,
+        netns,
+        inside,
+    } = pod;
+    if inside
+        .get_link(&LinkId::Name(request.ifname.clone()))?
+        .is_some()
+    {
+        return Err(CniError::internal(format!(
+            "interface {:?} already exists in {}",
+            request.ifname,
+            netns.path().display()
+        )));
+    }
+    // Marked before it moves: DEL returns only a netdev that is this VF.
+    nl.set_alias(link.index, &request.attachment().link_mark())?;
+    move_via_temporary(nl, link, netns, &request.ifname)?;
+    failpoint("sriov-after-move");
+    let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
+    if let Some(mac) = cfg.mac {
+        inside.set_mac(vf.index, mac)?;
+    }
+    let mtu = cfg.conf.plugin.mtu.filter(|m| *m > 0);
+    if let Some(want) = mtu {
+        inside.set_mtu(vf.index, want)?;
+    }
+    // sriov-cni's: an IPv6 address is usable at once while DAD runs.
+    let optimistic = format!("net/ipv6/conf/{}/optimistic_dad", request.ifname);
+    if let Err(e) = netns.run(|| libcni::host::sysctl::write(&optimistic, "1"))? {
+        libcni::log_debug!("{e}");
+    }
+    inside.set_up(vf.index, true)?;
+    Ok(mtu)
+}
+
+/// IPAM's addresses into the result, and onto the VF netdev when `configure`.
+fn allocate<'r>(
+    pod: Pod<'_, 'r>,
+    cfg: &config::Config,
+    result: &mut CniResult,
+    configure: bool,
+) -> Result<Option<ipam::Allocation<'r>>, CniError> {
+    let Some(ipam_conf) = cfg.conf.delegated_ipam() else {
+        return Ok(None);
+    };
+    let allocation = ipam::add(pod.request, &ipam_conf.plugin_type)?;
+    allocation.merge_into(result, 0);
+    if configure {
+        configure_interface(
+            pod.netns,
+            pod.inside,
+            &pod.request.ifname,
+            result,
+            InterfaceOptions::default(),
+        )?;
+    }
+    Ok(Some(allocation))
 }
 
 /// The network-plumbing device-info file (type `pci`), unless it exists already
@@ -373,9 +409,91 @@ fn write_device_info(path: &Path, dev: &sysfs::VfDevice) -> Result<(), CniError>
     })
 }
 
+/// sriov-cni's `logLevel` and `logFile`, applied once the config is valid.
+fn set_up_logging(keys: &config::SriovKeys) {
+    if !keys.log_level.is_empty() {
+        libcni::log::set_level(&keys.log_level);
+    }
+    if !keys.log_file.is_empty() {
+        if let Err(e) = libcni::log::set_file(Path::new(&keys.log_file)) {
+            libcni::log_warn!("cannot open logFile {}: {e}", keys.log_file);
+        }
+    }
+}
+
+/// The cache ADD writes before it changes anything.
+fn new_cache(
+    request: &Request,
+    cfg: &config::Config,
+    netns: &NetNs,
+    pf: &Link,
+    vf_id: u32,
+    (orig, host_link): (OrigVfState, Option<&Link>),
+) -> Cache {
+    // Keys spelled as the config's types name them (`"DeviceID"` is `deviceID`, as
+    // Go reads it), so that DEL finds them in the cache, and so does sriov-cni,
+    // which caches its parsed config.
+    let config = match serde_json::from_slice::<Value>(&request.stdin) {
+        Ok(mut value) => {
+            libcni::spec::gojson::canonicalize_config(
+                &mut value,
+                libcni::spec::gojson::field_names::<config::SriovKeys>(),
+            );
+            match value {
+                Value::Object(map) => map,
+                _ => Default::default(),
+            }
+        }
+        Err(_) => Default::default(),
+    };
+    Cache {
+        config,
+        mtu: host_link.map(|l| l.mtu).unwrap_or(pf.mtu),
+        orig,
+        master: pf.name.clone(),
+        vf_id,
+        mac: cfg.mac.map(|m| format_mac(&m)).unwrap_or_default(),
+        dpdk: host_link.is_none(),
+        container_id: request.container_id.clone(),
+        ifname: request.ifname.clone(),
+        netns: netns.path().display().to_string(),
+    }
+}
+
+/// Switches and peers learn where the addresses now live at once.
+fn announce_addresses(netns: &NetNs, request: &Request, result: &CniResult) {
+    if result.ips.is_empty() {
+        return;
+    }
+    let addresses: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
+    match libcni::host::announce::announce(netns, &request.ifname, &addresses) {
+        Ok(n) => libcni::log_debug!("announced {n} addresses on {:?}", request.ifname),
+        Err(e) => libcni::log_warn!("{e}"),
+    }
+}
+
 impl Plugin for Sriov {
-    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
+    type Config = config::Config;
+    /// DEL undoes from the cache; a config it cannot validate is no config.
+    type DelConfig = Option<config::Config>;
+    /// GC and STATUS read only the common keys.
+    type GcConfig = NetConf;
+
+    fn load(&self, request: &Request) -> Result<config::Config, CniError> {
         let cfg = config::load(request)?;
+        set_up_logging(&cfg.conf.plugin);
+        Ok(cfg)
+    }
+
+    fn load_for_del(&self, request: &Request) -> Result<Option<config::Config>, CniError> {
+        Ok(self.load(request).ok())
+    }
+
+    fn load_for_gc(&self, request: &Request) -> Result<NetConf, CniError> {
+        parse_netconf(&request.stdin)
+    }
+
+    fn add(&self, request: &Request, cfg: &config::Config) -> Result<CniResult, CniError> {
         ipam::require_installed(request, cfg.conf.delegated_ipam())?;
         let netns = attach::request_netns(request)?;
         let state = State::open()?;
@@ -387,49 +505,22 @@ impl Plugin for Sriov {
         let mut nl = Netlink::open()?;
         let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
         let (orig, host_link) = original_state(&mut nl, &pf, dev.index, &dev.netdev)?;
-        // Keys spelled as the config's types name them (`"DeviceID"` is `deviceID`, as
-        // Go reads it), so that DEL finds them in the cache, and so does sriov-cni,
-        // which caches its parsed config.
-        let config = match serde_json::from_slice::<Value>(&request.stdin) {
-            Ok(mut value) => {
-                libcni::spec::gojson::canonicalize_config(
-                    &mut value,
-                    libcni::spec::gojson::field_names::<config::SriovKeys>(),
-                );
-                match value {
-                    Value::Object(map) => map,
-                    _ => Default::default(),
-                }
-            }
-            Err(_) => Default::default(),
-        };
-        let cache = Cache {
-            config,
-            mtu: host_link.as_ref().map(|l| l.mtu).unwrap_or(pf.mtu),
-            orig,
-            master: pf.name.clone(),
-            vf_id: dev.index,
-            mac: cfg.mac.map(|m| format_mac(&m)).unwrap_or_default(),
-            dpdk: host_link.is_none(),
-            container_id: request.container_id.clone(),
-            ifname: request.ifname.clone(),
-            netns: netns.path().display().to_string(),
-        };
+        let cache = new_cache(
+            request,
+            cfg,
+            &netns,
+            &pf,
+            dev.index,
+            (orig, host_link.as_ref()),
+        );
         // Before anything changes: from here on a crash can always be undone by DEL.
         state.write_cache(&cache)?;
         failpoint("sriov-after-cache");
-        match attach_vf(request, &cfg, &netns, &dev, &cache, &pf, host_link.as_ref()) {
+        match attach_vf(request, cfg, &netns, &dev, &cache, &pf, host_link.as_ref()) {
             Ok((result, allocation)) => {
                 state.record_allocation(&cfg.device_id, &cache.netns)?;
-                if host_link.is_some() && !result.ips.is_empty() {
-                    // Switches and peers learn where the addresses now live at once.
-                    let addresses: Vec<_> = result.ips.iter().map(|ip| ip.address.addr()).collect();
-                    match libcni::host::announce::announce(&netns, &request.ifname, &addresses) {
-                        Ok(n) => {
-                            libcni::log_debug!("announced {n} addresses on {:?}", request.ifname)
-                        }
-                        Err(e) => libcni::log_warn!("{e}"),
-                    }
+                if host_link.is_some() {
+                    announce_addresses(&netns, request, &result);
                 }
                 libcni::log_info!(
                     "attached VF {} ({}) to {} as {:?}",
@@ -457,7 +548,7 @@ impl Plugin for Sriov {
                 if let Err(undo) = release(&cache, Some(netns.path())) {
                     libcni::log_warn!("rollback of the failed ADD: {undo}");
                 }
-                let _ = state.remove_cache(&cache.container_id, &cache.ifname);
+                let _ = state.remove_cache(&cache.attachment());
                 Err(error)
             }
         }
@@ -465,12 +556,12 @@ impl Plugin for Sriov {
 
     /// Restores the VF from the cache, releases IPAM, removes cache and record.
     /// With no cache (lost, or never written) it resets what it can from `deviceID`.
-    fn del(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load(request);
+    fn del(&self, request: &Request, cfg: &Option<config::Config>) -> Result<(), CniError> {
         let state = State::open()?;
-        let cache = state.read_cache(&request.container_id, &request.ifname);
+        let attachment = request.attachment();
+        let cache = state.read_cache(&attachment);
         let mut errors = ErrorList::new();
-        if let Ok(cfg) = &cfg {
+        if let Some(cfg) = cfg {
             if let Some(ipam_conf) = cfg.conf.delegated_ipam() {
                 errors.record(ipam::del(request, &ipam_conf.plugin_type));
             }
@@ -478,7 +569,7 @@ impl Plugin for Sriov {
         let device_id = cache
             .as_ref()
             .and_then(Cache::device_id)
-            .or_else(|| cfg.as_ref().ok().map(|c| c.device_id.clone()));
+            .or_else(|| cfg.as_ref().map(|c| c.device_id.clone()));
         let Some(device_id) = device_id else {
             // Nothing names a VF: nothing to undo (an invalid config with no cache).
             return errors.into_result();
@@ -496,23 +587,22 @@ impl Plugin for Sriov {
             libcni::log_warn!(
                 "left VF {device_id} as it is: its allocation record names {holder:?}, another attachment's netns"
             );
-            errors.record(state.remove_cache(&request.container_id, &request.ifname));
+            errors.record(state.remove_cache(&attachment));
             return errors.into_result();
         }
         match &cache {
             Some(cache) => errors.record(release(cache, request.netns.as_deref())),
-            None => errors.record(reset_without_cache(request, &device_id, cfg.as_ref().ok())),
+            None => errors.record(reset_without_cache(request, &device_id, cfg.as_ref())),
         };
         let outcome = errors.into_result();
         if outcome.is_ok() {
-            state.remove_cache(&request.container_id, &request.ifname)?;
+            state.remove_cache(&attachment)?;
             state.release_allocation(&device_id, owner)?;
         }
         outcome
     }
 
-    fn check(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load(request)?;
+    fn check(&self, request: &Request, cfg: &config::Config) -> Result<(), CniError> {
         let prev = cfg.conf.required_prev_result(request.version)?;
         ipam::forward(request, cfg.conf.delegated_ipam())?;
         let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
@@ -586,19 +676,12 @@ impl Plugin for Sriov {
 
     /// Releases the VFs of attachments not in the valid list (from their caches),
     /// then forwards GC to IPAM.
-    fn gc(&self, request: &Request) -> Result<(), CniError> {
-        let conf: libcni::spec::config::NetConf =
-            libcni::spec::config::parse_netconf(&request.stdin)?;
+    fn gc(&self, request: &Request, conf: &NetConf) -> Result<(), CniError> {
         let valid = conf.gc_valid_attachments();
         let state = State::open()?;
         let mut errors = ErrorList::new();
         for (file, cache) in state.all_caches() {
-            let network = cache
-                .config
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if cache.container_id.is_empty() || network != request.network_name {
+            if cache.container_id.is_empty() || cache.attachment().network != request.network_name {
                 continue; // written by sriov-cni, or another network's
             }
             if valid
@@ -632,9 +715,7 @@ impl Plugin for Sriov {
         errors.into_result()
     }
 
-    fn status(&self, request: &Request) -> Result<(), CniError> {
-        let conf: libcni::spec::config::NetConf =
-            libcni::spec::config::parse_netconf(&request.stdin)?;
+    fn status(&self, request: &Request, conf: &NetConf) -> Result<(), CniError> {
         ipam::forward(request, conf.delegated_ipam())
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use libcni::host::fs::StateDir;
 use libcni::netns::NetNs;
-use libcni::spec::attachment::fitting_name;
+use libcni::spec::attachment::AttachmentId;
 use libcni::CniError;
 use nix::fcntl::Flock;
 use serde::{Deserialize, Serialize};
@@ -92,18 +92,22 @@ impl Cache {
             .and_then(PciAddress::parse)
     }
 
+    /// The attachment the cache is of: the config's network name, and ours.
+    pub fn attachment(&self) -> AttachmentId {
+        let network = self
+            .config
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        AttachmentId::new(network, &self.container_id, &self.ifname)
+    }
+
     /// Whether the config asked for a setting (then DEL restores it).
     pub fn configured(&self, key: &str) -> bool {
         self.config
             .get(key)
             .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
     }
-}
-
-/// The name of an attachment's cache file: `<containerID>-<ifname>` as sriov-cni
-/// names it, hashed when a long container ID would not fit a file name.
-pub fn cache_name(container_id: &str, ifname: &str) -> String {
-    fitting_name(&format!("{container_id}-{ifname}"), 255)
 }
 
 /// The state directory, every file of it reached through [`StateDir`].
@@ -126,24 +130,20 @@ impl State {
     pub fn write_cache(&self, cache: &Cache) -> Result<(), CniError> {
         let bytes = serde_json::to_vec(cache).expect("a cache serializes");
         self.dir
-            .write_atomic(
-                &cache_name(&cache.container_id, &cache.ifname),
-                &bytes,
-                0o600,
-            )
+            .write_atomic(&cache.attachment().sriov_cache_name(), &bytes, 0o600)
             .map_err(CniError::from)
     }
 
-    pub fn read_cache(&self, container_id: &str, ifname: &str) -> Option<Cache> {
-        self.read_cache_file(&cache_name(container_id, ifname))
+    pub fn read_cache(&self, attachment: &AttachmentId) -> Option<Cache> {
+        self.read_cache_file(&attachment.sriov_cache_name())
     }
 
     fn read_cache_file(&self, name: &str) -> Option<Cache> {
         serde_json::from_slice(&self.dir.read(name).ok()??).ok()
     }
 
-    pub fn remove_cache(&self, container_id: &str, ifname: &str) -> Result<(), CniError> {
-        self.remove_cache_file(&cache_name(container_id, ifname))
+    pub fn remove_cache(&self, attachment: &AttachmentId) -> Result<(), CniError> {
+        self.remove_cache_file(&attachment.sriov_cache_name())
     }
 
     pub fn remove_cache_file(&self, name: &str) -> Result<(), CniError> {
@@ -340,6 +340,8 @@ mod tests {
 
     #[test]
     fn long_container_ids_make_cache_names_that_fit() {
+        let cache_name =
+            |cid: &str, ifname: &str| AttachmentId::new("n", cid, ifname).sriov_cache_name();
         let long = "c".repeat(300);
         let name = cache_name(&long, "net1");
         assert!(name.len() <= 255, "{}", name.len());

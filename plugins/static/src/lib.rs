@@ -47,11 +47,25 @@ fn parse_gateway(text: &str) -> Result<IpAddr, CniError> {
         .map_err(|_| CniError::invalid_config(format!("invalid gateway address: {text}")))
 }
 
+/// A request's config: its plan, and the prevResult CHECK compares it with.
+struct Config {
+    plan: Plan,
+    prev_result: Option<serde_json::Value>,
+}
+
+fn load(request: &Request) -> Result<Config, CniError> {
+    let conf: NetConf = parse_netconf(&request.stdin)?;
+    let plan = plan(&conf, request)?;
+    Ok(Config {
+        plan,
+        prev_result: conf.prev_result,
+    })
+}
+
 /// Resolves the addresses with the precedence of the Go plugin: the config's list,
 /// with CNI_ARGS `IP` appended and `GATEWAY` applied; `args.cni.ips` replaces that;
 /// `runtimeConfig.ips` replaces it again.
-fn plan(request: &Request) -> Result<Plan, CniError> {
-    let conf: NetConf = parse_netconf(&request.stdin)?;
+fn plan(conf: &NetConf, request: &Request) -> Result<Plan, CniError> {
     let Some(ipam) = &conf.ipam else {
         return Err(CniError::invalid_config("IPAM config missing 'ipam' key"));
     };
@@ -159,25 +173,41 @@ fn on_the_link(request: &Request, ips: &[IpConfig]) -> Result<(), CniError> {
 struct Static;
 
 impl Plugin for Static {
-    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
-        let plan = plan(request)?;
+    type Config = Config;
+    /// It keeps no state: DEL, GC and STATUS read nothing.
+    type DelConfig = ();
+    type GcConfig = ();
+
+    fn load(&self, request: &Request) -> Result<Config, CniError> {
+        load(request)
+    }
+
+    fn load_for_del(&self, _request: &Request) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    fn load_for_gc(&self, _request: &Request) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    fn add(&self, _request: &Request, config: &Config) -> Result<CniResult, CniError> {
+        let plan = &config.plan;
         Ok(CniResult {
             interfaces: Vec::new(),
-            ips: plan.ips,
-            routes: plan.routes,
-            dns: plan.dns,
+            ips: plan.ips.clone(),
+            routes: plan.routes.clone(),
+            dns: plan.dns.clone(),
         })
     }
 
-    fn del(&self, _request: &Request) -> Result<(), CniError> {
+    fn del(&self, _request: &Request, _config: &()) -> Result<(), CniError> {
         Ok(())
     }
 
     /// Every configured address must be in prevResult with the same gateway.
-    fn check(&self, request: &Request) -> Result<(), CniError> {
-        let plan = plan(request)?;
-        let conf: NetConf = parse_netconf(&request.stdin)?;
-        let prev = conf
+    fn check(&self, request: &Request, config: &Config) -> Result<(), CniError> {
+        let plan = &config.plan;
+        let prev = config
             .prev_result
             .as_ref()
             .ok_or_else(|| CniError::invalid_config("static: CHECK needs prevResult"))?;
@@ -228,6 +258,10 @@ mod tests {
 
     fn request(stdin: serde_json::Value, cni_args: &str) -> Request {
         Request::for_config(&stdin, cni_args)
+    }
+
+    fn plan(request: &Request) -> Result<Plan, CniError> {
+        load(request).map(|config| config.plan)
     }
 
     fn ips(plan: &Plan) -> Vec<String> {

@@ -9,10 +9,10 @@ mod config;
 use libcni::host::fs::StateDir;
 use libcni::netlink::{Link, LinkId, Netlink, SocketTransport};
 use libcni::netns::NetNs;
-use libcni::spec::attachment::fitting_name;
 use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::{About, CniError, CniResult, Plugin, Request};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 use crate::config::TuningConfig;
 
@@ -33,14 +33,6 @@ struct Saved {
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
-}
-
-/// `<containerID>_<ifname>.json`, Go's name (hashed past a file name's limit).
-fn state_name(request: &Request) -> String {
-    fitting_name(
-        &format!("{}_{}.json", request.container_id, request.ifname),
-        255,
-    )
 }
 
 /// Go writes the file with `json.MarshalIndent(config, "", " ")`.
@@ -138,26 +130,42 @@ fn apply(
 struct Tuning;
 
 impl Plugin for Tuning {
-    fn add(&self, request: &Request) -> Result<CniResult, CniError> {
-        let cfg = config::load(request)?;
+    type Config = TuningConfig;
+    /// DEL reads only `dataDir`.
+    type DelConfig = PathBuf;
+    type GcConfig = ();
+
+    fn load(&self, request: &Request) -> Result<TuningConfig, CniError> {
+        config::load(request)
+    }
+
+    fn load_for_del(&self, request: &Request) -> Result<PathBuf, CniError> {
+        config::data_dir_for_del(request)
+    }
+
+    fn load_for_gc(&self, _request: &Request) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    fn add(&self, request: &Request, cfg: &TuningConfig) -> Result<CniResult, CniError> {
         let mut result = cfg.conf.required_prev_result(request.version)?;
         let netns = libcni::attach::request_netns(request)?;
         if !cfg.changes_link() {
-            write_sysctls(&netns, &cfg, request)?;
+            write_sysctls(&netns, cfg, request)?;
         } else {
             let mut nl = netns.netlink()?;
             let link = container_link(&mut nl, request)?;
-            let saved = snapshot(&link, &cfg);
+            let saved = snapshot(&link, cfg);
             // The state is written first: a store that cannot be written (full,
             // read-only) fails ADD before anything in the container changed.
             let state = StateDir::create(&cfg.data_dir, 0o700)?;
-            let name = state_name(request);
+            let name = request.attachment().tuning_state_name();
             state.write_atomic(&name, &encode(&saved), 0o600)?;
-            if let Err(e) = write_sysctls(&netns, &cfg, request) {
+            if let Err(e) = write_sysctls(&netns, cfg, request) {
                 let _ = state.remove(&name);
                 return Err(e);
             }
-            if let Err(e) = apply(&mut nl, &link, &cfg) {
+            if let Err(e) = apply(&mut nl, &link, cfg) {
                 // Undo this ADD's own changes; the saved state goes with them.
                 if restore(&mut nl, &link, &saved).is_ok() {
                     let _ = state.remove(&name);
@@ -179,12 +187,11 @@ impl Plugin for Tuning {
 
     /// Restores what ADD saved, best effort, and always succeeds (as the Go plugin):
     /// the interface may be gone with its netns. Reads only `dataDir` of its config.
-    fn del(&self, request: &Request) -> Result<(), CniError> {
-        let data_dir = config::data_dir_for_del(request)?;
-        let Ok(Some(state)) = StateDir::open_if_present(&data_dir) else {
+    fn del(&self, request: &Request, data_dir: &PathBuf) -> Result<(), CniError> {
+        let Ok(Some(state)) = StateDir::open_if_present(data_dir) else {
             return Ok(());
         };
-        let name = state_name(request);
+        let name = request.attachment().tuning_state_name();
         let Some(saved) = state
             .read(&name)
             .ok()
@@ -217,8 +224,7 @@ impl Plugin for Tuning {
         Ok(())
     }
 
-    fn check(&self, request: &Request) -> Result<(), CniError> {
-        let cfg = config::load(request)?;
+    fn check(&self, request: &Request, cfg: &TuningConfig) -> Result<(), CniError> {
         cfg.conf.required_prev_result(request.version)?;
         let netns = libcni::attach::request_netns(request)?;
         let wanted = cfg.sysctls(&request.ifname)?;

@@ -26,10 +26,12 @@ struct Vlan;
 
 impl ChildLink for Vlan {
     type Keys = VlanKeys;
+    /// The VLAN ID, validated.
+    type Settings = u16;
     const KIND: &'static str = "vlan";
     const KNOWN_ARGS: &'static [&'static str] = &["IP"];
 
-    fn load(&self, request: &Request) -> Result<ChildConfig<VlanKeys>, CniError> {
+    fn load(&self, request: &Request) -> Result<ChildConfig<VlanKeys, u16>, CniError> {
         let conf: NetConf<VlanKeys> = parse_netconf(&request.stdin)?;
         if conf.plugin.master.is_empty() {
             return Err(CniError::invalid_config(
@@ -43,6 +45,7 @@ impl ChildLink for Vlan {
             )));
         }
         Ok(ChildConfig {
+            settings: conf.plugin.vlan_id as u16,
             master: conf.plugin.master.clone(),
             link_in_container: conf.plugin.link_in_container,
             mtu: conf.plugin.mtu,
@@ -51,22 +54,22 @@ impl ChildLink for Vlan {
         })
     }
 
-    fn link_kind(&self, cfg: &ChildConfig<VlanKeys>, master: &Link) -> LinkKind<'static> {
+    fn link_kind(&self, cfg: &ChildConfig<VlanKeys, u16>, master: &Link) -> LinkKind<'static> {
         LinkKind::Vlan {
             parent: master.index,
-            id: cfg.conf.plugin.vlan_id as u16,
+            id: cfg.settings,
             protocol: VlanProtocol::Ieee8021Q,
         }
     }
 
     fn check_link(
         &self,
-        cfg: &ChildConfig<VlanKeys>,
+        cfg: &ChildConfig<VlanKeys, u16>,
         link: &Link,
         request: &Request,
     ) -> Result<(), CniError> {
-        let wanted = cfg.conf.plugin.vlan_id;
-        if link.vlan_id != Some(wanted as u16) {
+        let wanted = cfg.settings;
+        if link.vlan_id != Some(wanted) {
             return Err(CniError::internal(format!(
                 "container interface {:?} has VLAN ID {:?}, the config says {wanted}",
                 request.ifname, link.vlan_id
