@@ -528,6 +528,24 @@ mod tests {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
+    /// The config types and loaders of a test plugin that reads no config.
+    macro_rules! no_config {
+        () => {
+            type Config = ();
+            type DelConfig = ();
+            type GcConfig = ();
+            fn load(&self, _r: &Request) -> Result<(), CniError> {
+                Ok(())
+            }
+            fn load_for_del(&self, _r: &Request) -> Result<(), CniError> {
+                Ok(())
+            }
+            fn load_for_gc(&self, _r: &Request) -> Result<(), CniError> {
+                Ok(())
+            }
+        };
+    }
+
     #[derive(Default)]
     struct Recorder {
         calls: RefCell<Vec<&'static str>>,
@@ -535,18 +553,7 @@ mod tests {
     }
 
     impl Plugin for Recorder {
-        type Config = ();
-        type DelConfig = ();
-        type GcConfig = ();
-        fn load(&self, _r: &Request) -> Result<(), CniError> {
-            Ok(())
-        }
-        fn load_for_del(&self, _r: &Request) -> Result<(), CniError> {
-            Ok(())
-        }
-        fn load_for_gc(&self, _r: &Request) -> Result<(), CniError> {
-            Ok(())
-        }
+        no_config!();
         fn add(&self, _r: &Request, _c: &()) -> Result<CniResult, CniError> {
             self.calls.borrow_mut().push("add");
             let mut result = CniResult::default();
@@ -753,18 +760,7 @@ mod tests {
     struct FailingAdd(RefCell<Vec<&'static str>>);
 
     impl Plugin for FailingAdd {
-        type Config = ();
-        type DelConfig = ();
-        type GcConfig = ();
-        fn load(&self, _r: &Request) -> Result<(), CniError> {
-            Ok(())
-        }
-        fn load_for_del(&self, _r: &Request) -> Result<(), CniError> {
-            Ok(())
-        }
-        fn load_for_gc(&self, _r: &Request) -> Result<(), CniError> {
-            Ok(())
-        }
+        no_config!();
         fn add(&self, _r: &Request, _c: &()) -> Result<CniResult, CniError> {
             self.0.borrow_mut().push("add");
             Err(CniError::invalid_config("duplicate"))

@@ -65,8 +65,8 @@ fn on_off(key: &str, value: &str) -> Result<Option<bool>, CniError> {
     }
 }
 
-pub fn load(request: &Request) -> Result<Config, CniError> {
-    let conf: NetConf<SriovKeys> = parse_netconf(&request.stdin)?;
+/// The VF's PCI address: `deviceID`, else `runtimeConfig.deviceID`.
+fn device_id(conf: &NetConf<SriovKeys>) -> Result<PciAddress, CniError> {
     let keys = &conf.plugin;
     let device_id = if keys.device_id.is_empty() {
         conf.runtime_config.device_id.clone().unwrap_or_default()
@@ -76,13 +76,16 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
     if device_id.is_empty() {
         return Err(invalid("deviceID", "VF pci addr is required".into()));
     }
-    let Some(device_id) = PciAddress::parse(&device_id) else {
-        return Err(invalid(
+    PciAddress::parse(&device_id).ok_or_else(|| {
+        invalid(
             "deviceID",
             format!("{device_id:?} is not a PCI address (DDDD:BB:DD.F)"),
-        ));
-    };
-    let mut vf = VfConfig::default();
+        )
+    })
+}
+
+/// `vlan`, `vlanQoS` and `vlanProto`, with sriov-cni's rules.
+fn vlan(keys: &SriovKeys) -> Result<Option<VfVlanSetting>, CniError> {
     if let Some(vlan) = keys.vlan {
         if !(0..=4094).contains(&vlan) {
             return Err(invalid(
@@ -138,22 +141,15 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
             }
         }
     };
-    if let Some(vlan) = keys.vlan {
-        vf.vlan = Some(VfVlanSetting {
-            id: vlan as u32,
-            qos: keys.vlan_qos.unwrap_or(0) as u32,
-            proto_8021ad,
-        });
-    }
-    vf.spoofchk = on_off("spoofchk", &keys.spoofchk)?;
-    vf.trust = on_off("trust", &keys.trust)?;
-    vf.link_state =
-        match keys.link_state.as_str() {
-            "" => None,
-            name => Some(VfLinkStateSetting::parse(name).ok_or_else(|| {
-                invalid("link_state", format!("invalid link_state value: {name}"))
-            })?),
-        };
+    Ok(keys.vlan.map(|vlan| VfVlanSetting {
+        id: vlan as u32,
+        qos: keys.vlan_qos.unwrap_or(0) as u32,
+        proto_8021ad,
+    }))
+}
+
+/// `min_tx_rate` and `max_tx_rate`, in Mbps.
+fn rate(keys: &SriovKeys) -> Result<Option<VfRate>, CniError> {
     for (key, rate) in [
         ("min_tx_rate", keys.min_tx_rate),
         ("max_tx_rate", keys.max_tx_rate),
@@ -173,11 +169,32 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
                 format!("{min} Mbps is above max_tx_rate {max} Mbps"),
             ));
         }
-        vf.rate = Some(VfRate {
+        return Ok(Some(VfRate {
             min_mbps: min as u32,
             max_mbps: max as u32,
-        });
+        }));
     }
+    Ok(None)
+}
+
+pub fn load(request: &Request) -> Result<Config, CniError> {
+    let conf: NetConf<SriovKeys> = parse_netconf(&request.stdin)?;
+    let keys = &conf.plugin;
+    let device_id = device_id(&conf)?;
+    let mut vf = VfConfig {
+        vlan: vlan(keys)?,
+        ..VfConfig::default()
+    };
+    vf.spoofchk = on_off("spoofchk", &keys.spoofchk)?;
+    vf.trust = on_off("trust", &keys.trust)?;
+    vf.link_state =
+        match keys.link_state.as_str() {
+            "" => None,
+            name => Some(VfLinkStateSetting::parse(name).ok_or_else(|| {
+                invalid("link_state", format!("invalid link_state value: {name}"))
+            })?),
+        };
+    vf.rate = rate(keys)?;
     // MAC: config < CNI_ARGS MAC < runtimeConfig.mac (lower-cased by the parse).
     let mac = libcni::spec::config::pick_mac(
         "mac",
