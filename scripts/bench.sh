@@ -14,7 +14,7 @@ if [ ! -x /usr/lib/cni/bridge ]; then
 fi
 ours="$root/target/bench-bin"
 scripts/install.sh "$ours" >/dev/null
-cargo build --release --quiet -p testkit --bin cni-bench
+cargo build --release --quiet -p cni-bench
 bench="$root/target/release/cni-bench"
 host_md=$(mktemp)
 # Inside the VM only the repository is shared: the SR-IOV table is written there.

@@ -8,8 +8,12 @@ mod config;
 mod gateway;
 mod masq;
 mod rollback;
-/// Public for the benchmark, which times the kernel's share of its transactions.
+/// Public only with the `bench` feature: the benchmark times the kernel's share
+/// of its transactions.
+#[cfg(feature = "bench")]
 pub mod spoofcheck;
+#[cfg(not(feature = "bench"))]
+mod spoofcheck;
 mod vlan;
 
 use ipnet::IpNet;
