@@ -23,7 +23,7 @@ trap 'rm -f "$host_md" "$sriov_md"' EXIT
 echo "== host scenarios (this kernel)"
 "$bench" "$ours" /usr/lib/cni "$host_md" docs/benchmarks.svg
 echo "== sriov (full-kernel tier)"
-if scripts/vm-setup.sh >/dev/null && scripts/vm-run.sh "$bench" sriov "$ours" "$sriov_md"; then
+if scripts/vm/setup.sh >/dev/null && scripts/vm/run.sh "$bench" sriov "$ours" "$sriov_md"; then
     sriov_note=""
 else
     sriov_note="The full-kernel tier could not run here: no SR-IOV figures in this run."
