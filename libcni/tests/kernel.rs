@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use libcni::host::apply::{configure_interface, InterfaceOptions};
-use libcni::netlink::{BridgePortFlags, BridgeVlanEntry, LinkId, LinkKind, Netlink, NewLink};
+use libcni::netlink::{
+    BridgePortFlags, BridgeVlanEntry, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
+};
 use libcni::netns::NetNs;
 use libcni::spec::result::{CniResult, Interface, IpConfig, Route};
 use netlink_packet_route::link::MacVlanMode;
@@ -40,7 +42,7 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
     let mut nl = Netlink::open().unwrap();
     nl.create_link(&NewLink::new(
         "br0",
-        LinkKind::Bridge {
+        NewLinkKind::Bridge {
             vlan_filtering: None,
         },
     ))
@@ -48,11 +50,11 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
     let bridge = nl.require_link(&LinkId::Name("br0".into())).unwrap();
     let mut peer = NewLink::peer("eth0");
     peer.netns = Some(ns.fd());
-    peer.mac = Some([0x0a, 0x58, 0, 0, 0, 0x42]);
+    peer.mac = Some(libcni::mac::MacAddr([0x0a, 0x58, 0, 0, 0, 0x42]));
     peer.mtu = Some(1400);
     let mut veth = NewLink::new(
         "vethtest0",
-        LinkKind::Veth {
+        NewLinkKind::Veth {
             peer: Box::new(peer),
         },
     );
@@ -71,7 +73,7 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
     let e = nl
         .create_link(&NewLink::new(
             "br0",
-            LinkKind::Bridge {
+            NewLinkKind::Bridge {
                 vlan_filtering: None,
             },
         ))
@@ -131,7 +133,7 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     let parent = nl.require_link(&LinkId::Name("uplink0".into())).unwrap();
     let mut mv = NewLink::new(
         "mvtmp0",
-        LinkKind::MacVlan {
+        NewLinkKind::MacVlan {
             parent: parent.index,
             mode: MacVlanMode::Private,
             broadcast_queue_len: None,
@@ -141,7 +143,7 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     nl.create_link(&mv).unwrap();
     let mut inner = ns.netlink().unwrap();
     let created = inner.require_link(&LinkId::Name("mvtmp0".into())).unwrap();
-    assert_eq!(created.kind.as_deref(), Some("macvlan"));
+    assert_eq!(created.kind, Some(LinkKind::Macvlan));
     assert_eq!(created.macvlan_mode, Some(MacVlanMode::Private));
     inner.rename(created.index, "eth1").unwrap();
     assert_eq!(
@@ -268,7 +270,7 @@ fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
     let mut nl = Netlink::open().unwrap();
     nl.create_link(&NewLink::new(
         "brv",
-        LinkKind::Bridge {
+        NewLinkKind::Bridge {
             vlan_filtering: None,
         },
     ))
@@ -342,7 +344,7 @@ fn a_veth_pair_is_created_up_in_the_callers_netns() {
     let mut nl = Netlink::open().unwrap();
     let mut veth = NewLink::new(
         "gw.50",
-        LinkKind::Veth {
+        NewLinkKind::Veth {
             peer: Box::new(NewLink::peer("gwpeer0")),
         },
     );
@@ -375,7 +377,7 @@ fn nftables_transactions_read_back_and_print_as_nft_writes_them() {
     assert_eq!(nft.rules(chain("PREROUTING")).unwrap(), None);
     let mut jump = Expr::iifname_is("vethc02fdee7");
     jump.push(Expr::Verdict(Verdict::Jump("cni-br-iface-c1-net1".into())));
-    let mut allow = Expr::ether_saddr_is([2, 0, 0, 0, 0, 0x42]);
+    let mut allow = Expr::ether_saddr_is(libcni::mac::MacAddr([2, 0, 0, 0, 0, 0x42]));
     allow.push(Expr::Verdict(Verdict::Return));
     let comment = Some("macspoofchk-c1-net1");
     let mut batch = Batch::new();

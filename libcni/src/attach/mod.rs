@@ -8,7 +8,10 @@ pub mod single;
 
 use crate::delegate::ipam;
 use crate::host::apply::{configure_interface, InterfaceOptions};
-use crate::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport, Transport};
+use crate::mac::MacAddr;
+use crate::netlink::{
+    Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind, SocketTransport, Transport,
+};
 use crate::netns::NetNs;
 use crate::spec::error::CniError;
 use crate::spec::request::Request;
@@ -80,7 +83,7 @@ pub fn create_in_netns<'fd>(
 ) -> Result<CreatedLink, CniError> {
     let ifname = request.ifname.as_str();
     let what = new.kind_name();
-    let is_vlan = matches!(new.kind, Some(LinkKind::Vlan { .. }));
+    let is_vlan = matches!(new.kind, Some(NewLinkKind::Vlan { .. }));
     if inside
         .get_link(&LinkId::Name(ifname.to_string()))?
         .is_some()
@@ -149,7 +152,7 @@ pub fn single_interface_result<'r>(
     let mut result = CniResult::default();
     result.add_interface(Interface {
         name: request.ifname.clone(),
-        mac: link.mac.clone(),
+        mac: link.mac.map(|mac| mac.to_string()),
         sandbox: Some(netns.path().display().to_string()),
         ..Default::default()
     });
@@ -228,7 +231,7 @@ pub fn container_link<T: Transport>(
     inside: &mut Netlink<T>,
     prev: &CniResult,
     request: &Request,
-    kind: Option<&str>,
+    kind: Option<LinkKind>,
 ) -> Result<(usize, Link), CniError> {
     let index = container_interface(prev, request)?;
     let link = inside
@@ -240,7 +243,7 @@ pub fn container_link<T: Transport>(
             ))
         })?;
     if let Some(kind) = kind {
-        if link.kind.as_deref() != Some(kind) {
+        if link.kind.as_ref() != Some(&kind) {
             return Err(CniError::internal(format!(
                 "container interface {:?} is not a {kind} link",
                 request.ifname
@@ -289,11 +292,11 @@ pub fn vlan_gateway_mark(bridge: &str, vlan: u16) -> String {
 pub fn is_attachment_link(
     link: &Link,
     request: &Request,
-    kind: &str,
+    kind: &LinkKind,
     prev: Option<&CniResult>,
     unmarked_proof: impl FnOnce(&Link) -> bool,
 ) -> bool {
-    if link.kind.as_deref() != Some(kind) {
+    if link.kind.as_ref() != Some(kind) {
         return false;
     }
     match link.alias.as_deref() {
@@ -305,8 +308,8 @@ pub fn is_attachment_link(
                     .find(|i| i.name == request.ifname && i.sandbox.is_some())
                     .and_then(|i| i.mac.clone())
             });
-            match (prev_mac, &link.mac) {
-                (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+            match (prev_mac, link.mac) {
+                (Some(want), Some(_)) => reported_mac_matches(&want, link.mac),
                 _ => unmarked_proof(link),
             }
         }
@@ -321,7 +324,7 @@ pub fn delete_attachment_link<T: Transport>(
     inside: &mut Netlink<T>,
     netns_path: &std::path::Path,
     request: &Request,
-    kind: &str,
+    kind: &LinkKind,
     prev: Option<&CniResult>,
     unmarked_proof: impl FnOnce(&Link) -> bool,
 ) -> Result<(), CniError> {
@@ -346,7 +349,7 @@ pub fn delete_attachment_link<T: Transport>(
 pub fn del_single_interface(
     request: &Request,
     ipam_type: Option<&str>,
-    kind: &str,
+    kind: &LinkKind,
     prev: Option<&CniResult>,
 ) -> Result<(), CniError> {
     let mut errors = crate::spec::error::ErrorList::new();
@@ -399,16 +402,24 @@ pub fn finish_single_interface(
     }
 }
 
+/// Whether the MAC text a result reports (`""` for none) names the link's `mac`.
+fn reported_mac_matches(text: &str, mac: Option<MacAddr>) -> bool {
+    match text.parse::<MacAddr>() {
+        Ok(reported) => mac == Some(reported),
+        Err(_) => text.is_empty() && mac.is_none(),
+    }
+}
+
 /// The MAC of the container interface must be what prevResult (and the config, if it
 /// names one) says.
 pub fn check_mac(
     link: &Link,
     from_prev: Option<&str>,
-    configured: Option<[u8; 6]>,
+    configured: Option<MacAddr>,
 ) -> Result<(), CniError> {
-    let actual = link.mac.clone().unwrap_or_default();
+    let actual = link.mac.map(|mac| mac.to_string()).unwrap_or_default();
     if let Some(mac) = from_prev {
-        if actual != mac.to_lowercase() {
+        if !reported_mac_matches(mac, link.mac) {
             return Err(CniError::internal(format!(
                 "interface {:?} has MAC {actual}, prevResult says {mac}",
                 link.name
@@ -416,8 +427,7 @@ pub fn check_mac(
         }
     }
     if let Some(mac) = configured {
-        let mac = crate::spec::mac::format_mac(&mac);
-        if actual != mac {
+        if link.mac != Some(mac) {
             return Err(CniError::internal(format!(
                 "interface {:?} has MAC {actual}, the config says {mac}",
                 link.name

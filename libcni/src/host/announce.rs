@@ -122,8 +122,7 @@ pub fn announce(netns: &NetNs, ifname: &str, addresses: &[IpAddr]) -> Result<usi
         }
         let mac = link
             .mac
-            .as_deref()
-            .and_then(crate::spec::mac::parse_mac)
+            .map(|mac| mac.octets())
             .ok_or_else(|| CniError::internal(format!("{ifname:?} has no MAC to announce")))?;
         let mut sent = 0;
         for address in &addresses {

@@ -10,7 +10,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{Netlink, NlResult, Transport, CHANGE, DUMP, GET};
-use crate::spec::mac::format_mac;
+use crate::mac::MacAddr;
 
 /// How a link is named in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,9 +33,10 @@ impl std::fmt::Display for LinkId {
 pub struct Link {
     pub index: u32,
     pub name: String,
-    /// `IFLA_INFO_KIND` (`veth`, `bridge`, `macvlan`, ...), absent for physical NICs.
-    pub kind: Option<String>,
-    pub mac: Option<String>,
+    /// `IFLA_INFO_KIND`, absent for physical NICs (and loopback).
+    pub kind: Option<LinkKind>,
+    /// IFLA_ADDRESS, when it is an Ethernet address (6 bytes).
+    pub mac: Option<MacAddr>,
     pub mtu: u32,
     pub up: bool,
     /// The bridge (or other controller) this link is a port of.
@@ -95,7 +96,7 @@ impl Link {
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name = name.clone(),
-                LinkAttribute::Address(mac) => link.mac = Some(format_mac(mac)),
+                LinkAttribute::Address(mac) => link.mac = MacAddr::from_bytes(mac),
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
                 LinkAttribute::Link(p) => link.parent = Some(*p),
@@ -111,7 +112,9 @@ impl Link {
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
-                            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::Kind(kind) => {
+                                link.kind = Some(kind.to_string().as_str().into())
+                            }
                             LinkInfo::Data(InfoData::Vlan(data)) => {
                                 for d in data {
                                     if let InfoVlan::Id(id) = d {
@@ -157,9 +160,49 @@ impl Link {
     }
 }
 
+/// The kind of a link read back (`IFLA_INFO_KIND`), parsed from the kernel's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    Bridge,
+    Veth,
+    Macvlan,
+    Vlan,
+    Dummy,
+    /// Any other kind, by the kernel's name.
+    Other(String),
+}
+
+/// From the kernel's name of the kind.
+impl From<&str> for LinkKind {
+    fn from(name: &str) -> LinkKind {
+        match name {
+            "bridge" => LinkKind::Bridge,
+            "veth" => LinkKind::Veth,
+            "macvlan" => LinkKind::Macvlan,
+            "vlan" => LinkKind::Vlan,
+            "dummy" => LinkKind::Dummy,
+            other => LinkKind::Other(other.to_string()),
+        }
+    }
+}
+
+/// The kernel's name of the kind (`veth`, `macvlan`, ...).
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkKind::Bridge => "bridge",
+            LinkKind::Veth => "veth",
+            LinkKind::Macvlan => "macvlan",
+            LinkKind::Vlan => "vlan",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Other(name) => name,
+        })
+    }
+}
+
 /// The kind-specific part of a new link.
 #[derive(Clone, Debug)]
-pub enum LinkKind<'fd> {
+pub enum NewLinkKind<'fd> {
     /// A veth pair; `peer` is the other end (its own name, MAC, MTU and netns).
     Veth {
         peer: Box<NewLink<'fd>>,
@@ -184,8 +227,8 @@ pub enum LinkKind<'fd> {
 #[derive(Clone, Debug)]
 pub struct NewLink<'fd> {
     pub name: String,
-    pub kind: Option<LinkKind<'fd>>,
-    pub mac: Option<[u8; 6]>,
+    pub kind: Option<NewLinkKind<'fd>>,
+    pub mac: Option<MacAddr>,
     pub mtu: Option<u32>,
     pub netns: Option<BorrowedFd<'fd>>,
     pub controller: Option<u32>,
@@ -193,7 +236,7 @@ pub struct NewLink<'fd> {
 }
 
 impl<'fd> NewLink<'fd> {
-    pub fn new(name: impl Into<String>, kind: LinkKind<'fd>) -> NewLink<'fd> {
+    pub fn new(name: impl Into<String>, kind: NewLinkKind<'fd>) -> NewLink<'fd> {
         NewLink {
             name: name.into(),
             kind: Some(kind),
@@ -208,11 +251,11 @@ impl<'fd> NewLink<'fd> {
     /// The kernel's name of the kind (`veth`, `macvlan`, ...), for messages.
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
-            Some(LinkKind::Veth { .. }) => "veth",
-            Some(LinkKind::Bridge { .. }) => "bridge",
-            Some(LinkKind::MacVlan { .. }) => "macvlan",
-            Some(LinkKind::Vlan { .. }) => "vlan",
-            Some(LinkKind::Dummy) => "dummy",
+            Some(NewLinkKind::Veth { .. }) => "veth",
+            Some(NewLinkKind::Bridge { .. }) => "bridge",
+            Some(NewLinkKind::MacVlan { .. }) => "macvlan",
+            Some(NewLinkKind::Vlan { .. }) => "vlan",
+            Some(NewLinkKind::Dummy) => "dummy",
             None => "link",
         }
     }
@@ -239,7 +282,7 @@ impl<'fd> NewLink<'fd> {
         let attrs = &mut message.attributes;
         attrs.push(LinkAttribute::IfName(self.name.clone()));
         if let Some(mac) = self.mac {
-            attrs.push(LinkAttribute::Address(mac.to_vec()));
+            attrs.push(LinkAttribute::Address(mac.octets().to_vec()));
         }
         if let Some(mtu) = self.mtu {
             attrs.push(LinkAttribute::Mtu(mtu));
@@ -252,11 +295,11 @@ impl<'fd> NewLink<'fd> {
         }
         let info = match &self.kind {
             None => None,
-            Some(LinkKind::Veth { peer }) => Some(vec![
+            Some(NewLinkKind::Veth { peer }) => Some(vec![
                 LinkInfo::Kind(InfoKind::Veth),
                 LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer.to_message()))),
             ]),
-            Some(LinkKind::Bridge { vlan_filtering }) => {
+            Some(NewLinkKind::Bridge { vlan_filtering }) => {
                 let mut infos = vec![LinkInfo::Kind(InfoKind::Bridge)];
                 if let Some(on) = vlan_filtering {
                     infos.push(LinkInfo::Data(InfoData::Bridge(vec![
@@ -265,7 +308,7 @@ impl<'fd> NewLink<'fd> {
                 }
                 Some(infos)
             }
-            Some(LinkKind::MacVlan {
+            Some(NewLinkKind::MacVlan {
                 parent,
                 mode,
                 broadcast_queue_len,
@@ -280,7 +323,7 @@ impl<'fd> NewLink<'fd> {
                     LinkInfo::Data(InfoData::MacVlan(data)),
                 ])
             }
-            Some(LinkKind::Vlan {
+            Some(NewLinkKind::Vlan {
                 parent,
                 id,
                 protocol,
@@ -294,7 +337,7 @@ impl<'fd> NewLink<'fd> {
                     ])),
                 ])
             }
-            Some(LinkKind::Dummy) => Some(vec![LinkInfo::Kind(InfoKind::Dummy)]),
+            Some(NewLinkKind::Dummy) => Some(vec![LinkInfo::Kind(InfoKind::Dummy)]),
         };
         if let Some(info) = info {
             attrs.push(LinkAttribute::LinkInfo(info));
@@ -446,13 +489,13 @@ impl<T: Transport> Netlink<T> {
         self.set_link(message, &|| format!("set the alias of link #{index}"))
     }
 
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> NlResult<()> {
+    pub fn set_mac(&mut self, index: u32, mac: MacAddr) -> NlResult<()> {
         let mut message = by_index(index);
         message
             .attributes
-            .push(LinkAttribute::Address(mac.to_vec()));
+            .push(LinkAttribute::Address(mac.octets().to_vec()));
         self.set_link(message, &|| {
-            format!("set the MAC of link #{index} to {}", format_mac(&mac))
+            format!("set the MAC of link #{index} to {mac}")
         })
     }
 
@@ -547,10 +590,10 @@ mod tests {
         let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
         let mut peer = NewLink::peer("eth0");
         peer.netns = Some(std::os::fd::AsFd::as_fd(&netns));
-        peer.mac = Some([0x0a, 0, 0, 0, 0, 1]);
+        peer.mac = Some(MacAddr([0x0a, 0, 0, 0, 0, 1]));
         let mut veth = NewLink::new(
             "veth1a2b3c4d",
-            LinkKind::Veth {
+            NewLinkKind::Veth {
                 peer: Box::new(peer),
             },
         );
@@ -598,7 +641,7 @@ mod tests {
         let mut nl = Netlink::fake();
         nl.create_link(&NewLink::new(
             "mv0",
-            LinkKind::MacVlan {
+            NewLinkKind::MacVlan {
                 parent: 3,
                 mode: MacVlanMode::Private,
                 broadcast_queue_len: Some(100),
@@ -618,7 +661,7 @@ mod tests {
         ])));
         nl.create_link(&NewLink::new(
             "v100",
-            LinkKind::Vlan {
+            NewLinkKind::Vlan {
                 parent: 3,
                 id: 100,
                 protocol: VlanProtocol::Ieee8021Q,
@@ -713,8 +756,8 @@ mod tests {
             .reply(vec![RouteNetlinkMessage::NewLink(reply)]);
         let link = nl.require_link(&LinkId::Index(12)).unwrap();
         assert_eq!(link.name, "mv0");
-        assert_eq!(link.mac.as_deref(), Some("02:00:00:00:00:09"));
-        assert_eq!(link.kind.as_deref(), Some("macvlan"));
+        assert_eq!(link.mac, Some(MacAddr([2, 0, 0, 0, 0, 9])));
+        assert_eq!(link.kind, Some(LinkKind::Macvlan));
         assert_eq!(link.macvlan_mode, Some(MacVlanMode::Bridge));
         assert_eq!(link.parent, Some(3));
         assert!(link.up);

@@ -23,7 +23,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 pub use addr::AddressEntry;
 pub use bridge::{BridgePortFlags, BridgeVlanEntry};
-pub use link::{Link, LinkId, LinkKind, NewLink};
+pub use link::{Link, LinkId, LinkKind, NewLink, NewLinkKind};
 pub use route::{RouteEntry, RouteSpec};
 pub use sriov::{VfConfig, VfLinkStateSetting, VfRate, VfState, VfVlanSetting};
 

@@ -8,7 +8,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{Cause, Netlink, NetlinkError, NlResult, Transport, CHANGE, GET};
-use crate::spec::mac::format_mac;
+use crate::mac::MacAddr;
 
 /// A VF's administrative link state (`ip link set ... vf N state ...`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +85,8 @@ pub struct VfRate {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VfState {
     pub vf: u32,
-    pub mac: String,
+    /// The admin MAC (all zeros when none is set); `None` when the PF reports none.
+    pub mac: Option<MacAddr>,
     pub vlan: u32,
     pub qos: u32,
     pub vlan_proto_8021ad: bool,
@@ -100,7 +101,7 @@ pub struct VfState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VfConfig {
     pub vlan: Option<VfVlanSetting>,
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     pub rate: Option<VfRate>,
     pub spoofchk: Option<bool>,
     pub trust: Option<bool>,
@@ -113,7 +114,7 @@ fn parse_vf(info: &LinkVfInfo) -> VfState {
         match item {
             VfInfo::Mac(m) => {
                 state.vf = m.vf_id;
-                state.mac = format_mac(&m.mac[..6]);
+                state.mac = MacAddr::from_bytes(&m.mac[..6]);
             }
             VfInfo::Vlan(v) => {
                 state.vlan = v.vlan_id;
@@ -211,8 +212,8 @@ impl<T: Transport> Netlink<T> {
         }
         if let Some(mac) = config.mac {
             steps.push((
-                format!("mac {}", format_mac(&mac)),
-                VfInfo::Mac(VfInfoMac::new(vf, &mac)),
+                format!("mac {mac}"),
+                VfInfo::Mac(VfInfoMac::new(vf, &mac.octets())),
             ));
         }
         if let Some(VfRate {
@@ -279,7 +280,7 @@ mod tests {
                 qos: 3,
                 proto_8021ad: false,
             }),
-            mac: Some([2, 0, 0, 0, 0, 7]),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 7])),
             spoofchk: Some(false),
             trust: Some(true),
             link_state: Some(VfLinkStateSetting::Enable),
@@ -346,7 +347,7 @@ mod tests {
         nl.transport
             .reply(vec![RouteNetlinkMessage::NewLink(reply)]);
         let vf = nl.get_vf(4, "pf0", 1).unwrap();
-        assert_eq!(vf.mac, "02:00:00:00:00:01");
+        assert_eq!(vf.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
         assert_eq!(
             (
                 vf.vlan,

@@ -17,7 +17,8 @@ use libcni::delegate::ipam;
 use libcni::host::apply::{configure_interface, InterfaceOptions};
 use libcni::netlink::nftables::Nftables;
 use libcni::netlink::{
-    random_name, BridgePortFlags, Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport,
+    random_name, BridgePortFlags, Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
+    SocketTransport,
 };
 use libcni::netns::NetNs;
 use libcni::spec::error::ErrorList;
@@ -64,7 +65,7 @@ fn ensure_bridge(
         None => {
             let mut new = NewLink::new(
                 name.clone(),
-                LinkKind::Bridge {
+                NewLinkKind::Bridge {
                     vlan_filtering: cfg.vlan_filtering().then_some(true),
                 },
             );
@@ -77,7 +78,7 @@ fn ensure_bridge(
             nl.require_link(&LinkId::Name(name.clone()))?
         }
     };
-    if bridge.kind.as_deref() != Some("bridge") {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(CniError::invalid_config(format!(
             "{name:?} already exists but is not a bridge"
         )));
@@ -134,7 +135,7 @@ fn create_veth(
         peer.mtu = mtu;
         let mut veth = NewLink::new(
             host_name.clone(),
-            LinkKind::Veth {
+            NewLinkKind::Veth {
                 peer: Box::new(peer),
             },
         );
@@ -250,7 +251,7 @@ impl Plugin for Bridge {
         program_vlans(&mut nl, &cfg, &host)?;
         let container = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
         inside.set_alias(container.index, &request.attachment().link_mark())?;
-        let container_mac = container.mac.clone().unwrap_or_default();
+        let container_mac = container.mac;
 
         let mut result = CniResult::default();
         result.add_interface(Interface {
@@ -263,14 +264,14 @@ impl Plugin for Bridge {
         });
         result.add_interface(Interface {
             name: request.ifname.clone(),
-            mac: Some(container_mac.clone()),
+            mac: Some(container_mac.map(|m| m.to_string()).unwrap_or_default()),
             sandbox: Some(netns.path().display().to_string()),
             ..Default::default()
         });
 
         if let Some((mut nft, reference, existing)) = spoofcheck {
-            let mac = libcni::spec::mac::parse_mac(&container_mac).ok_or_else(|| {
-                CniError::internal(format!("container interface has no MAC: {container_mac:?}"))
+            let mac = container_mac.ok_or_else(|| {
+                CniError::internal("container interface has no MAC: \"\"".to_string())
             })?;
             spoofcheck::setup(&mut nft, &host_name, mac, &reference, &existing)
                 .map_err(|e| CniError::from(e.context("set up macspoofchk")))?;
@@ -312,7 +313,7 @@ impl Plugin for Bridge {
                     let gw_link = ensure_vlan_gateway(&mut nl, &cfg, &bridge, &mut rollback)?;
                     result.add_interface(Interface {
                         name: gw_link.name.clone(),
-                        mac: gw_link.mac.clone(),
+                        mac: gw_link.mac.map(|m| m.to_string()),
                         ..Default::default()
                     });
                     gw_link
@@ -350,8 +351,8 @@ impl Plugin for Bridge {
             wait_for_port(&mut nl, &host_name)?
         };
         let bridge_now = nl.require_link(&LinkId::Index(bridge.index))?;
-        result.interfaces[0].mac = bridge_now.mac;
-        result.interfaces[1].mac = host.mac;
+        result.interfaces[0].mac = bridge_now.mac.map(|m| m.to_string());
+        result.interfaces[1].mac = host.mac.map(|m| m.to_string());
         if let Some(dns) = cfg.conf.dns.as_ref().filter(|d| !d.is_empty()) {
             result.dns = dns.clone();
         }
@@ -492,7 +493,7 @@ fn delete_container_veth(
         &mut inside,
         netns.path(),
         request,
-        "veth",
+        &LinkKind::Veth,
         prev,
         peer_on_bridge,
     )

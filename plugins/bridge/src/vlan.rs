@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use libcni::attach::vlan_gateway_mark;
-use libcni::netlink::{random_name, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink};
+use libcni::netlink::{
+    random_name, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
+};
 use libcni::CniError;
 
 use crate::config::BridgeConfig;
@@ -75,7 +77,7 @@ pub fn ensure_vlan_gateway(
     let peer = NewLink::peer(peer_name.clone());
     let mut gateway = NewLink::new(
         name.clone(),
-        LinkKind::Veth {
+        NewLinkKind::Veth {
             peer: Box::new(peer),
         },
     );
@@ -132,7 +134,7 @@ fn own_gateway(
     peer: Option<&Link>,
 ) -> Result<Link, String> {
     let bridge = bridge.ok_or_else(|| format!("bridge {bridge_name:?} does not exist"))?;
-    if bridge.kind.as_deref() != Some("bridge") {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(format!("{bridge_name:?} is not a bridge"));
     }
     if gateway.alias.as_deref() != Some(vlan_gateway_mark(bridge_name, vlan).as_str()) {
@@ -141,10 +143,11 @@ fn own_gateway(
                 .into(),
         );
     }
-    if gateway.kind.as_deref() != Some("veth") {
+    if gateway.kind != Some(LinkKind::Veth) {
+        let kind = gateway.kind.as_ref().map(LinkKind::to_string);
         return Err(format!(
             "it is a {} link, not the veth this plugin makes",
-            gateway.kind.as_deref().unwrap_or("physical")
+            kind.as_deref().unwrap_or("physical")
         ));
     }
     if peer.is_none_or(|p| p.controller != Some(bridge.index)) {

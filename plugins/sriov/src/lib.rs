@@ -14,13 +14,13 @@ use libcni::attach;
 use libcni::delegate::ipam;
 use libcni::hooks::failpoint;
 use libcni::host::apply::{configure_interface, InterfaceOptions};
+use libcni::mac::MacAddr;
 use libcni::netlink::{
     Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting,
 };
 use libcni::netns::NetNs;
 use libcni::spec::attachment::AttachmentId;
 use libcni::spec::error::ErrorList;
-use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::spec::result::Interface;
 use libcni::{About, CniError, CniResult, Plugin, Request, SpecVersion};
 use serde_json::Value;
@@ -28,8 +28,6 @@ use serde_json::Value;
 use crate::pci::PciAddress;
 use crate::state::{Cache, OrigVfState, State, ETH_P_8021AD, ETH_P_8021Q};
 use crate::sysfs::VfNetdev;
-
-const ZERO_MAC: &str = "00:00:00:00:00:00";
 
 /// The VF as the PF and the host netns show it now.
 fn original_state(
@@ -42,7 +40,7 @@ fn original_state(
     let mut orig = OrigVfState {
         spoofchk: vf.spoofchk,
         trust: vf.trust,
-        admin_mac: vf.mac.clone(),
+        admin_mac: vf.mac,
         vlan: vf.vlan,
         vlan_qos: vf.qos,
         vlan_proto: if vf.vlan_proto_8021ad {
@@ -63,7 +61,7 @@ fn original_state(
                 ))
             })?;
             orig.host_ifname = name.clone();
-            orig.effective_mac = link.mac.clone().unwrap_or_default();
+            orig.effective_mac = link.mac;
             orig.mtu = link.mtu;
             Some(link)
         }
@@ -82,9 +80,7 @@ fn restore_config(cache: &Cache) -> VfConfig {
             qos: orig.vlan_qos,
             proto_8021ad: orig.vlan_proto == ETH_P_8021AD,
         }),
-        mac: (!orig.admin_mac.is_empty())
-            .then(|| parse_mac(&orig.admin_mac))
-            .flatten(),
+        mac: orig.admin_mac,
         rate: (cache.configured("min_tx_rate") || cache.configured("max_tx_rate")).then_some(
             VfRate {
                 min_mbps: orig.min_tx_rate,
@@ -143,8 +139,8 @@ fn return_netdev(
     move_via_temporary(from, link, &host, &orig.host_ifname)?;
     let mut nl = Netlink::open()?;
     let back = nl.require_link(&LinkId::Name(orig.host_ifname.clone()))?;
-    if let Some(mac) = parse_mac(&orig.effective_mac) {
-        if back.mac.as_deref() != Some(orig.effective_mac.as_str()) {
+    if let Some(mac) = orig.effective_mac {
+        if back.mac != Some(mac) {
             nl.set_mac(back.index, mac)?;
         }
     }
@@ -266,11 +262,9 @@ fn attach_vf<'r>(
     failpoint("sriov-after-vf-config");
     let mut inside = netns.netlink()?;
     let mac = match (cfg.mac, host_link) {
-        (Some(mac), _) => format_mac(&mac),
-        (None, Some(_)) => cache.orig.effective_mac.clone(),
-        (None, None) => Some(cache.orig.admin_mac.clone())
-            .filter(|m| m != ZERO_MAC)
-            .unwrap_or_default(),
+        (Some(mac), _) => Some(mac),
+        (None, Some(_)) => cache.orig.effective_mac,
+        (None, None) => cache.orig.admin_mac.filter(|m| !m.is_zero()),
     };
     let mut mtu = cache.mtu;
     if let Some(link) = host_link {
@@ -313,7 +307,7 @@ fn attach_vf<'r>(
     let mut result = CniResult::default();
     result.add_interface(Interface {
         name: request.ifname.clone(),
-        mac: (!mac.is_empty()).then_some(mac),
+        mac: mac.map(|m| m.to_string()),
         mtu: Some(mtu).filter(|m| *m > 0),
         sandbox: Some(netns.path().display().to_string()),
         pci_id: (request.version >= SpecVersion::V1_1_0).then(|| dev.pci.clone()),
@@ -409,7 +403,7 @@ impl Plugin for Sriov {
             orig,
             master: pf.name.clone(),
             vf_id: dev.index,
-            mac: cfg.mac.map(|m| format_mac(&m)).unwrap_or_default(),
+            mac: cfg.mac,
             dpdk: host_link.is_none(),
             container_id: request.container_id.clone(),
             ifname: request.ifname.clone(),
@@ -540,8 +534,9 @@ impl Plugin for Sriov {
             }
         }
         if let Some(mac) = cfg.mac {
-            if vf.mac != format_mac(&mac) {
-                return mismatch("the admin MAC", vf.mac.clone(), format_mac(&mac));
+            if vf.mac != Some(mac) {
+                let admin = vf.mac.map(|m| m.to_string()).unwrap_or_default();
+                return mismatch("the admin MAC", admin, mac.to_string());
             }
         }
         if let Some(on) = cfg.vf.spoofchk.filter(|on| *on != vf.spoofchk) {
@@ -658,7 +653,7 @@ fn reset_without_cache(
     if let (Some(cfg), Some(pf)) = (cfg, nl.get_link(&LinkId::Name(dev.pf_name.clone()))?) {
         let neutral = VfConfig {
             vlan: cfg.vf.vlan.map(|_| VfVlanSetting::default()),
-            mac: cfg.vf.mac.map(|_| [0; 6]),
+            mac: cfg.vf.mac.map(|_| MacAddr::ZERO),
             rate: cfg.vf.rate.map(|_| VfRate::default()),
             spoofchk: cfg.vf.spoofchk.map(|_| true),
             trust: cfg.vf.trust.map(|_| false),

@@ -7,10 +7,10 @@
 mod config;
 
 use libcni::host::fs::StateDir;
+use libcni::mac::MacAddr;
 use libcni::netlink::{Link, LinkId, Netlink, SocketTransport};
 use libcni::netns::NetNs;
 use libcni::spec::attachment::fitting_name;
-use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::{About, CniError, CniResult, Plugin, Request};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +19,12 @@ use crate::config::TuningConfig;
 /// What ADD changed, as it was: Go's `configToRestore`, same names and layout.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Saved {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    mac: String,
+    #[serde(
+        default,
+        with = "libcni::mac::or_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    mac: Option<MacAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     promisc: Option<bool>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -72,11 +76,7 @@ fn write_sysctls(netns: &NetNs, cfg: &TuningConfig, request: &Request) -> Result
 /// What the link has now of the settings `cfg` changes.
 fn snapshot(link: &Link, cfg: &TuningConfig) -> Saved {
     Saved {
-        mac: if cfg.mac.is_some() {
-            link.mac.clone().unwrap_or_default()
-        } else {
-            String::new()
-        },
+        mac: cfg.mac.and(link.mac),
         promisc: cfg.promisc.then_some(link.promiscuous),
         mtu: if cfg.mtu.is_some() {
             i64::from(link.mtu)
@@ -97,7 +97,7 @@ fn restore(nl: &mut Netlink<SocketTransport>, link: &Link, saved: &Saved) -> Res
                 .map_err(CniError::from),
         );
     }
-    if let Some(mac) = parse_mac(&saved.mac) {
+    if let Some(mac) = saved.mac {
         errors.record(nl.set_mac(link.index, mac).map_err(CniError::from));
     }
     if let Some(on) = saved.promisc {
@@ -173,7 +173,7 @@ impl Plugin for Tuning {
                     .iter_mut()
                     .filter(|i| i.name == request.ifname)
                 {
-                    interface.mac = Some(format_mac(&mac));
+                    interface.mac = Some(mac.to_string());
                 }
             }
         }
@@ -247,9 +247,9 @@ impl Plugin for Tuning {
             )))
         };
         if let Some(mac) = cfg.mac {
-            let current = link.mac.clone().unwrap_or_default();
-            if current != format_mac(&mac) {
-                return mismatch("Ethernet", format_mac(&mac), current);
+            if link.mac != Some(mac) {
+                let current = link.mac.map(|m| m.to_string()).unwrap_or_default();
+                return mismatch("Ethernet", mac.to_string(), current);
             }
         }
         if cfg.promisc != link.promiscuous {
@@ -307,7 +307,7 @@ mod tests {
     #[test]
     fn the_state_file_is_go_s() {
         let saved = Saved {
-            mac: "02:00:00:00:00:01".into(),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             promisc: Some(false),
             mtu: 1500,
             allmulti: None,
@@ -318,9 +318,6 @@ mod tests {
             "{\n \"mac\": \"02:00:00:00:00:01\",\n \"promisc\": false,\n \"mtu\": 1500\n}"
         );
         let go: Saved = serde_json::from_str("{\n \"mtu\": 9000,\n \"allmulti\": true\n}").unwrap();
-        assert_eq!(
-            (go.mtu, go.allmulti, go.mac.as_str()),
-            (9000, Some(true), "")
-        );
+        assert_eq!((go.mtu, go.allmulti, go.mac), (9000, Some(true), None));
     }
 }

@@ -5,6 +5,8 @@
 
 use std::net::IpAddr;
 
+use crate::mac::MacAddr;
+
 use ipnet::IpNet;
 use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::nftables::{
@@ -101,7 +103,7 @@ impl Expr {
     }
 
     /// `ether saddr <mac>` (bridge family: the link header is there to read).
-    pub fn ether_saddr_is(mac: [u8; 6]) -> Vec<Expr> {
+    pub fn ether_saddr_is(mac: MacAddr) -> Vec<Expr> {
         vec![
             Expr::Payload {
                 base: PayloadBase::Link,
@@ -110,7 +112,7 @@ impl Expr {
             },
             Expr::Cmp {
                 op: CmpOp::Eq,
-                data: mac.to_vec(),
+                data: mac.octets().to_vec(),
             },
         ]
     }
@@ -409,7 +411,7 @@ mod tests {
 
     #[test]
     fn expressions_survive_the_netlink_attributes() {
-        let mut exprs = Expr::ether_saddr_is([2, 0, 0, 0, 0, 0x42]);
+        let mut exprs = Expr::ether_saddr_is(MacAddr([2, 0, 0, 0, 0, 0x42]));
         exprs.extend(Expr::daddr_in("fd00::/60".parse().unwrap(), CmpOp::Neq));
         exprs.push(Expr::Verdict(Verdict::Jump("cni-br-iface-x".into())));
         exprs.push(Expr::Verdict(Verdict::Drop));

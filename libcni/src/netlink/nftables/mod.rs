@@ -21,6 +21,7 @@ use netlink_packet_netfilter::nftables::{
 use netlink_packet_netfilter::NetfilterProtoFamily;
 
 use super::{NetlinkError, NlResult};
+use crate::mac::MacAddr;
 
 /// The address family of a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +167,7 @@ impl Rule {
     }
 
     /// The MAC an `ether saddr <mac>` match of this rule names.
-    pub fn ether_saddr(&self) -> Option<[u8; 6]> {
+    pub fn ether_saddr(&self) -> Option<MacAddr> {
         self.exprs.windows(2).find_map(|pair| match pair {
             [Expr::Payload {
                 base: PayloadBase::Link,
@@ -175,7 +176,7 @@ impl Rule {
             }, Expr::Cmp {
                 op: CmpOp::Eq,
                 data,
-            }] => data.as_slice().try_into().ok(),
+            }] => MacAddr::from_bytes(data),
             _ => None,
         })
     }
