@@ -113,7 +113,10 @@ fn move_into_a_netns_and_rename_in_one_step() {
     let ns = NetNs::open(Path::new(&c1)).unwrap();
     let mut nl = Netlink::open().unwrap();
     let link = nl.require_link(&LinkId::Name("tmpa".into())).unwrap();
-    nl.move_to_netns(link.index, ns.fd(), &c1, Some("net1"))
+    nl.change_link(link.index)
+        .netns(ns.fd(), &c1)
+        .name("net1")
+        .apply()
         .unwrap();
     assert!(link_in("c1", "net1").is_some());
     assert!(nl.get_link(&LinkId::Name("tmpa".into())).unwrap().is_none());
@@ -145,7 +148,11 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     let created = inner.require_link(&LinkId::Name("mvtmp0".into())).unwrap();
     assert_eq!(created.kind, Some(LinkKind::Macvlan));
     assert_eq!(created.macvlan_mode, Some(MacVlanMode::Private));
-    inner.rename(created.index, "eth1").unwrap();
+    inner
+        .change_link(created.index)
+        .name("eth1")
+        .apply()
+        .unwrap();
     assert_eq!(
         link_in("c1", "eth1").unwrap()["linkinfo"]["info_data"]["mode"],
         "private"
@@ -296,7 +303,10 @@ fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
         "ip", "link", "add", "pa", "type", "veth", "peer", "name", "pb",
     ]);
     let port = nl.require_link(&LinkId::Name("pa".into())).unwrap();
-    nl.set_controller(port.index, bridge.index).unwrap();
+    nl.change_link(port.index)
+        .controller(bridge.index)
+        .apply()
+        .unwrap();
     nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1223), false)
         .unwrap();
     nl.bridge_vlan_del(port.index, 1, false).unwrap();

@@ -9,16 +9,14 @@ pub mod single;
 use crate::delegate::ipam;
 use crate::host::apply::{configure_interface, InterfaceOptions};
 use crate::mac::MacAddr;
-use crate::netlink::{
-    Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind, SocketTransport, Transport,
-};
+use crate::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind, RouteTransport};
 use crate::netns::NetNs;
 use crate::spec::error::CniError;
 use crate::spec::request::Request;
 use crate::spec::result::{CniResult, Dns, Interface};
 
 /// The interface of the first default route (the Go plugins' choice of master).
-pub fn default_route_interface<T: Transport>(nl: &mut Netlink<T>) -> Result<Link, CniError> {
+pub fn default_route_interface<T: RouteTransport>(nl: &mut Netlink<T>) -> Result<Link, CniError> {
     for v4 in [true, false] {
         for route in nl.list_routes(v4)? {
             if route.dst.prefix_len() == 0 && route.table == 254 {
@@ -32,7 +30,7 @@ pub fn default_route_interface<T: Transport>(nl: &mut Netlink<T>) -> Result<Link
 }
 
 /// The master (host) link, or an error naming it.
-pub fn master_link<T: Transport>(nl: &mut Netlink<T>, name: &str) -> Result<Link, CniError> {
+pub fn master_link<T: RouteTransport>(nl: &mut Netlink<T>, name: &str) -> Result<Link, CniError> {
     nl.get_link(&LinkId::Name(name.to_string()))?
         .ok_or_else(|| {
             CniError::invalid_config(format!(
@@ -75,8 +73,8 @@ pub struct CreatedLink {
 /// the container) the container's client `inside` creates it in place. The caller
 /// removes the link on later failures; a failed rename removes it here.
 pub fn create_in_netns<'fd>(
-    host: Option<&mut Netlink<SocketTransport>>,
-    inside: &mut Netlink<SocketTransport>,
+    host: Option<&mut Netlink>,
+    inside: &mut Netlink,
     netns: &'fd NetNs,
     mut new: NewLink<'fd>,
     request: &Request,
@@ -115,8 +113,11 @@ pub fn create_in_netns<'fd>(
         CniError::internal(format!("failed to create {what}: {e}{hint}"))
     })?;
     let created = inside.require_link(&LinkId::Name(temporary.clone()))?;
-    let marked = inside.set_alias(created.index, &request.attachment().link_mark());
-    if let Err(e) = marked.and_then(|()| inside.rename(created.index, ifname)) {
+    let marked = inside
+        .change_link(created.index)
+        .alias(&request.attachment().link_mark())
+        .apply();
+    if let Err(e) = marked.and_then(|()| inside.change_link(created.index).name(ifname).apply()) {
         let _ = inside.delete_link(created.index, &temporary);
         return Err(CniError::internal(format!(
             "failed to rename {what} to {ifname:?}: {e}"
@@ -144,7 +145,7 @@ pub fn request_netns(request: &Request) -> Result<NetNs, CniError> {
 pub fn single_interface_result<'r>(
     request: &'r Request,
     netns: &NetNs,
-    inside: &mut Netlink<SocketTransport>,
+    inside: &mut Netlink,
     link: &Link,
     ipam_type: Option<&str>,
     config_dns: Option<&Dns>,
@@ -158,7 +159,7 @@ pub fn single_interface_result<'r>(
     });
     let allocation = match ipam_type {
         None => {
-            inside.set_up(link.index, true)?;
+            inside.change_link(link.index).up().apply()?;
             None
         }
         Some(plugin_type) => {
@@ -181,7 +182,7 @@ pub fn single_interface_result<'r>(
 }
 
 /// CHECK of the addresses and routes of `prev` on interface `index` (in prev).
-pub fn check_ips_and_routes<T: Transport>(
+pub fn check_ips_and_routes<T: RouteTransport>(
     inside: &mut Netlink<T>,
     prev: &CniResult,
     interface_index: usize,
@@ -227,7 +228,7 @@ pub fn check_ips_and_routes<T: Transport>(
 
 /// The container interface CHECK looks at: its index in `prev` and the link in the
 /// container, which must be of `kind` when one is given.
-pub fn container_link<T: Transport>(
+pub fn container_link<T: RouteTransport>(
     inside: &mut Netlink<T>,
     prev: &CniResult,
     request: &Request,
@@ -320,7 +321,7 @@ pub fn is_attachment_link(
 /// `netns_path`) when it is this attachment's (see [`is_attachment_link`]); any
 /// other link of that name is left, with a warning. No link, or one another DEL
 /// removes meanwhile, is nothing to do.
-pub fn delete_attachment_link<T: Transport>(
+pub fn delete_attachment_link<T: RouteTransport>(
     inside: &mut Netlink<T>,
     netns_path: &std::path::Path,
     request: &Request,
@@ -382,7 +383,7 @@ pub fn del_single_interface(
 /// Finishes ADD of a one-interface plugin: on success keeps the IPAM allocation, on
 /// failure removes the link (the allocation is released when dropped).
 pub fn finish_single_interface(
-    inside: &mut Netlink<SocketTransport>,
+    inside: &mut Netlink,
     link: &Link,
     outcome: Result<(CniResult, Option<ipam::Allocation<'_>>), CniError>,
 ) -> Result<CniResult, CniError> {

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::delegate::ipam;
 use crate::mac::MacAddr;
-use crate::netlink::{Link, LinkKind, Netlink, NewLink, NewLinkKind, SocketTransport};
+use crate::netlink::{Link, LinkKind, Netlink, NewLink, NewLinkKind};
 use crate::skel::Plugin;
 use crate::spec::config::{parse_netconf, NetConf, NoPluginKeys};
 use crate::spec::error::CniError;
@@ -63,8 +63,8 @@ pub struct ChildLinkPlugin<C>(pub C);
 /// up in the container's netns with `linkInContainer`.
 fn find_master<K>(
     cfg: &ChildConfig<K>,
-    host: &mut Netlink<SocketTransport>,
-    inside: &mut Netlink<SocketTransport>,
+    host: &mut Netlink,
+    inside: &mut Netlink,
 ) -> Result<Link, CniError> {
     let nl = if cfg.link_in_container { inside } else { host };
     if cfg.master.is_empty() {

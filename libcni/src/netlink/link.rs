@@ -9,7 +9,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{Netlink, NlResult, Transport, CHANGE, DUMP, GET};
+use super::{Netlink, NlResult, RouteTransport, CHANGE, DUMP, GET};
 use crate::mac::MacAddr;
 
 /// How a link is named in a request.
@@ -352,7 +352,7 @@ fn by_index(index: u32) -> LinkMessage {
     message
 }
 
-impl<T: Transport> Netlink<T> {
+impl<T: RouteTransport> Netlink<T> {
     /// The link, or `None` when it does not exist.
     pub fn get_link(&mut self, id: &LinkId) -> NlResult<Option<Link>> {
         let mut message = LinkMessage::default();
@@ -360,11 +360,11 @@ impl<T: Transport> Netlink<T> {
             LinkId::Index(index) => message.header.index = *index,
             LinkId::Name(name) => message.attributes.push(LinkAttribute::IfName(name.clone())),
         }
-        let reply = self
-            .transport
-            .request(RouteNetlinkMessage::GetLink(message), GET, &|| {
-                format!("look up {id}")
-            });
+        let reply = self.request(
+            RouteNetlinkMessage::GetLink(message),
+            GET,
+            format!("look up {id}"),
+        );
         match reply {
             Ok(messages) => Ok(messages.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
@@ -383,10 +383,10 @@ impl<T: Transport> Netlink<T> {
     }
 
     pub fn list_links(&mut self) -> NlResult<Vec<Link>> {
-        let replies = self.transport.request(
+        let replies = self.request(
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
             DUMP,
-            &|| "list links".to_string(),
+            "list links".to_string(),
         )?;
         Ok(replies
             .into_iter()
@@ -400,144 +400,30 @@ impl<T: Transport> Netlink<T> {
     /// Creates a link; EEXIST is an error (the caller decides whether that is fine).
     pub fn create_link(&mut self, link: &NewLink) -> NlResult<()> {
         let kind = link.kind_name();
-        self.transport
-            .request(
-                RouteNetlinkMessage::NewLink(link.to_message()),
-                CHANGE | NLM_F_CREATE | NLM_F_EXCL,
-                &|| format!("create {kind} {:?}", link.name),
-            )
-            .map(|_| ())
+        self.request(
+            RouteNetlinkMessage::NewLink(link.to_message()),
+            CHANGE | NLM_F_CREATE | NLM_F_EXCL,
+            format!("create {kind} {:?}", link.name),
+        )
+        .map(|_| ())
     }
 
     pub fn delete_link(&mut self, index: u32, name: &str) -> NlResult<()> {
-        self.transport
-            .request(
-                RouteNetlinkMessage::DelLink(by_index(index)),
-                CHANGE,
-                &|| format!("delete link {name:?}"),
-            )
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::DelLink(by_index(index)),
+            format!("delete link {name:?}"),
+        )
     }
 
-    fn set_link(&mut self, message: LinkMessage, operation: &dyn Fn() -> String) -> NlResult<()> {
-        self.transport
-            .request(RouteNetlinkMessage::SetLink(message), CHANGE, operation)
-            .map(|_| ())
-    }
-
-    pub fn set_up(&mut self, index: u32, up: bool) -> NlResult<()> {
-        let mut message = by_index(index);
-        if up {
-            message.header.flags |= LinkFlags::Up;
+    /// A change of the link with this index, built setting by setting and sent by
+    /// [`LinkChange::apply`].
+    pub fn change_link(&mut self, index: u32) -> LinkChange<'_, T> {
+        LinkChange {
+            nl: self,
+            index,
+            message: by_index(index),
+            what: Vec::new(),
         }
-        message.header.change_mask |= LinkFlags::Up;
-        self.set_link(message, &|| {
-            format!("set link #{index} {}", if up { "up" } else { "down" })
-        })
-    }
-
-    pub fn set_promiscuous(&mut self, index: u32, on: bool) -> NlResult<()> {
-        let mut message = by_index(index);
-        if on {
-            message.header.flags |= LinkFlags::Promisc;
-        }
-        message.header.change_mask |= LinkFlags::Promisc;
-        self.set_link(message, &|| {
-            format!(
-                "set promiscuous mode {} on link #{index}",
-                if on { "on" } else { "off" }
-            )
-        })
-    }
-
-    pub fn set_allmulticast(&mut self, index: u32, on: bool) -> NlResult<()> {
-        let mut message = by_index(index);
-        if on {
-            message.header.flags |= LinkFlags::Allmulti;
-        }
-        message.header.change_mask |= LinkFlags::Allmulti;
-        self.set_link(message, &|| {
-            format!(
-                "set all-multicast mode {} on link #{index}",
-                if on { "on" } else { "off" }
-            )
-        })
-    }
-
-    pub fn set_tx_queue_len(&mut self, index: u32, len: u32) -> NlResult<()> {
-        let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::TxQueueLen(len));
-        self.set_link(message, &|| {
-            format!("set the transmit queue length of link #{index} to {len}")
-        })
-    }
-
-    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {
-        let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::Mtu(mtu));
-        self.set_link(message, &|| {
-            format!("set the MTU of link #{index} to {mtu}")
-        })
-    }
-
-    /// Sets IFLA_IFALIAS (the kernel ignores it in the message that creates a link).
-    pub fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::IfAlias(alias.to_string()));
-        self.set_link(message, &|| format!("set the alias of link #{index}"))
-    }
-
-    pub fn set_mac(&mut self, index: u32, mac: MacAddr) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::Address(mac.octets().to_vec()));
-        self.set_link(message, &|| {
-            format!("set the MAC of link #{index} to {mac}")
-        })
-    }
-
-    /// Makes the link a port of `controller` (a bridge), or no port with 0.
-    pub fn set_controller(&mut self, index: u32, controller: u32) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::Controller(controller));
-        self.set_link(message, &|| {
-            format!("attach link #{index} to controller #{controller}")
-        })
-    }
-
-    pub fn rename(&mut self, index: u32, new_name: &str) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::IfName(new_name.to_string()));
-        self.set_link(message, &|| format!("rename link #{index} to {new_name:?}"))
-    }
-
-    /// Moves the link into another netns, renaming it in the same message when asked.
-    pub fn move_to_netns(
-        &mut self,
-        index: u32,
-        netns: BorrowedFd<'_>,
-        netns_name: &str,
-        new_name: Option<&str>,
-    ) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
-        if let Some(name) = new_name {
-            message
-                .attributes
-                .push(LinkAttribute::IfName(name.to_string()));
-        }
-        self.set_link(message, &|| {
-            format!("move link #{index} into netns {netns_name}")
-        })
     }
 
     /// Removes an alternative name of a link.
@@ -548,11 +434,10 @@ impl<T: Transport> Netlink<T> {
             .push(LinkAttribute::PropList(vec![Prop::AltIfName(
                 altname.to_string(),
             )]));
-        self.transport
-            .request(RouteNetlinkMessage::DelLinkProp(message), CHANGE, &|| {
-                format!("remove the alternative name {altname:?} of link #{index}")
-            })
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::DelLinkProp(message),
+            format!("remove the alternative name {altname:?} of link #{index}"),
+        )
     }
 
     /// Deletes a link by name; a missing link is success (for DEL paths).
@@ -576,13 +461,130 @@ impl<T: Transport> Netlink<T> {
     }
 }
 
+/// One RTM_SETLINK of a link, in rtnetlink's request-builder style:
+/// `nl.change_link(index).mtu(1400).apply()?`. The kernel applies one message
+/// whole, in its own order; changes that must happen in order (a MAC before up),
+/// or whose errors must name them apart, are separate changes. The error names
+/// the link and every setting of the change.
+#[must_use = "a change does nothing until applied"]
+pub struct LinkChange<'nl, T: RouteTransport> {
+    nl: &'nl mut Netlink<T>,
+    index: u32,
+    message: LinkMessage,
+    what: Vec<String>,
+}
+
+impl<T: RouteTransport> LinkChange<'_, T> {
+    fn flag(mut self, flag: LinkFlags, on: bool, what: String) -> Self {
+        if on {
+            self.message.header.flags |= flag;
+        }
+        self.message.header.change_mask |= flag;
+        self.what.push(what);
+        self
+    }
+
+    fn attribute(mut self, attribute: LinkAttribute, what: String) -> Self {
+        self.message.attributes.push(attribute);
+        self.what.push(what);
+        self
+    }
+
+    pub fn up(self) -> Self {
+        let index = self.index;
+        self.flag(LinkFlags::Up, true, format!("set link #{index} up"))
+    }
+
+    pub fn down(self) -> Self {
+        let index = self.index;
+        self.flag(LinkFlags::Up, false, format!("set link #{index} down"))
+    }
+
+    pub fn promiscuous(self, on: bool) -> Self {
+        let what = format!(
+            "set promiscuous mode {} on link #{}",
+            on_off(on),
+            self.index
+        );
+        self.flag(LinkFlags::Promisc, on, what)
+    }
+
+    pub fn allmulticast(self, on: bool) -> Self {
+        let what = format!(
+            "set all-multicast mode {} on link #{}",
+            on_off(on),
+            self.index
+        );
+        self.flag(LinkFlags::Allmulti, on, what)
+    }
+
+    pub fn tx_queue_len(self, len: u32) -> Self {
+        let what = format!(
+            "set the transmit queue length of link #{} to {len}",
+            self.index
+        );
+        self.attribute(LinkAttribute::TxQueueLen(len), what)
+    }
+
+    pub fn mtu(self, mtu: u32) -> Self {
+        let what = format!("set the MTU of link #{} to {mtu}", self.index);
+        self.attribute(LinkAttribute::Mtu(mtu), what)
+    }
+
+    pub fn mac(self, mac: MacAddr) -> Self {
+        let what = format!("set the MAC of link #{} to {mac}", self.index);
+        self.attribute(LinkAttribute::Address(mac.octets().to_vec()), what)
+    }
+
+    /// IFLA_IFALIAS (the kernel ignores it in the message that creates a link).
+    pub fn alias(self, alias: &str) -> Self {
+        let what = format!("set the alias of link #{}", self.index);
+        self.attribute(LinkAttribute::IfAlias(alias.to_string()), what)
+    }
+
+    /// Makes the link a port of `controller` (a bridge), or no port with 0.
+    pub fn controller(self, controller: u32) -> Self {
+        let what = format!("attach link #{} to controller #{controller}", self.index);
+        self.attribute(LinkAttribute::Controller(controller), what)
+    }
+
+    pub fn name(self, name: &str) -> Self {
+        let what = format!("rename link #{} to {name:?}", self.index);
+        self.attribute(LinkAttribute::IfName(name.to_string()), what)
+    }
+
+    /// Moves the link into another netns; a name set in the same change is the one
+    /// it takes there (no name of the source netns is claimed on the way).
+    pub fn netns(self, netns: BorrowedFd<'_>, netns_name: &str) -> Self {
+        let what = format!("move link #{} into netns {netns_name}", self.index);
+        self.attribute(LinkAttribute::NetNsFd(netns.as_raw_fd()), what)
+    }
+
+    pub fn apply(self) -> NlResult<()> {
+        let LinkChange {
+            nl, message, what, ..
+        } = self;
+        nl.change(RouteNetlinkMessage::SetLink(message), what.join(", "))
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use netlink_packet_core::NLM_F_REQUEST;
 
-    fn sent(nl: &Netlink<super::super::FakeTransport>) -> &RouteNetlinkMessage {
-        &nl.transport.sent.last().unwrap().0
+    fn sent(
+        nl: &Netlink<super::super::FakeTransport<RouteNetlinkMessage>>,
+    ) -> &RouteNetlinkMessage {
+        &nl.transport.sent.last().unwrap().message
     }
 
     #[test]
@@ -601,7 +603,7 @@ mod tests {
         veth.mtu = Some(1400);
         let mut nl = Netlink::fake();
         nl.create_link(&veth).unwrap();
-        let (message, flags) = &nl.transport.sent[0];
+        let super::super::Operation { message, flags, .. } = &nl.transport.sent[0];
         assert_eq!(
             *flags,
             NLM_F_REQUEST | netlink_packet_core::NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
@@ -684,13 +686,11 @@ mod tests {
     fn move_and_rename_is_one_message() {
         let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
         let mut nl = Netlink::fake();
-        nl.move_to_netns(
-            9,
-            std::os::fd::AsFd::as_fd(&netns),
-            "/run/netns/x",
-            Some("net1"),
-        )
-        .unwrap();
+        nl.change_link(9)
+            .netns(std::os::fd::AsFd::as_fd(&netns), "/run/netns/x")
+            .name("net1")
+            .apply()
+            .unwrap();
         let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
             panic!()
         };
@@ -705,15 +705,15 @@ mod tests {
     }
 
     #[test]
-    fn set_up_sets_flag_and_change_mask() {
+    fn up_and_down_set_flag_and_change_mask() {
         let mut nl = Netlink::fake();
-        nl.set_up(4, true).unwrap();
+        nl.change_link(4).up().apply().unwrap();
         let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
             panic!()
         };
         assert!(m.header.flags.contains(LinkFlags::Up));
         assert!(m.header.change_mask.contains(LinkFlags::Up));
-        nl.set_up(4, false).unwrap();
+        nl.change_link(4).down().apply().unwrap();
         let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
             panic!()
         };

@@ -7,7 +7,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{Cause, Netlink, NetlinkError, NlResult, Transport, CHANGE, GET};
+use super::{Cause, Netlink, NetlinkError, NlResult, RouteTransport, GET};
 use crate::mac::MacAddr;
 
 /// A VF's administrative link state (`ip link set ... vf N state ...`).
@@ -146,7 +146,7 @@ fn parse_vf(info: &LinkVfInfo) -> VfState {
     state
 }
 
-impl<T: Transport> Netlink<T> {
+impl<T: RouteTransport> Netlink<T> {
     /// Every VF of a PF, read with RTEXT_FILTER_VF.
     pub fn get_vfs(&mut self, pf: u32, pf_name: &str) -> NlResult<Vec<VfState>> {
         let mut request = LinkMessage::default();
@@ -154,11 +154,11 @@ impl<T: Transport> Netlink<T> {
         request
             .attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
-        let replies =
-            self.transport
-                .request(RouteNetlinkMessage::GetLink(request), GET, &|| {
-                    format!("read the VFs of PF {pf_name:?}")
-                })?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(request),
+            GET,
+            format!("read the VFs of PF {pf_name:?}"),
+        )?;
         let mut vfs = Vec::new();
         for reply in replies {
             if let RouteNetlinkMessage::NewLink(link) = reply {
@@ -250,10 +250,10 @@ impl<T: Transport> Netlink<T> {
             message
                 .attributes
                 .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])]));
-            self.transport
-                .request(RouteNetlinkMessage::SetLink(message), CHANGE, &|| {
-                    format!("set {what} on VF {vf} of PF {pf_name:?}")
-                })?;
+            self.change(
+                RouteNetlinkMessage::SetLink(message),
+                format!("set {what} on VF {vf} of PF {pf_name:?}"),
+            )?;
         }
         Ok(())
     }
@@ -291,13 +291,13 @@ mod tests {
         };
         nl.set_vf(4, "ens1f0", 2, &config).unwrap();
         assert_eq!(nl.transport.sent.len(), 6);
-        for (message, _) in &nl.transport.sent {
+        for super::super::Operation { message, .. } in &nl.transport.sent {
             let RouteNetlinkMessage::SetLink(m) = message else {
                 panic!()
             };
             assert_eq!(m.header.index, 4);
         }
-        let RouteNetlinkMessage::SetLink(first) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::SetLink(first) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(
@@ -359,7 +359,7 @@ mod tests {
             ),
             (10, 2, true, false, 500, Some(2))
         );
-        let RouteNetlinkMessage::GetLink(request) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::GetLink(request) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert!(request

@@ -104,7 +104,7 @@ pub fn ensure_address(
     let current = nl.require_link(&LinkId::Index(link.index))?;
     if let Some(mac) = current.mac {
         if !mac.is_zero() {
-            nl.set_mac(link.index, mac)?;
+            nl.change_link(link.index).mac(mac).apply()?;
         }
     }
     Ok(())

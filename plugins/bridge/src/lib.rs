@@ -18,7 +18,6 @@ use libcni::host::apply::{configure_interface, InterfaceOptions};
 use libcni::netlink::nftables::Nftables;
 use libcni::netlink::{
     random_name, BridgePortFlags, Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
-    SocketTransport,
 };
 use libcni::netns::NetNs;
 use libcni::spec::error::ErrorList;
@@ -94,11 +93,11 @@ fn ensure_bridge(
         }
     }
     if cfg.keys().promisc_mode && !bridge.promiscuous {
-        nl.set_promiscuous(bridge.index, true)?;
+        nl.change_link(bridge.index).promiscuous(true).apply()?;
     }
     host_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
     if !bridge.up {
-        nl.set_up(bridge.index, true)?;
+        nl.change_link(bridge.index).up().apply()?;
     }
     Ok(bridge)
 }
@@ -218,7 +217,7 @@ impl Plugin for Bridge {
         }
         ipam::require_installed(request, cfg.conf.delegated_ipam())?;
         let netns = libcni::attach::request_netns(request)?;
-        let mut nl: Netlink<SocketTransport> = Netlink::open()?;
+        let mut nl: Netlink = Netlink::open()?;
         let mut inside = netns.netlink()?;
         // Before anything changes: macspoofchk chains of this reference that filter a
         // live host interface belong to another attachment.
@@ -250,7 +249,10 @@ impl Plugin for Bridge {
         )?;
         program_vlans(&mut nl, &cfg, &host)?;
         let container = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
-        inside.set_alias(container.index, &request.attachment().link_mark())?;
+        inside
+            .change_link(container.index)
+            .alias(&request.attachment().link_mark())
+            .apply()?;
         let container_mac = container.mac;
 
         let mut result = CniResult::default();
@@ -342,7 +344,7 @@ impl Plugin for Bridge {
                 )?;
             }
         } else if !cfg.keys().disable_container_interface {
-            inside.set_up(container.index, true)?;
+            inside.change_link(container.index).up().apply()?;
         }
 
         let host = if cfg.keys().disable_container_interface {

@@ -86,7 +86,11 @@ pub fn ensure_vlan_gateway(
         .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
     // Marked before anything else can fail: rollback and DEL remove only a marked one.
     let created = nl.require_link(&LinkId::Name(name.clone()))?;
-    if let Err(e) = nl.set_alias(created.index, &vlan_gateway_mark(&cfg.bridge, cfg.vlan)) {
+    if let Err(e) = nl
+        .change_link(created.index)
+        .alias(&vlan_gateway_mark(&cfg.bridge, cfg.vlan))
+        .apply()
+    {
         if let Err(undo) = nl.delete_link(created.index, &name) {
             libcni::log_warn!("rollback: {undo}");
         }
@@ -98,8 +102,10 @@ pub fn ensure_vlan_gateway(
     // A veth peer cannot be created up (older kernels open it before it is paired:
     // ENOTCONN) nor with a controller: both are set once the pair exists.
     let peer = nl.require_link(&LinkId::Name(peer_name))?;
-    nl.set_controller(peer.index, bridge.index)?;
-    nl.set_up(peer.index, true)?;
+    nl.change_link(peer.index)
+        .controller(bridge.index)
+        .apply()?;
+    nl.change_link(peer.index).up().apply()?;
     let access = BridgeConfig {
         trunk: None,
         ..clone_vlan_only(cfg)

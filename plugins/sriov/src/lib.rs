@@ -15,9 +15,7 @@ use libcni::delegate::ipam;
 use libcni::hooks::failpoint;
 use libcni::host::apply::{configure_interface, InterfaceOptions};
 use libcni::mac::MacAddr;
-use libcni::netlink::{
-    Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting,
-};
+use libcni::netlink::{Link, LinkId, Netlink, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting};
 use libcni::netns::NetNs;
 use libcni::spec::attachment::AttachmentId;
 use libcni::spec::error::ErrorList;
@@ -99,7 +97,7 @@ fn restore_config(cache: &Cache) -> VfConfig {
 /// so that no name can collide on the way, and drops the altname the kernel may
 /// keep of its old name.
 fn move_via_temporary(
-    from: &mut Netlink<SocketTransport>,
+    from: &mut Netlink,
     link: &Link,
     to: &NetNs,
     new_name: &str,
@@ -111,44 +109,40 @@ fn move_via_temporary(
     for altname in link.altnames.iter().filter(|a| *a == new_name) {
         from.delete_altname(link.index, altname)?;
     }
-    from.move_to_netns(
-        link.index,
-        temporary.fd(),
-        "a temporary netns",
-        Some(new_name),
-    )
-    .map_err(|e| CniError::from(e.context(format!("move VF netdev {:?}", link.name))))?;
+    from.change_link(link.index)
+        .netns(temporary.fd(), "a temporary netns")
+        .name(new_name)
+        .apply()
+        .map_err(|e| CniError::from(e.context(format!("move VF netdev {:?}", link.name))))?;
     let moved = there.require_link(&LinkId::Name(new_name.to_string()))?;
     for altname in moved.altnames.iter().filter(|a| **a == link.name) {
         there.delete_altname(moved.index, altname)?;
     }
     there
-        .move_to_netns(moved.index, to.fd(), &to.path().display().to_string(), None)
+        .change_link(moved.index)
+        .netns(to.fd(), &to.path().display().to_string())
+        .apply()
         .map_err(|e| CniError::from(e.context(format!("move VF netdev {new_name:?}"))))?;
     Ok(())
 }
 
 /// Puts the VF netdev back in the host under its original name, with its MAC and MTU.
-fn return_netdev(
-    from: &mut Netlink<SocketTransport>,
-    link: &Link,
-    orig: &OrigVfState,
-) -> Result<(), CniError> {
-    from.set_up(link.index, false)?;
+fn return_netdev(from: &mut Netlink, link: &Link, orig: &OrigVfState) -> Result<(), CniError> {
+    from.change_link(link.index).down().apply()?;
     let host = NetNs::current()?;
     move_via_temporary(from, link, &host, &orig.host_ifname)?;
     let mut nl = Netlink::open()?;
     let back = nl.require_link(&LinkId::Name(orig.host_ifname.clone()))?;
     if let Some(mac) = orig.effective_mac {
         if back.mac != Some(mac) {
-            nl.set_mac(back.index, mac)?;
+            nl.change_link(back.index).mac(mac).apply()?;
         }
     }
     if orig.mtu != 0 && back.mtu != orig.mtu {
-        nl.set_mtu(back.index, orig.mtu)?;
+        nl.change_link(back.index).mtu(orig.mtu).apply()?;
     }
     if back.alias.is_some() {
-        nl.set_alias(back.index, "")?;
+        nl.change_link(back.index).alias("").apply()?;
     }
     Ok(())
 }
@@ -234,8 +228,10 @@ fn rename_in_host(cache: &Cache) -> Result<(), CniError> {
         return Ok(());
     };
     if current != cache.orig.host_ifname {
-        nl.set_up(link.index, false)?;
-        nl.rename(link.index, &cache.orig.host_ifname)?;
+        nl.change_link(link.index).down().apply()?;
+        nl.change_link(link.index)
+            .name(&cache.orig.host_ifname)
+            .apply()?;
         if let Some(link) = nl.get_link(&LinkId::Index(link.index))? {
             for altname in link.altnames.iter().filter(|a| **a == current) {
                 nl.delete_altname(link.index, altname)?;
@@ -279,15 +275,17 @@ fn attach_vf<'r>(
             )));
         }
         // Marked before it moves: DEL returns only a netdev that is this VF.
-        nl.set_alias(link.index, &request.attachment().link_mark())?;
+        nl.change_link(link.index)
+            .alias(&request.attachment().link_mark())
+            .apply()?;
         move_via_temporary(&mut nl, link, netns, &request.ifname)?;
         failpoint("sriov-after-move");
         let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
         if let Some(mac) = cfg.mac {
-            inside.set_mac(vf.index, mac)?;
+            inside.change_link(vf.index).mac(mac).apply()?;
         }
         if let Some(want) = cfg.conf.plugin.mtu.filter(|m| *m > 0) {
-            inside.set_mtu(vf.index, want)?;
+            inside.change_link(vf.index).mtu(want).apply()?;
             mtu = want;
         }
         // sriov-cni's: an IPv6 address is usable at once while DAD runs.
@@ -295,7 +293,7 @@ fn attach_vf<'r>(
         if let Err(e) = netns.run(|| libcni::host::sysctl::write(&optimistic, "1"))? {
             libcni::log_debug!("{e}");
         }
-        inside.set_up(vf.index, true)?;
+        inside.change_link(vf.index).up().apply()?;
         libcni::log_debug!(
             "VF {} of PF {:?} moved into {} as {:?}",
             dev.index,

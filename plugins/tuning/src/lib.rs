@@ -8,7 +8,7 @@ mod config;
 
 use libcni::host::fs::StateDir;
 use libcni::mac::MacAddr;
-use libcni::netlink::{Link, LinkId, Netlink, SocketTransport};
+use libcni::netlink::{Link, LinkId, Netlink};
 use libcni::netns::NetNs;
 use libcni::spec::attachment::fitting_name;
 use libcni::{About, CniError, CniResult, Plugin, Request};
@@ -58,7 +58,7 @@ fn encode(saved: &Saved) -> Vec<u8> {
     out
 }
 
-fn container_link(nl: &mut Netlink<SocketTransport>, request: &Request) -> Result<Link, CniError> {
+fn container_link(nl: &mut Netlink, request: &Request) -> Result<Link, CniError> {
     nl.get_link(&LinkId::Name(request.ifname.clone()))?
         .ok_or_else(|| CniError::internal(format!("Cannot find container link {}", request.ifname)))
 }
@@ -89,48 +89,66 @@ fn snapshot(link: &Link, cfg: &TuningConfig) -> Saved {
 }
 
 /// Puts back what `saved` holds; every step is tried, every failure reported.
-fn restore(nl: &mut Netlink<SocketTransport>, link: &Link, saved: &Saved) -> Result<(), CniError> {
+fn restore(nl: &mut Netlink, link: &Link, saved: &Saved) -> Result<(), CniError> {
     let mut errors = libcni::spec::error::ErrorList::new();
     if saved.mtu > 0 {
         errors.record(
-            nl.set_mtu(link.index, saved.mtu as u32)
+            nl.change_link(link.index)
+                .mtu(saved.mtu as u32)
+                .apply()
                 .map_err(CniError::from),
         );
     }
     if let Some(mac) = saved.mac {
-        errors.record(nl.set_mac(link.index, mac).map_err(CniError::from));
+        errors.record(
+            nl.change_link(link.index)
+                .mac(mac)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     if let Some(on) = saved.promisc {
-        errors.record(nl.set_promiscuous(link.index, on).map_err(CniError::from));
+        errors.record(
+            nl.change_link(link.index)
+                .promiscuous(on)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     if let Some(on) = saved.allmulti {
-        errors.record(nl.set_allmulticast(link.index, on).map_err(CniError::from));
+        errors.record(
+            nl.change_link(link.index)
+                .allmulticast(on)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     if let Some(len) = saved.tx_queue_len {
-        errors.record(nl.set_tx_queue_len(link.index, len).map_err(CniError::from));
+        errors.record(
+            nl.change_link(link.index)
+                .tx_queue_len(len)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     errors.into_result()
 }
 
-fn apply(
-    nl: &mut Netlink<SocketTransport>,
-    link: &Link,
-    cfg: &TuningConfig,
-) -> Result<(), CniError> {
+fn apply(nl: &mut Netlink, link: &Link, cfg: &TuningConfig) -> Result<(), CniError> {
     if let Some(mac) = cfg.mac {
-        nl.set_mac(link.index, mac)?;
+        nl.change_link(link.index).mac(mac).apply()?;
     }
     if cfg.promisc {
-        nl.set_promiscuous(link.index, true)?;
+        nl.change_link(link.index).promiscuous(true).apply()?;
     }
     if let Some(mtu) = cfg.mtu {
-        nl.set_mtu(link.index, mtu)?;
+        nl.change_link(link.index).mtu(mtu).apply()?;
     }
     if let Some(on) = cfg.allmulti {
-        nl.set_allmulticast(link.index, on)?;
+        nl.change_link(link.index).allmulticast(on).apply()?;
     }
     if let Some(len) = cfg.tx_queue_len {
-        nl.set_tx_queue_len(link.index, len)?;
+        nl.change_link(link.index).tx_queue_len(len).apply()?;
     }
     Ok(())
 }
