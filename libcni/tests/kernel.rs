@@ -47,7 +47,7 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
         },
     ))
     .unwrap();
-    let bridge = nl.require_link(&LinkId::Name("br0".into())).unwrap();
+    let bridge = nl.require_link(&LinkId::Name("br0")).unwrap();
     let mut peer = NewLink::peer("eth0");
     peer.netns = Some(ns.fd());
     peer.mac = Some(libcni::mac::MacAddr([0x0a, 0x58, 0, 0, 0, 0x42]));
@@ -80,7 +80,7 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
         .unwrap_err();
     assert!(e.is_exists() && e.to_string().contains("\"br0\""), "{e}");
 
-    let port = nl.require_link(&LinkId::Name("vethtest0".into())).unwrap();
+    let port = nl.require_link(&LinkId::Name("vethtest0")).unwrap();
     nl.set_bridge_port_flags(
         port.index,
         BridgePortFlags {
@@ -112,14 +112,14 @@ fn move_into_a_netns_and_rename_in_one_step() {
     ]);
     let ns = NetNs::open(Path::new(&c1)).unwrap();
     let mut nl = Netlink::open().unwrap();
-    let link = nl.require_link(&LinkId::Name("tmpa".into())).unwrap();
+    let link = nl.require_link(&LinkId::Name("tmpa")).unwrap();
     nl.change_link(link.index)
         .netns(ns.fd(), &c1)
         .name("net1")
         .apply()
         .unwrap();
     assert!(link_in("c1", "net1").is_some());
-    assert!(nl.get_link(&LinkId::Name("tmpa".into())).unwrap().is_none());
+    assert!(nl.get_link(&LinkId::Name("tmpa")).unwrap().is_none());
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     ]);
     let ns = NetNs::open(Path::new(&c1)).unwrap();
     let mut nl = Netlink::open().unwrap();
-    let parent = nl.require_link(&LinkId::Name("uplink0".into())).unwrap();
+    let parent = nl.require_link(&LinkId::Name("uplink0")).unwrap();
     let mut mv = NewLink::new(
         "mvtmp0",
         NewLinkKind::MacVlan {
@@ -145,7 +145,7 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     mv.netns = Some(ns.fd());
     nl.create_link(&mv).unwrap();
     let mut inner = ns.netlink().unwrap();
-    let created = inner.require_link(&LinkId::Name("mvtmp0".into())).unwrap();
+    let created = inner.require_link(&LinkId::Name("mvtmp0")).unwrap();
     assert_eq!(created.kind, Some(LinkKind::Macvlan));
     assert_eq!(created.macvlan_mode, Some(MacVlanMode::Private));
     inner
@@ -282,7 +282,7 @@ fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
         },
     ))
     .unwrap();
-    let bridge = nl.require_link(&LinkId::Name("brv".into())).unwrap();
+    let bridge = nl.require_link(&LinkId::Name("brv")).unwrap();
     if let Err(e) = nl.set_vlan_filtering(bridge.index, true) {
         testkit::kernel_feature_missing(
             "bridge_vlans_where_the_kernel_has_vlan_filtering",
@@ -302,7 +302,7 @@ fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
     sh(&[
         "ip", "link", "add", "pa", "type", "veth", "peer", "name", "pb",
     ]);
-    let port = nl.require_link(&LinkId::Name("pa".into())).unwrap();
+    let port = nl.require_link(&LinkId::Name("pa")).unwrap();
     nl.change_link(port.index)
         .controller(bridge.index)
         .apply()
@@ -360,12 +360,9 @@ fn a_veth_pair_is_created_up_in_the_callers_netns() {
     );
     veth.up = true;
     nl.create_link(&veth).unwrap();
-    let link = nl.require_link(&LinkId::Name("gw.50".into())).unwrap();
+    let link = nl.require_link(&LinkId::Name("gw.50")).unwrap();
     assert!(link.up);
-    assert!(nl
-        .get_link(&LinkId::Name("gwpeer0".into()))
-        .unwrap()
-        .is_some());
+    assert!(nl.get_link(&LinkId::Name("gwpeer0")).unwrap().is_some());
 }
 
 /// The nf_tables client against the kernel: a macspoofchk-shaped transaction reads

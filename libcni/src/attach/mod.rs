@@ -31,12 +31,11 @@ pub fn default_route_interface<T: RouteTransport>(nl: &mut Netlink<T>) -> Result
 
 /// The master (host) link, or an error naming it.
 pub fn master_link<T: RouteTransport>(nl: &mut Netlink<T>, name: &str) -> Result<Link, CniError> {
-    nl.get_link(&LinkId::Name(name.to_string()))?
-        .ok_or_else(|| {
-            CniError::invalid_config(format!(
-                "failed to lookup master {name:?}: no such interface"
-            ))
-        })
+    nl.get_link(&LinkId::Name(name))?.ok_or_else(|| {
+        CniError::invalid_config(format!(
+            "failed to lookup master {name:?}: no such interface"
+        ))
+    })
 }
 
 /// `mtu` must be in [0, master MTU] (the Go text).
@@ -82,10 +81,7 @@ pub fn create_in_netns<'fd>(
     let ifname = request.ifname.as_str();
     let what = new.kind_name();
     let is_vlan = matches!(new.kind, Some(NewLinkKind::Vlan { .. }));
-    if inside
-        .get_link(&LinkId::Name(ifname.to_string()))?
-        .is_some()
-    {
+    if inside.get_link(&LinkId::Name(ifname))?.is_some() {
         return Err(CniError::internal(format!(
             "container interface {ifname:?} already exists in {}",
             netns.path().display()
@@ -112,7 +108,7 @@ pub fn create_in_netns<'fd>(
         };
         CniError::internal(format!("failed to create {what}: {e}{hint}"))
     })?;
-    let created = inside.require_link(&LinkId::Name(temporary.clone()))?;
+    let created = inside.require_link(&LinkId::Name(&temporary))?;
     let marked = inside
         .change_link(created.index)
         .alias(&request.attachment().link_mark())
@@ -236,7 +232,7 @@ pub fn container_link<T: RouteTransport>(
 ) -> Result<(usize, Link), CniError> {
     let index = container_interface(prev, request)?;
     let link = inside
-        .get_link(&LinkId::Name(request.ifname.clone()))?
+        .get_link(&LinkId::Name(&request.ifname))?
         .ok_or_else(|| {
             CniError::internal(format!(
                 "interface {:?} is missing from the container",
@@ -329,7 +325,7 @@ pub fn delete_attachment_link<T: RouteTransport>(
     prev: Option<&CniResult>,
     unmarked_proof: impl FnOnce(&Link) -> bool,
 ) -> Result<(), CniError> {
-    let Some(link) = inside.get_link(&LinkId::Name(request.ifname.clone()))? else {
+    let Some(link) = inside.get_link(&LinkId::Name(&request.ifname))? else {
         return Ok(());
     };
     if is_attachment_link(&link, request, kind, prev, unmarked_proof) {

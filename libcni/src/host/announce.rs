@@ -115,10 +115,10 @@ pub fn announce(netns: &NetNs, ifname: &str, addresses: &[IpAddr]) -> Result<usi
     netns.run(move || {
         let mut nl = Netlink::open()?;
         let deadline = Instant::now() + Duration::from_millis(200);
-        let mut link = nl.require_link(&LinkId::Name(ifname.clone()))?;
+        let mut link = nl.require_link(&LinkId::Name(&ifname))?;
         while !link.oper_up && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
-            link = nl.require_link(&LinkId::Name(ifname.clone()))?;
+            link = nl.require_link(&LinkId::Name(&ifname))?;
         }
         let mac = link
             .mac

@@ -120,7 +120,7 @@ pub fn configure_interface<T: RouteTransport>(
         }
     })?;
 
-    let link = nl.require_link(&LinkId::Name(ifname.to_string()))?;
+    let link = nl.require_link(&LinkId::Name(ifname))?;
     nl.change_link(link.index).up().apply()?;
     for ip in &ips {
         nl.add_address(link.index, ip.address).map_err(|e| {

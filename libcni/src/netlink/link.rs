@@ -14,12 +14,12 @@ use crate::mac::MacAddr;
 
 /// How a link is named in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkId {
+pub enum LinkId<'a> {
     Index(u32),
-    Name(String),
+    Name(&'a str),
 }
 
-impl std::fmt::Display for LinkId {
+impl std::fmt::Display for LinkId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LinkId::Index(i) => write!(f, "link #{i}"),
@@ -354,11 +354,13 @@ fn by_index(index: u32) -> LinkMessage {
 
 impl<T: RouteTransport> Netlink<T> {
     /// The link, or `None` when it does not exist.
-    pub fn get_link(&mut self, id: &LinkId) -> NlResult<Option<Link>> {
+    pub fn get_link(&mut self, id: &LinkId<'_>) -> NlResult<Option<Link>> {
         let mut message = LinkMessage::default();
         match id {
             LinkId::Index(index) => message.header.index = *index,
-            LinkId::Name(name) => message.attributes.push(LinkAttribute::IfName(name.clone())),
+            LinkId::Name(name) => message
+                .attributes
+                .push(LinkAttribute::IfName(name.to_string())),
         }
         let reply = self.request(
             RouteNetlinkMessage::GetLink(message),
@@ -376,7 +378,7 @@ impl<T: RouteTransport> Netlink<T> {
     }
 
     /// Like [`get_link`](Self::get_link), but a missing link is an error.
-    pub fn require_link(&mut self, id: &LinkId) -> NlResult<Link> {
+    pub fn require_link(&mut self, id: &LinkId<'_>) -> NlResult<Link> {
         self.get_link(id)?.ok_or_else(|| {
             super::NetlinkError::new(format!("find {id}"), super::Cause::Errno(libc::ENODEV))
         })
@@ -442,7 +444,7 @@ impl<T: RouteTransport> Netlink<T> {
 
     /// Deletes a link by name; a missing link is success (for DEL paths).
     pub fn delete_link_if_present(&mut self, name: &str) -> NlResult<bool> {
-        match self.get_link(&LinkId::Name(name.to_string()))? {
+        match self.get_link(&LinkId::Name(name))? {
             None => Ok(false),
             Some(link) => self.delete_found_link(link.index, name),
         }
@@ -725,7 +727,7 @@ mod tests {
     fn a_missing_link_is_none_and_its_errors_name_it() {
         let mut nl = Netlink::fake();
         nl.transport.fail(libc::ENODEV);
-        assert!(nl.get_link(&LinkId::Name("nope".into())).unwrap().is_none());
+        assert!(nl.get_link(&LinkId::Name("nope")).unwrap().is_none());
         nl.transport.fail(libc::EPERM);
         let e = nl.delete_link(5, "veth0").unwrap_err();
         assert_eq!(

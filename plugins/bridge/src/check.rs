@@ -17,7 +17,7 @@ fn failed(what: String) -> CniError {
 pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Result<(), CniError> {
     let mut nl = Netlink::open()?;
     let bridge = nl
-        .get_link(&LinkId::Name(cfg.bridge.clone()))?
+        .get_link(&LinkId::Name(&cfg.bridge))?
         .ok_or_else(|| failed(format!("bridge {:?} does not exist", cfg.bridge)))?;
     if bridge.kind != Some(LinkKind::Bridge) {
         return Err(failed(format!("{:?} is not a bridge", cfg.bridge)));
@@ -44,7 +44,7 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         .iter()
         .filter(|i| i.sandbox.is_none() && i.name != cfg.bridge)
         .find_map(|i| {
-            nl.get_link(&LinkId::Name(i.name.clone()))
+            nl.get_link(&LinkId::Name(&i.name))
                 .ok()
                 .flatten()
                 .filter(|l| l.kind == Some(LinkKind::Veth))
@@ -210,7 +210,7 @@ pub fn remove_spoofcheck(
         while std::time::Instant::now() < deadline
             && first.host_veths().iter().any(|v| {
                 Some(v.as_str()) != own_host_veth
-                    && matches!(nl.get_link(&LinkId::Name(v.clone())), Ok(Some(_)))
+                    && matches!(nl.get_link(&LinkId::Name(v)), Ok(Some(_)))
             })
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -225,7 +225,7 @@ pub fn remove_spoofcheck(
         };
         let mut lookup_failed = false;
         let removable = installed.removable(own_host_veth, |veth| {
-            match nl.get_link(&LinkId::Name(veth.to_string())) {
+            match nl.get_link(&LinkId::Name(veth)) {
                 Ok(link) => link.is_some(),
                 Err(_) => {
                     lookup_failed = true;

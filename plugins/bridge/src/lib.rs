@@ -58,7 +58,7 @@ fn ensure_bridge(
     rollback: &mut Rollback,
 ) -> Result<Link, CniError> {
     let name = &cfg.bridge;
-    let existing = nl.get_link(&LinkId::Name(name.clone()))?;
+    let existing = nl.get_link(&LinkId::Name(name))?;
     let mut bridge = match existing {
         Some(link) => link,
         None => {
@@ -74,7 +74,7 @@ fn ensure_bridge(
                 Err(e) if e.is_exists() => {}
                 Err(e) => return Err(eopnotsupp_hint(e, "bridge VLAN filtering")),
             }
-            nl.require_link(&LinkId::Name(name.clone()))?
+            nl.require_link(&LinkId::Name(name))?
         }
     };
     if bridge.kind != Some(LinkKind::Bridge) {
@@ -119,10 +119,7 @@ fn create_veth(
             "container veth name provided ({ifname}) already exists"
         ))
     };
-    if container
-        .get_link(&LinkId::Name(ifname.to_string()))?
-        .is_some()
-    {
+    if container.get_link(&LinkId::Name(ifname))?.is_some() {
         return Err(exists());
     }
     let mtu = cfg.mtu();
@@ -147,10 +144,7 @@ fn create_veth(
                 return Ok(host_name);
             }
             Err(e) if e.is_exists() => {
-                if container
-                    .get_link(&LinkId::Name(ifname.to_string()))?
-                    .is_some()
-                {
+                if container.get_link(&LinkId::Name(ifname))?.is_some() {
                     return Err(exists());
                 }
             }
@@ -175,7 +169,7 @@ fn wait_for_port(nl: &mut Netlink, name: &str) -> Result<Link, CniError> {
     let mut last = None;
     for delay in [0u64, 50, 500, 1000, 1000] {
         std::thread::sleep(std::time::Duration::from_millis(delay));
-        let link = nl.require_link(&LinkId::Name(name.to_string()))?;
+        let link = nl.require_link(&LinkId::Name(name))?;
         if link.oper_up {
             return Ok(link);
         }
@@ -238,7 +232,7 @@ impl Plugin for Bridge {
             request,
             &mut rollback,
         )?;
-        let host = nl.require_link(&LinkId::Name(host_name.clone()))?;
+        let host = nl.require_link(&LinkId::Name(&host_name))?;
         host_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
         nl.set_bridge_port_flags(
             host.index,
@@ -248,7 +242,7 @@ impl Plugin for Bridge {
             },
         )?;
         program_vlans(&mut nl, &cfg, &host)?;
-        let container = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
+        let container = inside.require_link(&LinkId::Name(&request.ifname))?;
         inside
             .change_link(container.index)
             .alias(&request.attachment().link_mark())
@@ -487,7 +481,7 @@ fn delete_container_veth(
         let Ok(mut host) = Netlink::open() else {
             return false;
         };
-        let bridge = host.get_link(&LinkId::Name(cfg.bridge.clone()));
+        let bridge = host.get_link(&LinkId::Name(&cfg.bridge));
         let peer = host.get_link(&LinkId::Index(peer));
         matches!((bridge, peer), (Ok(Some(b)), Ok(Some(p))) if p.controller == Some(b.index))
     };
@@ -514,7 +508,7 @@ fn prepare_spoofcheck(
     let mut nft = Nftables::open()?;
     let existing = spoofcheck::existing(&mut nft, &reference)?;
     for veth in existing.installed.host_veths() {
-        if nl.get_link(&LinkId::Name(veth.clone()))?.is_some() {
+        if nl.get_link(&LinkId::Name(&veth))?.is_some() {
             return Err(CniError::internal(format!(
                 "macspoofchk chain {:?} already filters the live host interface {veth:?} of another attachment: container ID {:?} with interface {:?} collides with it",
                 spoofcheck::iface_chain(&reference),

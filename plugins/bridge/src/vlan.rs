@@ -70,7 +70,7 @@ pub fn ensure_vlan_gateway(
     rollback: &mut Rollback,
 ) -> Result<Link, CniError> {
     let name = format!("{}.{}", cfg.bridge, cfg.vlan);
-    if let Some(link) = nl.get_link(&LinkId::Name(name.clone()))? {
+    if let Some(link) = nl.get_link(&LinkId::Name(&name))? {
         return Ok(link);
     }
     let peer_name = random_name("veth", 8);
@@ -85,7 +85,7 @@ pub fn ensure_vlan_gateway(
     nl.create_link(&gateway)
         .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
     // Marked before anything else can fail: rollback and DEL remove only a marked one.
-    let created = nl.require_link(&LinkId::Name(name.clone()))?;
+    let created = nl.require_link(&LinkId::Name(&name))?;
     if let Err(e) = nl
         .change_link(created.index)
         .alias(&vlan_gateway_mark(&cfg.bridge, cfg.vlan))
@@ -101,7 +101,7 @@ pub fn ensure_vlan_gateway(
     rollback.vlan_gateway = Some((cfg.bridge.clone(), cfg.vlan));
     // A veth peer cannot be created up (older kernels open it before it is paired:
     // ENOTCONN) nor with a controller: both are set once the pair exists.
-    let peer = nl.require_link(&LinkId::Name(peer_name))?;
+    let peer = nl.require_link(&LinkId::Name(&peer_name))?;
     nl.change_link(peer.index)
         .controller(bridge.index)
         .apply()?;
@@ -111,7 +111,7 @@ pub fn ensure_vlan_gateway(
         ..clone_vlan_only(cfg)
     };
     program_vlans(nl, &access, &peer)?;
-    Ok(nl.require_link(&LinkId::Name(name))?)
+    Ok(nl.require_link(&LinkId::Name(&name))?)
 }
 
 /// A config with the same bridge and access VLAN, for the gateway's own port.
@@ -171,10 +171,10 @@ pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), Cn
     let _guard = lock_vlan_gateway(bridge_name)?;
     let mut nl = Netlink::open()?;
     let name = format!("{bridge_name}.{vlan}");
-    let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else {
+    let Some(gateway) = nl.get_link(&LinkId::Name(&name))? else {
         return Ok(());
     };
-    let bridge = nl.get_link(&LinkId::Name(bridge_name.to_string()))?;
+    let bridge = nl.get_link(&LinkId::Name(bridge_name))?;
     let peer = match gateway.parent {
         Some(index) if gateway.link_netnsid().is_none() => nl.get_link(&LinkId::Index(index))?,
         _ => None,

@@ -53,7 +53,7 @@ fn original_state(
     };
     let link = match netdev {
         VfNetdev::Kernel(name) => {
-            let link = nl.get_link(&LinkId::Name(name.clone()))?.ok_or_else(|| {
+            let link = nl.get_link(&LinkId::Name(name))?.ok_or_else(|| {
                 CniError::io(format!(
                     "VF netdev {name:?} named by sysfs is not in the host network namespace"
                 ))
@@ -114,7 +114,7 @@ fn move_via_temporary(
         .name(new_name)
         .apply()
         .map_err(|e| CniError::from(e.context(format!("move VF netdev {:?}", link.name))))?;
-    let moved = there.require_link(&LinkId::Name(new_name.to_string()))?;
+    let moved = there.require_link(&LinkId::Name(new_name))?;
     for altname in moved.altnames.iter().filter(|a| **a == link.name) {
         there.delete_altname(moved.index, altname)?;
     }
@@ -132,7 +132,7 @@ fn return_netdev(from: &mut Netlink, link: &Link, orig: &OrigVfState) -> Result<
     let host = NetNs::current()?;
     move_via_temporary(from, link, &host, &orig.host_ifname)?;
     let mut nl = Netlink::open()?;
-    let back = nl.require_link(&LinkId::Name(orig.host_ifname.clone()))?;
+    let back = nl.require_link(&LinkId::Name(&orig.host_ifname))?;
     if let Some(mac) = orig.effective_mac {
         if back.mac != Some(mac) {
             nl.change_link(back.index).mac(mac).apply()?;
@@ -163,7 +163,7 @@ fn is_attachment_vf(link: &Link, mark: &str) -> bool {
 fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
     let mut errors = ErrorList::new();
     let mut nl = Netlink::open()?;
-    match nl.get_link(&LinkId::Name(cache.master.clone()))? {
+    match nl.get_link(&LinkId::Name(&cache.master))? {
         Some(pf) => {
             errors.record(
                 nl.set_vf(pf.index, &pf.name, cache.vf_id, &restore_config(cache))
@@ -194,7 +194,7 @@ fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
                     .unwrap_or_default();
                 let mark =
                     AttachmentId::new(network, &cache.container_id, &cache.ifname).link_mark();
-                match pod.get_link(&LinkId::Name(cache.ifname.clone()))? {
+                match pod.get_link(&LinkId::Name(&cache.ifname))? {
                     Some(link) if is_attachment_vf(&link, &mark) => {
                         errors.record(return_netdev(&mut pod, &link, &cache.orig));
                         true
@@ -224,7 +224,7 @@ fn rename_in_host(cache: &Cache) -> Result<(), CniError> {
         return Ok(());
     };
     let mut nl = Netlink::open()?;
-    let Some(link) = nl.get_link(&LinkId::Name(current.clone()))? else {
+    let Some(link) = nl.get_link(&LinkId::Name(&current))? else {
         return Ok(());
     };
     if current != cache.orig.host_ifname {
@@ -264,10 +264,7 @@ fn attach_vf<'r>(
     };
     let mut mtu = cache.mtu;
     if let Some(link) = host_link {
-        if inside
-            .get_link(&LinkId::Name(request.ifname.clone()))?
-            .is_some()
-        {
+        if inside.get_link(&LinkId::Name(&request.ifname))?.is_some() {
             return Err(CniError::internal(format!(
                 "interface {:?} already exists in {}",
                 request.ifname,
@@ -280,7 +277,7 @@ fn attach_vf<'r>(
             .apply()?;
         move_via_temporary(&mut nl, link, netns, &request.ifname)?;
         failpoint("sriov-after-move");
-        let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
+        let vf = inside.require_link(&LinkId::Name(&request.ifname))?;
         if let Some(mac) = cfg.mac {
             inside.change_link(vf.index).mac(mac).apply()?;
         }
@@ -377,7 +374,7 @@ impl Plugin for Sriov {
         let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
         let sysfs_time = started.elapsed();
         let mut nl = Netlink::open()?;
-        let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
+        let pf = nl.require_link(&LinkId::Name(&dev.pf_name))?;
         let (orig, host_link) = original_state(&mut nl, &pf, dev.index, &dev.netdev)?;
         // Keys spelled as the config's types name them (`"DeviceID"` is `deviceID`, as
         // Go reads it), so that DEL finds them in the cache, and so does sriov-cni,
@@ -509,7 +506,7 @@ impl Plugin for Sriov {
         ipam::forward(request, cfg.conf.delegated_ipam())?;
         let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
         let mut nl = Netlink::open()?;
-        let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
+        let pf = nl.require_link(&LinkId::Name(&dev.pf_name))?;
         let vf = nl.get_vf(pf.index, &pf.name, dev.index)?;
         let mismatch = |what: &str, actual: String, wanted: String| {
             Err(CniError::internal(format!(
@@ -648,7 +645,7 @@ fn reset_without_cache(
     };
     let mut nl = Netlink::open()?;
     let mut errors = ErrorList::new();
-    if let (Some(cfg), Some(pf)) = (cfg, nl.get_link(&LinkId::Name(dev.pf_name.clone()))?) {
+    if let (Some(cfg), Some(pf)) = (cfg, nl.get_link(&LinkId::Name(&dev.pf_name))?) {
         let neutral = VfConfig {
             vlan: cfg.vf.vlan.map(|_| VfVlanSetting::default()),
             mac: cfg.vf.mac.map(|_| MacAddr::ZERO),
@@ -665,7 +662,7 @@ fn reset_without_cache(
     if let Some(Ok(Some(netns))) = request.netns.as_deref().map(NetNs::open_if_present) {
         let mut pod = netns.netlink()?;
         let link = pod
-            .get_link(&LinkId::Name(request.ifname.clone()))?
+            .get_link(&LinkId::Name(&request.ifname))?
             .filter(|link| is_attachment_vf(link, &request.attachment().link_mark()));
         if let Some(link) = link {
             let name: String = format!("vf{}", device_id.as_str().replace([':', '.'], ""))

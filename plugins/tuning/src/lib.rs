@@ -59,7 +59,7 @@ fn encode(saved: &Saved) -> Vec<u8> {
 }
 
 fn container_link(nl: &mut Netlink, request: &Request) -> Result<Link, CniError> {
-    nl.get_link(&LinkId::Name(request.ifname.clone()))?
+    nl.get_link(&LinkId::Name(&request.ifname))?
         .ok_or_else(|| CniError::internal(format!("Cannot find container link {}", request.ifname)))
 }
 
@@ -224,7 +224,7 @@ impl Plugin for Tuning {
             }
         };
         let restored = netns.netlink().map_err(CniError::from).and_then(|mut nl| {
-            match nl.get_link(&LinkId::Name(request.ifname.clone()))? {
+            match nl.get_link(&LinkId::Name(&request.ifname))? {
                 Some(link) => restore(&mut nl, &link, &saved),
                 None => Ok(()),
             }
