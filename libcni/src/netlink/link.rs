@@ -9,7 +9,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{Netlink, NlResult, RouteTransport, CHANGE, DUMP, GET};
+use super::{on_off, Netlink, NlResult, RouteTransport, CHANGE, DUMP, GET};
 use crate::mac::MacAddr;
 
 /// How a link is named in a request.
@@ -567,14 +567,6 @@ impl<T: RouteTransport> LinkChange<'_, T> {
             nl, message, what, ..
         } = self;
         nl.change(RouteNetlinkMessage::SetLink(message), what.join(", "))
-    }
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on {
-        "on"
-    } else {
-        "off"
     }
 }
 

@@ -137,6 +137,15 @@ impl<T: RouteTransport> Netlink<T> {
     }
 }
 
+/// `on` or `off`, as operations name a setting.
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 /// A name made of `prefix` and `hex_digits` random hex digits, for interfaces that
 /// need a unique temporary or host-side name (`veth1a2b3c4d`).
 pub fn random_name(prefix: &str, hex_digits: usize) -> String {

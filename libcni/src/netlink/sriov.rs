@@ -7,7 +7,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{Cause, Netlink, NetlinkError, NlResult, RouteTransport, GET};
+use super::{on_off, Cause, Netlink, NetlinkError, NlResult, RouteTransport, GET};
 use crate::mac::MacAddr;
 
 /// A VF's administrative link state (`ip link set ... vf N state ...`).
@@ -256,14 +256,6 @@ impl<T: RouteTransport> Netlink<T> {
             )?;
         }
         Ok(())
-    }
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on {
-        "on"
-    } else {
-        "off"
     }
 }
 

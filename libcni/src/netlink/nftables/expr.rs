@@ -303,32 +303,36 @@ impl Expr {
                 Expr::Bitwise { mask, xor }
             }
             Some(Expressions::Immediate(items)) => {
-                let verdict = items.iter().find_map(|i| match i {
-                    Immediate::Data(DataAttribute::Verdict(v)) => Some(v),
-                    _ => None,
-                });
-                let Some(verdict) = verdict else {
-                    return unknown();
-                };
-                let code = verdict.iter().find_map(|v| match v {
-                    VerdictAttribute::Code(c) => Some(*c),
-                    _ => None,
-                });
-                let chain = verdict.iter().find_map(|v| match v {
-                    VerdictAttribute::Chain(c) => Some(c.clone()),
-                    _ => None,
-                });
-                match (code, chain) {
-                    (Some(NlVerdict::Other(1)), _) => Expr::Verdict(Verdict::Accept),
-                    (Some(NlVerdict::Other(0)), _) => Expr::Verdict(Verdict::Drop),
-                    (Some(NlVerdict::Return), _) => Expr::Verdict(Verdict::Return),
-                    (Some(NlVerdict::Jump), Some(c)) => Expr::Verdict(Verdict::Jump(c)),
-                    (Some(NlVerdict::Goto), Some(c)) => Expr::Verdict(Verdict::Goto(c)),
-                    _ => unknown(),
-                }
+                Verdict::from_immediate(items).map_or_else(unknown, Expr::Verdict)
             }
             _ if name.as_deref() == Some("masq") => Expr::Masquerade,
             _ => unknown(),
+        }
+    }
+}
+
+impl Verdict {
+    /// The verdict an `immediate` expression loads, if it loads one we model.
+    fn from_immediate(items: &[Immediate]) -> Option<Verdict> {
+        let verdict = items.iter().find_map(|i| match i {
+            Immediate::Data(DataAttribute::Verdict(v)) => Some(v),
+            _ => None,
+        })?;
+        let code = verdict.iter().find_map(|v| match v {
+            VerdictAttribute::Code(c) => Some(*c),
+            _ => None,
+        });
+        let chain = verdict.iter().find_map(|v| match v {
+            VerdictAttribute::Chain(c) => Some(c.clone()),
+            _ => None,
+        });
+        match (code, chain) {
+            (Some(NlVerdict::Other(1)), _) => Some(Verdict::Accept),
+            (Some(NlVerdict::Other(0)), _) => Some(Verdict::Drop),
+            (Some(NlVerdict::Return), _) => Some(Verdict::Return),
+            (Some(NlVerdict::Jump), Some(c)) => Some(Verdict::Jump(c)),
+            (Some(NlVerdict::Goto), Some(c)) => Some(Verdict::Goto(c)),
+            _ => None,
         }
     }
 }
