@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 
 use netlink_packet_core::{
     NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload, NetlinkSerializable,
-    NLM_F_ACK, NLM_F_DUMP,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::NfTablesMessage;
 use netlink_packet_netfilter::none::ControlMessage;
@@ -222,19 +222,18 @@ impl<P: Protocol> Transport<P::Message> for Socket<P> {
         let Some(first) = operations.first().map(|o| o.what.clone()) else {
             return Ok(());
         };
-        let markers = P::batch_markers();
+        let (begin, end) = P::batch_markers().unzip();
         let mut buffer = Vec::new();
         let mut pending = Vec::new();
-        let (begin, end) = markers.map_or((None, None), |(b, e)| (Some(b), Some(e)));
         if let Some(begin) = begin {
-            self.frame(&mut buffer, begin, netlink_packet_core::NLM_F_REQUEST);
+            self.frame(&mut buffer, begin, NLM_F_REQUEST);
         }
         for operation in operations {
             let sequence = self.frame(&mut buffer, operation.message, operation.flags);
             pending.push((sequence, operation.what));
         }
         if let Some(end) = end {
-            self.frame(&mut buffer, end, netlink_packet_core::NLM_F_REQUEST);
+            self.frame(&mut buffer, end, NLM_F_REQUEST);
         }
         let io = |e| NetlinkError::new(first.as_str(), Cause::Io(e));
         self.socket.send(&buffer, 0).map_err(io)?;
@@ -308,7 +307,7 @@ impl<M> FakeTransport<M> {
     }
 }
 
-impl<M: Clone> Transport<M> for FakeTransport<M> {
+impl<M> Transport<M> for FakeTransport<M> {
     fn request(&mut self, operation: Operation<M>) -> NlResult<Vec<M>> {
         let what = operation.what.clone();
         self.sent.push(operation);
