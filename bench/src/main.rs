@@ -326,7 +326,7 @@ impl KernelShare {
             spoofcheck::setup(
                 &mut nft,
                 "vkfloor",
-                [2, 0, 0, 0, 0, 1],
+                libcni::mac::MacAddr([2, 0, 0, 0, 0, 1]),
                 &reference,
                 &existing,
             )
