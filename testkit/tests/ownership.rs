@@ -916,7 +916,7 @@ fn nothing_a_verb_does_reaches_what_is_not_its_own() {
     let cnv = sb.scratch.join("cnv-bridge");
     std::os::unix::fs::symlink(plugin("bridge"), &cnv).unwrap();
     CNV_BRIDGE.set(cnv).unwrap();
-    let cases = env_number("OWNERSHIP_CASES", 48) as u32;
+    let cases = env_number("OWNERSHIP_CASES", 200) as u32;
     let seed = env_number("OWNERSHIP_SEED", 0x0c4e_5eed);
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
