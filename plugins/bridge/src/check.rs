@@ -4,8 +4,7 @@
 use std::collections::BTreeSet;
 
 use libcni::netlink::nftables::{Batch, Nftables};
-use libcni::netlink::{LinkId, Netlink};
-use libcni::spec::mac::parse_mac;
+use libcni::netlink::{LinkId, LinkKind, Netlink};
 use libcni::{CniError, CniResult, Request};
 
 use crate::config::{BridgeConfig, MasqBackend};
@@ -18,9 +17,9 @@ fn failed(what: String) -> CniError {
 pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Result<(), CniError> {
     let mut nl = Netlink::open()?;
     let bridge = nl
-        .get_link(&LinkId::Name(cfg.bridge.clone()))?
+        .get_link(&LinkId::Name(&cfg.bridge))?
         .ok_or_else(|| failed(format!("bridge {:?} does not exist", cfg.bridge)))?;
-    if bridge.kind.as_deref() != Some("bridge") {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(failed(format!("{:?} is not a bridge", cfg.bridge)));
     }
     if cfg.keys().promisc_mode != bridge.promiscuous {
@@ -35,7 +34,7 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
     let netns = libcni::attach::request_netns(request)?;
     let mut inside = netns.netlink()?;
     let (container_index, container) =
-        libcni::attach::container_link(&mut inside, prev, request, Some("veth"))?;
+        libcni::attach::container_link(&mut inside, prev, request, Some(LinkKind::Veth))?;
     let expected = &prev.interfaces[container_index];
     libcni::attach::check_mac(&container, expected.mac.as_deref(), None)?;
 
@@ -45,10 +44,10 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
         .iter()
         .filter(|i| i.sandbox.is_none() && i.name != cfg.bridge)
         .find_map(|i| {
-            nl.get_link(&LinkId::Name(i.name.clone()))
+            nl.get_link(&LinkId::Name(&i.name))
                 .ok()
                 .flatten()
-                .filter(|l| l.kind.as_deref() == Some("veth"))
+                .filter(|l| l.kind == Some(LinkKind::Veth))
         })
         .ok_or_else(|| failed(format!("the host veth of {:?} is missing", request.ifname)))?;
     if host.controller != Some(bridge.index) {
@@ -109,16 +108,12 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
 
     if cfg.keys().macspoofchk {
         let reference = spoofcheck::reference(&request.container_id, &request.ifname);
-        let mac = container
-            .mac
-            .as_deref()
-            .and_then(parse_mac)
-            .ok_or_else(|| {
-                failed(format!(
-                    "{:?} has no MAC for macspoofchk to check",
-                    request.ifname
-                ))
-            })?;
+        let mac = container.mac.ok_or_else(|| {
+            failed(format!(
+                "{:?} has no MAC for macspoofchk to check",
+                request.ifname
+            ))
+        })?;
         let mut nft = Nftables::open()?;
         if let Err(spoofcheck::Broken(what)) =
             spoofcheck::verify(&mut nft, &reference, &host.name, mac)?
@@ -215,7 +210,7 @@ pub fn remove_spoofcheck(
         while std::time::Instant::now() < deadline
             && first.host_veths().iter().any(|v| {
                 Some(v.as_str()) != own_host_veth
-                    && matches!(nl.get_link(&LinkId::Name(v.clone())), Ok(Some(_)))
+                    && matches!(nl.get_link(&LinkId::Name(v)), Ok(Some(_)))
             })
         {
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -230,7 +225,7 @@ pub fn remove_spoofcheck(
         };
         let mut lookup_failed = false;
         let removable = installed.removable(own_host_veth, |veth| {
-            match nl.get_link(&LinkId::Name(veth.to_string())) {
+            match nl.get_link(&LinkId::Name(veth)) {
                 Ok(link) => link.is_some(),
                 Err(_) => {
                     lookup_failed = true;

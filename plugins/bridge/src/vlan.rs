@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use libcni::attach::vlan_gateway_mark;
-use libcni::netlink::{random_name, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink};
+use libcni::netlink::{
+    random_name, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
+};
 use libcni::CniError;
 
 use crate::config::BridgeConfig;
@@ -68,14 +70,14 @@ pub fn ensure_vlan_gateway(
     rollback: &mut Rollback,
 ) -> Result<Link, CniError> {
     let name = format!("{}.{}", cfg.bridge, cfg.vlan);
-    if let Some(link) = nl.get_link(&LinkId::Name(name.clone()))? {
+    if let Some(link) = nl.get_link(&LinkId::Name(&name))? {
         return Ok(link);
     }
     let peer_name = random_name("veth", 8);
     let peer = NewLink::peer(peer_name.clone());
     let mut gateway = NewLink::new(
         name.clone(),
-        LinkKind::Veth {
+        NewLinkKind::Veth {
             peer: Box::new(peer),
         },
     );
@@ -83,8 +85,12 @@ pub fn ensure_vlan_gateway(
     nl.create_link(&gateway)
         .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
     // Marked before anything else can fail: rollback and DEL remove only a marked one.
-    let created = nl.require_link(&LinkId::Name(name.clone()))?;
-    if let Err(e) = nl.set_alias(created.index, &vlan_gateway_mark(&cfg.bridge, cfg.vlan)) {
+    let created = nl.require_link(&LinkId::Name(&name))?;
+    if let Err(e) = nl
+        .change_link(created.index)
+        .alias(&vlan_gateway_mark(&cfg.bridge, cfg.vlan))
+        .apply()
+    {
         if let Err(undo) = nl.delete_link(created.index, &name) {
             libcni::log_warn!("rollback: {undo}");
         }
@@ -95,15 +101,17 @@ pub fn ensure_vlan_gateway(
     rollback.vlan_gateway = Some((cfg.bridge.clone(), cfg.vlan));
     // A veth peer cannot be created up (older kernels open it before it is paired:
     // ENOTCONN) nor with a controller: both are set once the pair exists.
-    let peer = nl.require_link(&LinkId::Name(peer_name))?;
-    nl.set_controller(peer.index, bridge.index)?;
-    nl.set_up(peer.index, true)?;
+    let peer = nl.require_link(&LinkId::Name(&peer_name))?;
+    nl.change_link(peer.index)
+        .controller(bridge.index)
+        .apply()?;
+    nl.change_link(peer.index).up().apply()?;
     let access = BridgeConfig {
         trunk: None,
         ..clone_vlan_only(cfg)
     };
     program_vlans(nl, &access, &peer)?;
-    Ok(nl.require_link(&LinkId::Name(name))?)
+    Ok(nl.require_link(&LinkId::Name(&name))?)
 }
 
 /// A config with the same bridge and access VLAN, for the gateway's own port.
@@ -132,7 +140,7 @@ fn own_gateway(
     peer: Option<&Link>,
 ) -> Result<Link, String> {
     let bridge = bridge.ok_or_else(|| format!("bridge {bridge_name:?} does not exist"))?;
-    if bridge.kind.as_deref() != Some("bridge") {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(format!("{bridge_name:?} is not a bridge"));
     }
     if gateway.alias.as_deref() != Some(vlan_gateway_mark(bridge_name, vlan).as_str()) {
@@ -141,10 +149,11 @@ fn own_gateway(
                 .into(),
         );
     }
-    if gateway.kind.as_deref() != Some("veth") {
+    if gateway.kind != Some(LinkKind::Veth) {
+        let kind = gateway.kind.as_ref().map(LinkKind::to_string);
         return Err(format!(
             "it is a {} link, not the veth this plugin makes",
-            gateway.kind.as_deref().unwrap_or("physical")
+            kind.as_deref().unwrap_or("physical")
         ));
     }
     if peer.is_none_or(|p| p.controller != Some(bridge.index)) {
@@ -162,10 +171,10 @@ pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), Cn
     let _guard = lock_vlan_gateway(bridge_name)?;
     let mut nl = Netlink::open()?;
     let name = format!("{bridge_name}.{vlan}");
-    let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else {
+    let Some(gateway) = nl.get_link(&LinkId::Name(&name))? else {
         return Ok(());
     };
-    let bridge = nl.get_link(&LinkId::Name(bridge_name.to_string()))?;
+    let bridge = nl.get_link(&LinkId::Name(bridge_name))?;
     let peer = match gateway.parent {
         Some(index) if gateway.link_netnsid().is_none() => nl.get_link(&LinkId::Index(index))?,
         _ => None,

@@ -2,7 +2,7 @@
 //! container's netns. Compatible with the Go plugin's configs and results.
 
 use libcni::attach::single::{ChildConfig, ChildLink, ChildLinkPlugin};
-use libcni::netlink::{Link, LinkKind};
+use libcni::netlink::{Link, LinkKind, NewLinkKind};
 use libcni::spec::config::{parse_netconf, pick_mac, NetConf};
 use libcni::{About, CniError, Request};
 use netlink_packet_route::link::MacVlanMode;
@@ -56,7 +56,7 @@ impl ChildLink for Macvlan {
     type Keys = MacvlanKeys;
     /// The mode, parsed once.
     type Settings = MacVlanMode;
-    const KIND: &'static str = "macvlan";
+    const KIND: LinkKind = LinkKind::Macvlan;
     // As the Go plugin: `IP=` is IPAM's, and refused here without IgnoreUnknown.
     const KNOWN_ARGS: &'static [&'static str] = &["MAC"];
 
@@ -86,8 +86,8 @@ impl ChildLink for Macvlan {
         &self,
         cfg: &ChildConfig<MacvlanKeys, MacVlanMode>,
         master: &Link,
-    ) -> LinkKind<'static> {
-        LinkKind::MacVlan {
+    ) -> NewLinkKind<'static> {
+        NewLinkKind::MacVlan {
             parent: master.index,
             mode: cfg.settings,
             broadcast_queue_len: cfg.conf.plugin.bcqueuelen,

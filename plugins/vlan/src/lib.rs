@@ -4,7 +4,7 @@
 //! ADD removes the link it made.
 
 use libcni::attach::single::{ChildConfig, ChildLink, ChildLinkPlugin};
-use libcni::netlink::{Link, LinkKind};
+use libcni::netlink::{Link, LinkKind, NewLinkKind};
 use libcni::spec::config::{parse_netconf, NetConf};
 use libcni::{About, CniError, Request};
 use netlink_packet_route::link::VlanProtocol;
@@ -28,7 +28,7 @@ impl ChildLink for Vlan {
     type Keys = VlanKeys;
     /// The VLAN ID, validated.
     type Settings = u16;
-    const KIND: &'static str = "vlan";
+    const KIND: LinkKind = LinkKind::Vlan;
     const KNOWN_ARGS: &'static [&'static str] = &["IP"];
 
     fn load(&self, request: &Request) -> Result<ChildConfig<VlanKeys, u16>, CniError> {
@@ -54,8 +54,8 @@ impl ChildLink for Vlan {
         })
     }
 
-    fn link_kind(&self, cfg: &ChildConfig<VlanKeys, u16>, master: &Link) -> LinkKind<'static> {
-        LinkKind::Vlan {
+    fn link_kind(&self, cfg: &ChildConfig<VlanKeys, u16>, master: &Link) -> NewLinkKind<'static> {
+        NewLinkKind::Vlan {
             parent: master.index,
             id: cfg.settings,
             protocol: VlanProtocol::Ieee8021Q,
