@@ -21,12 +21,9 @@ pub fn program_vlans(nl: &mut Netlink, vlans: &PortVlans, port: &Link) -> Result
         let dump = nl.bridge_vlan_dump()?;
         for (_, entries) in dump.iter().filter(|(index, _)| *index == port.index) {
             for vlan in entries {
-                nl.bridge_vlan_del(port.index, vlan.vid, false)
-                    .map_err(|e| {
-                        CniError::from(
-                            e.context(format!("remove the default VLAN of {:?}", port.name)),
-                        )
-                    })?;
+                nl.bridge_vlan_del(port.index, vlan.vid).map_err(|e| {
+                    CniError::from(e.context(format!("remove the default VLAN of {:?}", port.name)))
+                })?;
             }
         }
     }
@@ -35,15 +32,15 @@ pub fn program_vlans(nl: &mut Netlink, vlans: &PortVlans, port: &Link) -> Result
             .into()
     };
     if vlans.access != 0 {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(vlans.access), false)
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(vlans.access))
             .map_err(tag)?;
     }
     for vid in &trunk {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry::tagged(*vid), false)
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::tagged(*vid))
             .map_err(tag)?;
     }
     if vlans.access == 0 && !trunk.is_empty() {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1), false)
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1))
             .map_err(tag)?;
     }
     Ok(())
