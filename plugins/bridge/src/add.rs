@@ -337,38 +337,20 @@ fn create_veth(
             "container veth name provided ({ifname}) already exists"
         ))
     };
-    if container
-        .get_link(&LinkId::Name(ifname.to_string()))?
-        .is_some()
-    {
+    let mut taken = || container.get_link(&LinkId::Name(ifname.to_string()));
+    if taken()?.is_some() {
         return Err(exists());
     }
-    let mtu = cfg.mtu;
     for _ in 0..10 {
         let host_name = random_name("veth", 8);
-        let mut peer = NewLink::peer(ifname);
-        peer.netns = Some(netns.fd());
-        peer.mac = cfg.mac;
-        peer.mtu = mtu;
-        let mut veth = NewLink::new(
-            host_name.clone(),
-            LinkKind::Veth {
-                peer: Box::new(peer),
-            },
-        );
-        veth.mtu = mtu;
-        veth.controller = Some(bridge.index);
-        veth.up = true;
+        let veth = veth_pair(&host_name, ifname, netns, cfg, bridge);
         match nl.create_link(&veth) {
             Ok(()) => {
                 rollback.host_veth = Some(host_name.clone());
                 return Ok(host_name);
             }
             Err(e) if e.is_exists() => {
-                if container
-                    .get_link(&LinkId::Name(ifname.to_string()))?
-                    .is_some()
-                {
+                if taken()?.is_some() {
                     return Err(exists());
                 }
             }
@@ -386,6 +368,32 @@ fn create_veth(
     Err(CniError::internal(
         "failed to find a free host veth name after 10 tries",
     ))
+}
+
+/// The pair as one request: the host end `host_name`, up, a port of `bridge`; its
+/// peer `ifname` in the container's netns, with the configured MAC; both with the
+/// configured MTU.
+fn veth_pair<'fd>(
+    host_name: &str,
+    ifname: &str,
+    netns: &'fd NetNs,
+    cfg: &BridgeConfig,
+    bridge: &Link,
+) -> NewLink<'fd> {
+    let mut peer = NewLink::peer(ifname);
+    peer.netns = Some(netns.fd());
+    peer.mac = cfg.mac;
+    peer.mtu = cfg.mtu;
+    let mut veth = NewLink::new(
+        host_name.to_string(),
+        LinkKind::Veth {
+            peer: Box::new(peer),
+        },
+    );
+    veth.mtu = cfg.mtu;
+    veth.controller = Some(bridge.index);
+    veth.up = true;
+    veth
 }
 
 /// Waits for the host veth to be operationally up (0, 50, 500, 1000, 1000 ms, as Go).
