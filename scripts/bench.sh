@@ -14,7 +14,7 @@ if [ ! -x /usr/lib/cni/bridge ]; then
 fi
 ours="$root/target/bench-bin"
 scripts/install.sh "$ours" >/dev/null
-cargo build --release --quiet -p testkit --bin cni-bench
+cargo build --release --quiet -p cni-bench
 bench="$root/target/release/cni-bench"
 host_md=$(mktemp)
 # Inside the VM only the repository is shared: the SR-IOV table is written there.
@@ -23,7 +23,7 @@ trap 'rm -f "$host_md" "$sriov_md"' EXIT
 echo "== host scenarios (this kernel)"
 "$bench" "$ours" /usr/lib/cni "$host_md" docs/benchmarks.svg
 echo "== sriov (full-kernel tier)"
-if scripts/vm-setup.sh >/dev/null && scripts/vm-run.sh "$bench" sriov "$ours" "$sriov_md"; then
+if scripts/vm/setup.sh >/dev/null && scripts/vm/run.sh "$bench" sriov "$ours" "$sriov_md"; then
     sriov_note=""
 else
     sriov_note="The full-kernel tier could not run here: no SR-IOV figures in this run."

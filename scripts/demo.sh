@@ -23,8 +23,8 @@ if [ "${CNI_DEMO_INSIDE:-}" != 1 ]; then
     if [ "${1:-}" = --two-nodes ] && [ -z "${VMTEST_IN_VM:-}" ] &&
         ! unshare --net sh -c 'ip link add p type bridge vlan_filtering 1' 2>/dev/null; then
         echo "This kernel has no bridge VLAN filtering: running the two-node demo in the full-kernel tier's VM."
-        "$root/scripts/vm-setup.sh" >/dev/null
-        exec "$root/scripts/vm-run.sh" "$0" "$@"
+        "$root/scripts/vm/setup.sh" >/dev/null
+        exec "$root/scripts/vm/run.sh" "$0" "$@"
     fi
     exec env CNI_DEMO_INSIDE=1 unshare --mount --net --propagation private "$0" "$@"
 fi

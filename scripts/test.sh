@@ -48,10 +48,10 @@ ran_in_vm=""
 if [ -n "$kernel_tests" ]; then
     count=$(echo "$kernel_tests" | wc -l)
     echo "== full-kernel tier: $count tests need kernel features this machine lacks; running them in a VM"
-    if scripts/vm-setup.sh; then
+    if scripts/vm/setup.sh; then
         filter=$(echo "$kernel_tests" | sed 's/.*/test(=&)/' | paste -sd'|' | sed 's/|/ | /g')
         vm_log=$(mktemp)
-        scripts/vm-run.sh env CNI_TEST_TIER=full-kernel cargo nextest run --workspace --no-fail-fast \
+        scripts/vm/run.sh env CNI_TEST_TIER=full-kernel cargo nextest run --workspace --no-fail-fast \
             --hide-progress-bar --failure-output final -E "$filter" 2>&1 | tee "$vm_log" || status=1
         # Each test once: nextest repeats the failures in its summary.
         vm_passed=$({ grep -E '^ +PASS ' "$vm_log" || true; } | sed -E 's/^ +PASS +\[[^]]*\] +//' | sort -u | wc -l)

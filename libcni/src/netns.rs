@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
 
-use crate::netlink::{Netlink, SocketTransport};
+use crate::netlink::Netlink;
 
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
@@ -153,7 +153,7 @@ impl NetNs {
     }
 
     /// A netlink client bound to this netns: later calls need no setns.
-    pub fn netlink(&self) -> Result<Netlink<SocketTransport>, NetnsError> {
+    pub fn netlink(&self) -> Result<Netlink, NetnsError> {
         self.run(Netlink::open)?
             .map_err(|source| NetnsError::Netlink {
                 path: self.path.clone(),

@@ -1,4 +1,4 @@
-//! Every input the fuzzers (fuzz/, scripts/fuzz.sh) were seeded with or ever crashed
+//! Every input the fuzzers (fuzz/, scripts/dev/fuzz.sh) were seeded with or ever crashed
 //! on, replayed through the same entry points, so that a fixed crash stays fixed.
 
 #[test]

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use libcni::host::apply::{configure_interface, InterfaceOptions};
-use libcni::netlink::{BridgePortFlags, BridgeVlanEntry, LinkId, LinkKind, Netlink, NewLink};
+use libcni::netlink::{
+    BridgePortFlags, BridgeVlanEntry, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
+};
 use libcni::netns::NetNs;
 use libcni::spec::result::{CniResult, Interface, IpConfig, Route};
 use netlink_packet_route::link::MacVlanMode;
@@ -40,19 +42,19 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
     let mut nl = Netlink::open().unwrap();
     nl.create_link(&NewLink::new(
         "br0",
-        LinkKind::Bridge {
+        NewLinkKind::Bridge {
             vlan_filtering: None,
         },
     ))
     .unwrap();
-    let bridge = nl.require_link(&LinkId::Name("br0".into())).unwrap();
+    let bridge = nl.require_link(&LinkId::Name("br0")).unwrap();
     let mut peer = NewLink::peer("eth0");
     peer.netns = Some(ns.fd());
-    peer.mac = Some([0x0a, 0x58, 0, 0, 0, 0x42]);
+    peer.mac = Some(libcni::mac::MacAddr([0x0a, 0x58, 0, 0, 0, 0x42]));
     peer.mtu = Some(1400);
     let mut veth = NewLink::new(
         "vethtest0",
-        LinkKind::Veth {
+        NewLinkKind::Veth {
             peer: Box::new(peer),
         },
     );
@@ -71,14 +73,14 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
     let e = nl
         .create_link(&NewLink::new(
             "br0",
-            LinkKind::Bridge {
+            NewLinkKind::Bridge {
                 vlan_filtering: None,
             },
         ))
         .unwrap_err();
     assert!(e.is_exists() && e.to_string().contains("\"br0\""), "{e}");
 
-    let port = nl.require_link(&LinkId::Name("vethtest0".into())).unwrap();
+    let port = nl.require_link(&LinkId::Name("vethtest0")).unwrap();
     nl.set_bridge_port_flags(
         port.index,
         BridgePortFlags {
@@ -110,11 +112,14 @@ fn move_into_a_netns_and_rename_in_one_step() {
     ]);
     let ns = NetNs::open(Path::new(&c1)).unwrap();
     let mut nl = Netlink::open().unwrap();
-    let link = nl.require_link(&LinkId::Name("tmpa".into())).unwrap();
-    nl.move_to_netns(link.index, ns.fd(), &c1, Some("net1"))
+    let link = nl.require_link(&LinkId::Name("tmpa")).unwrap();
+    nl.change_link(link.index)
+        .netns(ns.fd(), &c1)
+        .name("net1")
+        .apply()
         .unwrap();
     assert!(link_in("c1", "net1").is_some());
-    assert!(nl.get_link(&LinkId::Name("tmpa".into())).unwrap().is_none());
+    assert!(nl.get_link(&LinkId::Name("tmpa")).unwrap().is_none());
 }
 
 #[test]
@@ -128,10 +133,10 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     ]);
     let ns = NetNs::open(Path::new(&c1)).unwrap();
     let mut nl = Netlink::open().unwrap();
-    let parent = nl.require_link(&LinkId::Name("uplink0".into())).unwrap();
+    let parent = nl.require_link(&LinkId::Name("uplink0")).unwrap();
     let mut mv = NewLink::new(
         "mvtmp0",
-        LinkKind::MacVlan {
+        NewLinkKind::MacVlan {
             parent: parent.index,
             mode: MacVlanMode::Private,
             broadcast_queue_len: None,
@@ -140,10 +145,14 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     mv.netns = Some(ns.fd());
     nl.create_link(&mv).unwrap();
     let mut inner = ns.netlink().unwrap();
-    let created = inner.require_link(&LinkId::Name("mvtmp0".into())).unwrap();
-    assert_eq!(created.kind.as_deref(), Some("macvlan"));
+    let created = inner.require_link(&LinkId::Name("mvtmp0")).unwrap();
+    assert_eq!(created.kind, Some(LinkKind::Macvlan));
     assert_eq!(created.macvlan_mode, Some(MacVlanMode::Private));
-    inner.rename(created.index, "eth1").unwrap();
+    inner
+        .change_link(created.index)
+        .name("eth1")
+        .apply()
+        .unwrap();
     assert_eq!(
         link_in("c1", "eth1").unwrap()["linkinfo"]["info_data"]["mode"],
         "private"
@@ -268,12 +277,12 @@ fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
     let mut nl = Netlink::open().unwrap();
     nl.create_link(&NewLink::new(
         "brv",
-        LinkKind::Bridge {
+        NewLinkKind::Bridge {
             vlan_filtering: None,
         },
     ))
     .unwrap();
-    let bridge = nl.require_link(&LinkId::Name("brv".into())).unwrap();
+    let bridge = nl.require_link(&LinkId::Name("brv")).unwrap();
     if let Err(e) = nl.set_vlan_filtering(bridge.index, true) {
         testkit::kernel_feature_missing(
             "bridge_vlans_where_the_kernel_has_vlan_filtering",
@@ -293,8 +302,11 @@ fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
     sh(&[
         "ip", "link", "add", "pa", "type", "veth", "peer", "name", "pb",
     ]);
-    let port = nl.require_link(&LinkId::Name("pa".into())).unwrap();
-    nl.set_controller(port.index, bridge.index).unwrap();
+    let port = nl.require_link(&LinkId::Name("pa")).unwrap();
+    nl.change_link(port.index)
+        .controller(bridge.index)
+        .apply()
+        .unwrap();
     nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1223))
         .unwrap();
     nl.bridge_vlan_del(port.index, 1).unwrap();
@@ -342,18 +354,15 @@ fn a_veth_pair_is_created_up_in_the_callers_netns() {
     let mut nl = Netlink::open().unwrap();
     let mut veth = NewLink::new(
         "gw.50",
-        LinkKind::Veth {
+        NewLinkKind::Veth {
             peer: Box::new(NewLink::peer("gwpeer0")),
         },
     );
     veth.up = true;
     nl.create_link(&veth).unwrap();
-    let link = nl.require_link(&LinkId::Name("gw.50".into())).unwrap();
+    let link = nl.require_link(&LinkId::Name("gw.50")).unwrap();
     assert!(link.up);
-    assert!(nl
-        .get_link(&LinkId::Name("gwpeer0".into()))
-        .unwrap()
-        .is_some());
+    assert!(nl.get_link(&LinkId::Name("gwpeer0")).unwrap().is_some());
 }
 
 /// The nf_tables client against the kernel: a macspoofchk-shaped transaction reads
@@ -375,7 +384,7 @@ fn nftables_transactions_read_back_and_print_as_nft_writes_them() {
     assert_eq!(nft.rules(chain("PREROUTING")).unwrap(), None);
     let mut jump = Expr::iifname_is("vethc02fdee7");
     jump.push(Expr::Verdict(Verdict::Jump("cni-br-iface-c1-net1".into())));
-    let mut allow = Expr::ether_saddr_is([2, 0, 0, 0, 0, 0x42]);
+    let mut allow = Expr::ether_saddr_is(libcni::mac::MacAddr([2, 0, 0, 0, 0, 0x42]));
     allow.push(Expr::Verdict(Verdict::Return));
     let comment = Some("macspoofchk-c1-net1");
     let mut batch = Batch::new();

@@ -1,6 +1,6 @@
 //! The differential harness in CI: a fixed seed and a bounded count of generated
 //! cases, each through Debian's Go plugin and ours (see testkit::differential).
-//! `scripts/differential.sh [CASES] [SEED]` runs it longer.
+//! `scripts/dev/differential.sh [CASES] [SEED]` runs it longer.
 
 fn report(test: &str, seed: u64, outcome: Result<testkit::differential::Coverage, String>) {
     match outcome {

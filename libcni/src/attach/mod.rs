@@ -8,14 +8,15 @@ pub mod single;
 
 use crate::delegate::ipam;
 use crate::host::apply::{configure_interface, InterfaceOptions};
-use crate::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport, Transport};
+use crate::mac::MacAddr;
+use crate::netlink::{Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind, RouteTransport};
 use crate::netns::NetNs;
 use crate::spec::error::CniError;
 use crate::spec::request::Request;
 use crate::spec::result::{CniResult, Dns, Interface};
 
 /// The interface of the first default route (the Go plugins' choice of master).
-pub fn default_route_interface<T: Transport>(nl: &mut Netlink<T>) -> Result<Link, CniError> {
+pub fn default_route_interface<T: RouteTransport>(nl: &mut Netlink<T>) -> Result<Link, CniError> {
     for v4 in [true, false] {
         for route in nl.list_routes(v4)? {
             if route.dst.prefix_len() == 0 && route.table == 254 {
@@ -29,13 +30,12 @@ pub fn default_route_interface<T: Transport>(nl: &mut Netlink<T>) -> Result<Link
 }
 
 /// The master (host) link, or an error naming it.
-pub fn master_link<T: Transport>(nl: &mut Netlink<T>, name: &str) -> Result<Link, CniError> {
-    nl.get_link(&LinkId::Name(name.to_string()))?
-        .ok_or_else(|| {
-            CniError::invalid_config(format!(
-                "failed to lookup master {name:?}: no such interface"
-            ))
-        })
+pub fn master_link<T: RouteTransport>(nl: &mut Netlink<T>, name: &str) -> Result<Link, CniError> {
+    nl.get_link(&LinkId::Name(name))?.ok_or_else(|| {
+        CniError::invalid_config(format!(
+            "failed to lookup master {name:?}: no such interface"
+        ))
+    })
 }
 
 /// `mtu` must be in [0, master MTU] (the Go text).
@@ -72,19 +72,16 @@ pub struct CreatedLink {
 /// the container) the container's client `inside` creates it in place. The caller
 /// removes the link on later failures; a failed rename removes it here.
 pub fn create_in_netns<'fd>(
-    host: Option<&mut Netlink<SocketTransport>>,
-    inside: &mut Netlink<SocketTransport>,
+    host: Option<&mut Netlink>,
+    inside: &mut Netlink,
     netns: &'fd NetNs,
     mut new: NewLink<'fd>,
     request: &Request,
 ) -> Result<CreatedLink, CniError> {
     let ifname = request.ifname.as_str();
     let what = new.kind_name();
-    let is_vlan = matches!(new.kind, Some(LinkKind::Vlan { .. }));
-    if inside
-        .get_link(&LinkId::Name(ifname.to_string()))?
-        .is_some()
-    {
+    let is_vlan = matches!(new.kind, Some(NewLinkKind::Vlan { .. }));
+    if inside.get_link(&LinkId::Name(ifname))?.is_some() {
         return Err(CniError::internal(format!(
             "container interface {ifname:?} already exists in {}",
             netns.path().display()
@@ -111,9 +108,12 @@ pub fn create_in_netns<'fd>(
         };
         CniError::internal(format!("failed to create {what}: {e}{hint}"))
     })?;
-    let created = inside.require_link(&LinkId::Name(temporary.clone()))?;
-    let marked = inside.set_alias(created.index, &request.attachment().link_mark());
-    if let Err(e) = marked.and_then(|()| inside.rename(created.index, ifname)) {
+    let created = inside.require_link(&LinkId::Name(&temporary))?;
+    let marked = inside
+        .change_link(created.index)
+        .alias(&request.attachment().link_mark())
+        .apply();
+    if let Err(e) = marked.and_then(|()| inside.change_link(created.index).name(ifname).apply()) {
         let _ = inside.delete_link(created.index, &temporary);
         return Err(CniError::internal(format!(
             "failed to rename {what} to {ifname:?}: {e}"
@@ -141,7 +141,7 @@ pub fn request_netns(request: &Request) -> Result<NetNs, CniError> {
 pub fn single_interface_result<'r>(
     request: &'r Request,
     netns: &NetNs,
-    inside: &mut Netlink<SocketTransport>,
+    inside: &mut Netlink,
     link: &Link,
     ipam_type: Option<&str>,
     config_dns: Option<&Dns>,
@@ -149,13 +149,13 @@ pub fn single_interface_result<'r>(
     let mut result = CniResult::default();
     result.add_interface(Interface {
         name: request.ifname.clone(),
-        mac: link.mac.clone(),
+        mac: link.mac.map(|mac| mac.to_string()),
         sandbox: Some(netns.path().display().to_string()),
         ..Default::default()
     });
     let allocation = match ipam_type {
         None => {
-            inside.set_up(link.index, true)?;
+            inside.change_link(link.index).up().apply()?;
             None
         }
         Some(plugin_type) => {
@@ -178,7 +178,7 @@ pub fn single_interface_result<'r>(
 }
 
 /// CHECK of the addresses and routes of `prev` on interface `index` (in prev).
-pub fn check_ips_and_routes<T: Transport>(
+pub fn check_ips_and_routes<T: RouteTransport>(
     inside: &mut Netlink<T>,
     prev: &CniResult,
     interface_index: usize,
@@ -224,15 +224,15 @@ pub fn check_ips_and_routes<T: Transport>(
 
 /// The container interface CHECK looks at: its index in `prev` and the link in the
 /// container, which must be of `kind` when one is given.
-pub fn container_link<T: Transport>(
+pub fn container_link<T: RouteTransport>(
     inside: &mut Netlink<T>,
     prev: &CniResult,
     request: &Request,
-    kind: Option<&str>,
+    kind: Option<LinkKind>,
 ) -> Result<(usize, Link), CniError> {
     let index = container_interface(prev, request)?;
     let link = inside
-        .get_link(&LinkId::Name(request.ifname.clone()))?
+        .get_link(&LinkId::Name(&request.ifname))?
         .ok_or_else(|| {
             CniError::internal(format!(
                 "interface {:?} is missing from the container",
@@ -240,7 +240,7 @@ pub fn container_link<T: Transport>(
             ))
         })?;
     if let Some(kind) = kind {
-        if link.kind.as_deref() != Some(kind) {
+        if link.kind.as_ref() != Some(&kind) {
             return Err(CniError::internal(format!(
                 "container interface {:?} is not a {kind} link",
                 request.ifname
@@ -289,11 +289,11 @@ pub fn vlan_gateway_mark(bridge: &str, vlan: u16) -> String {
 pub fn is_attachment_link(
     link: &Link,
     request: &Request,
-    kind: &str,
+    kind: &LinkKind,
     prev: Option<&CniResult>,
     unmarked_proof: impl FnOnce(&Link) -> bool,
 ) -> bool {
-    if link.kind.as_deref() != Some(kind) {
+    if link.kind.as_ref() != Some(kind) {
         return false;
     }
     match link.alias.as_deref() {
@@ -305,8 +305,8 @@ pub fn is_attachment_link(
                     .find(|i| i.name == request.ifname && i.sandbox.is_some())
                     .and_then(|i| i.mac.clone())
             });
-            match (prev_mac, &link.mac) {
-                (Some(want), Some(have)) => want.eq_ignore_ascii_case(have),
+            match (prev_mac, link.mac) {
+                (Some(want), Some(_)) => reported_mac_matches(&want, link.mac),
                 _ => unmarked_proof(link),
             }
         }
@@ -317,15 +317,15 @@ pub fn is_attachment_link(
 /// `netns_path`) when it is this attachment's (see [`is_attachment_link`]); any
 /// other link of that name is left, with a warning. No link, or one another DEL
 /// removes meanwhile, is nothing to do.
-pub fn delete_attachment_link<T: Transport>(
+pub fn delete_attachment_link<T: RouteTransport>(
     inside: &mut Netlink<T>,
     netns_path: &std::path::Path,
     request: &Request,
-    kind: &str,
+    kind: &LinkKind,
     prev: Option<&CniResult>,
     unmarked_proof: impl FnOnce(&Link) -> bool,
 ) -> Result<(), CniError> {
-    let Some(link) = inside.get_link(&LinkId::Name(request.ifname.clone()))? else {
+    let Some(link) = inside.get_link(&LinkId::Name(&request.ifname))? else {
         return Ok(());
     };
     if is_attachment_link(&link, request, kind, prev, unmarked_proof) {
@@ -346,7 +346,7 @@ pub fn delete_attachment_link<T: Transport>(
 pub fn del_single_interface(
     request: &Request,
     ipam_type: Option<&str>,
-    kind: &str,
+    kind: &LinkKind,
     prev: Option<&CniResult>,
 ) -> Result<(), CniError> {
     let mut errors = crate::spec::error::ErrorList::new();
@@ -379,7 +379,7 @@ pub fn del_single_interface(
 /// Finishes ADD of a one-interface plugin: on success keeps the IPAM allocation, on
 /// failure removes the link (the allocation is released when dropped).
 pub fn finish_single_interface(
-    inside: &mut Netlink<SocketTransport>,
+    inside: &mut Netlink,
     link: &Link,
     outcome: Result<(CniResult, Option<ipam::Allocation<'_>>), CniError>,
 ) -> Result<CniResult, CniError> {
@@ -399,16 +399,24 @@ pub fn finish_single_interface(
     }
 }
 
+/// Whether the MAC text a result reports (`""` for none) names the link's `mac`.
+fn reported_mac_matches(text: &str, mac: Option<MacAddr>) -> bool {
+    match text.parse::<MacAddr>() {
+        Ok(reported) => mac == Some(reported),
+        Err(_) => text.is_empty() && mac.is_none(),
+    }
+}
+
 /// The MAC of the container interface must be what prevResult (and the config, if it
 /// names one) says.
 pub fn check_mac(
     link: &Link,
     from_prev: Option<&str>,
-    configured: Option<[u8; 6]>,
+    configured: Option<MacAddr>,
 ) -> Result<(), CniError> {
-    let actual = link.mac.clone().unwrap_or_default();
+    let actual = link.mac.map(|mac| mac.to_string()).unwrap_or_default();
     if let Some(mac) = from_prev {
-        if actual != mac.to_lowercase() {
+        if !reported_mac_matches(mac, link.mac) {
             return Err(CniError::internal(format!(
                 "interface {:?} has MAC {actual}, prevResult says {mac}",
                 link.name
@@ -416,8 +424,7 @@ pub fn check_mac(
         }
     }
     if let Some(mac) = configured {
-        let mac = crate::spec::mac::format_mac(&mac);
-        if actual != mac {
+        if link.mac != Some(mac) {
             return Err(CniError::internal(format!(
                 "interface {:?} has MAC {actual}, the config says {mac}",
                 link.name

@@ -11,7 +11,8 @@ use super::{
     single_interface_result,
 };
 use crate::delegate::ipam;
-use crate::netlink::{Link, LinkKind, Netlink, NewLink, SocketTransport};
+use crate::mac::MacAddr;
+use crate::netlink::{Link, LinkKind, Netlink, NewLink, NewLinkKind};
 use crate::skel::Plugin;
 use crate::spec::config::{parse_netconf, NetConf, NoPluginKeys};
 use crate::spec::error::CniError;
@@ -29,14 +30,14 @@ pub struct ChildConfig<K> {
     /// 0: the kernel's default (the master's MTU).
     pub mtu: u32,
     /// The MAC to give the link (config, CNI_ARGS and runtimeConfig already weighed).
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
 }
 
 /// One kind of child link. See the module docs.
 pub trait ChildLink: Sync {
     type Keys: for<'de> Deserialize<'de>;
     /// The kernel's name of the link kind, which CHECK requires of the container link.
-    const KIND: &'static str;
+    const KIND: LinkKind;
     /// CNI_ARGS keys the plugin reads.
     const KNOWN_ARGS: &'static [&'static str];
 
@@ -44,7 +45,7 @@ pub trait ChildLink: Sync {
     fn load(&self, request: &Request) -> Result<ChildConfig<Self::Keys>, CniError>;
 
     /// The link to create as a child of `master`.
-    fn link_kind(&self, cfg: &ChildConfig<Self::Keys>, master: &Link) -> LinkKind<'static>;
+    fn link_kind(&self, cfg: &ChildConfig<Self::Keys>, master: &Link) -> NewLinkKind<'static>;
 
     /// CHECK of the attributes only this kind has.
     fn check_link(
@@ -62,8 +63,8 @@ pub struct ChildLinkPlugin<C>(pub C);
 /// up in the container's netns with `linkInContainer`.
 fn find_master<K>(
     cfg: &ChildConfig<K>,
-    host: &mut Netlink<SocketTransport>,
-    inside: &mut Netlink<SocketTransport>,
+    host: &mut Netlink,
+    inside: &mut Netlink,
 ) -> Result<Link, CniError> {
     let nl = if cfg.link_in_container { inside } else { host };
     if cfg.master.is_empty() {
@@ -107,7 +108,7 @@ impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
         del_single_interface(
             request,
             conf.delegated_ipam().map(|i| i.plugin_type.as_str()),
-            C::KIND,
+            &C::KIND,
             prev.as_ref(),
         )
     }

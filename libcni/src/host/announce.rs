@@ -115,15 +115,14 @@ pub fn announce(netns: &NetNs, ifname: &str, addresses: &[IpAddr]) -> Result<usi
     netns.run(move || {
         let mut nl = Netlink::open()?;
         let deadline = Instant::now() + Duration::from_millis(200);
-        let mut link = nl.require_link(&LinkId::Name(ifname.clone()))?;
+        let mut link = nl.require_link(&LinkId::Name(&ifname))?;
         while !link.oper_up && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
-            link = nl.require_link(&LinkId::Name(ifname.clone()))?;
+            link = nl.require_link(&LinkId::Name(&ifname))?;
         }
         let mac = link
             .mac
-            .as_deref()
-            .and_then(crate::spec::mac::parse_mac)
+            .map(|mac| mac.octets())
             .ok_or_else(|| CniError::internal(format!("{ifname:?} has no MAC to announce")))?;
         let mut sent = 0;
         for address in &addresses {

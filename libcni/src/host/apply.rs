@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::netlink::{LinkId, Netlink, RouteSpec, Transport};
+use crate::netlink::{LinkId, Netlink, RouteSpec, RouteTransport};
 use crate::netns::NetNs;
 use crate::spec::error::CniError;
 use crate::spec::result::CniResult;
@@ -74,7 +74,7 @@ pub fn routes_for(result: &CniResult, interface: usize, oif: u32) -> Vec<RouteSp
 
 /// Configures `ifname` in `netns` from `result`. `nl` is a client bound to `netns`.
 /// Only the addresses whose `interface` index names `ifname` are added.
-pub fn configure_interface<T: Transport>(
+pub fn configure_interface<T: RouteTransport>(
     netns: &NetNs,
     nl: &mut Netlink<T>,
     ifname: &str,
@@ -120,8 +120,8 @@ pub fn configure_interface<T: Transport>(
         }
     })?;
 
-    let link = nl.require_link(&LinkId::Name(ifname.to_string()))?;
-    nl.set_up(link.index, true)?;
+    let link = nl.require_link(&LinkId::Name(ifname))?;
+    nl.change_link(link.index).up().apply()?;
     for ip in &ips {
         nl.add_address(link.index, ip.address).map_err(|e| {
             CniError::from(e.context(format!(
@@ -147,7 +147,7 @@ pub fn configure_interface<T: Transport>(
 
 /// Waits (50 ms steps, 5 s at most) until no address of the link is tentative, so
 /// that routes via an IPv6 gateway can be added; a failed DAD is an error.
-fn settle_ipv6_addresses<T: Transport>(
+fn settle_ipv6_addresses<T: RouteTransport>(
     nl: &mut Netlink<T>,
     index: u32,
     ifname: &str,

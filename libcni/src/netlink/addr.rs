@@ -7,7 +7,7 @@ use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{Netlink, NlResult, Transport, CHANGE, DUMP};
+use super::{Netlink, NlResult, RouteTransport, CHANGE, DUMP};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AddressEntry {
@@ -42,7 +42,7 @@ fn message(index: u32, address: &IpNet) -> AddressMessage {
     message
 }
 
-impl<T: Transport> Netlink<T> {
+impl<T: RouteTransport> Netlink<T> {
     /// Adds an address; IPv4 prefixes up to /30 get their broadcast address, as
     /// `ip addr add ... brd +` and the Go netlink library do.
     pub fn add_address(&mut self, index: u32, address: IpNet) -> NlResult<()> {
@@ -53,23 +53,19 @@ impl<T: Transport> Netlink<T> {
                     .push(AddressAttribute::Broadcast(v4.broadcast()));
             }
         }
-        self.transport
-            .request(
-                RouteNetlinkMessage::NewAddress(msg),
-                CHANGE | NLM_F_CREATE | NLM_F_EXCL,
-                &|| format!("add address {address} to link #{index}"),
-            )
-            .map(|_| ())
+        self.request(
+            RouteNetlinkMessage::NewAddress(msg),
+            CHANGE | NLM_F_CREATE | NLM_F_EXCL,
+            format!("add address {address} to link #{index}"),
+        )
+        .map(|_| ())
     }
 
     pub fn delete_address(&mut self, index: u32, address: IpNet) -> NlResult<()> {
-        self.transport
-            .request(
-                RouteNetlinkMessage::DelAddress(message(index, &address)),
-                CHANGE,
-                &|| format!("delete address {address} from link #{index}"),
-            )
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::DelAddress(message(index, &address)),
+            format!("delete address {address} from link #{index}"),
+        )
     }
 
     /// Every address of the netns, or of one link.
@@ -78,11 +74,11 @@ impl<T: Transport> Netlink<T> {
         if let Some(index) = index {
             request.header.index = index;
         }
-        let replies =
-            self.transport
-                .request(RouteNetlinkMessage::GetAddress(request), DUMP, &|| {
-                    "list addresses".to_string()
-                })?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetAddress(request),
+            DUMP,
+            "list addresses".to_string(),
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -134,7 +130,7 @@ mod tests {
     fn ipv4_address_gets_local_address_and_broadcast() {
         let mut nl = Netlink::fake();
         nl.add_address(3, "10.1.0.5/16".parse().unwrap()).unwrap();
-        let RouteNetlinkMessage::NewAddress(m) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::NewAddress(m) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(m.header.prefix_len, 16);
@@ -153,7 +149,7 @@ mod tests {
         let mut nl = Netlink::fake();
         nl.add_address(3, "fd00::5/64".parse().unwrap()).unwrap();
         nl.add_address(3, "10.0.0.1/31".parse().unwrap()).unwrap();
-        for (m, _) in &nl.transport.sent {
+        for super::super::Operation { message: m, .. } in &nl.transport.sent {
             let RouteNetlinkMessage::NewAddress(m) = m else {
                 panic!()
             };

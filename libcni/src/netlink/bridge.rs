@@ -6,7 +6,7 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{Netlink, NlResult, Transport, CHANGE, DUMP};
+use super::{Netlink, NlResult, RouteTransport, DUMP};
 
 /// Bridge port flags to set; `None` leaves a flag as it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,7 +66,7 @@ fn vlan_message(port: u32, vlan: BridgeVlanEntry) -> LinkMessage {
     message
 }
 
-impl<T: Transport> Netlink<T> {
+impl<T: RouteTransport> Netlink<T> {
     /// Turns VLAN filtering on or off on an existing bridge. It must be RTM_NEWLINK:
     /// the kernel accepts the same attribute in RTM_SETLINK and ignores it.
     pub fn set_vlan_filtering(&mut self, bridge: u32, on: bool) -> NlResult<()> {
@@ -76,11 +76,10 @@ impl<T: Transport> Netlink<T> {
             LinkInfo::Kind(InfoKind::Bridge),
             LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::VlanFiltering(on)])),
         ]));
-        self.transport
-            .request(RouteNetlinkMessage::NewLink(message), CHANGE, &|| {
-                format!("set vlan_filtering={} on bridge #{bridge}", u8::from(on))
-            })
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::NewLink(message),
+            format!("set vlan_filtering={} on bridge #{bridge}", u8::from(on)),
+        )
     }
 
     /// Sets bridge port flags (hairpin, isolated) on a port.
@@ -101,21 +100,17 @@ impl<T: Transport> Netlink<T> {
             LinkInfo::PortKind(InfoPortKind::Bridge),
             LinkInfo::PortData(InfoPortData::BridgePort(data)),
         ]));
-        self.transport
-            .request(RouteNetlinkMessage::NewLink(message), CHANGE, &|| {
-                format!("set bridge port flags {flags:?} on link #{port}")
-            })
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::NewLink(message),
+            format!("set bridge port flags {flags:?} on link #{port}"),
+        )
     }
 
     pub fn bridge_vlan_add(&mut self, port: u32, vlan: BridgeVlanEntry) -> NlResult<()> {
-        self.transport
-            .request(
-                RouteNetlinkMessage::SetLink(vlan_message(port, vlan)),
-                CHANGE,
-                &|| format!("add VLAN {} to bridge port #{port}", vlan.vid),
-            )
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::SetLink(vlan_message(port, vlan)),
+            format!("add VLAN {} to bridge port #{port}", vlan.vid),
+        )
     }
 
     pub fn bridge_vlan_del(&mut self, port: u32, vid: u16) -> NlResult<()> {
@@ -124,13 +119,10 @@ impl<T: Transport> Netlink<T> {
             pvid: false,
             untagged: false,
         };
-        self.transport
-            .request(
-                RouteNetlinkMessage::DelLink(vlan_message(port, vlan)),
-                CHANGE,
-                &|| format!("delete VLAN {vid} from bridge port #{port}"),
-            )
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::DelLink(vlan_message(port, vlan)),
+            format!("delete VLAN {vid} from bridge port #{port}"),
+        )
     }
 
     /// The VLANs of every bridge port (and bridge) of the netns, by link index.
@@ -140,11 +132,11 @@ impl<T: Transport> Netlink<T> {
         request
             .attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Brvlan]));
-        let replies =
-            self.transport
-                .request(RouteNetlinkMessage::GetLink(request), DUMP, &|| {
-                    "list bridge VLANs".to_string()
-                })?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(request),
+            DUMP,
+            "list bridge VLANs".to_string(),
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -183,7 +175,7 @@ mod tests {
         let mut nl = Netlink::fake();
         nl.bridge_vlan_add(5, BridgeVlanEntry::access(1223))
             .unwrap();
-        let RouteNetlinkMessage::SetLink(m) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::SetLink(m) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(m.header.interface_family, AddressFamily::Bridge);
@@ -205,7 +197,7 @@ mod tests {
     fn vlan_delete_is_dellink_of_the_port() {
         let mut nl = Netlink::fake();
         nl.bridge_vlan_del(2, 1).unwrap();
-        let RouteNetlinkMessage::DelLink(m) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::DelLink(m) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(m.header.interface_family, AddressFamily::Bridge);
@@ -223,7 +215,12 @@ mod tests {
     fn vlan_filtering_on_an_existing_bridge_is_newlink() {
         let mut nl = Netlink::fake();
         nl.set_vlan_filtering(2, true).unwrap();
-        let (RouteNetlinkMessage::NewLink(m), flags) = &nl.transport.sent[0] else {
+        let super::super::Operation {
+            message: RouteNetlinkMessage::NewLink(m),
+            flags,
+            ..
+        } = &nl.transport.sent[0]
+        else {
             panic!()
         };
         assert_eq!(*flags & netlink_packet_core::NLM_F_CREATE, 0);
@@ -244,7 +241,7 @@ mod tests {
             },
         )
         .unwrap();
-        let RouteNetlinkMessage::NewLink(m) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::NewLink(m) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(

@@ -9,17 +9,17 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{Netlink, NlResult, Transport, CHANGE, DUMP, GET};
-use crate::spec::mac::format_mac;
+use super::{on_off, Netlink, NlResult, RouteTransport, CHANGE, DUMP, GET};
+use crate::mac::MacAddr;
 
 /// How a link is named in a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkId {
+pub enum LinkId<'a> {
     Index(u32),
-    Name(String),
+    Name(&'a str),
 }
 
-impl std::fmt::Display for LinkId {
+impl std::fmt::Display for LinkId<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LinkId::Index(i) => write!(f, "link #{i}"),
@@ -33,9 +33,10 @@ impl std::fmt::Display for LinkId {
 pub struct Link {
     pub index: u32,
     pub name: String,
-    /// `IFLA_INFO_KIND` (`veth`, `bridge`, `macvlan`, ...), absent for physical NICs.
-    pub kind: Option<String>,
-    pub mac: Option<String>,
+    /// `IFLA_INFO_KIND`, absent for physical NICs (and loopback).
+    pub kind: Option<LinkKind>,
+    /// IFLA_ADDRESS, when it is an Ethernet address (6 bytes).
+    pub mac: Option<MacAddr>,
     pub mtu: u32,
     pub up: bool,
     /// The bridge (or other controller) this link is a port of.
@@ -95,7 +96,7 @@ impl Link {
         for attribute in &message.attributes {
             match attribute {
                 LinkAttribute::IfName(name) => link.name = name.clone(),
-                LinkAttribute::Address(mac) => link.mac = Some(format_mac(mac)),
+                LinkAttribute::Address(mac) => link.mac = MacAddr::from_bytes(mac),
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::Controller(c) => link.controller = Some(*c),
                 LinkAttribute::Link(p) => link.parent = Some(*p),
@@ -111,7 +112,9 @@ impl Link {
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
-                            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::Kind(kind) => {
+                                link.kind = Some(kind.to_string().as_str().into())
+                            }
                             LinkInfo::Data(InfoData::Vlan(data)) => {
                                 for d in data {
                                     if let InfoVlan::Id(id) = d {
@@ -157,9 +160,49 @@ impl Link {
     }
 }
 
+/// The kind of a link read back (`IFLA_INFO_KIND`), parsed from the kernel's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkKind {
+    Bridge,
+    Veth,
+    Macvlan,
+    Vlan,
+    Dummy,
+    /// Any other kind, by the kernel's name.
+    Other(String),
+}
+
+/// From the kernel's name of the kind.
+impl From<&str> for LinkKind {
+    fn from(name: &str) -> LinkKind {
+        match name {
+            "bridge" => LinkKind::Bridge,
+            "veth" => LinkKind::Veth,
+            "macvlan" => LinkKind::Macvlan,
+            "vlan" => LinkKind::Vlan,
+            "dummy" => LinkKind::Dummy,
+            other => LinkKind::Other(other.to_string()),
+        }
+    }
+}
+
+/// The kernel's name of the kind (`veth`, `macvlan`, ...).
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkKind::Bridge => "bridge",
+            LinkKind::Veth => "veth",
+            LinkKind::Macvlan => "macvlan",
+            LinkKind::Vlan => "vlan",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Other(name) => name,
+        })
+    }
+}
+
 /// The kind-specific part of a new link.
 #[derive(Clone, Debug)]
-pub enum LinkKind<'fd> {
+pub enum NewLinkKind<'fd> {
     /// A veth pair; `peer` is the other end (its own name, MAC, MTU and netns).
     Veth {
         peer: Box<NewLink<'fd>>,
@@ -184,8 +227,8 @@ pub enum LinkKind<'fd> {
 #[derive(Clone, Debug)]
 pub struct NewLink<'fd> {
     pub name: String,
-    pub kind: Option<LinkKind<'fd>>,
-    pub mac: Option<[u8; 6]>,
+    pub kind: Option<NewLinkKind<'fd>>,
+    pub mac: Option<MacAddr>,
     pub mtu: Option<u32>,
     pub netns: Option<BorrowedFd<'fd>>,
     pub controller: Option<u32>,
@@ -193,7 +236,7 @@ pub struct NewLink<'fd> {
 }
 
 impl<'fd> NewLink<'fd> {
-    pub fn new(name: impl Into<String>, kind: LinkKind<'fd>) -> NewLink<'fd> {
+    pub fn new(name: impl Into<String>, kind: NewLinkKind<'fd>) -> NewLink<'fd> {
         NewLink {
             name: name.into(),
             kind: Some(kind),
@@ -208,11 +251,11 @@ impl<'fd> NewLink<'fd> {
     /// The kernel's name of the kind (`veth`, `macvlan`, ...), for messages.
     pub fn kind_name(&self) -> &'static str {
         match &self.kind {
-            Some(LinkKind::Veth { .. }) => "veth",
-            Some(LinkKind::Bridge { .. }) => "bridge",
-            Some(LinkKind::MacVlan { .. }) => "macvlan",
-            Some(LinkKind::Vlan { .. }) => "vlan",
-            Some(LinkKind::Dummy) => "dummy",
+            Some(NewLinkKind::Veth { .. }) => "veth",
+            Some(NewLinkKind::Bridge { .. }) => "bridge",
+            Some(NewLinkKind::MacVlan { .. }) => "macvlan",
+            Some(NewLinkKind::Vlan { .. }) => "vlan",
+            Some(NewLinkKind::Dummy) => "dummy",
             None => "link",
         }
     }
@@ -239,7 +282,7 @@ impl<'fd> NewLink<'fd> {
         let attrs = &mut message.attributes;
         attrs.push(LinkAttribute::IfName(self.name.clone()));
         if let Some(mac) = self.mac {
-            attrs.push(LinkAttribute::Address(mac.to_vec()));
+            attrs.push(LinkAttribute::Address(mac.octets().to_vec()));
         }
         if let Some(mtu) = self.mtu {
             attrs.push(LinkAttribute::Mtu(mtu));
@@ -252,11 +295,11 @@ impl<'fd> NewLink<'fd> {
         }
         let info = match &self.kind {
             None => None,
-            Some(LinkKind::Veth { peer }) => Some(vec![
+            Some(NewLinkKind::Veth { peer }) => Some(vec![
                 LinkInfo::Kind(InfoKind::Veth),
                 LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer.to_message()))),
             ]),
-            Some(LinkKind::Bridge { vlan_filtering }) => {
+            Some(NewLinkKind::Bridge { vlan_filtering }) => {
                 let mut infos = vec![LinkInfo::Kind(InfoKind::Bridge)];
                 if let Some(on) = vlan_filtering {
                     infos.push(LinkInfo::Data(InfoData::Bridge(vec![
@@ -265,7 +308,7 @@ impl<'fd> NewLink<'fd> {
                 }
                 Some(infos)
             }
-            Some(LinkKind::MacVlan {
+            Some(NewLinkKind::MacVlan {
                 parent,
                 mode,
                 broadcast_queue_len,
@@ -280,7 +323,7 @@ impl<'fd> NewLink<'fd> {
                     LinkInfo::Data(InfoData::MacVlan(data)),
                 ])
             }
-            Some(LinkKind::Vlan {
+            Some(NewLinkKind::Vlan {
                 parent,
                 id,
                 protocol,
@@ -294,7 +337,7 @@ impl<'fd> NewLink<'fd> {
                     ])),
                 ])
             }
-            Some(LinkKind::Dummy) => Some(vec![LinkInfo::Kind(InfoKind::Dummy)]),
+            Some(NewLinkKind::Dummy) => Some(vec![LinkInfo::Kind(InfoKind::Dummy)]),
         };
         if let Some(info) = info {
             attrs.push(LinkAttribute::LinkInfo(info));
@@ -309,19 +352,21 @@ fn by_index(index: u32) -> LinkMessage {
     message
 }
 
-impl<T: Transport> Netlink<T> {
+impl<T: RouteTransport> Netlink<T> {
     /// The link, or `None` when it does not exist.
-    pub fn get_link(&mut self, id: &LinkId) -> NlResult<Option<Link>> {
+    pub fn get_link(&mut self, id: &LinkId<'_>) -> NlResult<Option<Link>> {
         let mut message = LinkMessage::default();
         match id {
             LinkId::Index(index) => message.header.index = *index,
-            LinkId::Name(name) => message.attributes.push(LinkAttribute::IfName(name.clone())),
+            LinkId::Name(name) => message
+                .attributes
+                .push(LinkAttribute::IfName(name.to_string())),
         }
-        let reply = self
-            .transport
-            .request(RouteNetlinkMessage::GetLink(message), GET, &|| {
-                format!("look up {id}")
-            });
+        let reply = self.request(
+            RouteNetlinkMessage::GetLink(message),
+            GET,
+            format!("look up {id}"),
+        );
         match reply {
             Ok(messages) => Ok(messages.into_iter().find_map(|m| match m {
                 RouteNetlinkMessage::NewLink(link) => Some(Link::from_message(link)),
@@ -333,17 +378,17 @@ impl<T: Transport> Netlink<T> {
     }
 
     /// Like [`get_link`](Self::get_link), but a missing link is an error.
-    pub fn require_link(&mut self, id: &LinkId) -> NlResult<Link> {
+    pub fn require_link(&mut self, id: &LinkId<'_>) -> NlResult<Link> {
         self.get_link(id)?.ok_or_else(|| {
             super::NetlinkError::new(format!("find {id}"), super::Cause::Errno(libc::ENODEV))
         })
     }
 
     pub fn list_links(&mut self) -> NlResult<Vec<Link>> {
-        let replies = self.transport.request(
+        let replies = self.request(
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
             DUMP,
-            &|| "list links".to_string(),
+            "list links".to_string(),
         )?;
         Ok(replies
             .into_iter()
@@ -357,144 +402,30 @@ impl<T: Transport> Netlink<T> {
     /// Creates a link; EEXIST is an error (the caller decides whether that is fine).
     pub fn create_link(&mut self, link: &NewLink) -> NlResult<()> {
         let kind = link.kind_name();
-        self.transport
-            .request(
-                RouteNetlinkMessage::NewLink(link.to_message()),
-                CHANGE | NLM_F_CREATE | NLM_F_EXCL,
-                &|| format!("create {kind} {:?}", link.name),
-            )
-            .map(|_| ())
+        self.request(
+            RouteNetlinkMessage::NewLink(link.to_message()),
+            CHANGE | NLM_F_CREATE | NLM_F_EXCL,
+            format!("create {kind} {:?}", link.name),
+        )
+        .map(|_| ())
     }
 
     pub fn delete_link(&mut self, index: u32, name: &str) -> NlResult<()> {
-        self.transport
-            .request(
-                RouteNetlinkMessage::DelLink(by_index(index)),
-                CHANGE,
-                &|| format!("delete link {name:?}"),
-            )
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::DelLink(by_index(index)),
+            format!("delete link {name:?}"),
+        )
     }
 
-    fn set_link(&mut self, message: LinkMessage, operation: &dyn Fn() -> String) -> NlResult<()> {
-        self.transport
-            .request(RouteNetlinkMessage::SetLink(message), CHANGE, operation)
-            .map(|_| ())
-    }
-
-    pub fn set_up(&mut self, index: u32, up: bool) -> NlResult<()> {
-        let mut message = by_index(index);
-        if up {
-            message.header.flags |= LinkFlags::Up;
+    /// A change of the link with this index, built setting by setting and sent by
+    /// [`LinkChange::apply`].
+    pub fn change_link(&mut self, index: u32) -> LinkChange<'_, T> {
+        LinkChange {
+            nl: self,
+            index,
+            message: by_index(index),
+            what: Vec::new(),
         }
-        message.header.change_mask |= LinkFlags::Up;
-        self.set_link(message, &|| {
-            format!("set link #{index} {}", if up { "up" } else { "down" })
-        })
-    }
-
-    pub fn set_promiscuous(&mut self, index: u32, on: bool) -> NlResult<()> {
-        let mut message = by_index(index);
-        if on {
-            message.header.flags |= LinkFlags::Promisc;
-        }
-        message.header.change_mask |= LinkFlags::Promisc;
-        self.set_link(message, &|| {
-            format!(
-                "set promiscuous mode {} on link #{index}",
-                if on { "on" } else { "off" }
-            )
-        })
-    }
-
-    pub fn set_allmulticast(&mut self, index: u32, on: bool) -> NlResult<()> {
-        let mut message = by_index(index);
-        if on {
-            message.header.flags |= LinkFlags::Allmulti;
-        }
-        message.header.change_mask |= LinkFlags::Allmulti;
-        self.set_link(message, &|| {
-            format!(
-                "set all-multicast mode {} on link #{index}",
-                if on { "on" } else { "off" }
-            )
-        })
-    }
-
-    pub fn set_tx_queue_len(&mut self, index: u32, len: u32) -> NlResult<()> {
-        let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::TxQueueLen(len));
-        self.set_link(message, &|| {
-            format!("set the transmit queue length of link #{index} to {len}")
-        })
-    }
-
-    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> NlResult<()> {
-        let mut message = by_index(index);
-        message.attributes.push(LinkAttribute::Mtu(mtu));
-        self.set_link(message, &|| {
-            format!("set the MTU of link #{index} to {mtu}")
-        })
-    }
-
-    /// Sets IFLA_IFALIAS (the kernel ignores it in the message that creates a link).
-    pub fn set_alias(&mut self, index: u32, alias: &str) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::IfAlias(alias.to_string()));
-        self.set_link(message, &|| format!("set the alias of link #{index}"))
-    }
-
-    pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::Address(mac.to_vec()));
-        self.set_link(message, &|| {
-            format!("set the MAC of link #{index} to {}", format_mac(&mac))
-        })
-    }
-
-    /// Makes the link a port of `controller` (a bridge), or no port with 0.
-    pub fn set_controller(&mut self, index: u32, controller: u32) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::Controller(controller));
-        self.set_link(message, &|| {
-            format!("attach link #{index} to controller #{controller}")
-        })
-    }
-
-    pub fn rename(&mut self, index: u32, new_name: &str) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::IfName(new_name.to_string()));
-        self.set_link(message, &|| format!("rename link #{index} to {new_name:?}"))
-    }
-
-    /// Moves the link into another netns, renaming it in the same message when asked.
-    pub fn move_to_netns(
-        &mut self,
-        index: u32,
-        netns: BorrowedFd<'_>,
-        netns_name: &str,
-        new_name: Option<&str>,
-    ) -> NlResult<()> {
-        let mut message = by_index(index);
-        message
-            .attributes
-            .push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
-        if let Some(name) = new_name {
-            message
-                .attributes
-                .push(LinkAttribute::IfName(name.to_string()));
-        }
-        self.set_link(message, &|| {
-            format!("move link #{index} into netns {netns_name}")
-        })
     }
 
     /// Removes an alternative name of a link.
@@ -505,16 +436,15 @@ impl<T: Transport> Netlink<T> {
             .push(LinkAttribute::PropList(vec![Prop::AltIfName(
                 altname.to_string(),
             )]));
-        self.transport
-            .request(RouteNetlinkMessage::DelLinkProp(message), CHANGE, &|| {
-                format!("remove the alternative name {altname:?} of link #{index}")
-            })
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::DelLinkProp(message),
+            format!("remove the alternative name {altname:?} of link #{index}"),
+        )
     }
 
     /// Deletes a link by name; a missing link is success (for DEL paths).
     pub fn delete_link_if_present(&mut self, name: &str) -> NlResult<bool> {
-        match self.get_link(&LinkId::Name(name.to_string()))? {
+        match self.get_link(&LinkId::Name(name))? {
             None => Ok(false),
             Some(link) => self.delete_found_link(link.index, name),
         }
@@ -533,13 +463,122 @@ impl<T: Transport> Netlink<T> {
     }
 }
 
+/// One RTM_SETLINK of a link, in rtnetlink's request-builder style:
+/// `nl.change_link(index).mtu(1400).apply()?`. The kernel applies one message
+/// whole, in its own order; changes that must happen in order (a MAC before up),
+/// or whose errors must name them apart, are separate changes. The error names
+/// the link and every setting of the change.
+#[must_use = "a change does nothing until applied"]
+pub struct LinkChange<'nl, T: RouteTransport> {
+    nl: &'nl mut Netlink<T>,
+    index: u32,
+    message: LinkMessage,
+    what: Vec<String>,
+}
+
+impl<T: RouteTransport> LinkChange<'_, T> {
+    fn flag(mut self, flag: LinkFlags, on: bool, what: String) -> Self {
+        if on {
+            self.message.header.flags |= flag;
+        }
+        self.message.header.change_mask |= flag;
+        self.what.push(what);
+        self
+    }
+
+    fn attribute(mut self, attribute: LinkAttribute, what: String) -> Self {
+        self.message.attributes.push(attribute);
+        self.what.push(what);
+        self
+    }
+
+    pub fn up(self) -> Self {
+        let index = self.index;
+        self.flag(LinkFlags::Up, true, format!("set link #{index} up"))
+    }
+
+    pub fn down(self) -> Self {
+        let index = self.index;
+        self.flag(LinkFlags::Up, false, format!("set link #{index} down"))
+    }
+
+    pub fn promiscuous(self, on: bool) -> Self {
+        let what = format!(
+            "set promiscuous mode {} on link #{}",
+            on_off(on),
+            self.index
+        );
+        self.flag(LinkFlags::Promisc, on, what)
+    }
+
+    pub fn allmulticast(self, on: bool) -> Self {
+        let what = format!(
+            "set all-multicast mode {} on link #{}",
+            on_off(on),
+            self.index
+        );
+        self.flag(LinkFlags::Allmulti, on, what)
+    }
+
+    pub fn tx_queue_len(self, len: u32) -> Self {
+        let what = format!(
+            "set the transmit queue length of link #{} to {len}",
+            self.index
+        );
+        self.attribute(LinkAttribute::TxQueueLen(len), what)
+    }
+
+    pub fn mtu(self, mtu: u32) -> Self {
+        let what = format!("set the MTU of link #{} to {mtu}", self.index);
+        self.attribute(LinkAttribute::Mtu(mtu), what)
+    }
+
+    pub fn mac(self, mac: MacAddr) -> Self {
+        let what = format!("set the MAC of link #{} to {mac}", self.index);
+        self.attribute(LinkAttribute::Address(mac.octets().to_vec()), what)
+    }
+
+    /// IFLA_IFALIAS (the kernel ignores it in the message that creates a link).
+    pub fn alias(self, alias: &str) -> Self {
+        let what = format!("set the alias of link #{}", self.index);
+        self.attribute(LinkAttribute::IfAlias(alias.to_string()), what)
+    }
+
+    /// Makes the link a port of `controller` (a bridge), or no port with 0.
+    pub fn controller(self, controller: u32) -> Self {
+        let what = format!("attach link #{} to controller #{controller}", self.index);
+        self.attribute(LinkAttribute::Controller(controller), what)
+    }
+
+    pub fn name(self, name: &str) -> Self {
+        let what = format!("rename link #{} to {name:?}", self.index);
+        self.attribute(LinkAttribute::IfName(name.to_string()), what)
+    }
+
+    /// Moves the link into another netns; a name set in the same change is the one
+    /// it takes there (no name of the source netns is claimed on the way).
+    pub fn netns(self, netns: BorrowedFd<'_>, netns_name: &str) -> Self {
+        let what = format!("move link #{} into netns {netns_name}", self.index);
+        self.attribute(LinkAttribute::NetNsFd(netns.as_raw_fd()), what)
+    }
+
+    pub fn apply(self) -> NlResult<()> {
+        let LinkChange {
+            nl, message, what, ..
+        } = self;
+        nl.change(RouteNetlinkMessage::SetLink(message), what.join(", "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use netlink_packet_core::NLM_F_REQUEST;
 
-    fn sent(nl: &Netlink<super::super::FakeTransport>) -> &RouteNetlinkMessage {
-        &nl.transport.sent.last().unwrap().0
+    fn sent(
+        nl: &Netlink<super::super::FakeTransport<RouteNetlinkMessage>>,
+    ) -> &RouteNetlinkMessage {
+        &nl.transport.sent.last().unwrap().message
     }
 
     #[test]
@@ -547,10 +586,10 @@ mod tests {
         let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
         let mut peer = NewLink::peer("eth0");
         peer.netns = Some(std::os::fd::AsFd::as_fd(&netns));
-        peer.mac = Some([0x0a, 0, 0, 0, 0, 1]);
+        peer.mac = Some(MacAddr([0x0a, 0, 0, 0, 0, 1]));
         let mut veth = NewLink::new(
             "veth1a2b3c4d",
-            LinkKind::Veth {
+            NewLinkKind::Veth {
                 peer: Box::new(peer),
             },
         );
@@ -558,7 +597,7 @@ mod tests {
         veth.mtu = Some(1400);
         let mut nl = Netlink::fake();
         nl.create_link(&veth).unwrap();
-        let (message, flags) = &nl.transport.sent[0];
+        let super::super::Operation { message, flags, .. } = &nl.transport.sent[0];
         assert_eq!(
             *flags,
             NLM_F_REQUEST | netlink_packet_core::NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
@@ -598,7 +637,7 @@ mod tests {
         let mut nl = Netlink::fake();
         nl.create_link(&NewLink::new(
             "mv0",
-            LinkKind::MacVlan {
+            NewLinkKind::MacVlan {
                 parent: 3,
                 mode: MacVlanMode::Private,
                 broadcast_queue_len: Some(100),
@@ -618,7 +657,7 @@ mod tests {
         ])));
         nl.create_link(&NewLink::new(
             "v100",
-            LinkKind::Vlan {
+            NewLinkKind::Vlan {
                 parent: 3,
                 id: 100,
                 protocol: VlanProtocol::Ieee8021Q,
@@ -641,13 +680,11 @@ mod tests {
     fn move_and_rename_is_one_message() {
         let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
         let mut nl = Netlink::fake();
-        nl.move_to_netns(
-            9,
-            std::os::fd::AsFd::as_fd(&netns),
-            "/run/netns/x",
-            Some("net1"),
-        )
-        .unwrap();
+        nl.change_link(9)
+            .netns(std::os::fd::AsFd::as_fd(&netns), "/run/netns/x")
+            .name("net1")
+            .apply()
+            .unwrap();
         let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
             panic!()
         };
@@ -662,15 +699,15 @@ mod tests {
     }
 
     #[test]
-    fn set_up_sets_flag_and_change_mask() {
+    fn up_and_down_set_flag_and_change_mask() {
         let mut nl = Netlink::fake();
-        nl.set_up(4, true).unwrap();
+        nl.change_link(4).up().apply().unwrap();
         let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
             panic!()
         };
         assert!(m.header.flags.contains(LinkFlags::Up));
         assert!(m.header.change_mask.contains(LinkFlags::Up));
-        nl.set_up(4, false).unwrap();
+        nl.change_link(4).down().apply().unwrap();
         let RouteNetlinkMessage::SetLink(m) = sent(&nl) else {
             panic!()
         };
@@ -682,7 +719,7 @@ mod tests {
     fn a_missing_link_is_none_and_its_errors_name_it() {
         let mut nl = Netlink::fake();
         nl.transport.fail(libc::ENODEV);
-        assert!(nl.get_link(&LinkId::Name("nope".into())).unwrap().is_none());
+        assert!(nl.get_link(&LinkId::Name("nope")).unwrap().is_none());
         nl.transport.fail(libc::EPERM);
         let e = nl.delete_link(5, "veth0").unwrap_err();
         assert_eq!(
@@ -713,8 +750,8 @@ mod tests {
             .reply(vec![RouteNetlinkMessage::NewLink(reply)]);
         let link = nl.require_link(&LinkId::Index(12)).unwrap();
         assert_eq!(link.name, "mv0");
-        assert_eq!(link.mac.as_deref(), Some("02:00:00:00:00:09"));
-        assert_eq!(link.kind.as_deref(), Some("macvlan"));
+        assert_eq!(link.mac, Some(MacAddr([2, 0, 0, 0, 0, 9])));
+        assert_eq!(link.kind, Some(LinkKind::Macvlan));
         assert_eq!(link.macvlan_mode, Some(MacVlanMode::Bridge));
         assert_eq!(link.parent, Some(3));
         assert!(link.up);

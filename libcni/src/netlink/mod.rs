@@ -1,30 +1,25 @@
-//! A synchronous rtnetlink client over netlink-packet-route.
-//!
-//! [`Transport`] moves one request and its replies; [`SocketTransport`] is a real
-//! NETLINK_ROUTE socket (bound to the netns of the thread that opened it, see
-//! [`crate::netns`]), [`FakeTransport`] records what was sent so that message
-//! building is unit-tested without root. [`Netlink`] holds the typed operations.
+//! Synchronous netlink clients: [`Netlink`] (rtnetlink, over netlink-packet-route)
+//! and [`nftables::Nftables`], both over one core in `socket`: a [`Socket`] of
+//! either protocol, or the [`FakeTransport`] their unit tests use.
 
 mod addr;
 mod bridge;
 mod link;
 pub mod nftables;
 mod route;
+mod socket;
 mod sriov;
 
-use std::collections::VecDeque;
 use std::fmt;
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 pub use addr::AddressEntry;
 pub use bridge::{BridgePortFlags, BridgeVlanEntry};
-pub use link::{Link, LinkId, LinkKind, NewLink};
+pub use link::{Link, LinkId, LinkKind, NewLink, NewLinkKind};
 pub use route::{RouteEntry, RouteSpec};
+pub use socket::{FakeTransport, Netfilter, Operation, Protocol, Route, Socket, Transport};
 pub use sriov::{VfConfig, VfLinkStateSetting, VfRate, VfState, VfVlanSetting};
 
 /// A failed netlink operation: what we tried (naming the object) and why.
@@ -90,155 +85,64 @@ impl fmt::Display for NetlinkError {
 
 pub type NlResult<T> = Result<T, NetlinkError>;
 
-/// Sends one request and returns the messages of its reply (empty for a bare ACK).
-/// `operation` names the request for the error.
-pub trait Transport {
-    fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-        operation: &dyn Fn() -> String,
-    ) -> NlResult<Vec<RouteNetlinkMessage>>;
-}
-
-/// A NETLINK_ROUTE socket. It belongs to the netns of the thread that made it.
-pub struct SocketTransport {
-    socket: Socket,
-    sequence: u32,
-}
-
-impl SocketTransport {
-    pub fn open() -> NlResult<SocketTransport> {
-        let fail = |e| NetlinkError::new("open a NETLINK_ROUTE socket", Cause::Io(e));
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
-        socket.bind_auto().map_err(fail)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(fail)?;
-        // Strict checking makes the kernel honour filters in dump requests.
-        let _ = socket.set_netlink_get_strict_chk(true);
-        let _ = socket.set_ext_ack(true);
-        Ok(SocketTransport {
-            socket,
-            sequence: 0,
-        })
-    }
-}
-
-impl Transport for SocketTransport {
-    fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-        operation: &dyn Fn() -> String,
-    ) -> NlResult<Vec<RouteNetlinkMessage>> {
-        let io_error = |e: std::io::Error| NetlinkError::new(operation(), Cause::Io(e));
-        self.sequence = self.sequence.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.sequence;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(message));
-        packet.finalize();
-        let mut out = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut out);
-        self.socket.send(&out, 0).map_err(io_error)?;
-
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let wants_ack = flags & NLM_F_ACK == NLM_F_ACK;
-        let mut replies = Vec::new();
-        loop {
-            let (bytes, _) = self.socket.recv_from_full().map_err(io_error)?;
-            let mut offset = 0;
-            while offset < bytes.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[offset..])
-                    .map_err(|e| NetlinkError::new(operation(), Cause::Decode(e.to_string())))?;
-                let length = reply.header.length as usize;
-                if length == 0 {
-                    break;
-                }
-                offset += length;
-                if reply.header.sequence_number != self.sequence {
-                    continue; // a late reply to an earlier request
-                }
-                match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(error) => {
-                        return match error.code {
-                            None => Ok(replies), // the ACK
-                            Some(code) => {
-                                Err(NetlinkError::new(operation(), Cause::Errno(-code.get())))
-                            }
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(inner) => {
-                        replies.push(inner);
-                        if !dump && !wants_ack {
-                            return Ok(replies);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-}
-
-/// Records every request; answers from a queue (an empty queue answers "ACK").
-#[derive(Default)]
-pub struct FakeTransport {
-    pub sent: Vec<(RouteNetlinkMessage, u16)>,
-    pub replies: VecDeque<NlResult<Vec<RouteNetlinkMessage>>>,
-}
-
-impl FakeTransport {
-    pub fn reply(&mut self, messages: Vec<RouteNetlinkMessage>) {
-        self.replies.push_back(Ok(messages));
-    }
-
-    pub fn fail(&mut self, errno: i32) {
-        self.replies
-            .push_back(Err(NetlinkError::new("fake", Cause::Errno(errno))));
-    }
-}
-
-impl Transport for FakeTransport {
-    fn request(
-        &mut self,
-        message: RouteNetlinkMessage,
-        flags: u16,
-        operation: &dyn Fn() -> String,
-    ) -> NlResult<Vec<RouteNetlinkMessage>> {
-        self.sent.push((message, flags));
-        match self.replies.pop_front() {
-            None => Ok(Vec::new()),
-            Some(Ok(messages)) => Ok(messages),
-            Some(Err(e)) => Err(NetlinkError::new(operation(), e.cause)),
-        }
-    }
-}
-
 /// Flags of a request that changes state and wants the kernel's verdict.
 pub(crate) const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
 pub(crate) const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
 pub(crate) const GET: u16 = NLM_F_REQUEST;
 
-/// The typed operations over a transport.
-pub struct Netlink<T: Transport = SocketTransport> {
+/// An rtnetlink transport: the real [`Socket`] or the [`FakeTransport`].
+pub trait RouteTransport: Transport<RouteNetlinkMessage> {}
+impl<T: Transport<RouteNetlinkMessage>> RouteTransport for T {}
+
+/// The typed rtnetlink operations over a transport.
+pub struct Netlink<T: RouteTransport = Socket<Route>> {
     pub transport: T,
 }
 
-impl Netlink<SocketTransport> {
+impl Netlink {
     /// A client for the netns of the calling thread.
-    pub fn open() -> NlResult<Netlink<SocketTransport>> {
+    pub fn open() -> NlResult<Netlink> {
         Ok(Netlink {
-            transport: SocketTransport::open()?,
+            transport: Socket::open()?,
         })
     }
 }
 
-impl Netlink<FakeTransport> {
-    pub fn fake() -> Netlink<FakeTransport> {
+impl Netlink<FakeTransport<RouteNetlinkMessage>> {
+    pub fn fake() -> Netlink<FakeTransport<RouteNetlinkMessage>> {
         Netlink {
             transport: FakeTransport::default(),
         }
+    }
+}
+
+impl<T: RouteTransport> Netlink<T> {
+    /// Sends one request; `what` names it (and its object) for the error.
+    fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+        what: String,
+    ) -> NlResult<Vec<RouteNetlinkMessage>> {
+        self.transport.request(Operation {
+            what,
+            flags,
+            message,
+        })
+    }
+
+    /// Sends one change and waits for the kernel's verdict.
+    fn change(&mut self, message: RouteNetlinkMessage, what: String) -> NlResult<()> {
+        self.request(message, CHANGE, what).map(drop)
+    }
+}
+
+/// `on` or `off`, as operations name a setting.
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
     }
 }
 

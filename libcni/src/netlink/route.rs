@@ -10,7 +10,7 @@ use netlink_packet_route::route::{
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{Netlink, NlResult, Transport, CHANGE, DUMP};
+use super::{Netlink, NlResult, RouteTransport, CHANGE, DUMP};
 
 /// A route to add: the spec's route fields plus the output link.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,30 +101,26 @@ impl RouteSpec {
     }
 }
 
-impl<T: Transport> Netlink<T> {
+impl<T: RouteTransport> Netlink<T> {
     /// Adds a route. Without NLM_F_EXCL, as the Go plugins do, so that a second route
     /// to one destination through another gateway is allowed.
     pub fn add_route(&mut self, route: &RouteSpec) -> NlResult<()> {
-        self.transport
-            .request(
-                RouteNetlinkMessage::NewRoute(route.to_message()),
-                CHANGE | NLM_F_CREATE,
-                &|| match route.gateway {
-                    Some(gw) => format!("add route to {} via {gw}", route.dst),
-                    None => format!("add route to {}", route.dst),
-                },
-            )
-            .map(|_| ())
+        self.request(
+            RouteNetlinkMessage::NewRoute(route.to_message()),
+            CHANGE | NLM_F_CREATE,
+            match route.gateway {
+                Some(gw) => format!("add route to {} via {gw}", route.dst),
+                None => format!("add route to {}", route.dst),
+            },
+        )
+        .map(|_| ())
     }
 
     pub fn delete_route(&mut self, route: &RouteSpec) -> NlResult<()> {
-        self.transport
-            .request(
-                RouteNetlinkMessage::DelRoute(route.to_message()),
-                CHANGE,
-                &|| format!("delete route to {}", route.dst),
-            )
-            .map(|_| ())
+        self.change(
+            RouteNetlinkMessage::DelRoute(route.to_message()),
+            format!("delete route to {}", route.dst),
+        )
     }
 
     /// The unicast routes of one family, in every table.
@@ -135,11 +131,11 @@ impl<T: Transport> Netlink<T> {
         } else {
             AddressFamily::Inet6
         };
-        let replies =
-            self.transport
-                .request(RouteNetlinkMessage::GetRoute(request), DUMP, &|| {
-                    "list routes".to_string()
-                })?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetRoute(request),
+            DUMP,
+            "list routes".to_string(),
+        )?;
         Ok(replies
             .into_iter()
             .filter_map(|m| match m {
@@ -199,7 +195,7 @@ mod tests {
             advmss: Some(1360),
         })
         .unwrap();
-        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(m.header.destination_prefix_length, 16);
@@ -223,7 +219,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::NewRoute(m) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(m.header.table, RouteHeader::RT_TABLE_MAIN);

@@ -7,8 +7,8 @@ use netlink_packet_route::link::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{Cause, Netlink, NetlinkError, NlResult, Transport, CHANGE, GET};
-use crate::spec::mac::format_mac;
+use super::{on_off, Cause, Netlink, NetlinkError, NlResult, RouteTransport, GET};
+use crate::mac::MacAddr;
 
 /// A VF's administrative link state (`ip link set ... vf N state ...`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +85,8 @@ pub struct VfRate {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VfState {
     pub vf: u32,
-    pub mac: String,
+    /// The admin MAC (all zeros when none is set); `None` when the PF reports none.
+    pub mac: Option<MacAddr>,
     pub vlan: u32,
     pub qos: u32,
     pub vlan_proto_8021ad: bool,
@@ -100,7 +101,7 @@ pub struct VfState {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VfConfig {
     pub vlan: Option<VfVlanSetting>,
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<MacAddr>,
     pub rate: Option<VfRate>,
     pub spoofchk: Option<bool>,
     pub trust: Option<bool>,
@@ -113,7 +114,7 @@ fn parse_vf(info: &LinkVfInfo) -> VfState {
         match item {
             VfInfo::Mac(m) => {
                 state.vf = m.vf_id;
-                state.mac = format_mac(&m.mac[..6]);
+                state.mac = MacAddr::from_bytes(&m.mac[..6]);
             }
             VfInfo::Vlan(v) => {
                 state.vlan = v.vlan_id;
@@ -145,7 +146,7 @@ fn parse_vf(info: &LinkVfInfo) -> VfState {
     state
 }
 
-impl<T: Transport> Netlink<T> {
+impl<T: RouteTransport> Netlink<T> {
     /// Every VF of a PF, read with RTEXT_FILTER_VF.
     pub fn get_vfs(&mut self, pf: u32, pf_name: &str) -> NlResult<Vec<VfState>> {
         let mut request = LinkMessage::default();
@@ -153,11 +154,11 @@ impl<T: Transport> Netlink<T> {
         request
             .attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::Vf]));
-        let replies =
-            self.transport
-                .request(RouteNetlinkMessage::GetLink(request), GET, &|| {
-                    format!("read the VFs of PF {pf_name:?}")
-                })?;
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(request),
+            GET,
+            format!("read the VFs of PF {pf_name:?}"),
+        )?;
         let mut vfs = Vec::new();
         for reply in replies {
             if let RouteNetlinkMessage::NewLink(link) = reply {
@@ -211,8 +212,8 @@ impl<T: Transport> Netlink<T> {
         }
         if let Some(mac) = config.mac {
             steps.push((
-                format!("mac {}", format_mac(&mac)),
-                VfInfo::Mac(VfInfoMac::new(vf, &mac)),
+                format!("mac {mac}"),
+                VfInfo::Mac(VfInfoMac::new(vf, &mac.octets())),
             ));
         }
         if let Some(VfRate {
@@ -249,20 +250,12 @@ impl<T: Transport> Netlink<T> {
             message
                 .attributes
                 .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![info])]));
-            self.transport
-                .request(RouteNetlinkMessage::SetLink(message), CHANGE, &|| {
-                    format!("set {what} on VF {vf} of PF {pf_name:?}")
-                })?;
+            self.change(
+                RouteNetlinkMessage::SetLink(message),
+                format!("set {what} on VF {vf} of PF {pf_name:?}"),
+            )?;
         }
         Ok(())
-    }
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on {
-        "on"
-    } else {
-        "off"
     }
 }
 
@@ -279,7 +272,7 @@ mod tests {
                 qos: 3,
                 proto_8021ad: false,
             }),
-            mac: Some([2, 0, 0, 0, 0, 7]),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 7])),
             spoofchk: Some(false),
             trust: Some(true),
             link_state: Some(VfLinkStateSetting::Enable),
@@ -290,13 +283,13 @@ mod tests {
         };
         nl.set_vf(4, "ens1f0", 2, &config).unwrap();
         assert_eq!(nl.transport.sent.len(), 6);
-        for (message, _) in &nl.transport.sent {
+        for super::super::Operation { message, .. } in &nl.transport.sent {
             let RouteNetlinkMessage::SetLink(m) = message else {
                 panic!()
             };
             assert_eq!(m.header.index, 4);
         }
-        let RouteNetlinkMessage::SetLink(first) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::SetLink(first) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert_eq!(
@@ -346,7 +339,7 @@ mod tests {
         nl.transport
             .reply(vec![RouteNetlinkMessage::NewLink(reply)]);
         let vf = nl.get_vf(4, "pf0", 1).unwrap();
-        assert_eq!(vf.mac, "02:00:00:00:00:01");
+        assert_eq!(vf.mac, Some(MacAddr([2, 0, 0, 0, 0, 1])));
         assert_eq!(
             (
                 vf.vlan,
@@ -358,7 +351,7 @@ mod tests {
             ),
             (10, 2, true, false, 500, Some(2))
         );
-        let RouteNetlinkMessage::GetLink(request) = &nl.transport.sent[0].0 else {
+        let RouteNetlinkMessage::GetLink(request) = &nl.transport.sent[0].message else {
             panic!()
         };
         assert!(request

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::mac::MacAddr;
 use crate::spec::error::CniError;
 use crate::spec::result::Dns;
 
@@ -136,13 +137,14 @@ impl IpamConfig {
 
 /// The first MAC of `candidates` that is set (callers list them from the strongest
 /// source down), parsed; a malformed or multicast MAC is code 7 naming `key`.
-pub fn pick_mac(key: &str, candidates: &[Option<&str>]) -> Result<Option<[u8; 6]>, CniError> {
+pub fn pick_mac(key: &str, candidates: &[Option<&str>]) -> Result<Option<MacAddr>, CniError> {
     let Some(text) = candidates.iter().flatten().find(|m| !m.is_empty()) else {
         return Ok(None);
     };
-    let mac = crate::spec::mac::parse_mac(text)
-        .ok_or_else(|| CniError::invalid_config(format!("{key}: {text:?} is not a MAC address")))?;
-    if mac[0] & 1 == 1 {
+    let mac: MacAddr = text
+        .parse()
+        .map_err(|e| CniError::invalid_config(format!("{key}: {e}")))?;
+    if mac.is_multicast() {
         return Err(CniError::invalid_config(format!(
             "{key}: {text} is a multicast address"
         )));

@@ -1,5 +1,5 @@
 //! The protocol: spec versions, the configuration a plugin reads, the results and
-//! errors it prints, CNI_ARGS, and the names and MACs a request carries. Pure data
+//! errors it prints, CNI_ARGS, and the names a request carries. Pure data
 //! and validation: nothing here touches the kernel or the filesystem.
 
 pub mod args;
@@ -8,7 +8,6 @@ pub mod config;
 pub mod error;
 pub mod gojson;
 pub mod hash;
-pub mod mac;
 pub mod names;
 pub mod request;
 pub mod result;

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use libcni::delegate::ipam::{self, Allocation};
 use libcni::host::apply::{configure_interface, InterfaceOptions};
 use libcni::netlink::{
-    random_name, BridgePortFlags, Link, LinkId, LinkKind, Netlink, NewLink, SocketTransport,
+    random_name, BridgePortFlags, Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
 };
 use libcni::netns::NetNs;
 use libcni::spec::attachment::AttachmentId;
@@ -65,8 +65,8 @@ struct Add<'a> {
     request: &'a Request,
     id: AttachmentId,
     netns: NetNs,
-    nl: Netlink<SocketTransport>,
-    inside: Netlink<SocketTransport>,
+    nl: Netlink,
+    inside: Netlink,
     result: CniResult,
     rollback: Rollback,
 }
@@ -102,7 +102,7 @@ impl<'a> Add<'a> {
             ifname,
             &mut self.rollback,
         )?;
-        let host = self.nl.require_link(&LinkId::Name(host_name.clone()))?;
+        let host = self.nl.require_link(&LinkId::Name(&host_name))?;
         host_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
         self.nl.set_bridge_port_flags(
             host.index,
@@ -112,11 +112,11 @@ impl<'a> Add<'a> {
             },
         )?;
         program_vlans(&mut self.nl, &cfg.vlans, &host)?;
-        let container = self
-            .inside
-            .require_link(&LinkId::Name(ifname.to_string()))?;
+        let container = self.inside.require_link(&LinkId::Name(ifname))?;
         self.inside
-            .set_alias(container.index, &self.id.link_mark())?;
+            .change_link(container.index)
+            .alias(&self.id.link_mark())
+            .apply()?;
         for name in [&cfg.bridge, &host_name] {
             self.result.add_interface(Interface {
                 name: name.clone(),
@@ -125,7 +125,7 @@ impl<'a> Add<'a> {
         }
         self.result.add_interface(Interface {
             name: ifname.to_string(),
-            mac: Some(container.mac.clone().unwrap_or_default()),
+            mac: Some(container.mac.map(|m| m.to_string()).unwrap_or_default()),
             sandbox: Some(self.netns.path().display().to_string()),
             ..Default::default()
         });
@@ -139,9 +139,8 @@ impl<'a> Add<'a> {
         host_veth: &str,
         container: &Link,
     ) -> Result<(), CniError> {
-        let container_mac = container.mac.clone().unwrap_or_default();
-        let mac = libcni::spec::mac::parse_mac(&container_mac).ok_or_else(|| {
-            CniError::internal(format!("container interface has no MAC: {container_mac:?}"))
+        let mac = container.mac.ok_or_else(|| {
+            CniError::internal("container interface has no MAC: \"\"".to_string())
         })?;
         self.rollback.spoofcheck = Some(prepared.setup(host_veth, mac)?);
         Ok(())
@@ -158,7 +157,7 @@ impl<'a> Add<'a> {
         let cfg = self.cfg;
         let Some(ipam_conf) = cfg.conf.delegated_ipam() else {
             if !cfg.disable_container_interface {
-                self.inside.set_up(container.index, true)?;
+                self.inside.change_link(container.index).up().apply()?;
             }
             return Ok(None);
         };
@@ -209,7 +208,7 @@ impl<'a> Add<'a> {
             let link = gateway.ensure(&mut self.nl, &cfg.vlans, bridge, made)?;
             self.result.add_interface(Interface {
                 name: link.name.clone(),
-                mac: link.mac.clone(),
+                mac: link.mac.map(|m| m.to_string()),
                 ..Default::default()
             });
             link
@@ -246,8 +245,8 @@ impl<'a> Add<'a> {
             wait_for_port(&mut self.nl, &host.name)?
         };
         let bridge_now = self.nl.require_link(&LinkId::Index(bridge.index))?;
-        self.result.interfaces[0].mac = bridge_now.mac;
-        self.result.interfaces[1].mac = host.mac;
+        self.result.interfaces[0].mac = bridge_now.mac.map(|m| m.to_string());
+        self.result.interfaces[1].mac = host.mac.map(|m| m.to_string());
         if let Some(dns) = cfg.conf.dns.as_ref().filter(|d| !d.is_empty()) {
             self.result.dns = dns.clone();
         }
@@ -277,13 +276,13 @@ fn ensure_bridge(
     rollback: &mut Rollback,
 ) -> Result<Link, CniError> {
     let name = &cfg.bridge;
-    let existing = nl.get_link(&LinkId::Name(name.clone()))?;
+    let existing = nl.get_link(&LinkId::Name(name))?;
     let mut bridge = match existing {
         Some(link) => link,
         None => {
             let mut new = NewLink::new(
                 name.clone(),
-                LinkKind::Bridge {
+                NewLinkKind::Bridge {
                     vlan_filtering: cfg.vlan_filtering().then_some(true),
                 },
             );
@@ -293,10 +292,10 @@ fn ensure_bridge(
                 Err(e) if e.is_exists() => {}
                 Err(e) => return Err(eopnotsupp_hint(e, "bridge VLAN filtering")),
             }
-            nl.require_link(&LinkId::Name(name.clone()))?
+            nl.require_link(&LinkId::Name(name))?
         }
     };
-    if bridge.kind.as_deref() != Some("bridge") {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(CniError::invalid_config(format!(
             "{name:?} already exists but is not a bridge"
         )));
@@ -312,11 +311,11 @@ fn ensure_bridge(
         }
     }
     if cfg.promisc_mode && !bridge.promiscuous {
-        nl.set_promiscuous(bridge.index, true)?;
+        nl.change_link(bridge.index).promiscuous(true).apply()?;
     }
     host_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
     if !bridge.up {
-        nl.set_up(bridge.index, true)?;
+        nl.change_link(bridge.index).up().apply()?;
     }
     Ok(bridge)
 }
@@ -337,7 +336,7 @@ fn create_veth(
             "container veth name provided ({ifname}) already exists"
         ))
     };
-    let mut taken = || container.get_link(&LinkId::Name(ifname.to_string()));
+    let mut taken = || container.get_link(&LinkId::Name(ifname));
     if taken()?.is_some() {
         return Err(exists());
     }
@@ -386,7 +385,7 @@ fn veth_pair<'fd>(
     peer.mtu = cfg.mtu;
     let mut veth = NewLink::new(
         host_name.to_string(),
-        LinkKind::Veth {
+        NewLinkKind::Veth {
             peer: Box::new(peer),
         },
     );
@@ -401,7 +400,7 @@ fn wait_for_port(nl: &mut Netlink, name: &str) -> Result<Link, CniError> {
     let mut last = None;
     for delay in [0u64, 50, 500, 1000, 1000] {
         std::thread::sleep(std::time::Duration::from_millis(delay));
-        let link = nl.require_link(&LinkId::Name(name.to_string()))?;
+        let link = nl.require_link(&LinkId::Name(name))?;
         if link.oper_up {
             return Ok(link);
         }

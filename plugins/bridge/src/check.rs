@@ -2,10 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use libcni::netlink::LinkId;
-use libcni::netlink::{Link, Netlink};
+use libcni::netlink::{Link, LinkId, LinkKind, Netlink};
 use libcni::spec::attachment::AttachmentId;
-use libcni::spec::mac::parse_mac;
 use libcni::{CniError, CniResult, Request};
 
 use crate::config::{BridgeConfig, MasqBackend};
@@ -22,7 +20,7 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
     let netns = libcni::attach::request_netns(request)?;
     let mut inside = netns.netlink()?;
     let (container_index, container) =
-        libcni::attach::container_link(&mut inside, prev, request, Some("veth"))?;
+        libcni::attach::container_link(&mut inside, prev, request, Some(LinkKind::Veth))?;
     let expected = &prev.interfaces[container_index];
     libcni::attach::check_mac(&container, expected.mac.as_deref(), None)?;
     let host = check_host_port(&mut nl, cfg, prev, &request.ifname, &bridge)?;
@@ -31,16 +29,12 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
     }
     let id = request.attachment();
     if cfg.macspoofchk {
-        let mac = container
-            .mac
-            .as_deref()
-            .and_then(parse_mac)
-            .ok_or_else(|| {
-                failed(format!(
-                    "{:?} has no MAC for macspoofchk to check",
-                    request.ifname
-                ))
-            })?;
+        let mac = container.mac.ok_or_else(|| {
+            failed(format!(
+                "{:?} has no MAC for macspoofchk to check",
+                request.ifname
+            ))
+        })?;
         SpoofCheck::of(&id).check(&host.name, mac)?;
     }
     check_masquerade(cfg, &id, prev)?;
@@ -50,9 +44,9 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
 /// The bridge exists, is a bridge, and is promiscuous as the config says.
 fn check_bridge(nl: &mut Netlink, cfg: &BridgeConfig) -> Result<Link, CniError> {
     let bridge = nl
-        .get_link(&LinkId::Name(cfg.bridge.clone()))?
+        .get_link(&LinkId::Name(&cfg.bridge))?
         .ok_or_else(|| failed(format!("bridge {:?} does not exist", cfg.bridge)))?;
-    if bridge.kind.as_deref() != Some("bridge") {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(failed(format!("{:?} is not a bridge", cfg.bridge)));
     }
     if cfg.promisc_mode != bridge.promiscuous {
@@ -78,10 +72,10 @@ fn check_host_port(
         .iter()
         .filter(|i| i.sandbox.is_none() && i.name != cfg.bridge)
         .find_map(|i| {
-            nl.get_link(&LinkId::Name(i.name.clone()))
+            nl.get_link(&LinkId::Name(&i.name))
                 .ok()
                 .flatten()
-                .filter(|l| l.kind.as_deref() == Some("veth"))
+                .filter(|l| l.kind == Some(LinkKind::Veth))
         })
         .ok_or_else(|| failed(format!("the host veth of {ifname:?} is missing")))?;
     if host.controller != Some(bridge.index) {

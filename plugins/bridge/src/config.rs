@@ -101,7 +101,7 @@ pub struct BridgeConfig {
     pub ipv6_dad: bool,
     pub disable_container_interface: bool,
     pub port_isolation: bool,
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<libcni::mac::MacAddr>,
 }
 
 impl BridgeConfig {
@@ -399,21 +399,21 @@ mod tests {
     fn mac_precedence_is_cni_args_then_args_then_runtime_config() {
         let base = json!({"name":"n"});
         let c = load(&request(base.clone(), "MAC=02:00:00:00:00:01"), false).unwrap();
-        assert_eq!(c.mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(c.mac, Some(libcni::mac::MacAddr([2, 0, 0, 0, 0, 1])));
         let mut with_args = base.clone();
         with_args["args"] = json!({"cni": {"mac": "02:00:00:00:00:02"}});
         assert_eq!(
             load(&request(with_args.clone(), "MAC=02:00:00:00:00:01"), false)
                 .unwrap()
                 .mac,
-            Some([2, 0, 0, 0, 0, 2])
+            Some(libcni::mac::MacAddr([2, 0, 0, 0, 0, 2]))
         );
         with_args["runtimeConfig"] = json!({"mac": "02:00:00:00:00:03"});
         assert_eq!(
             load(&request(with_args, "MAC=02:00:00:00:00:01"), false)
                 .unwrap()
                 .mac,
-            Some([2, 0, 0, 0, 0, 3])
+            Some(libcni::mac::MacAddr([2, 0, 0, 0, 0, 3]))
         );
         assert!(load(
             &request(

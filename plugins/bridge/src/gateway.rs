@@ -102,13 +102,9 @@ pub fn ensure_address(
     }
     // Pin the MAC: a bridge's MAC otherwise follows its ports as they come and go.
     let current = nl.require_link(&LinkId::Index(link.index))?;
-    if let Some(mac) = current
-        .mac
-        .as_deref()
-        .and_then(libcni::spec::mac::parse_mac)
-    {
-        if mac != [0; 6] {
-            nl.set_mac(link.index, mac)?;
+    if let Some(mac) = current.mac {
+        if !mac.is_zero() {
+            nl.change_link(link.index).mac(mac).apply()?;
         }
     }
     Ok(())

@@ -9,12 +9,16 @@ mod config;
 mod gateway;
 mod masq;
 mod rollback;
-/// Public for the benchmark, which times the kernel's share of its transactions.
+/// Public only with the `bench` feature: the benchmark times the kernel's share
+/// of its transactions.
+#[cfg(feature = "bench")]
 pub mod spoofcheck;
+#[cfg(not(feature = "bench"))]
+mod spoofcheck;
 mod vlan;
 
 use libcni::delegate::ipam;
-use libcni::netlink::{Link, LinkId, Netlink};
+use libcni::netlink::{Link, LinkId, LinkKind, Netlink};
 use libcni::netns::NetNs;
 use libcni::spec::attachment::AttachmentId;
 use libcni::spec::error::ErrorList;
@@ -156,7 +160,7 @@ fn delete_container_veth(
         let Ok(mut host) = Netlink::open() else {
             return false;
         };
-        let bridge = host.get_link(&LinkId::Name(cfg.bridge.clone()));
+        let bridge = host.get_link(&LinkId::Name(&cfg.bridge));
         let peer = host.get_link(&LinkId::Index(peer));
         matches!((bridge, peer), (Ok(Some(b)), Ok(Some(p))) if p.controller == Some(b.index))
     };
@@ -164,7 +168,7 @@ fn delete_container_veth(
         &mut inside,
         netns.path(),
         request,
-        "veth",
+        &LinkKind::Veth,
         prev,
         peer_on_bridge,
     )

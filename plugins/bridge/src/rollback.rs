@@ -49,16 +49,14 @@ impl Drop for Rollback {
         }
         // A bridge this ADD created goes too, unless another ADD has put a port on it.
         if let Some(bridge) = &self.created_bridge {
-            let ports = nl
-                .require_link(&LinkId::Name(bridge.clone()))
-                .and_then(|b| {
-                    nl.list_links().map(|links| {
-                        links
-                            .iter()
-                            .filter(|l| l.controller == Some(b.index))
-                            .count()
-                    })
-                });
+            let ports = nl.require_link(&LinkId::Name(bridge)).and_then(|b| {
+                nl.list_links().map(|links| {
+                    links
+                        .iter()
+                        .filter(|l| l.controller == Some(b.index))
+                        .count()
+                })
+            });
             if ports.is_ok_and(|n| n == 0) {
                 let _ = nl.delete_link_if_present(bridge);
             }

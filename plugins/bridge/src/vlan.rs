@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use libcni::attach::vlan_gateway_mark;
-use libcni::netlink::{random_name, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink};
+use libcni::netlink::{
+    random_name, BridgeVlanEntry, Link, LinkId, LinkKind, Netlink, NewLink, NewLinkKind,
+};
 use libcni::CniError;
 
 use crate::config::PortVlans;
@@ -78,14 +80,14 @@ impl VlanGateway {
         made: &mut Option<VlanGateway>,
     ) -> Result<Link, CniError> {
         let name = self.name();
-        if let Some(link) = nl.get_link(&LinkId::Name(name.clone()))? {
+        if let Some(link) = nl.get_link(&LinkId::Name(&name))? {
             return Ok(link);
         }
         let peer_name = random_name("veth", 8);
         let peer = NewLink::peer(peer_name.clone());
         let mut gateway = NewLink::new(
             name.clone(),
-            LinkKind::Veth {
+            NewLinkKind::Veth {
                 peer: Box::new(peer),
             },
         );
@@ -93,8 +95,12 @@ impl VlanGateway {
         nl.create_link(&gateway)
             .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
         // Marked before anything else can fail: rollback and DEL remove only a marked one.
-        let created = nl.require_link(&LinkId::Name(name.clone()))?;
-        if let Err(e) = nl.set_alias(created.index, &vlan_gateway_mark(&self.bridge, self.vlan)) {
+        let created = nl.require_link(&LinkId::Name(&name))?;
+        if let Err(e) = nl
+            .change_link(created.index)
+            .alias(&vlan_gateway_mark(&self.bridge, self.vlan))
+            .apply()
+        {
             if let Err(undo) = nl.delete_link(created.index, &name) {
                 libcni::log_warn!("rollback: {undo}");
             }
@@ -116,15 +122,17 @@ impl VlanGateway {
         bridge: &Link,
         peer_name: String,
     ) -> Result<Link, CniError> {
-        let peer = nl.require_link(&LinkId::Name(peer_name))?;
-        nl.set_controller(peer.index, bridge.index)?;
-        nl.set_up(peer.index, true)?;
+        let peer = nl.require_link(&LinkId::Name(&peer_name))?;
+        nl.change_link(peer.index)
+            .controller(bridge.index)
+            .apply()?;
+        nl.change_link(peer.index).up().apply()?;
         let access = PortVlans {
             trunk: None,
             ..vlans.clone()
         };
         program_vlans(nl, &access, &peer)?;
-        Ok(nl.require_link(&LinkId::Name(self.name()))?)
+        Ok(nl.require_link(&LinkId::Name(&self.name()))?)
     }
 
     /// Deletes the interface when it is the one `ensure` made (see `own_gateway`) and
@@ -137,10 +145,10 @@ impl VlanGateway {
         let _guard = lock_vlan_gateway(bridge_name)?;
         let mut nl = Netlink::open()?;
         let name = self.name();
-        let Some(gateway) = nl.get_link(&LinkId::Name(name.clone()))? else {
+        let Some(gateway) = nl.get_link(&LinkId::Name(&name))? else {
             return Ok(());
         };
-        let bridge = nl.get_link(&LinkId::Name(bridge_name.to_string()))?;
+        let bridge = nl.get_link(&LinkId::Name(bridge_name))?;
         let peer = match gateway.parent {
             Some(index) if gateway.link_netnsid().is_none() => {
                 nl.get_link(&LinkId::Index(index))?
@@ -173,7 +181,7 @@ impl VlanGateway {
     }
 }
 
-/// Whether `gateway` (named `<bridge>.<vlan>`) is the interface `ensure_vlan_gateway`
+/// Whether `gateway` (named `<bridge>.<vlan>`) is the interface `VlanGateway::ensure`
 /// made: a veth carrying the gateway mark of this bridge and VLAN, whose peer (in
 /// the same netns) is a port of `bridge`, which must be a bridge. Returns the
 /// bridge, or why the interface is not ours.
@@ -185,7 +193,7 @@ fn own_gateway(
     peer: Option<&Link>,
 ) -> Result<Link, String> {
     let bridge = bridge.ok_or_else(|| format!("bridge {bridge_name:?} does not exist"))?;
-    if bridge.kind.as_deref() != Some("bridge") {
+    if bridge.kind != Some(LinkKind::Bridge) {
         return Err(format!("{bridge_name:?} is not a bridge"));
     }
     if gateway.alias.as_deref() != Some(vlan_gateway_mark(bridge_name, vlan).as_str()) {
@@ -194,10 +202,11 @@ fn own_gateway(
                 .into(),
         );
     }
-    if gateway.kind.as_deref() != Some("veth") {
+    if gateway.kind != Some(LinkKind::Veth) {
+        let kind = gateway.kind.as_ref().map(LinkKind::to_string);
         return Err(format!(
             "it is a {} link, not the veth this plugin makes",
-            gateway.kind.as_deref().unwrap_or("physical")
+            kind.as_deref().unwrap_or("physical")
         ));
     }
     if peer.is_none_or(|p| p.controller != Some(bridge.index)) {

@@ -1,6 +1,6 @@
 //! VLANs on the bridge: these need a kernel with bridge VLAN filtering, so on a
 //! machine without it they skip loudly and the full-kernel tier (a VM with a stock
-//! Debian kernel, see scripts/vm-run.sh) runs them.
+//! Debian kernel, see scripts/vm/run.sh) runs them.
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! container's netns. Compatible with the Go plugin's configs and results.
 
 use libcni::attach::single::{ChildConfig, ChildLink, ChildLinkPlugin};
-use libcni::netlink::{Link, LinkKind};
+use libcni::netlink::{Link, LinkKind, NewLinkKind};
 use libcni::spec::config::{parse_netconf, pick_mac, NetConf};
 use libcni::{About, CniError, Request};
 use netlink_packet_route::link::MacVlanMode;
@@ -54,7 +54,7 @@ struct Macvlan;
 
 impl ChildLink for Macvlan {
     type Keys = MacvlanKeys;
-    const KIND: &'static str = "macvlan";
+    const KIND: LinkKind = LinkKind::Macvlan;
     // As the Go plugin: `IP=` is IPAM's, and refused here without IgnoreUnknown.
     const KNOWN_ARGS: &'static [&'static str] = &["MAC"];
 
@@ -79,8 +79,8 @@ impl ChildLink for Macvlan {
         })
     }
 
-    fn link_kind(&self, cfg: &ChildConfig<MacvlanKeys>, master: &Link) -> LinkKind<'static> {
-        LinkKind::MacVlan {
+    fn link_kind(&self, cfg: &ChildConfig<MacvlanKeys>, master: &Link) -> NewLinkKind<'static> {
+        NewLinkKind::MacVlan {
             parent: master.index,
             mode: parse_mode(&cfg.conf.plugin.mode).expect("validated by load"),
             broadcast_queue_len: cfg.conf.plugin.bcqueuelen,

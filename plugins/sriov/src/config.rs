@@ -45,8 +45,8 @@ pub struct Config {
     pub device_id: PciAddress,
     /// What to set on the PF for this VF.
     pub vf: VfConfig,
-    /// The MAC for the VF (config < CNI_ARGS MAC < runtimeConfig.mac), lower-cased.
-    pub mac: Option<[u8; 6]>,
+    /// The MAC for the VF (config < CNI_ARGS MAC < runtimeConfig.mac).
+    pub mac: Option<libcni::mac::MacAddr>,
 }
 
 fn invalid(key: &str, why: String) -> CniError {
@@ -178,7 +178,7 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
             max_mbps: max as u32,
         });
     }
-    // MAC: config < CNI_ARGS MAC < runtimeConfig.mac (lower-cased by the parse).
+    // MAC: config < CNI_ARGS MAC < runtimeConfig.mac.
     let mac = libcni::spec::config::pick_mac(
         "mac",
         &[
@@ -207,6 +207,7 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libcni::mac::MacAddr;
     use serde_json::json;
 
     fn request(stdin: serde_json::Value, cni_args: &str) -> Request {
@@ -313,7 +314,7 @@ mod tests {
         );
         assert_eq!(
             cfg.mac,
-            Some([0x02, 0xaa, 0, 0, 0, 3]),
+            Some(MacAddr([0x02, 0xaa, 0, 0, 0, 3])),
             "runtimeConfig.mac wins"
         );
         let c = json!({"name": "n", "deviceID": "0000:af:06.0", "mac": "02:00:00:00:00:01"});
@@ -321,9 +322,12 @@ mod tests {
             load(&request(c.clone(), "MAC=02:00:00:00:00:02"))
                 .unwrap()
                 .mac,
-            Some([2, 0, 0, 0, 0, 2])
+            Some(MacAddr([2, 0, 0, 0, 0, 2]))
         );
-        assert_eq!(load(&request(c, "")).unwrap().mac, Some([2, 0, 0, 0, 0, 1]));
+        assert_eq!(
+            load(&request(c, "")).unwrap().mac,
+            Some(MacAddr([2, 0, 0, 0, 0, 1]))
+        );
         let untouched = load(&request(
             json!({"name": "n", "deviceID": "0000:af:06.0"}),
             "",

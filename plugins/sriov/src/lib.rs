@@ -14,13 +14,11 @@ use libcni::attach;
 use libcni::delegate::ipam;
 use libcni::hooks::failpoint;
 use libcni::host::apply::{configure_interface, InterfaceOptions};
-use libcni::netlink::{
-    Link, LinkId, Netlink, SocketTransport, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting,
-};
+use libcni::mac::MacAddr;
+use libcni::netlink::{Link, LinkId, Netlink, VfConfig, VfLinkStateSetting, VfRate, VfVlanSetting};
 use libcni::netns::NetNs;
 use libcni::spec::attachment::AttachmentId;
 use libcni::spec::error::ErrorList;
-use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::spec::result::Interface;
 use libcni::{About, CniError, CniResult, Plugin, Request, SpecVersion};
 use serde_json::Value;
@@ -28,8 +26,6 @@ use serde_json::Value;
 use crate::pci::PciAddress;
 use crate::state::{Cache, OrigVfState, State, ETH_P_8021AD, ETH_P_8021Q};
 use crate::sysfs::VfNetdev;
-
-const ZERO_MAC: &str = "00:00:00:00:00:00";
 
 /// The VF as the PF and the host netns show it now.
 fn original_state(
@@ -42,7 +38,7 @@ fn original_state(
     let mut orig = OrigVfState {
         spoofchk: vf.spoofchk,
         trust: vf.trust,
-        admin_mac: vf.mac.clone(),
+        admin_mac: vf.mac,
         vlan: vf.vlan,
         vlan_qos: vf.qos,
         vlan_proto: if vf.vlan_proto_8021ad {
@@ -57,13 +53,13 @@ fn original_state(
     };
     let link = match netdev {
         VfNetdev::Kernel(name) => {
-            let link = nl.get_link(&LinkId::Name(name.clone()))?.ok_or_else(|| {
+            let link = nl.get_link(&LinkId::Name(name))?.ok_or_else(|| {
                 CniError::io(format!(
                     "VF netdev {name:?} named by sysfs is not in the host network namespace"
                 ))
             })?;
             orig.host_ifname = name.clone();
-            orig.effective_mac = link.mac.clone().unwrap_or_default();
+            orig.effective_mac = link.mac;
             orig.mtu = link.mtu;
             Some(link)
         }
@@ -82,9 +78,7 @@ fn restore_config(cache: &Cache) -> VfConfig {
             qos: orig.vlan_qos,
             proto_8021ad: orig.vlan_proto == ETH_P_8021AD,
         }),
-        mac: (!orig.admin_mac.is_empty())
-            .then(|| parse_mac(&orig.admin_mac))
-            .flatten(),
+        mac: orig.admin_mac,
         rate: (cache.configured("min_tx_rate") || cache.configured("max_tx_rate")).then_some(
             VfRate {
                 min_mbps: orig.min_tx_rate,
@@ -103,7 +97,7 @@ fn restore_config(cache: &Cache) -> VfConfig {
 /// so that no name can collide on the way, and drops the altname the kernel may
 /// keep of its old name.
 fn move_via_temporary(
-    from: &mut Netlink<SocketTransport>,
+    from: &mut Netlink,
     link: &Link,
     to: &NetNs,
     new_name: &str,
@@ -115,44 +109,40 @@ fn move_via_temporary(
     for altname in link.altnames.iter().filter(|a| *a == new_name) {
         from.delete_altname(link.index, altname)?;
     }
-    from.move_to_netns(
-        link.index,
-        temporary.fd(),
-        "a temporary netns",
-        Some(new_name),
-    )
-    .map_err(|e| CniError::from(e.context(format!("move VF netdev {:?}", link.name))))?;
-    let moved = there.require_link(&LinkId::Name(new_name.to_string()))?;
+    from.change_link(link.index)
+        .netns(temporary.fd(), "a temporary netns")
+        .name(new_name)
+        .apply()
+        .map_err(|e| CniError::from(e.context(format!("move VF netdev {:?}", link.name))))?;
+    let moved = there.require_link(&LinkId::Name(new_name))?;
     for altname in moved.altnames.iter().filter(|a| **a == link.name) {
         there.delete_altname(moved.index, altname)?;
     }
     there
-        .move_to_netns(moved.index, to.fd(), &to.path().display().to_string(), None)
+        .change_link(moved.index)
+        .netns(to.fd(), &to.path().display().to_string())
+        .apply()
         .map_err(|e| CniError::from(e.context(format!("move VF netdev {new_name:?}"))))?;
     Ok(())
 }
 
 /// Puts the VF netdev back in the host under its original name, with its MAC and MTU.
-fn return_netdev(
-    from: &mut Netlink<SocketTransport>,
-    link: &Link,
-    orig: &OrigVfState,
-) -> Result<(), CniError> {
-    from.set_up(link.index, false)?;
+fn return_netdev(from: &mut Netlink, link: &Link, orig: &OrigVfState) -> Result<(), CniError> {
+    from.change_link(link.index).down().apply()?;
     let host = NetNs::current()?;
     move_via_temporary(from, link, &host, &orig.host_ifname)?;
     let mut nl = Netlink::open()?;
-    let back = nl.require_link(&LinkId::Name(orig.host_ifname.clone()))?;
-    if let Some(mac) = parse_mac(&orig.effective_mac) {
-        if back.mac.as_deref() != Some(orig.effective_mac.as_str()) {
-            nl.set_mac(back.index, mac)?;
+    let back = nl.require_link(&LinkId::Name(&orig.host_ifname))?;
+    if let Some(mac) = orig.effective_mac {
+        if back.mac != Some(mac) {
+            nl.change_link(back.index).mac(mac).apply()?;
         }
     }
     if orig.mtu != 0 && back.mtu != orig.mtu {
-        nl.set_mtu(back.index, orig.mtu)?;
+        nl.change_link(back.index).mtu(orig.mtu).apply()?;
     }
     if back.alias.is_some() {
-        nl.set_alias(back.index, "")?;
+        nl.change_link(back.index).alias("").apply()?;
     }
     Ok(())
 }
@@ -173,7 +163,7 @@ fn is_attachment_vf(link: &Link, mark: &str) -> bool {
 fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
     let mut errors = ErrorList::new();
     let mut nl = Netlink::open()?;
-    match nl.get_link(&LinkId::Name(cache.master.clone()))? {
+    match nl.get_link(&LinkId::Name(&cache.master))? {
         Some(pf) => {
             errors.record(
                 nl.set_vf(pf.index, &pf.name, cache.vf_id, &restore_config(cache))
@@ -204,7 +194,7 @@ fn release(cache: &Cache, netns: Option<&Path>) -> Result<(), CniError> {
                     .unwrap_or_default();
                 let mark =
                     AttachmentId::new(network, &cache.container_id, &cache.ifname).link_mark();
-                match pod.get_link(&LinkId::Name(cache.ifname.clone()))? {
+                match pod.get_link(&LinkId::Name(&cache.ifname))? {
                     Some(link) if is_attachment_vf(&link, &mark) => {
                         errors.record(return_netdev(&mut pod, &link, &cache.orig));
                         true
@@ -234,12 +224,14 @@ fn rename_in_host(cache: &Cache) -> Result<(), CniError> {
         return Ok(());
     };
     let mut nl = Netlink::open()?;
-    let Some(link) = nl.get_link(&LinkId::Name(current.clone()))? else {
+    let Some(link) = nl.get_link(&LinkId::Name(&current))? else {
         return Ok(());
     };
     if current != cache.orig.host_ifname {
-        nl.set_up(link.index, false)?;
-        nl.rename(link.index, &cache.orig.host_ifname)?;
+        nl.change_link(link.index).down().apply()?;
+        nl.change_link(link.index)
+            .name(&cache.orig.host_ifname)
+            .apply()?;
         if let Some(link) = nl.get_link(&LinkId::Index(link.index))? {
             for altname in link.altnames.iter().filter(|a| **a == current) {
                 nl.delete_altname(link.index, altname)?;
@@ -266,18 +258,13 @@ fn attach_vf<'r>(
     failpoint("sriov-after-vf-config");
     let mut inside = netns.netlink()?;
     let mac = match (cfg.mac, host_link) {
-        (Some(mac), _) => format_mac(&mac),
-        (None, Some(_)) => cache.orig.effective_mac.clone(),
-        (None, None) => Some(cache.orig.admin_mac.clone())
-            .filter(|m| m != ZERO_MAC)
-            .unwrap_or_default(),
+        (Some(mac), _) => Some(mac),
+        (None, Some(_)) => cache.orig.effective_mac,
+        (None, None) => cache.orig.admin_mac.filter(|m| !m.is_zero()),
     };
     let mut mtu = cache.mtu;
     if let Some(link) = host_link {
-        if inside
-            .get_link(&LinkId::Name(request.ifname.clone()))?
-            .is_some()
-        {
+        if inside.get_link(&LinkId::Name(&request.ifname))?.is_some() {
             return Err(CniError::internal(format!(
                 "interface {:?} already exists in {}",
                 request.ifname,
@@ -285,15 +272,17 @@ fn attach_vf<'r>(
             )));
         }
         // Marked before it moves: DEL returns only a netdev that is this VF.
-        nl.set_alias(link.index, &request.attachment().link_mark())?;
+        nl.change_link(link.index)
+            .alias(&request.attachment().link_mark())
+            .apply()?;
         move_via_temporary(&mut nl, link, netns, &request.ifname)?;
         failpoint("sriov-after-move");
-        let vf = inside.require_link(&LinkId::Name(request.ifname.clone()))?;
+        let vf = inside.require_link(&LinkId::Name(&request.ifname))?;
         if let Some(mac) = cfg.mac {
-            inside.set_mac(vf.index, mac)?;
+            inside.change_link(vf.index).mac(mac).apply()?;
         }
         if let Some(want) = cfg.conf.plugin.mtu.filter(|m| *m > 0) {
-            inside.set_mtu(vf.index, want)?;
+            inside.change_link(vf.index).mtu(want).apply()?;
             mtu = want;
         }
         // sriov-cni's: an IPv6 address is usable at once while DAD runs.
@@ -301,7 +290,7 @@ fn attach_vf<'r>(
         if let Err(e) = netns.run(|| libcni::host::sysctl::write(&optimistic, "1"))? {
             libcni::log_debug!("{e}");
         }
-        inside.set_up(vf.index, true)?;
+        inside.change_link(vf.index).up().apply()?;
         libcni::log_debug!(
             "VF {} of PF {:?} moved into {} as {:?}",
             dev.index,
@@ -313,7 +302,7 @@ fn attach_vf<'r>(
     let mut result = CniResult::default();
     result.add_interface(Interface {
         name: request.ifname.clone(),
-        mac: (!mac.is_empty()).then_some(mac),
+        mac: mac.map(|m| m.to_string()),
         mtu: Some(mtu).filter(|m| *m > 0),
         sandbox: Some(netns.path().display().to_string()),
         pci_id: (request.version >= SpecVersion::V1_1_0).then(|| dev.pci.clone()),
@@ -385,7 +374,7 @@ impl Plugin for Sriov {
         let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
         let sysfs_time = started.elapsed();
         let mut nl = Netlink::open()?;
-        let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
+        let pf = nl.require_link(&LinkId::Name(&dev.pf_name))?;
         let (orig, host_link) = original_state(&mut nl, &pf, dev.index, &dev.netdev)?;
         // Keys spelled as the config's types name them (`"DeviceID"` is `deviceID`, as
         // Go reads it), so that DEL finds them in the cache, and so does sriov-cni,
@@ -409,7 +398,7 @@ impl Plugin for Sriov {
             orig,
             master: pf.name.clone(),
             vf_id: dev.index,
-            mac: cfg.mac.map(|m| format_mac(&m)).unwrap_or_default(),
+            mac: cfg.mac,
             dpdk: host_link.is_none(),
             container_id: request.container_id.clone(),
             ifname: request.ifname.clone(),
@@ -517,7 +506,7 @@ impl Plugin for Sriov {
         ipam::forward(request, cfg.conf.delegated_ipam())?;
         let dev = sysfs::discover(&sysfs::root(), &cfg.device_id)?;
         let mut nl = Netlink::open()?;
-        let pf = nl.require_link(&LinkId::Name(dev.pf_name.clone()))?;
+        let pf = nl.require_link(&LinkId::Name(&dev.pf_name))?;
         let vf = nl.get_vf(pf.index, &pf.name, dev.index)?;
         let mismatch = |what: &str, actual: String, wanted: String| {
             Err(CniError::internal(format!(
@@ -540,8 +529,9 @@ impl Plugin for Sriov {
             }
         }
         if let Some(mac) = cfg.mac {
-            if vf.mac != format_mac(&mac) {
-                return mismatch("the admin MAC", vf.mac.clone(), format_mac(&mac));
+            if vf.mac != Some(mac) {
+                let admin = vf.mac.map(|m| m.to_string()).unwrap_or_default();
+                return mismatch("the admin MAC", admin, mac.to_string());
             }
         }
         if let Some(on) = cfg.vf.spoofchk.filter(|on| *on != vf.spoofchk) {
@@ -655,10 +645,10 @@ fn reset_without_cache(
     };
     let mut nl = Netlink::open()?;
     let mut errors = ErrorList::new();
-    if let (Some(cfg), Some(pf)) = (cfg, nl.get_link(&LinkId::Name(dev.pf_name.clone()))?) {
+    if let (Some(cfg), Some(pf)) = (cfg, nl.get_link(&LinkId::Name(&dev.pf_name))?) {
         let neutral = VfConfig {
             vlan: cfg.vf.vlan.map(|_| VfVlanSetting::default()),
-            mac: cfg.vf.mac.map(|_| [0; 6]),
+            mac: cfg.vf.mac.map(|_| MacAddr::ZERO),
             rate: cfg.vf.rate.map(|_| VfRate::default()),
             spoofchk: cfg.vf.spoofchk.map(|_| true),
             trust: cfg.vf.trust.map(|_| false),
@@ -672,7 +662,7 @@ fn reset_without_cache(
     if let Some(Ok(Some(netns))) = request.netns.as_deref().map(NetNs::open_if_present) {
         let mut pod = netns.netlink()?;
         let link = pod
-            .get_link(&LinkId::Name(request.ifname.clone()))?
+            .get_link(&LinkId::Name(&request.ifname))?
             .filter(|link| is_attachment_vf(link, &request.attachment().link_mark()));
         if let Some(link) = link {
             let name: String = format!("vf{}", device_id.as_str().replace([':', '.'], ""))

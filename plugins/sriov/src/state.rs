@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use libcni::host::fs::{FsError, StateDir};
+use libcni::mac::{or_empty, MacAddr};
 use libcni::netns::NetNs;
 use libcni::spec::attachment::fitting_name;
 use libcni::CniError;
@@ -36,10 +37,10 @@ pub struct OrigVfState {
     pub spoofchk: bool,
     #[serde(rename = "Trust", default)]
     pub trust: bool,
-    #[serde(rename = "AdminMAC", default)]
-    pub admin_mac: String,
-    #[serde(rename = "EffectiveMAC", default)]
-    pub effective_mac: String,
+    #[serde(rename = "AdminMAC", default, with = "or_empty")]
+    pub admin_mac: Option<MacAddr>,
+    #[serde(rename = "EffectiveMAC", default, with = "or_empty")]
+    pub effective_mac: Option<MacAddr>,
     #[serde(rename = "Vlan", default)]
     pub vlan: u32,
     #[serde(rename = "VlanQoS", default)]
@@ -71,8 +72,8 @@ pub struct Cache {
     pub master: String,
     #[serde(rename = "VFID", default)]
     pub vf_id: u32,
-    #[serde(rename = "MAC", default)]
-    pub mac: String,
+    #[serde(rename = "MAC", default, with = "or_empty")]
+    pub mac: Option<MacAddr>,
     #[serde(rename = "MTU", default)]
     pub mtu: u32,
     /// Ours: sriov-cni drops the mode, and then cannot DEL a DPDK VF cleanly.
@@ -254,12 +255,12 @@ mod tests {
             orig: OrigVfState {
                 host_ifname: "ens1f0v0".into(),
                 vlan_proto: ETH_P_8021Q,
-                admin_mac: "00:00:00:00:00:00".into(),
+                admin_mac: Some(MacAddr::ZERO),
                 ..Default::default()
             },
             master: "ens1f0".into(),
             vf_id: 3,
-            mac: "02:00:00:00:00:01".into(),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             mtu: 1500,
             dpdk: false,
             container_id: "c1".into(),
@@ -273,6 +274,10 @@ mod tests {
         assert_eq!(v["VFID"], 3);
         assert_eq!(v["deviceID"], "0000:af:06.0");
         assert_eq!(v["DPDKMode"], false);
+        // MACs are text as sriov-cni writes them, "" for none.
+        assert_eq!(v["OrigVfState"]["AdminMAC"], "00:00:00:00:00:00");
+        assert_eq!(v["OrigVfState"]["EffectiveMAC"], "");
+        assert_eq!(v["MAC"], "02:00:00:00:00:01");
         let back: Cache = serde_json::from_value(v).unwrap();
         assert!(back.configured("vlan") && !back.configured("trust"));
         assert_eq!(back.device_id().unwrap().as_str(), "0000:af:06.0");

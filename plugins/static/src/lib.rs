@@ -140,8 +140,7 @@ fn on_the_link(request: &Request, ips: &[IpConfig]) -> Result<(), CniError> {
         return Ok(());
     };
     let mut inside = libcni::netns::NetNs::open(path)?.netlink()?;
-    let Some(link) = inside.get_link(&libcni::netlink::LinkId::Name(request.ifname.clone()))?
-    else {
+    let Some(link) = inside.get_link(&libcni::netlink::LinkId::Name(&request.ifname))? else {
         return Ok(());
     };
     let on_link = inside.list_addresses(Some(link.index))?;

@@ -82,7 +82,7 @@ pub struct TuningConfig {
     pub conf: NetConf<TuningKeys>,
     pub data_dir: PathBuf,
     pub sysctl: BTreeMap<String, String>,
-    pub mac: Option<[u8; 6]>,
+    pub mac: Option<libcni::mac::MacAddr>,
     pub promisc: bool,
     pub mtu: Option<u32>,
     pub allmulti: Option<bool>,

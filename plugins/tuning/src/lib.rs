@@ -7,10 +7,10 @@
 mod config;
 
 use libcni::host::fs::StateDir;
-use libcni::netlink::{Link, LinkId, Netlink, SocketTransport};
+use libcni::mac::MacAddr;
+use libcni::netlink::{Link, LinkId, Netlink};
 use libcni::netns::NetNs;
 use libcni::spec::attachment::fitting_name;
-use libcni::spec::mac::{format_mac, parse_mac};
 use libcni::{About, CniError, CniResult, Plugin, Request};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +19,12 @@ use crate::config::TuningConfig;
 /// What ADD changed, as it was: Go's `configToRestore`, same names and layout.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct Saved {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    mac: String,
+    #[serde(
+        default,
+        with = "libcni::mac::or_empty",
+        skip_serializing_if = "Option::is_none"
+    )]
+    mac: Option<MacAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     promisc: Option<bool>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -54,8 +58,8 @@ fn encode(saved: &Saved) -> Vec<u8> {
     out
 }
 
-fn container_link(nl: &mut Netlink<SocketTransport>, request: &Request) -> Result<Link, CniError> {
-    nl.get_link(&LinkId::Name(request.ifname.clone()))?
+fn container_link(nl: &mut Netlink, request: &Request) -> Result<Link, CniError> {
+    nl.get_link(&LinkId::Name(&request.ifname))?
         .ok_or_else(|| CniError::internal(format!("Cannot find container link {}", request.ifname)))
 }
 
@@ -72,11 +76,7 @@ fn write_sysctls(netns: &NetNs, cfg: &TuningConfig, request: &Request) -> Result
 /// What the link has now of the settings `cfg` changes.
 fn snapshot(link: &Link, cfg: &TuningConfig) -> Saved {
     Saved {
-        mac: if cfg.mac.is_some() {
-            link.mac.clone().unwrap_or_default()
-        } else {
-            String::new()
-        },
+        mac: cfg.mac.and(link.mac),
         promisc: cfg.promisc.then_some(link.promiscuous),
         mtu: if cfg.mtu.is_some() {
             i64::from(link.mtu)
@@ -89,48 +89,66 @@ fn snapshot(link: &Link, cfg: &TuningConfig) -> Saved {
 }
 
 /// Puts back what `saved` holds; every step is tried, every failure reported.
-fn restore(nl: &mut Netlink<SocketTransport>, link: &Link, saved: &Saved) -> Result<(), CniError> {
+fn restore(nl: &mut Netlink, link: &Link, saved: &Saved) -> Result<(), CniError> {
     let mut errors = libcni::spec::error::ErrorList::new();
     if saved.mtu > 0 {
         errors.record(
-            nl.set_mtu(link.index, saved.mtu as u32)
+            nl.change_link(link.index)
+                .mtu(saved.mtu as u32)
+                .apply()
                 .map_err(CniError::from),
         );
     }
-    if let Some(mac) = parse_mac(&saved.mac) {
-        errors.record(nl.set_mac(link.index, mac).map_err(CniError::from));
+    if let Some(mac) = saved.mac {
+        errors.record(
+            nl.change_link(link.index)
+                .mac(mac)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     if let Some(on) = saved.promisc {
-        errors.record(nl.set_promiscuous(link.index, on).map_err(CniError::from));
+        errors.record(
+            nl.change_link(link.index)
+                .promiscuous(on)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     if let Some(on) = saved.allmulti {
-        errors.record(nl.set_allmulticast(link.index, on).map_err(CniError::from));
+        errors.record(
+            nl.change_link(link.index)
+                .allmulticast(on)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     if let Some(len) = saved.tx_queue_len {
-        errors.record(nl.set_tx_queue_len(link.index, len).map_err(CniError::from));
+        errors.record(
+            nl.change_link(link.index)
+                .tx_queue_len(len)
+                .apply()
+                .map_err(CniError::from),
+        );
     }
     errors.into_result()
 }
 
-fn apply(
-    nl: &mut Netlink<SocketTransport>,
-    link: &Link,
-    cfg: &TuningConfig,
-) -> Result<(), CniError> {
+fn apply(nl: &mut Netlink, link: &Link, cfg: &TuningConfig) -> Result<(), CniError> {
     if let Some(mac) = cfg.mac {
-        nl.set_mac(link.index, mac)?;
+        nl.change_link(link.index).mac(mac).apply()?;
     }
     if cfg.promisc {
-        nl.set_promiscuous(link.index, true)?;
+        nl.change_link(link.index).promiscuous(true).apply()?;
     }
     if let Some(mtu) = cfg.mtu {
-        nl.set_mtu(link.index, mtu)?;
+        nl.change_link(link.index).mtu(mtu).apply()?;
     }
     if let Some(on) = cfg.allmulti {
-        nl.set_allmulticast(link.index, on)?;
+        nl.change_link(link.index).allmulticast(on).apply()?;
     }
     if let Some(len) = cfg.tx_queue_len {
-        nl.set_tx_queue_len(link.index, len)?;
+        nl.change_link(link.index).tx_queue_len(len).apply()?;
     }
     Ok(())
 }
@@ -173,7 +191,7 @@ impl Plugin for Tuning {
                     .iter_mut()
                     .filter(|i| i.name == request.ifname)
                 {
-                    interface.mac = Some(format_mac(&mac));
+                    interface.mac = Some(mac.to_string());
                 }
             }
         }
@@ -206,7 +224,7 @@ impl Plugin for Tuning {
             }
         };
         let restored = netns.netlink().map_err(CniError::from).and_then(|mut nl| {
-            match nl.get_link(&LinkId::Name(request.ifname.clone()))? {
+            match nl.get_link(&LinkId::Name(&request.ifname))? {
                 Some(link) => restore(&mut nl, &link, &saved),
                 None => Ok(()),
             }
@@ -247,9 +265,9 @@ impl Plugin for Tuning {
             )))
         };
         if let Some(mac) = cfg.mac {
-            let current = link.mac.clone().unwrap_or_default();
-            if current != format_mac(&mac) {
-                return mismatch("Ethernet", format_mac(&mac), current);
+            if link.mac != Some(mac) {
+                let current = link.mac.map(|m| m.to_string()).unwrap_or_default();
+                return mismatch("Ethernet", mac.to_string(), current);
             }
         }
         if cfg.promisc != link.promiscuous {
@@ -307,7 +325,7 @@ mod tests {
     #[test]
     fn the_state_file_is_go_s() {
         let saved = Saved {
-            mac: "02:00:00:00:00:01".into(),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, 1])),
             promisc: Some(false),
             mtu: 1500,
             allmulti: None,
@@ -318,9 +336,6 @@ mod tests {
             "{\n \"mac\": \"02:00:00:00:00:01\",\n \"promisc\": false,\n \"mtu\": 1500\n}"
         );
         let go: Saved = serde_json::from_str("{\n \"mtu\": 9000,\n \"allmulti\": true\n}").unwrap();
-        assert_eq!(
-            (go.mtu, go.allmulti, go.mac.as_str()),
-            (9000, Some(true), "")
-        );
+        assert_eq!((go.mtu, go.allmulti, go.mac), (9000, Some(true), None));
     }
 }

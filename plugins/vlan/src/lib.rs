@@ -4,7 +4,7 @@
 //! ADD removes the link it made.
 
 use libcni::attach::single::{ChildConfig, ChildLink, ChildLinkPlugin};
-use libcni::netlink::{Link, LinkKind};
+use libcni::netlink::{Link, LinkKind, NewLinkKind};
 use libcni::spec::config::{parse_netconf, NetConf};
 use libcni::{About, CniError, Request};
 use netlink_packet_route::link::VlanProtocol;
@@ -26,7 +26,7 @@ struct Vlan;
 
 impl ChildLink for Vlan {
     type Keys = VlanKeys;
-    const KIND: &'static str = "vlan";
+    const KIND: LinkKind = LinkKind::Vlan;
     const KNOWN_ARGS: &'static [&'static str] = &["IP"];
 
     fn load(&self, request: &Request) -> Result<ChildConfig<VlanKeys>, CniError> {
@@ -51,8 +51,8 @@ impl ChildLink for Vlan {
         })
     }
 
-    fn link_kind(&self, cfg: &ChildConfig<VlanKeys>, master: &Link) -> LinkKind<'static> {
-        LinkKind::Vlan {
+    fn link_kind(&self, cfg: &ChildConfig<VlanKeys>, master: &Link) -> NewLinkKind<'static> {
+        NewLinkKind::Vlan {
             parent: master.index,
             id: cfg.conf.plugin.vlan_id as u16,
             protocol: VlanProtocol::Ieee8021Q,

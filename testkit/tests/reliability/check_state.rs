@@ -372,3 +372,159 @@ fn bridge_check_fails_when_the_masquerade_is_gone() {
         run("DEL", "cid", &pod, &checked).expect_success();
     }
 }
+
+/// The pod's view of one link, to show that CHECK changed nothing.
+fn pod_link(netns: &str, name: &str) -> String {
+    sh(&["ip", "-n", netns, "-d", "link", "show", name])
+}
+
+/// tuning CHECK proves every setting ADD applied: each undone in turn (MTU, MAC,
+/// promiscuity, all-multicast, queue length, a sysctl), CHECK fails naming it and
+/// changes nothing; put back, it passes again.
+#[test]
+fn tuning_check_fails_when_any_setting_is_undone() {
+    let Some(sb) = Sandbox::new("chk_tuning") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    sh(&[
+        "ip", "-n", "pod", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
+    ]);
+    sh(&["ip", "-n", "pod", "link", "set", "eth0", "up"]);
+    let conf = json!({"cniVersion": "1.0.0", "name": "tn", "type": "tuning",
+        "mtu": 1400, "mac": "02:00:00:00:7a:01", "promisc": true, "allmulti": true,
+        "txQLen": 500, "sysctl": {"net.ipv4.conf.eth0.arp_notify": "1"},
+        "dataDir": sb.scratch.join("tuning"),
+        "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": pod}]}});
+    let result = run("ADD", "cid", &pod, &conf).expect_success();
+    let checked = with_prev(&conf, &result);
+    run("CHECK", "cid", &pod, &checked).expect_success();
+    let sysctl = |value: &str| {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            "pod",
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.eth0.arp_notify={value}"),
+        ]);
+    };
+    let link = |args: &[&str]| {
+        let mut all = vec!["ip", "-n", "pod", "link", "set", "eth0"];
+        all.extend(args);
+        sh(&all);
+    };
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let settings: Vec<(&str, Change, Change)> = vec![
+        (
+            "MTU",
+            Box::new(|| link(&["mtu", "1500"])),
+            Box::new(|| link(&["mtu", "1400"])),
+        ),
+        (
+            "Ethernet",
+            Box::new(|| link(&["address", "02:00:00:00:7a:02"])),
+            Box::new(|| link(&["address", "02:00:00:00:7a:01"])),
+        ),
+        (
+            "promisc",
+            Box::new(|| link(&["promisc", "off"])),
+            Box::new(|| link(&["promisc", "on"])),
+        ),
+        (
+            "all-multicast",
+            Box::new(|| link(&["allmulticast", "off"])),
+            Box::new(|| link(&["allmulticast", "on"])),
+        ),
+        (
+            "transmit queue length",
+            Box::new(|| link(&["txqueuelen", "1000"])),
+            Box::new(|| link(&["txqueuelen", "500"])),
+        ),
+        (
+            "arp_notify",
+            Box::new(|| sysctl("0")),
+            Box::new(|| sysctl("1")),
+        ),
+    ];
+    for (what, undo, redo) in &settings {
+        undo();
+        let before = pod_link("pod", "eth0");
+        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        assert!(msg.contains(what), "{what}: {msg:?}");
+        assert_eq!(
+            pod_link("pod", "eth0"),
+            before,
+            "{what}: CHECK changed the link"
+        );
+        redo();
+        run("CHECK", "cid", &pod, &checked).expect_success();
+    }
+    run("DEL", "cid", &pod, &checked).expect_success();
+}
+
+/// macvlan CHECK proves the link's mode, MAC, addresses and routes: each changed or
+/// taken away in turn, CHECK fails naming it and changes nothing.
+#[test]
+fn macvlan_check_fails_when_any_part_is_gone() {
+    let Some(sb) = Sandbox::new("chk_macvlan") else {
+        return;
+    };
+    let pod = sb.netns("pod");
+    testkit::veth_pair_up("chkup0", "chkup1");
+    let conf = json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "chkup0",
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.136.0.0/24", "gateway": "10.136.0.1"}]],
+                 "routes": [{"dst": "192.168.77.0/24"}], "dataDir": sb.scratch.join("ipam")}});
+    let result = run("ADD", "cid", &pod, &conf).expect_success();
+    let checked = with_prev(&conf, &result);
+    run("CHECK", "cid", &pod, &checked).expect_success();
+    let address = result["ips"][0]["address"].as_str().unwrap().to_string();
+    let mac = result["interfaces"][0]["mac"].as_str().unwrap().to_string();
+    let ip = |args: &[&str]| {
+        let mut all = vec!["ip", "-n", "pod"];
+        all.extend(args);
+        sh(&all);
+    };
+    type Change<'a> = Box<dyn Fn() + 'a>;
+    let parts: Vec<(&str, Change, Change)> = vec![
+        (
+            "mode",
+            Box::new(|| ip(&["link", "set", "eth0", "type", "macvlan", "mode", "private"])),
+            Box::new(|| ip(&["link", "set", "eth0", "type", "macvlan", "mode", "bridge"])),
+        ),
+        (
+            mac.as_str(),
+            Box::new(|| ip(&["link", "set", "eth0", "address", "02:00:00:00:7b:02"])),
+            Box::new(|| ip(&["link", "set", "eth0", "address", &mac])),
+        ),
+        (
+            "192.168.77.0/24",
+            Box::new(|| ip(&["route", "del", "192.168.77.0/24"])),
+            Box::new(|| ip(&["route", "add", "192.168.77.0/24", "via", "10.136.0.1"])),
+        ),
+        (
+            address.as_str(),
+            Box::new(|| ip(&["addr", "del", &address, "dev", "eth0"])),
+            // Putting the address back drops the routes through it: they come back too.
+            Box::new(|| {
+                ip(&["addr", "add", &address, "dev", "eth0"]);
+                ip(&["route", "add", "192.168.77.0/24", "via", "10.136.0.1"]);
+            }),
+        ),
+    ];
+    for (what, undo, redo) in &parts {
+        undo();
+        let before = pod_link("pod", "eth0");
+        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        assert!(msg.contains(what), "{what}: {msg:?}");
+        assert_eq!(
+            pod_link("pod", "eth0"),
+            before,
+            "{what}: CHECK changed the link"
+        );
+        redo();
+        run("CHECK", "cid", &pod, &checked).expect_success();
+    }
+    run("DEL", "cid", &pod, &checked).expect_success();
+}

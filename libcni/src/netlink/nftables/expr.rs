@@ -5,6 +5,8 @@
 
 use std::net::IpAddr;
 
+use crate::mac::MacAddr;
+
 use ipnet::IpNet;
 use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::nftables::{
@@ -101,7 +103,7 @@ impl Expr {
     }
 
     /// `ether saddr <mac>` (bridge family: the link header is there to read).
-    pub fn ether_saddr_is(mac: [u8; 6]) -> Vec<Expr> {
+    pub fn ether_saddr_is(mac: MacAddr) -> Vec<Expr> {
         vec![
             Expr::Payload {
                 base: PayloadBase::Link,
@@ -110,7 +112,7 @@ impl Expr {
             },
             Expr::Cmp {
                 op: CmpOp::Eq,
-                data: mac.to_vec(),
+                data: mac.octets().to_vec(),
             },
         ]
     }
@@ -301,32 +303,36 @@ impl Expr {
                 Expr::Bitwise { mask, xor }
             }
             Some(Expressions::Immediate(items)) => {
-                let verdict = items.iter().find_map(|i| match i {
-                    Immediate::Data(DataAttribute::Verdict(v)) => Some(v),
-                    _ => None,
-                });
-                let Some(verdict) = verdict else {
-                    return unknown();
-                };
-                let code = verdict.iter().find_map(|v| match v {
-                    VerdictAttribute::Code(c) => Some(*c),
-                    _ => None,
-                });
-                let chain = verdict.iter().find_map(|v| match v {
-                    VerdictAttribute::Chain(c) => Some(c.clone()),
-                    _ => None,
-                });
-                match (code, chain) {
-                    (Some(NlVerdict::Other(1)), _) => Expr::Verdict(Verdict::Accept),
-                    (Some(NlVerdict::Other(0)), _) => Expr::Verdict(Verdict::Drop),
-                    (Some(NlVerdict::Return), _) => Expr::Verdict(Verdict::Return),
-                    (Some(NlVerdict::Jump), Some(c)) => Expr::Verdict(Verdict::Jump(c)),
-                    (Some(NlVerdict::Goto), Some(c)) => Expr::Verdict(Verdict::Goto(c)),
-                    _ => unknown(),
-                }
+                Verdict::from_immediate(items).map_or_else(unknown, Expr::Verdict)
             }
             _ if name.as_deref() == Some("masq") => Expr::Masquerade,
             _ => unknown(),
+        }
+    }
+}
+
+impl Verdict {
+    /// The verdict an `immediate` expression loads, if it loads one we model.
+    fn from_immediate(items: &[Immediate]) -> Option<Verdict> {
+        let verdict = items.iter().find_map(|i| match i {
+            Immediate::Data(DataAttribute::Verdict(v)) => Some(v),
+            _ => None,
+        })?;
+        let code = verdict.iter().find_map(|v| match v {
+            VerdictAttribute::Code(c) => Some(*c),
+            _ => None,
+        });
+        let chain = verdict.iter().find_map(|v| match v {
+            VerdictAttribute::Chain(c) => Some(c.clone()),
+            _ => None,
+        });
+        match (code, chain) {
+            (Some(NlVerdict::Other(1)), _) => Some(Verdict::Accept),
+            (Some(NlVerdict::Other(0)), _) => Some(Verdict::Drop),
+            (Some(NlVerdict::Return), _) => Some(Verdict::Return),
+            (Some(NlVerdict::Jump), Some(c)) => Some(Verdict::Jump(c)),
+            (Some(NlVerdict::Goto), Some(c)) => Some(Verdict::Goto(c)),
+            _ => None,
         }
     }
 }
@@ -409,7 +415,7 @@ mod tests {
 
     #[test]
     fn expressions_survive_the_netlink_attributes() {
-        let mut exprs = Expr::ether_saddr_is([2, 0, 0, 0, 0, 0x42]);
+        let mut exprs = Expr::ether_saddr_is(MacAddr([2, 0, 0, 0, 0, 0x42]));
         exprs.extend(Expr::daddr_in("fd00::/60".parse().unwrap(), CmpOp::Neq));
         exprs.push(Expr::Verdict(Verdict::Jump("cni-br-iface-x".into())));
         exprs.push(Expr::Verdict(Verdict::Drop));

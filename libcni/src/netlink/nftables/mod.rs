@@ -6,10 +6,8 @@
 //! rtnetlink ones do.
 
 mod expr;
-mod transport;
 
 pub use expr::{comment_of_userdata, comment_userdata, CmpOp, Expr, PayloadBase, Verdict};
-pub use transport::{FakeNfTransport, NfSocket, NfTransport, Operation};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,
@@ -18,9 +16,10 @@ use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, Hook, HookNumber, InetHookNumber, NfTablesMessage, RuleAttribute,
     RuleMessage, TableAttribute, TableMessage,
 };
-use netlink_packet_netfilter::NetfilterProtoFamily;
+use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 
-use super::{NetlinkError, NlResult};
+use super::{FakeTransport, Netfilter, NetlinkError, NlResult, Operation, Socket, Transport};
+use crate::mac::MacAddr;
 
 /// The address family of a table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +165,7 @@ impl Rule {
     }
 
     /// The MAC an `ether saddr <mac>` match of this rule names.
-    pub fn ether_saddr(&self) -> Option<[u8; 6]> {
+    pub fn ether_saddr(&self) -> Option<MacAddr> {
         self.exprs.windows(2).find_map(|pair| match pair {
             [Expr::Payload {
                 base: PayloadBase::Link,
@@ -175,7 +174,7 @@ impl Rule {
             }, Expr::Cmp {
                 op: CmpOp::Eq,
                 data,
-            }] => data.as_slice().try_into().ok(),
+            }] => MacAddr::from_bytes(data),
             _ => None,
         })
     }
@@ -189,10 +188,30 @@ impl Rule {
     }
 }
 
+/// An nf_tables transport: the real [`NfSocket`] or the [`FakeNfTransport`].
+pub trait NfTransport: Transport<NetfilterMessage> {}
+impl<T: Transport<NetfilterMessage>> NfTransport for T {}
+
+pub type NfSocket = Socket<Netfilter>;
+pub type FakeNfTransport = FakeTransport<NetfilterMessage>;
+
+impl FakeNfTransport {
+    /// Queues the nf_tables messages of the next reply.
+    pub fn answer(&mut self, messages: Vec<NfTablesMessage>) {
+        let family = NetfilterProtoFamily::Unspec;
+        self.reply(
+            messages
+                .into_iter()
+                .map(|m| Netfilter::message(family, m))
+                .collect(),
+        );
+    }
+}
+
 /// One transaction: applied whole by the kernel, or not at all.
 #[derive(Default)]
 pub struct Batch {
-    operations: Vec<Operation>,
+    operations: Vec<Operation<NetfilterMessage>>,
 }
 
 fn string_attributes(table: &str, chain: &str) -> (String, String) {
@@ -211,9 +230,8 @@ impl Batch {
     fn push(&mut self, what: String, family: Family, flags: u16, message: NfTablesMessage) {
         self.operations.push(Operation {
             what,
-            family: family.proto(),
             flags: NLM_F_REQUEST | NLM_F_ACK | flags,
-            message,
+            message: Netfilter::message(family.proto(), message),
         });
     }
 
@@ -360,11 +378,6 @@ impl Nftables<FakeNfTransport> {
     }
 }
 
-/// ENOENT: the table, chain or rule does not exist.
-pub fn is_not_found(e: &NetlinkError) -> bool {
-    e.is_not_found()
-}
-
 /// How many times a removal is read and committed before its error stands.
 const REMOVAL_ATTEMPTS: usize = 5;
 
@@ -408,13 +421,20 @@ impl<T: NfTransport> Nftables<T> {
         dump: bool,
     ) -> NlResult<Option<Vec<NfTablesMessage>>> {
         let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
-        match self.transport.query(Operation {
+        match self.transport.request(Operation {
             what,
-            family: family.proto(),
             flags,
-            message,
+            message: Netfilter::message(family.proto(), message),
         }) {
-            Ok(replies) => Ok(Some(replies)),
+            Ok(replies) => Ok(Some(
+                replies
+                    .into_iter()
+                    .filter_map(|m| match m.inner {
+                        NetfilterMessageInner::NfTables(inner) => Some(inner),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -568,7 +588,9 @@ mod tests {
         assert_eq!(sent.len(), 3);
         assert!(sent.iter().all(|op| op.flags & NLM_F_ACK != 0));
         assert_eq!(sent[2].what, "add rule to inet t \"post\"");
-        let NfTablesMessage::NewChain(chain) = &sent[1].message else {
+        let NetfilterMessageInner::NfTables(NfTablesMessage::NewChain(chain)) =
+            &sent[1].message.inner
+        else {
             panic!()
         };
         assert!(chain.attributes.contains(&ChainAttribute::Hook(vec![

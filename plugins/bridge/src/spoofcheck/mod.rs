@@ -7,6 +7,7 @@ mod rules;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use libcni::mac::MacAddr;
 use libcni::netlink::nftables::{Batch, Nftables};
 use libcni::netlink::{LinkId, Netlink};
 use libcni::spec::attachment::AttachmentId;
@@ -47,7 +48,7 @@ impl SpoofCheck {
         let mut nft = Nftables::open()?;
         let existing = existing(&mut nft, &check.reference)?;
         for veth in existing.installed.host_veths() {
-            if nl.get_link(&LinkId::Name(veth.clone()))?.is_some() {
+            if nl.get_link(&LinkId::Name(&veth))?.is_some() {
                 return Err(CniError::internal(format!(
                     "macspoofchk chain {:?} already filters the live host interface {veth:?} of another attachment: container ID {:?} with interface {:?} collides with it",
                     iface_chain(&check.reference),
@@ -103,7 +104,7 @@ impl SpoofCheck {
             };
             let mut lookup_failed = false;
             let removable = installed.removable(own_host_veth, |veth| {
-                match nl.get_link(&LinkId::Name(veth.to_string())) {
+                match nl.get_link(&LinkId::Name(veth)) {
                     Ok(link) => link.is_some(),
                     Err(_) => {
                         lookup_failed = true;
@@ -150,7 +151,7 @@ impl SpoofCheck {
 
     /// Proves, for CHECK, that the whole rule set filters `host_veth` for
     /// `container_mac` (see [`verify`]). Reads only; the error names what is missing.
-    pub fn check(&self, host_veth: &str, container_mac: [u8; 6]) -> Result<(), CniError> {
+    pub fn check(&self, host_veth: &str, container_mac: MacAddr) -> Result<(), CniError> {
         let mut nft = Nftables::open()?;
         match verify(&mut nft, &self.reference, host_veth, container_mac)? {
             Ok(()) => Ok(()),
@@ -191,7 +192,7 @@ impl Prepared {
     pub fn setup(
         mut self,
         host_veth: &str,
-        container_mac: [u8; 6],
+        container_mac: MacAddr,
     ) -> Result<SpoofCheck, CniError> {
         let reference = &self.check.reference;
         setup(
@@ -211,7 +212,7 @@ fn wait_for_other_veths_to_go(nl: &mut Netlink, installed: &Installed, own: Opti
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline
         && installed.host_veths().iter().any(|v| {
-            Some(v.as_str()) != own && matches!(nl.get_link(&LinkId::Name(v.clone())), Ok(Some(_)))
+            Some(v.as_str()) != own && matches!(nl.get_link(&LinkId::Name(v)), Ok(Some(_)))
         })
     {
         std::thread::sleep(Duration::from_millis(20));

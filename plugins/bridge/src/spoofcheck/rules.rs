@@ -29,11 +29,11 @@
 //! that rule's minus one; handles are never reused in a table). Only when that rule
 //! is not the jump does DEL list PREROUTING, as the Go plugin always does.
 
+use libcni::mac::MacAddr;
 use libcni::netlink::nftables::{
     BaseChain, Batch, ChainHook, ChainRef, Expr, Family, NfTransport, Nftables, Rule, Verdict,
 };
 use libcni::netlink::NetlinkError;
-use libcni::spec::mac::format_mac;
 
 const TABLE: &str = "nat";
 const BASE_CHAIN: &str = "PREROUTING";
@@ -226,7 +226,7 @@ pub fn existing<T: NfTransport>(
 /// for.
 pub fn setup_batch(
     host_veth: &str,
-    container_mac: [u8; 6],
+    container_mac: MacAddr,
     reference: &str,
     existing: &Existing,
 ) -> Batch {
@@ -277,7 +277,7 @@ pub fn setup_batch(
 pub fn setup<T: NfTransport>(
     nft: &mut Nftables<T>,
     host_veth: &str,
-    container_mac: [u8; 6],
+    container_mac: MacAddr,
     reference: &str,
     existing: &Existing,
 ) -> Result<(), NetlinkError> {
@@ -350,7 +350,7 @@ pub fn verify<T: NfTransport>(
     nft: &mut Nftables<T>,
     reference: &str,
     host_veth: &str,
-    container_mac: [u8; 6],
+    container_mac: MacAddr,
 ) -> Result<Result<(), Broken>, NetlinkError> {
     let (iface, mac) = (iface_chain(reference), mac_chain(reference));
     let broken = |what: String| Ok(Err(Broken(format!("macspoofchk of {reference}: {what}"))));
@@ -385,14 +385,13 @@ pub fn verify<T: NfTransport>(
         None => {
             return broken(format!(
                 "the rule of {mac} that lets {} through is missing",
-                format_mac(&container_mac)
+                container_mac
             ))
         }
         Some(found) if found != container_mac => {
             return broken(format!(
                 "{mac} lets {} through, the container interface has {}",
-                format_mac(&found),
-                format_mac(&container_mac)
+                found, container_mac
             ))
         }
         Some(_) => {}
@@ -453,7 +452,7 @@ mod tests {
     }
 
     fn setup_ops(existing: &Existing) -> Vec<String> {
-        let batch = setup_batch("veth1", [2, 0, 0, 0, 0, 0x42], "c-eth0", existing);
+        let batch = setup_batch("veth1", MacAddr([2, 0, 0, 0, 0, 0x42]), "c-eth0", existing);
         let mut nft = Nftables::fake();
         nft.commit(batch).unwrap();
         let FakeNfTransport { commits, .. } = &nft.transport;
@@ -534,7 +533,14 @@ mod tests {
             nft.transport.answer(Vec::new());
             nft.transport.fail(libc::ENOENT);
         }
-        setup(&mut nft, "veth1", [2, 0, 0, 0, 0, 1], "c-eth0", &steady).unwrap();
+        setup(
+            &mut nft,
+            "veth1",
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            "c-eth0",
+            &steady,
+        )
+        .unwrap();
         let commits = &nft.transport.commits;
         assert_eq!(commits.len(), 2);
         assert_eq!(commits[1][0].what, "add table bridge nat");
@@ -553,7 +559,14 @@ mod tests {
             .answer(vec![NfTablesMessage::NewChain(ChainMessage {
                 attributes: prerouting().attributes(),
             })]);
-        let e = setup(&mut nft, "veth1", [2, 0, 0, 0, 0, 1], "c-eth0", &steady).unwrap_err();
+        let e = setup(
+            &mut nft,
+            "veth1",
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            "c-eth0",
+            &steady,
+        )
+        .unwrap_err();
         assert!(e.is_not_found(), "{e}");
         assert_eq!(nft.transport.commits.len(), 1);
     }

@@ -14,7 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${VMTEST_DIR:-/var/cache/cni-vmtest}
 mkdir -p "$dir"
-log() { echo "vm-setup: $*"; }
+log() { echo "vm/setup: $*"; }
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -44,7 +44,7 @@ common=linux-headers-${abi%-amd64}-common
 stamp="$dir/ready-$kver"
 if [ -f "$stamp" ] && [ -f "$dir/vmlinux" ] && [ -f "$dir/initrd.img" ]; then
     # The guest init may have changed since: rebuilding the initramfs is cheap.
-    if [ "$here/vm-guest-init" -nt "$dir/initrd.img" ]; then rm -f "$stamp"; else log "ready ($kver)"; exit 0; fi
+    if [ "$here/guest-init" -nt "$dir/initrd.img" ]; then rm -f "$stamp"; else log "ready ($kver)"; exit 0; fi
 fi
 
 root="$dir/root"
@@ -98,7 +98,7 @@ cp /bin/busybox "$initrd/bin/"
 for applet in sh mount umount mkdir insmod modprobe cat echo poweroff sleep ln chroot hostname ip stty chmod printf sed tr cp switch_root; do
     ln -sf busybox "$initrd/bin/$applet"
 done
-cp "$here/vm-guest-init" "$initrd/init"
+cp "$here/guest-init" "$initrd/init"
 chmod +x "$initrd/init"
 # The modules needed to reach the host's root over 9p, each after its dependencies
 # (read from modules.dep).

@@ -2,16 +2,16 @@
 # Runs CMD as root inside a throwaway VM with a stock Debian kernel, in the
 # repository's directory (shared read-write, so target/ writes survive), streaming
 # its output. Exits with CMD's status; 124 on timeout, 125 when the VM itself failed.
-# Needs scripts/vm-setup.sh to have run.
+# Needs scripts/vm/setup.sh to have run.
 #   VMTEST_DIR      the setup's directory (default /var/cache/cni-vmtest)
 #   VMTEST_ACCEL    kvm|tcg (default: kvm only where the CPU has vmx/svm; else tcg)
 #   VMTEST_TIMEOUT  seconds (default 900)
 #   VMTEST_MEM, VMTEST_SMP, VMTEST_MODULES
 set -uo pipefail
 [ $# -gt 0 ] || { echo "usage: $0 CMD [ARGS...]" >&2; exit 2; }
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 dir=${VMTEST_DIR:-/var/cache/cni-vmtest}
-[ -f "$dir/vmlinux" ] && [ -f "$dir/initrd.img" ] || { echo "vm-run: run scripts/vm-setup.sh first" >&2; exit 125; }
+[ -f "$dir/vmlinux" ] && [ -f "$dir/initrd.img" ] || { echo "vm/run: run scripts/vm/setup.sh first" >&2; exit 125; }
 kver=$(cat "$dir/kernel-version")
 modules=${VMTEST_MODULES-8021q,bridge,veth,macvlan,dummy,netdevsim}
 
@@ -48,16 +48,16 @@ timeout --foreground "$timeout_s" qemu-system-x86_64 \
 qemu_status=$?
 status=$(tr -dc '0-9' < "$run/status")
 if grep -qE 'WARNING:|BUG:|Oops' "$run/kernel.log"; then
-    echo "vm-run: the guest kernel reported:" >&2
+    echo "vm/run: the guest kernel reported:" >&2
     grep -E -A5 'WARNING:|BUG:|Oops' "$run/kernel.log" | head -n 40 >&2
 fi
 if [ "$qemu_status" = 124 ]; then
-    echo "vm-run: timed out after ${timeout_s}s" >&2
+    echo "vm/run: timed out after ${timeout_s}s" >&2
     tail -n 20 "$run/kernel.log" >&2
     exit 124
 fi
 if [ -z "$status" ]; then
-    echo "vm-run: the VM stopped before reporting (qemu exit $qemu_status); kernel log tail:" >&2
+    echo "vm/run: the VM stopped before reporting (qemu exit $qemu_status); kernel log tail:" >&2
     tail -n 30 "$run/kernel.log" >&2
     exit 125
 fi

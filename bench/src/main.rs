@@ -326,7 +326,7 @@ impl KernelShare {
             spoofcheck::setup(
                 &mut nft,
                 "vkfloor",
-                [2, 0, 0, 0, 0, 1],
+                libcni::mac::MacAddr([2, 0, 0, 0, 0, 1]),
                 &reference,
                 &existing,
             )
@@ -458,11 +458,20 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
     std::fs::create_dir_all(&scratch).unwrap();
     let impls = both(ours, go);
     sh(&["ip", "netns", "add", "p"]);
-    let netns = "/run/netns/p".to_string();
-    let mut rows = Vec::new();
+    let netns = "/run/netns/p";
     let n = 40;
+    let mut rows = vec![version_row(&impls)];
+    rows.extend(layer2_rows(&impls, n, netns));
+    rows.extend(layer3_rows(&impls, n, netns, &scratch));
+    rows.extend(spoofcheck_rows(&impls, n, netns));
+    rows.extend(macvlan_rows(&impls, n, netns, &scratch));
+    rows.extend(host_local_rows(&impls, n, netns, &scratch));
+    rows.push(parallel_row(&impls, &scratch));
+    rows.extend(floor_rows(n));
+    rows
+}
 
-    // VERSION.
+fn version_row(impls: &[Impl]) -> Row {
     let mut version = vec![Vec::new(), Vec::new()];
     for _ in 0..200 {
         for (i, imp) in impls.iter().enumerate() {
@@ -474,46 +483,66 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
             ));
         }
     }
-    rows.push(pair("VERSION", &version));
+    pair("VERSION", &version)
+}
 
-    let data_dir = |imp: &Impl, tag: &str| scratch.join(format!("{tag}-{}", imp.name));
-    let ipam = |imp: &Impl, tag: &str, subnet: &str| json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir(imp, tag)});
+/// host-local's data directory of one implementation for one scenario.
+fn data_dir(scratch: &Path, imp: &Impl, tag: &str) -> PathBuf {
+    scratch.join(format!("{tag}-{}", imp.name))
+}
 
-    rows.extend(layer2_rows(&impls, n, &netns));
+fn host_local_ipam(scratch: &Path, imp: &Impl, tag: &str, subnet: &str) -> Value {
+    json!({"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": data_dir(scratch, imp, tag)})
+}
+
+fn layer3_rows(impls: &[Impl], n: usize, netns: &str, scratch: &Path) -> Vec<Row> {
     let (a, d) = add_del(
-        &impls,
+        impls,
         n,
         "bridge",
-        &netns,
-        &|imp| json!({"cniVersion": "1.0.0", "name": "l3", "type": "bridge", "bridge": format!("l3{}", imp.name), "isGateway": true, "ipam": ipam(imp, "l3", "10.130.0.0/24")}),
+        netns,
+        &|imp| json!({"cniVersion": "1.0.0", "name": "l3", "type": "bridge", "bridge": format!("l3{}", imp.name), "isGateway": true, "ipam": host_local_ipam(scratch, imp, "l3", "10.130.0.0/24")}),
     );
-    rows.push(pair("bridge ADD, layer 3 (host-local)", &a));
-    rows.push(pair("bridge DEL, layer 3 (host-local)", &d));
-    rows.extend(spoofcheck_rows(&impls, n, &netns));
+    vec![
+        pair("bridge ADD, layer 3 (host-local)", &a),
+        pair("bridge DEL, layer 3 (host-local)", &d),
+    ]
+}
 
+fn macvlan_rows(impls: &[Impl], n: usize, netns: &str, scratch: &Path) -> Vec<Row> {
     testkit::veth_pair_up("bup0", "bup1");
     let (a, d) = add_del(
-        &impls,
+        impls,
         n,
         "macvlan",
-        &netns,
-        &|imp| json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "bup0", "ipam": ipam(imp, "mv", "10.131.0.0/24")}),
+        netns,
+        &|imp| json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "bup0", "ipam": host_local_ipam(scratch, imp, "mv", "10.131.0.0/24")}),
     );
-    rows.push(pair("macvlan ADD (host-local)", &a));
-    rows.push(pair("macvlan DEL (host-local)", &d));
+    vec![
+        pair("macvlan ADD (host-local)", &a),
+        pair("macvlan DEL (host-local)", &d),
+    ]
+}
 
-    let hl = |imp: &Impl, tag: &str| json!({"cniVersion": "1.0.0", "name": "hl", "type": "bridge", "ipam": ipam(imp, tag, "10.140.0.0/16")});
-    let (a, d) = add_del(&impls, n, "host-local", &netns, &|imp| hl(imp, "hl-empty"));
-    rows.push(pair("host-local ADD, empty range", &a));
-    rows.push(pair("host-local DEL, empty range", &d));
-    for imp in &impls {
-        populate_host_local(&data_dir(imp, "hl-full"), "hl", 10_000);
+/// host-local in an empty range, then in one with 10,000 allocations.
+fn host_local_rows(impls: &[Impl], n: usize, netns: &str, scratch: &Path) -> Vec<Row> {
+    let hl = |imp: &Impl, tag: &str| json!({"cniVersion": "1.0.0", "name": "hl", "type": "bridge", "ipam": host_local_ipam(scratch, imp, tag, "10.140.0.0/16")});
+    let (a, d) = add_del(impls, n, "host-local", netns, &|imp| hl(imp, "hl-empty"));
+    let mut rows = vec![
+        pair("host-local ADD, empty range", &a),
+        pair("host-local DEL, empty range", &d),
+    ];
+    for imp in impls {
+        populate_host_local(&data_dir(scratch, imp, "hl-full"), "hl", 10_000);
     }
-    let (a, d) = add_del(&impls, n, "host-local", &netns, &|imp| hl(imp, "hl-full"));
+    let (a, d) = add_del(impls, n, "host-local", netns, &|imp| hl(imp, "hl-full"));
     rows.push(pair("host-local ADD, 10,000 allocated", &a));
     rows.push(pair("host-local DEL, 10,000 allocated", &d));
+    rows
+}
 
-    // 50 parallel ADDs on one new bridge: the time until all are done.
+/// 50 parallel ADDs on one new bridge: the time until all are done.
+fn parallel_row(impls: &[Impl], scratch: &Path) -> Row {
     let namespaces: Vec<String> = (0..50)
         .map(|i| {
             sh(&["ip", "netns", "add", &format!("par{i}")]);
@@ -523,37 +552,8 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
     let mut parallel = vec![Vec::new(), Vec::new()];
     for round in 0..5 {
         for (i, imp) in impls.iter().enumerate() {
-            let conf = json!({"cniVersion": "1.0.0", "name": "par", "type": "bridge", "bridge": "parbr", "ipam": ipam(imp, &format!("par{round}"), "10.150.0.0/24")}).to_string();
-            let start = Instant::now();
-            let handles: Vec<_> = namespaces
-                .iter()
-                .enumerate()
-                .map(|(k, ns)| {
-                    let (binary, dir, conf, ns) = (
-                        imp.dir.join("bridge"),
-                        imp.dir.clone(),
-                        conf.clone(),
-                        ns.clone(),
-                    );
-                    std::thread::spawn(move || {
-                        run(
-                            &binary,
-                            &attach_env("ADD", &format!("par{k}"), &ns, "eth0", &dir),
-                            conf.as_bytes(),
-                            true,
-                        )
-                    })
-                })
-                .collect();
-            let rss = handles
-                .into_iter()
-                .map(|h| h.join().unwrap().rss_kib)
-                .max()
-                .unwrap_or(0);
-            parallel[i].push(Sample {
-                time: start.elapsed(),
-                rss_kib: rss,
-            });
+            let conf = json!({"cniVersion": "1.0.0", "name": "par", "type": "bridge", "bridge": "parbr", "ipam": host_local_ipam(scratch, imp, &format!("par{round}"), "10.150.0.0/24")}).to_string();
+            parallel[i].push(parallel_adds(imp, &namespaces, &conf));
             for (k, ns) in namespaces.iter().enumerate() {
                 run(
                     &imp.dir.join("bridge"),
@@ -565,13 +565,50 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
             sh(&["ip", "link", "del", "parbr"]);
         }
     }
-    rows.push(pair(
+    pair(
         "50 parallel bridge ADDs on a new bridge (all done)",
         &parallel,
-    ));
+    )
+}
 
-    // The floor: the kernel's own cost, through `ip`, for the shape a plugin makes:
-    // a veth pair whose container end is in another netns.
+/// One ADD into each of `namespaces` at once: the time until all are done, and
+/// the largest peak RSS among them.
+fn parallel_adds(imp: &Impl, namespaces: &[String], conf: &str) -> Sample {
+    let start = Instant::now();
+    let handles: Vec<_> = namespaces
+        .iter()
+        .enumerate()
+        .map(|(k, ns)| {
+            let (binary, dir, conf, ns) = (
+                imp.dir.join("bridge"),
+                imp.dir.clone(),
+                conf.to_string(),
+                ns.clone(),
+            );
+            std::thread::spawn(move || {
+                run(
+                    &binary,
+                    &attach_env("ADD", &format!("par{k}"), &ns, "eth0", &dir),
+                    conf.as_bytes(),
+                    true,
+                )
+            })
+        })
+        .collect();
+    let rss = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().rss_kib)
+        .max()
+        .unwrap_or(0);
+    Sample {
+        time: start.elapsed(),
+        rss_kib: rss,
+    }
+}
+
+/// The floor: the kernel's own cost, through `ip`, for the shape a plugin makes:
+/// a veth pair whose container end is in another netns.
+fn floor_rows(n: usize) -> Vec<Row> {
     let ip = PathBuf::from("/usr/sbin/ip");
     let timed = |args: &[&str]| {
         let start = Instant::now();
@@ -588,15 +625,13 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
         ]));
         del_veth.push(timed(&["-n", "p", "link", "del", "eth0"]));
     }
-    rows.push(pair(
-        "floor: ip link add (veth, one end in a netns)",
-        &[add_veth],
-    ));
-    rows.push(pair(
-        "floor: ip link del (that veth, from its netns)",
-        &[del_veth],
-    ));
-    rows
+    vec![
+        pair("floor: ip link add (veth, one end in a netns)", &[add_veth]),
+        pair(
+            "floor: ip link del (that veth, from its netns)",
+            &[del_veth],
+        ),
+    ]
 }
 
 fn sriov_scenario(ours: &Path) -> Vec<Row> {
@@ -615,70 +650,16 @@ fn sriov_scenario(ours: &Path) -> Vec<Row> {
     testkit::fake_vfs(&sysfs, "0000:af:00.0", &nsim.pf, &vfs);
     sh(&["ip", "netns", "add", "s"]);
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
-    let (mut sysfs_share, mut ipam_share, mut total) = (0u128, 0u128, 0u128);
+    let mut phases = SriovPhases::default();
     for (i, (pci, _)) in vfs.iter().enumerate() {
         let conf = json!({"cniVersion": "1.1.0", "name": "sr", "type": "sriov", "deviceID": pci, "vlan": 100, "spoofchk": "off",
             "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.160.0.0/24"}]], "dataDir": sb.scratch.join("ipam")}}).to_string();
-        let mut env = attach_env("ADD", &format!("s{i}"), "/run/netns/s", "net1", ours);
-        env.push(("SYSFS_ROOT", sysfs.display().to_string()));
-        env.push(("CNI_TRACE_TIMINGS", "1".into()));
-        let start = Instant::now();
-        let out = Command::new(ours.join("sriov"))
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                c.stdin.take().unwrap().write_all(conf.as_bytes())?;
-                c.wait_with_output()
-            })
-            .unwrap();
-        adds.push(Sample {
-            time: start.elapsed(),
-            rss_kib: 0,
-        });
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let log = String::from_utf8_lossy(&out.stderr);
-        let field = |name: &str| {
-            log.split_whitespace()
-                .find_map(|w| {
-                    w.strip_prefix(&format!("{name}="))?
-                        .strip_suffix("us")?
-                        .parse::<u128>()
-                        .ok()
-                })
-                .unwrap_or(0)
-        };
-        total += field("total");
-        sysfs_share += field("sysfs");
-        ipam_share += field("ipam");
+        adds.push(sriov_add(ours, &sysfs, i, &conf, &mut phases));
         let mut env = attach_env("DEL", &format!("s{i}"), "/run/netns/s", "net1", ours);
         env.push(("SYSFS_ROOT", sysfs.display().to_string()));
         dels.push(run(&ours.join("sriov"), &env, conf.as_bytes(), true));
     }
-    // The per-phase traces exist only in builds with the `test-hooks` feature; a
-    // release build reports no breakdown rather than a made-up one.
-    let breakdown = if total == 0 {
-        println!("sriov ADD breakdown: not measured (build without the test-hooks feature)");
-        String::new()
-    } else {
-        let pct = |part: u128| part as f64 * 100.0 / total as f64;
-        let (sysfs_pct, ipam_pct) = (pct(sysfs_share), pct(ipam_share));
-        println!(
-            "sriov ADD time in the plugin: sysfs {sysfs_pct:.1}%, IPAM {ipam_pct:.1}%, netlink and the rest {:.1}%",
-            100.0 - sysfs_pct - ipam_pct
-        );
-        format!(
-            " (sysfs {sysfs_pct:.0}%, IPAM {ipam_pct:.0}%, netlink and rest {:.0}%)",
-            100.0 - sysfs_pct - ipam_pct
-        )
-    };
+    let breakdown = phases.breakdown();
     vec![
         Row {
             scenario: format!("sriov ADD, PF with 64 VFs{breakdown}"),
@@ -691,6 +672,85 @@ fn sriov_scenario(ours: &Path) -> Vec<Row> {
             go: None,
         },
     ]
+}
+
+/// Microseconds sriov's ADDs spent in all, in sysfs and in IPAM (its
+/// `CNI_TRACE_TIMINGS` lines).
+#[derive(Default)]
+struct SriovPhases {
+    total: u128,
+    sysfs: u128,
+    ipam: u128,
+}
+
+impl SriovPhases {
+    /// Adds one ADD's trace (its stderr) to the sums.
+    fn record(&mut self, log: &str) {
+        let field = |name: &str| {
+            log.split_whitespace()
+                .find_map(|w| {
+                    w.strip_prefix(&format!("{name}="))?
+                        .strip_suffix("us")?
+                        .parse::<u128>()
+                        .ok()
+                })
+                .unwrap_or(0)
+        };
+        self.total += field("total");
+        self.sysfs += field("sysfs");
+        self.ipam += field("ipam");
+    }
+
+    /// The shares, printed and as the row's suffix. The per-phase traces exist only
+    /// in builds with the `test-hooks` feature; a release build reports no breakdown
+    /// rather than a made-up one.
+    fn breakdown(&self) -> String {
+        if self.total == 0 {
+            println!("sriov ADD breakdown: not measured (build without the test-hooks feature)");
+            return String::new();
+        }
+        let pct = |part: u128| part as f64 * 100.0 / self.total as f64;
+        let (sysfs_pct, ipam_pct) = (pct(self.sysfs), pct(self.ipam));
+        println!(
+            "sriov ADD time in the plugin: sysfs {sysfs_pct:.1}%, IPAM {ipam_pct:.1}%, netlink and the rest {:.1}%",
+            100.0 - sysfs_pct - ipam_pct
+        );
+        format!(
+            " (sysfs {sysfs_pct:.0}%, IPAM {ipam_pct:.0}%, netlink and rest {:.0}%)",
+            100.0 - sysfs_pct - ipam_pct
+        )
+    }
+}
+
+/// One timed sriov ADD of attachment `s<i>`, its phases added to `phases`.
+fn sriov_add(ours: &Path, sysfs: &Path, i: usize, conf: &str, phases: &mut SriovPhases) -> Sample {
+    let mut env = attach_env("ADD", &format!("s{i}"), "/run/netns/s", "net1", ours);
+    env.push(("SYSFS_ROOT", sysfs.display().to_string()));
+    env.push(("CNI_TRACE_TIMINGS", "1".into()));
+    let start = Instant::now();
+    let out = Command::new(ours.join("sriov"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(conf.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let sample = Sample {
+        time: start.elapsed(),
+        rss_kib: 0,
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    phases.record(&String::from_utf8_lossy(&out.stderr));
+    sample
 }
 
 /// The nftables goals, from our own medians: macspoofchk against the same ADD/DEL

@@ -3,9 +3,9 @@
 # toolchain, seeded with the project's own test data. Any crash is copied into
 # testdata/fuzz-regressions/<target>/, where libcni/tests/fuzz_regressions.rs (and runtime/tests/ for lists)
 # replays it on every test run. Not part of the test command.
-#   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+#   scripts/dev/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-60}
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 cd "$root/fuzz"

@@ -1,0 +1,142 @@
+//! MAC addresses: parsed once from text, compared by their bytes, written as the
+//! kernel, `ip` and Go write them. A leaf: the protocol (configs, results) and
+//! the netlink client both use it, and it uses neither.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A 6-byte Ethernet address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MacAddr(pub [u8; 6]);
+
+/// Text that is not `aa:bb:cc:dd:ee:ff` (either case).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address")]
+pub struct BadMac(pub String);
+
+impl MacAddr {
+    /// All zeros: "no MAC" where the kernel reports one anyway (an unset VF MAC).
+    pub const ZERO: MacAddr = MacAddr([0; 6]);
+
+    /// The address of a netlink attribute, when it is 6 bytes long.
+    pub fn from_bytes(bytes: &[u8]) -> Option<MacAddr> {
+        bytes.try_into().ok().map(MacAddr)
+    }
+
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
+    pub fn is_zero(&self) -> bool {
+        *self == MacAddr::ZERO
+    }
+}
+
+impl FromStr for MacAddr {
+    type Err = BadMac;
+
+    /// Parses `aa:bb:cc:dd:ee:ff` (either case), exactly two hex digits a byte.
+    fn from_str(text: &str) -> Result<MacAddr, BadMac> {
+        let bad = || BadMac(text.to_string());
+        let mut mac = [0u8; 6];
+        let mut parts = text.split(':');
+        for byte in mac.iter_mut() {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.len() != 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        match parts.next() {
+            None => Ok(MacAddr(mac)),
+            Some(_) => Err(bad()),
+        }
+    }
+}
+
+/// Lower-case colon hex, as Go's `net.HardwareAddr` prints it.
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl serde::Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<MacAddr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for a MAC kept as text where Go writes `""` for none (sriov-cni's cache):
+/// `""` is `None`, and so is text that is no MAC (read leniently, as it always was).
+pub mod or_empty {
+    use super::MacAddr;
+
+    pub fn serialize<S: serde::Serializer>(
+        mac: &Option<MacAddr>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match mac {
+            Some(mac) => serializer.collect_str(mac),
+            None => serializer.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<MacAddr>, D::Error> {
+        let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+        Ok(text.parse().ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_text_round_trips() {
+        let mac: MacAddr = "0A:58:0a:01:00:FF".parse().unwrap();
+        assert_eq!(mac.to_string(), "0a:58:0a:01:00:ff");
+        assert_eq!(mac, "0a:58:0a:01:00:ff".parse().unwrap());
+        for bad in [
+            "",
+            "0a:58",
+            "0a:58:0a:01:00:ff:00",
+            "0g:00:00:00:00:00",
+            "0a-58-0a-01-00-ff",
+            "a:58:0a:01:00:ff",
+        ] {
+            assert_eq!(bad.parse::<MacAddr>(), Err(BadMac(bad.into())), "{bad}");
+        }
+    }
+
+    #[test]
+    fn serde_writes_the_text_and_empty_for_none() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Cache {
+            mac: MacAddr,
+            #[serde(with = "or_empty")]
+            other: Option<MacAddr>,
+        }
+        let cache: Cache =
+            serde_json::from_str(r#"{"mac":"02:00:00:00:00:0A","other":""}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&cache).unwrap(),
+            r#"{"mac":"02:00:00:00:00:0a","other":""}"#
+        );
+        assert!(serde_json::from_str::<Cache>(r#"{"mac":"x","other":""}"#).is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! Scratch space for tests that need no namespaces: temporary directories and
+//! throwaway dpkg roots.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::call::run_checked;
+
+/// A throwaway dpkg root (`dpkg --root`): packages install into it, and the
+/// machine's own package database is never touched.
+pub struct DpkgRoot {
+    pub path: PathBuf,
+}
+
+impl DpkgRoot {
+    pub fn new(path: PathBuf) -> Self {
+        for dir in [
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/lib/dpkg/triggers",
+        ] {
+            std::fs::create_dir_all(path.join(dir)).unwrap();
+        }
+        std::fs::write(path.join("var/lib/dpkg/status"), "").unwrap();
+        DpkgRoot { path }
+    }
+
+    /// `dpkg ARGS` on this root (maintainer scripts run outside a chroot).
+    pub fn dpkg(&self, args: &[&str]) -> String {
+        run_checked(
+            Command::new("dpkg")
+                .arg(format!("--root={}", self.path.display()))
+                .arg("--force-script-chrootless")
+                .args(args),
+            &format!("dpkg {args:?}"),
+        )
+    }
+}
+
+/// A scratch directory for tests that need no namespaces (no root needed).
+pub fn tempdir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cni-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
