@@ -50,7 +50,7 @@ pub fn setup(addresses: &[IpNet], id: &AttachmentId) -> Result<(), String> {
     Ok(())
 }
 
-/// Go's three rules for `address`, each with the table they go in: accept its own
+/// Go's three rules for `address`, each with the chain it goes in: accept its own
 /// subnet, masquerade what is not multicast, and the POSTROUTING jump into `chain`.
 fn rules<'a>(address: &IpNet, chain: &'a str, comment: &'a str) -> [(&'a str, Vec<String>); 3] {
     let multicast = if address.addr().is_ipv4() {
@@ -79,9 +79,9 @@ fn rules<'a>(address: &IpNet, chain: &'a str, comment: &'a str) -> [(&'a str, Ve
     ]
 }
 
-/// Whether iptables may hold the chain, asked without running
-/// iptables: iptables-nft keeps its rules in nf_tables tables `ip nat` and `ip6
-/// nat`; the legacy backend is only there when its nat table is loaded.
+/// Whether iptables may hold `chain`, asked without running iptables: iptables-nft
+/// keeps its rules in nf_tables tables `ip nat` and `ip6 nat`; the legacy backend is
+/// only there when its nat table is loaded.
 pub fn chain_may_exist(nft: &mut Nftables, chain: &str) -> bool {
     let legacy = std::fs::read_to_string("/proc/net/ip_tables_names")
         .is_ok_and(|names| names.lines().any(|n| n == "nat"))
