@@ -307,9 +307,9 @@ fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
         .controller(bridge.index)
         .apply()
         .unwrap();
-    nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1223), false)
+    nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1223))
         .unwrap();
-    nl.bridge_vlan_del(port.index, 1, false).unwrap();
+    nl.bridge_vlan_del(port.index, 1).unwrap();
     let dump = nl.bridge_vlan_dump().unwrap();
     let vlans = &dump.iter().find(|(i, _)| *i == port.index).unwrap().1;
     assert_eq!(

@@ -1,9 +1,8 @@
 //! Bridges: VLAN filtering, port flags and per-port VLANs.
 
 use netlink_packet_route::link::{
-    AfSpecBridge, BridgeFlag, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort,
-    InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo,
-    LinkMessage,
+    AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData,
+    InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -16,7 +15,7 @@ pub struct BridgePortFlags {
     pub isolated: Option<bool>,
 }
 
-/// One VLAN of a bridge port (or of the bridge itself).
+/// One VLAN of a bridge port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BridgeVlanEntry {
     pub vid: u16,
@@ -44,7 +43,7 @@ impl BridgeVlanEntry {
     }
 }
 
-fn vlan_message(port: u32, vlan: BridgeVlanEntry, on_bridge_itself: bool) -> LinkMessage {
+fn vlan_message(port: u32, vlan: BridgeVlanEntry) -> LinkMessage {
     let mut message = LinkMessage::default();
     message.header.interface_family = AddressFamily::Bridge;
     message.header.index = port;
@@ -59,12 +58,11 @@ fn vlan_message(port: u32, vlan: BridgeVlanEntry, on_bridge_itself: bool) -> Lin
         flags,
         vid: vlan.vid,
     };
-    let mut spec = Vec::new();
-    if on_bridge_itself {
-        spec.push(AfSpecBridge::Flags(BridgeFlag::LowerDev)); // "self"
-    }
-    spec.push(AfSpecBridge::VlanInfo(info));
-    message.attributes.push(LinkAttribute::AfSpecBridge(spec));
+    message
+        .attributes
+        .push(LinkAttribute::AfSpecBridge(vec![AfSpecBridge::VlanInfo(
+            info,
+        )]));
     message
 }
 
@@ -108,26 +106,21 @@ impl<T: RouteTransport> Netlink<T> {
         )
     }
 
-    pub fn bridge_vlan_add(
-        &mut self,
-        port: u32,
-        vlan: BridgeVlanEntry,
-        on_bridge_itself: bool,
-    ) -> NlResult<()> {
+    pub fn bridge_vlan_add(&mut self, port: u32, vlan: BridgeVlanEntry) -> NlResult<()> {
         self.change(
-            RouteNetlinkMessage::SetLink(vlan_message(port, vlan, on_bridge_itself)),
+            RouteNetlinkMessage::SetLink(vlan_message(port, vlan)),
             format!("add VLAN {} to bridge port #{port}", vlan.vid),
         )
     }
 
-    pub fn bridge_vlan_del(&mut self, port: u32, vid: u16, on_bridge_itself: bool) -> NlResult<()> {
+    pub fn bridge_vlan_del(&mut self, port: u32, vid: u16) -> NlResult<()> {
         let vlan = BridgeVlanEntry {
             vid,
             pvid: false,
             untagged: false,
         };
         self.change(
-            RouteNetlinkMessage::DelLink(vlan_message(port, vlan, on_bridge_itself)),
+            RouteNetlinkMessage::DelLink(vlan_message(port, vlan)),
             format!("delete VLAN {vid} from bridge port #{port}"),
         )
     }
@@ -180,7 +173,7 @@ mod tests {
     #[test]
     fn access_vlan_is_pvid_untagged_in_the_bridge_family() {
         let mut nl = Netlink::fake();
-        nl.bridge_vlan_add(5, BridgeVlanEntry::access(1223), false)
+        nl.bridge_vlan_add(5, BridgeVlanEntry::access(1223))
             .unwrap();
         let RouteNetlinkMessage::SetLink(m) = &nl.transport.sent[0].message else {
             panic!()
@@ -201,16 +194,21 @@ mod tests {
     }
 
     #[test]
-    fn vlan_on_the_bridge_itself_says_self_and_delete_is_dellink() {
+    fn vlan_delete_is_dellink_of_the_port() {
         let mut nl = Netlink::fake();
-        nl.bridge_vlan_del(2, 1, true).unwrap();
+        nl.bridge_vlan_del(2, 1).unwrap();
         let RouteNetlinkMessage::DelLink(m) = &nl.transport.sent[0].message else {
             panic!()
         };
+        assert_eq!(m.header.interface_family, AddressFamily::Bridge);
+        assert_eq!(m.header.index, 2);
         let LinkAttribute::AfSpecBridge(spec) = &m.attributes[0] else {
             panic!()
         };
-        assert_eq!(spec[0], AfSpecBridge::Flags(BridgeFlag::LowerDev));
+        let [AfSpecBridge::VlanInfo(info)] = spec.as_slice() else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(info.vid, 1);
     }
 
     #[test]

@@ -9,41 +9,42 @@ use serde::Deserialize;
 
 pub const DEFAULT_BRIDGE: &str = "cni0";
 
+/// The keys as written; read only here, into [`BridgeConfig`]'s final values.
 #[derive(Debug, Default, Deserialize)]
 pub struct BridgeKeys {
     #[serde(rename = "bridge", default)]
-    pub bridge: Option<String>,
+    bridge: Option<String>,
     #[serde(rename = "isGateway", default)]
-    pub is_gateway: bool,
+    is_gateway: bool,
     #[serde(rename = "isDefaultGateway", default)]
-    pub is_default_gateway: bool,
+    is_default_gateway: bool,
     #[serde(rename = "forceAddress", default)]
-    pub force_address: bool,
+    force_address: bool,
     #[serde(rename = "ipMasq", default)]
-    pub ip_masq: bool,
+    ip_masq: bool,
     #[serde(rename = "ipMasqBackend", default)]
-    pub ip_masq_backend: Option<String>,
+    ip_masq_backend: Option<String>,
     /// Go reads it as an int: 0 or less means the kernel's default.
     #[serde(default)]
-    pub mtu: i64,
+    mtu: i64,
     #[serde(rename = "hairpinMode", default)]
-    pub hairpin_mode: bool,
+    hairpin_mode: bool,
     #[serde(rename = "promiscMode", default)]
-    pub promisc_mode: bool,
+    promisc_mode: bool,
     #[serde(default)]
-    pub vlan: i64,
+    vlan: i64,
     #[serde(rename = "vlanTrunk", default)]
-    pub vlan_trunk: Option<Vec<TrunkEntry>>,
+    vlan_trunk: Option<Vec<TrunkEntry>>,
     #[serde(rename = "preserveDefaultVlan", default)]
-    pub preserve_default_vlan: Option<bool>,
+    preserve_default_vlan: Option<bool>,
     #[serde(default)]
-    pub macspoofchk: bool,
+    macspoofchk: bool,
     #[serde(default)]
-    pub enabledad: bool,
+    enabledad: bool,
     #[serde(rename = "disableContainerInterface", default)]
-    pub disable_container_interface: bool,
+    disable_container_interface: bool,
     #[serde(rename = "portIsolation", default)]
-    pub port_isolation: bool,
+    port_isolation: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,36 +63,54 @@ pub enum MasqBackend {
     Nftables,
 }
 
-/// The configuration of one request, validated.
-#[derive(Debug)]
-pub struct BridgeConfig {
-    pub conf: NetConf<BridgeKeys>,
-    pub bridge: String,
-    pub is_gateway: bool,
-    pub vlan: u16,
+/// The VLANs of a bridge port: its access VLAN, its trunk, and whether VLAN 1 stays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortVlans {
+    /// The access VLAN (PVID, untagged); 0 for none.
+    pub access: u16,
     /// Sorted, without duplicates. `Some(empty)` still turns VLAN filtering on, as in Go.
     pub trunk: Option<Vec<u16>>,
     pub preserve_default_vlan: bool,
-    pub mac: Option<libcni::mac::MacAddr>,
+}
+
+impl PortVlans {
+    pub fn filtering(&self) -> bool {
+        self.access != 0 || self.trunk.is_some()
+    }
+}
+
+/// The configuration of one request, validated, in its final types.
+#[derive(Debug)]
+pub struct BridgeConfig {
+    /// The common keys; the bridge's own are the fields below.
+    pub conf: NetConf<BridgeKeys>,
+    pub bridge: String,
+    /// `isGateway`, or implied by `isDefaultGateway` (as in Go).
+    pub is_gateway: bool,
+    pub is_default_gateway: bool,
+    pub force_address: bool,
+    pub ip_masq: bool,
+    /// `None`: the Go plugin's default, decided when the masquerade is set up.
     pub masq_backend: Option<MasqBackend>,
+    /// `None` (0 or less in the config): the kernel's default, as in Go.
+    pub mtu: Option<u32>,
+    pub hairpin_mode: bool,
+    pub promisc_mode: bool,
+    pub vlans: PortVlans,
+    pub macspoofchk: bool,
+    pub ipv6_dad: bool,
+    pub disable_container_interface: bool,
+    pub port_isolation: bool,
+    pub mac: Option<libcni::mac::MacAddr>,
 }
 
 impl BridgeConfig {
-    pub fn keys(&self) -> &BridgeKeys {
-        &self.conf.plugin
-    }
-
-    /// The configured MTU, if any (0 or less: the kernel's default, as in Go).
-    pub fn mtu(&self) -> Option<u32> {
-        u32::try_from(self.conf.plugin.mtu).ok().filter(|m| *m > 0)
-    }
-
     pub fn is_layer3(&self) -> bool {
         self.conf.delegated_ipam().is_some()
     }
 
     pub fn vlan_filtering(&self) -> bool {
-        self.vlan != 0 || self.trunk.is_some()
+        self.vlans.filtering()
     }
 }
 
@@ -179,6 +198,50 @@ pub fn load_for_del(request: &Request) -> Result<DelConfig, CniError> {
 pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniError> {
     let conf: NetConf<BridgeKeys> = parse_netconf(&request.stdin)?;
     let keys = &conf.plugin;
+    let vlans = port_vlans(keys, cnv_bridge)?;
+    if conf.delegated_ipam().is_some() && keys.disable_container_interface {
+        return Err(CniError::invalid_config(
+            "cannot use IPAM when DisableContainerInterface flag is set",
+        ));
+    }
+    if keys.hairpin_mode && keys.promisc_mode {
+        return Err(CniError::invalid_config(
+            "cannot set hairpin mode and promiscuous mode at the same time",
+        ));
+    }
+    let masq_backend = masq_backend(keys)?;
+    // MAC precedence: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
+    let mac = libcni::spec::config::pick_mac(
+        "mac",
+        &[
+            conf.runtime_config.mac.as_deref(),
+            conf.args.as_ref().and_then(|a| a.cni.mac.as_deref()),
+            request.args.value("MAC"),
+        ],
+    )?;
+    Ok(BridgeConfig {
+        bridge: bridge_name(keys)?,
+        is_gateway: keys.is_gateway || keys.is_default_gateway,
+        is_default_gateway: keys.is_default_gateway,
+        force_address: keys.force_address,
+        ip_masq: keys.ip_masq,
+        masq_backend,
+        mtu: u32::try_from(keys.mtu).ok().filter(|m| *m > 0),
+        hairpin_mode: keys.hairpin_mode,
+        promisc_mode: keys.promisc_mode,
+        vlans,
+        macspoofchk: keys.macspoofchk,
+        ipv6_dad: keys.enabledad,
+        disable_container_interface: keys.disable_container_interface,
+        port_isolation: keys.port_isolation,
+        mac,
+        conf,
+    })
+}
+
+/// `vlan`, `vlanTrunk` and `preserveDefaultVlan` (whose default is true for
+/// `cnv-bridge`), with the Go plugin's checks.
+fn port_vlans(keys: &BridgeKeys, cnv_bridge: bool) -> Result<PortVlans, CniError> {
     if !(0..=4094).contains(&keys.vlan) {
         return Err(CniError::invalid_config(format!(
             "invalid VLAN ID {} (must be between 0 and 4094)",
@@ -191,37 +254,27 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
         .map(|t| collect_trunk(t))
         .transpose()
         .map_err(CniError::invalid_config)?;
-    if conf.delegated_ipam().is_some() && keys.disable_container_interface {
-        return Err(CniError::invalid_config(
-            "cannot use IPAM when DisableContainerInterface flag is set",
-        ));
+    Ok(PortVlans {
+        access: keys.vlan as u16,
+        trunk,
+        preserve_default_vlan: keys.preserve_default_vlan.unwrap_or(cnv_bridge),
+    })
+}
+
+fn masq_backend(keys: &BridgeKeys) -> Result<Option<MasqBackend>, CniError> {
+    match keys.ip_masq_backend.as_deref() {
+        None => Ok(None),
+        Some("iptables") => Ok(Some(MasqBackend::Iptables)),
+        Some("nftables") => Ok(Some(MasqBackend::Nftables)),
+        Some(other) => Err(CniError::invalid_config(format!(
+            "unknown ipmasq backend {other:?}"
+        ))),
     }
-    if keys.hairpin_mode && keys.promisc_mode {
-        return Err(CniError::invalid_config(
-            "cannot set hairpin mode and promiscuous mode at the same time",
-        ));
-    }
-    let masq_backend = match keys.ip_masq_backend.as_deref() {
-        None => None,
-        Some("iptables") => Some(MasqBackend::Iptables),
-        Some("nftables") => Some(MasqBackend::Nftables),
-        Some(other) => {
-            return Err(CniError::invalid_config(format!(
-                "unknown ipmasq backend {other:?}"
-            )))
-        }
-    };
-    // MAC precedence: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
-    let mac = libcni::spec::config::pick_mac(
-        "mac",
-        &[
-            conf.runtime_config.mac.as_deref(),
-            conf.args.as_ref().and_then(|a| a.cni.mac.as_deref()),
-            request.args.value("MAC"),
-        ],
-    )?;
-    // Absent: cni0. Present but empty is an error, as with the Go plugin (which
-    // fails to create a bridge with no name).
+}
+
+/// Absent: cni0. Present but empty is an error, as with the Go plugin (which fails
+/// to create a bridge with no name).
+fn bridge_name(keys: &BridgeKeys) -> Result<String, CniError> {
     let bridge = keys
         .bridge
         .clone()
@@ -231,16 +284,7 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
     }
     libcni::spec::names::check_interface_name(&bridge)
         .map_err(|e| CniError::invalid_config(format!("invalid bridge name: {e}")))?;
-    Ok(BridgeConfig {
-        bridge,
-        is_gateway: keys.is_gateway || keys.is_default_gateway,
-        vlan: keys.vlan as u16,
-        trunk,
-        preserve_default_vlan: keys.preserve_default_vlan.unwrap_or(cnv_bridge),
-        mac,
-        masq_backend,
-        conf,
-    })
+    Ok(bridge)
 }
 
 #[cfg(test)]
@@ -264,19 +308,20 @@ mod tests {
         assert_eq!(
             (
                 c.bridge.as_str(),
-                c.vlan,
-                c.keys().macspoofchk,
+                c.vlans.access,
+                c.macspoofchk,
                 c.is_layer3()
             ),
             ("br1", 1223, true, false)
         );
         assert!(
-            c.preserve_default_vlan,
+            c.vlans.preserve_default_vlan,
             "cnv-bridge keeps VLAN 1 unless told otherwise"
         );
         assert!(
             !load(&request(conf, ""), false)
                 .unwrap()
+                .vlans
                 .preserve_default_vlan,
             "bridge drops it"
         );

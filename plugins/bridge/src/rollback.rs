@@ -2,21 +2,20 @@
 
 use libcni::netlink::{LinkId, Netlink};
 
-use libcni::netlink::nftables::Nftables;
-use libcni::CniError;
-
-use crate::masq;
+use crate::masq::Masquerade;
+use crate::spoofcheck::SpoofCheck;
+use crate::vlan::VlanGateway;
 
 /// What an ADD made so far; undone on drop unless the ADD succeeded.
 #[derive(Default)]
 pub struct Rollback {
     pub host_veth: Option<String>,
     pub created_bridge: Option<String>,
-    /// The bridge and VLAN of the gateway interface this ADD made (and marked).
-    pub vlan_gateway: Option<(String, u16)>,
-    /// The macspoofchk reference whose rules this ADD wrote.
-    pub spoofcheck: Option<String>,
-    pub masquerade: Option<(String, String, String)>,
+    /// The gateway interface this ADD made (and marked).
+    pub vlan_gateway: Option<VlanGateway>,
+    /// The macspoofchk rules this ADD wrote.
+    pub spoofcheck: Option<SpoofCheck>,
+    pub masquerade: Option<Masquerade>,
     pub done: bool,
 }
 
@@ -26,25 +25,13 @@ impl Drop for Rollback {
             return;
         }
         // Only the rules this ADD wrote: their jump matches our host veth.
-        if let (Some(reference), Some(host_veth)) = (&self.spoofcheck, &self.host_veth) {
-            let removed = Nftables::open()
-                .map_err(CniError::from)
-                .and_then(|mut nft| {
-                    let mut nl = Netlink::open()?;
-                    crate::check::remove_spoofcheck(
-                        &mut nft,
-                        &mut nl,
-                        reference,
-                        Some(host_veth),
-                        false,
-                    )
-                });
-            if let Err(e) = removed {
+        if let (Some(spoofcheck), Some(host_veth)) = (&self.spoofcheck, &self.host_veth) {
+            if let Err(e) = spoofcheck.undo(host_veth) {
                 libcni::log_warn!("rollback: {e}");
             }
         }
-        if let Some((network, ifname, cid)) = &self.masquerade {
-            if let Err(e) = masq::teardown(network, ifname, cid) {
+        if let Some(masquerade) = &self.masquerade {
+            if let Err(e) = masquerade.teardown() {
                 libcni::log_warn!("rollback: {e}");
             }
         }
@@ -55,8 +42,8 @@ impl Drop for Rollback {
             }
         }
         // As DEL does: only while it is ours and no other ADD has put a port in its VLAN.
-        if let Some((bridge, vlan)) = &self.vlan_gateway {
-            if let Err(e) = crate::vlan::remove_unused_vlan_gateway(bridge, *vlan) {
+        if let Some(gateway) = &self.vlan_gateway {
+            if let Err(e) = gateway.remove_if_unused() {
                 libcni::log_warn!("rollback: {e}");
             }
         }

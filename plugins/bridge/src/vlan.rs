@@ -9,27 +9,23 @@ use libcni::netlink::{
 };
 use libcni::CniError;
 
-use crate::config::BridgeConfig;
-use crate::rollback::Rollback;
+use crate::config::PortVlans;
 
 const VLAN_LOCK_DIR: &str = "/run/cni/bridge";
 
 /// Access VLAN (PVID, untagged), trunk VIDs (tagged), and VLAN 1 removed unless preserved.
-pub fn program_vlans(nl: &mut Netlink, cfg: &BridgeConfig, port: &Link) -> Result<(), CniError> {
-    if !cfg.vlan_filtering() {
+pub fn program_vlans(nl: &mut Netlink, vlans: &PortVlans, port: &Link) -> Result<(), CniError> {
+    if !vlans.filtering() {
         return Ok(());
     }
-    let trunk = cfg.trunk.clone().unwrap_or_default();
-    if (cfg.vlan != 0 || !trunk.is_empty()) && !cfg.preserve_default_vlan {
+    let trunk = vlans.trunk.clone().unwrap_or_default();
+    if (vlans.access != 0 || !trunk.is_empty()) && !vlans.preserve_default_vlan {
         let dump = nl.bridge_vlan_dump()?;
-        for (_, vlans) in dump.iter().filter(|(index, _)| *index == port.index) {
-            for vlan in vlans {
-                nl.bridge_vlan_del(port.index, vlan.vid, false)
-                    .map_err(|e| {
-                        CniError::from(
-                            e.context(format!("remove the default VLAN of {:?}", port.name)),
-                        )
-                    })?;
+        for (_, entries) in dump.iter().filter(|(index, _)| *index == port.index) {
+            for vlan in entries {
+                nl.bridge_vlan_del(port.index, vlan.vid).map_err(|e| {
+                    CniError::from(e.context(format!("remove the default VLAN of {:?}", port.name)))
+                })?;
             }
         }
     }
@@ -37,16 +33,16 @@ pub fn program_vlans(nl: &mut Netlink, cfg: &BridgeConfig, port: &Link) -> Resul
         e.context(format!("set up VLAN tags on {:?}", port.name))
             .into()
     };
-    if cfg.vlan != 0 {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(cfg.vlan), false)
+    if vlans.access != 0 {
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(vlans.access))
             .map_err(tag)?;
     }
     for vid in &trunk {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry::tagged(*vid), false)
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::tagged(*vid))
             .map_err(tag)?;
     }
-    if cfg.vlan == 0 && !trunk.is_empty() {
-        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1), false)
+    if vlans.access == 0 && !trunk.is_empty() {
+        nl.bridge_vlan_add(port.index, BridgeVlanEntry::access(1))
             .map_err(tag)?;
     }
     Ok(())
@@ -60,75 +56,132 @@ pub fn lock_vlan_gateway(bridge: &str) -> Result<nix::fcntl::Flock<std::fs::File
 }
 
 /// `<bridge>.<vlan>`: a veth whose peer is an access port of the VLAN, carrying the
-/// gateway address of a VLAN network (as the Go plugin does). One that exists is
-/// used as it is, as Go does, and left unmarked: a link of that name the admin made
-/// stays theirs, and DEL leaves it. One made here carries the gateway mark.
-pub fn ensure_vlan_gateway(
-    nl: &mut Netlink,
-    cfg: &BridgeConfig,
-    bridge: &Link,
-    rollback: &mut Rollback,
-) -> Result<Link, CniError> {
-    let name = format!("{}.{}", cfg.bridge, cfg.vlan);
-    if let Some(link) = nl.get_link(&LinkId::Name(&name))? {
-        return Ok(link);
+/// gateway address of a VLAN network (as the Go plugin does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VlanGateway {
+    pub bridge: String,
+    pub vlan: u16,
+}
+
+impl VlanGateway {
+    fn name(&self) -> String {
+        format!("{}.{}", self.bridge, self.vlan)
     }
-    let peer_name = random_name("veth", 8);
-    let peer = NewLink::peer(peer_name.clone());
-    let mut gateway = NewLink::new(
-        name.clone(),
-        NewLinkKind::Veth {
-            peer: Box::new(peer),
-        },
-    );
-    gateway.up = true;
-    nl.create_link(&gateway)
-        .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
-    // Marked before anything else can fail: rollback and DEL remove only a marked one.
-    let created = nl.require_link(&LinkId::Name(&name))?;
-    if let Err(e) = nl
-        .change_link(created.index)
-        .alias(&vlan_gateway_mark(&cfg.bridge, cfg.vlan))
-        .apply()
-    {
-        if let Err(undo) = nl.delete_link(created.index, &name) {
-            libcni::log_warn!("rollback: {undo}");
+
+    /// Finds or makes the interface. One that exists is used as it is, as Go does,
+    /// and left unmarked: a link of that name the admin made stays theirs, and DEL
+    /// leaves it. One made here carries the gateway mark, and is put in `made` (the
+    /// rollback's) as soon as it is marked.
+    pub fn ensure(
+        &self,
+        nl: &mut Netlink,
+        vlans: &PortVlans,
+        bridge: &Link,
+        made: &mut Option<VlanGateway>,
+    ) -> Result<Link, CniError> {
+        let name = self.name();
+        if let Some(link) = nl.get_link(&LinkId::Name(&name))? {
+            return Ok(link);
         }
-        return Err(e
-            .context(format!("mark the VLAN gateway interface {name:?}"))
-            .into());
+        let peer_name = random_name("veth", 8);
+        let peer = NewLink::peer(peer_name.clone());
+        let mut gateway = NewLink::new(
+            name.clone(),
+            NewLinkKind::Veth {
+                peer: Box::new(peer),
+            },
+        );
+        gateway.up = true;
+        nl.create_link(&gateway)
+            .map_err(|e| CniError::from(e.context("create the VLAN gateway interface")))?;
+        // Marked before anything else can fail: rollback and DEL remove only a marked one.
+        let created = nl.require_link(&LinkId::Name(&name))?;
+        if let Err(e) = nl
+            .change_link(created.index)
+            .alias(&vlan_gateway_mark(&self.bridge, self.vlan))
+            .apply()
+        {
+            if let Err(undo) = nl.delete_link(created.index, &name) {
+                libcni::log_warn!("rollback: {undo}");
+            }
+            return Err(e
+                .context(format!("mark the VLAN gateway interface {name:?}"))
+                .into());
+        }
+        *made = Some(self.clone());
+        self.attach_peer(nl, vlans, bridge, peer_name)
     }
-    rollback.vlan_gateway = Some((cfg.bridge.clone(), cfg.vlan));
-    // A veth peer cannot be created up (older kernels open it before it is paired:
-    // ENOTCONN) nor with a controller: both are set once the pair exists.
-    let peer = nl.require_link(&LinkId::Name(&peer_name))?;
-    nl.change_link(peer.index)
-        .controller(bridge.index)
-        .apply()?;
-    nl.change_link(peer.index).up().apply()?;
-    let access = BridgeConfig {
-        trunk: None,
-        ..clone_vlan_only(cfg)
-    };
-    program_vlans(nl, &access, &peer)?;
-    Ok(nl.require_link(&LinkId::Name(&name))?)
+
+    /// Makes the gateway's peer an access port of the VLAN. A veth peer cannot be
+    /// created up (older kernels open it before it is paired: ENOTCONN) nor with a
+    /// controller: both are set once the pair exists.
+    fn attach_peer(
+        &self,
+        nl: &mut Netlink,
+        vlans: &PortVlans,
+        bridge: &Link,
+        peer_name: String,
+    ) -> Result<Link, CniError> {
+        let peer = nl.require_link(&LinkId::Name(&peer_name))?;
+        nl.change_link(peer.index)
+            .controller(bridge.index)
+            .apply()?;
+        nl.change_link(peer.index).up().apply()?;
+        let access = PortVlans {
+            trunk: None,
+            ..vlans.clone()
+        };
+        program_vlans(nl, &access, &peer)?;
+        Ok(nl.require_link(&LinkId::Name(&self.name()))?)
+    }
+
+    /// Deletes the interface when it is the one `ensure` made (see `own_gateway`) and
+    /// no port but its own peer is left in the VLAN. Any other link of that name
+    /// stays, with a warning: the admin's own VLAN interface, the Go plugin's gateway
+    /// (Go never deletes it), `<uplink>.<vlan>` when a config names an uplink as its
+    /// bridge. Already gone is success.
+    pub fn remove_if_unused(&self) -> Result<(), CniError> {
+        let (bridge_name, vlan) = (self.bridge.as_str(), self.vlan);
+        let _guard = lock_vlan_gateway(bridge_name)?;
+        let mut nl = Netlink::open()?;
+        let name = self.name();
+        let Some(gateway) = nl.get_link(&LinkId::Name(&name))? else {
+            return Ok(());
+        };
+        let bridge = nl.get_link(&LinkId::Name(bridge_name))?;
+        let peer = match gateway.parent {
+            Some(index) if gateway.link_netnsid().is_none() => {
+                nl.get_link(&LinkId::Index(index))?
+            }
+            _ => None,
+        };
+        let bridge = match own_gateway(&gateway, bridge_name, vlan, bridge, peer.as_ref()) {
+            Ok(bridge) => bridge,
+            Err(reason) => {
+                libcni::log_warn!("left {name:?} in place: {reason}");
+                return Ok(());
+            }
+        };
+        let links = nl.list_links()?;
+        let gateway_peer = gateway.parent;
+        let ports: Vec<u32> = links
+            .iter()
+            .filter(|l| l.controller == Some(bridge.index) && Some(l.index) != gateway_peer)
+            .map(|l| l.index)
+            .collect();
+        let in_use = nl
+            .bridge_vlan_dump()?
+            .iter()
+            .any(|(index, vlans)| ports.contains(index) && vlans.iter().any(|v| v.vid == vlan));
+        if !in_use {
+            nl.delete_found_link(gateway.index, &name)
+                .map_err(|e| CniError::from(e.context("remove the VLAN gateway interface")))?;
+        }
+        Ok(())
+    }
 }
 
-/// A config with the same bridge and access VLAN, for the gateway's own port.
-pub fn clone_vlan_only(cfg: &BridgeConfig) -> BridgeConfig {
-    BridgeConfig {
-        conf: libcni::spec::config::parse_netconf(b"{\"name\":\"x\"}").expect("static config"),
-        bridge: cfg.bridge.clone(),
-        is_gateway: cfg.is_gateway,
-        vlan: cfg.vlan,
-        trunk: None,
-        preserve_default_vlan: cfg.preserve_default_vlan,
-        mac: None,
-        masq_backend: None,
-    }
-}
-
-/// Whether `gateway` (named `<bridge>.<vlan>`) is the interface `ensure_vlan_gateway`
+/// Whether `gateway` (named `<bridge>.<vlan>`) is the interface `VlanGateway::ensure`
 /// made: a veth carrying the gateway mark of this bridge and VLAN, whose peer (in
 /// the same netns) is a port of `bridge`, which must be a bridge. Returns the
 /// bridge, or why the interface is not ours.
@@ -160,48 +213,6 @@ fn own_gateway(
         return Err(format!("its peer is not a port of bridge {bridge_name:?}"));
     }
     Ok(bridge)
-}
-
-/// Deletes `<bridge>.<vlan>` when it is the gateway interface this plugin made (see
-/// `own_gateway`) and no port but its own peer is left in the VLAN. Any other link
-/// of that name stays, with a warning: the admin's own VLAN interface, the Go
-/// plugin's gateway (Go never deletes it), `<uplink>.<vlan>` when a config names an
-/// uplink as its bridge. Already gone is success.
-pub fn remove_unused_vlan_gateway(bridge_name: &str, vlan: u16) -> Result<(), CniError> {
-    let _guard = lock_vlan_gateway(bridge_name)?;
-    let mut nl = Netlink::open()?;
-    let name = format!("{bridge_name}.{vlan}");
-    let Some(gateway) = nl.get_link(&LinkId::Name(&name))? else {
-        return Ok(());
-    };
-    let bridge = nl.get_link(&LinkId::Name(bridge_name))?;
-    let peer = match gateway.parent {
-        Some(index) if gateway.link_netnsid().is_none() => nl.get_link(&LinkId::Index(index))?,
-        _ => None,
-    };
-    let bridge = match own_gateway(&gateway, bridge_name, vlan, bridge, peer.as_ref()) {
-        Ok(bridge) => bridge,
-        Err(reason) => {
-            libcni::log_warn!("left {name:?} in place: {reason}");
-            return Ok(());
-        }
-    };
-    let links = nl.list_links()?;
-    let gateway_peer = gateway.parent;
-    let ports: Vec<u32> = links
-        .iter()
-        .filter(|l| l.controller == Some(bridge.index) && Some(l.index) != gateway_peer)
-        .map(|l| l.index)
-        .collect();
-    let in_use = nl
-        .bridge_vlan_dump()?
-        .iter()
-        .any(|(index, vlans)| ports.contains(index) && vlans.iter().any(|v| v.vid == vlan));
-    if !in_use {
-        nl.delete_found_link(gateway.index, &name)
-            .map_err(|e| CniError::from(e.context("remove the VLAN gateway interface")))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

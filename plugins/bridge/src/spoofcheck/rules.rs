@@ -34,26 +34,16 @@ use libcni::netlink::nftables::{
     BaseChain, Batch, ChainHook, ChainRef, Expr, Family, NfTransport, Nftables, Rule, Verdict,
 };
 use libcni::netlink::NetlinkError;
-use libcni::spec::attachment::fitting_name;
 
 const TABLE: &str = "nat";
 const BASE_CHAIN: &str = "PREROUTING";
 pub const CHAIN_PREFIX: &str = "cni-br-iface-";
-/// The longest `<ref>` that keeps `cni-br-iface-<ref>-mac` within a chain name (255
-/// bytes) and `macspoofchk-<ref>` within a rule comment (253).
-const REFERENCE_MAX: usize = 238;
 
 const PREROUTING: ChainRef<'static> = ChainRef {
     family: Family::Bridge,
     table: TABLE,
     chain: BASE_CHAIN,
 };
-
-/// `<containerID>-<ifname>`, the key of an attachment's chains (Go's), hashed when
-/// a long container ID would make names the kernel refuses.
-pub fn reference(container_id: &str, ifname: &str) -> String {
-    fitting_name(&format!("{container_id}-{ifname}"), REFERENCE_MAX)
-}
 
 pub fn iface_chain(reference: &str) -> String {
     format!("{CHAIN_PREFIX}{reference}")
@@ -439,6 +429,11 @@ mod tests {
             jumps: Vec::new(),
         };
         assert!(inert.removable(None, |_| true));
+    }
+
+    fn reference(container_id: &str, ifname: &str) -> String {
+        libcni::spec::attachment::AttachmentId::new("n", container_id, ifname)
+            .spoofcheck_reference()
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! The iptables backend: chain `CNI-<hash of network and container ID>` in table
+//! nat, jumped to from POSTROUTING for each source address (Go's `pkg/ip` names).
+//! Request values reach iptables only as separate arguments, never through a shell.
+
+use std::process::Command;
+
+use ipnet::IpNet;
+use libcni::netlink::nftables::{Family, Nftables};
+use libcni::spec::attachment::AttachmentId;
+
+/// Runs `iptables -w` (or `ip6tables`) with `args`; its output, or its error.
+fn iptables(v4: bool, args: &[&str]) -> Result<String, String> {
+    let binary = if v4 { "iptables" } else { "ip6tables" };
+    let out = Command::new(binary)
+        .arg("-w")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run {binary}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{binary} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Adds the chain and its rules for each address, each only when missing.
+pub fn setup(addresses: &[IpNet], id: &AttachmentId) -> Result<(), String> {
+    let chain = id.iptables_chain();
+    let comment = id.iptables_comment();
+    for address in addresses {
+        let v4 = address.addr().is_ipv4();
+        if iptables(v4, &["-t", "nat", "-S", &chain]).is_err() {
+            iptables(v4, &["-t", "nat", "-N", &chain])?;
+        }
+        for (target, rule) in rules(address, &chain, &comment) {
+            let rule = rule.iter().map(String::as_str);
+            let mut check = vec!["-t", "nat", "-C", target];
+            check.extend(rule.clone());
+            if iptables(v4, &check).is_err() {
+                let mut append = vec!["-t", "nat", "-A", target];
+                append.extend(rule);
+                iptables(v4, &append)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Go's three rules for `address`, each with the chain it goes in: accept its own
+/// subnet, masquerade what is not multicast, and the POSTROUTING jump into `chain`.
+fn rules<'a>(address: &IpNet, chain: &'a str, comment: &'a str) -> [(&'a str, Vec<String>); 3] {
+    let multicast = if address.addr().is_ipv4() {
+        "224.0.0.0/4"
+    } else {
+        "ff00::/8"
+    };
+    let subnet = IpNet::new(address.network(), address.prefix_len())
+        .expect("valid")
+        .to_string();
+    let with_comment = |words: &[&str]| -> Vec<String> {
+        let mut words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        words.extend(["-m", "comment", "--comment", comment].map(String::from));
+        words
+    };
+    [
+        (chain, with_comment(&["-d", &subnet, "-j", "ACCEPT"])),
+        (
+            chain,
+            with_comment(&["!", "-d", multicast, "-j", "MASQUERADE"]),
+        ),
+        (
+            "POSTROUTING",
+            with_comment(&["-s", &address.addr().to_string(), "-j", chain]),
+        ),
+    ]
+}
+
+/// Whether iptables may hold `chain`, asked without running iptables: iptables-nft
+/// keeps its rules in nf_tables tables `ip nat` and `ip6 nat`; the legacy backend is
+/// only there when its nat table is loaded.
+pub fn chain_may_exist(nft: &mut Nftables, chain: &str) -> bool {
+    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names")
+        .is_ok_and(|names| names.lines().any(|n| n == "nat"))
+        || std::fs::read_to_string("/proc/net/ip6_tables_names")
+            .is_ok_and(|names| names.lines().any(|n| n == "nat"));
+    legacy
+        || [Family::Ip, Family::Ip6].into_iter().any(|family| {
+            nft.chains(family, "nat")
+                .map(|chains| chains.unwrap_or_default().iter().any(|c| c == chain))
+                .unwrap_or(true)
+        })
+}
+
+/// Runs an iptables removal. When it fails because what it removes is gone (`gone`
+/// asks iptables again), another teardown of the attachment came first: success.
+fn iptables_remove(v4: bool, args: &[&str], gone: impl Fn() -> bool) -> Result<(), String> {
+    match iptables(v4, args) {
+        Err(_) if gone() => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Removes the chain of this container and every POSTROUTING jump to it, without
+/// needing the addresses (so it works after the netns is gone).
+pub fn teardown(id: &AttachmentId) -> Result<(), String> {
+    let chain = id.iptables_chain();
+    for v4 in [true, false] {
+        let Ok(rules) = iptables(v4, &["-t", "nat", "-S", "POSTROUTING"]) else {
+            continue;
+        };
+        for line in rules.lines().filter(|l| l.contains(&format!("-j {chain}"))) {
+            let Some(spec) = line.strip_prefix("-A POSTROUTING ") else {
+                continue;
+            };
+            let mut args = vec![
+                "-t".to_string(),
+                "nat".into(),
+                "-D".into(),
+                "POSTROUTING".into(),
+            ];
+            args.extend(shell_words(spec));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            iptables_remove(v4, &args, || {
+                iptables(v4, &["-t", "nat", "-S", "POSTROUTING"])
+                    .is_ok_and(|now| !now.lines().any(|l| l == line))
+            })?;
+        }
+        let chain_gone = || iptables(v4, &["-t", "nat", "-S", &chain]).is_err();
+        if !chain_gone() {
+            iptables_remove(v4, &["-t", "nat", "-F", &chain], chain_gone)?;
+            iptables_remove(v4, &["-t", "nat", "-X", &chain], chain_gone)?;
+        }
+    }
+    Ok(())
+}
+
+/// Splits an `iptables -S` rule into arguments (double quotes group, `\"` escapes).
+fn shell_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut escaped, mut in_word) = (false, false, false);
+    for c in text.chars() {
+        match c {
+            _ if escaped => {
+                current.push(c);
+                escaped = false;
+            }
+            '\\' => escaped = true,
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            ' ' if !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut current));
+                    in_word = false;
+                }
+            }
+            _ => {
+                current.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(current);
+    }
+    words
+}
+
+/// Whether an iptables binary runs at all.
+pub fn installed() -> bool {
+    Command::new("iptables")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether iptables works on this host (the Go plugin's probe for its default).
+pub fn works() -> bool {
+    Command::new("iptables")
+        .args(["-t", "filter", "-S", "INPUT", "1"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iptables_rule_words() {
+        assert_eq!(
+            shell_words(
+                r#"-s 10.1.0.5/32 -m comment --comment "name: \"n\" id: \"c\"" -j CNI-abc"#
+            ),
+            vec![
+                "-s",
+                "10.1.0.5/32",
+                "-m",
+                "comment",
+                "--comment",
+                "name: \"n\" id: \"c\"",
+                "-j",
+                "CNI-abc"
+            ]
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! macspoofchk: one attachment's rules as an object ([`SpoofCheck`]) for ADD, CHECK,
+//! DEL, GC and rollback, over the rules themselves and the pure planning of their
+//! transactions (`rules`, which says whose rules are whose).
+
+mod rules;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use libcni::mac::MacAddr;
+use libcni::netlink::nftables::{Batch, Nftables};
+use libcni::netlink::{LinkId, Netlink};
+use libcni::spec::attachment::AttachmentId;
+use libcni::CniError;
+
+pub use rules::{existing, installed, setup, teardown_batch};
+use rules::{iface_chain, references, verify, Broken, Existing, Installed};
+
+/// The macspoofchk rules of one attachment, found by its reference
+/// (`<containerID>-<ifname>`, see [`AttachmentId::spoofcheck_reference`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpoofCheck {
+    reference: String,
+}
+
+/// What ADD read before changing anything, for [`Prepared::setup`] to write.
+pub struct Prepared {
+    nft: Nftables,
+    existing: Existing,
+    check: SpoofCheck,
+}
+
+impl SpoofCheck {
+    pub fn of(id: &AttachmentId) -> SpoofCheck {
+        SpoofCheck {
+            reference: id.spoofcheck_reference(),
+        }
+    }
+
+    /// Reads the state of this attachment's reference before ADD changes anything:
+    /// rules that filter a live host interface belong to another attachment (Go's
+    /// names join container ID and interface name with `-`, so two attachments can
+    /// share them), and ADD refuses rather than take them over. Stale jumps (their
+    /// host veth is gone) stay in what is returned, for the setup transaction to
+    /// remove.
+    pub fn prepare(id: &AttachmentId, nl: &mut Netlink) -> Result<Prepared, CniError> {
+        let check = SpoofCheck::of(id);
+        let mut nft = Nftables::open()?;
+        let existing = existing(&mut nft, &check.reference)?;
+        for veth in existing.installed.host_veths() {
+            if nl.get_link(&LinkId::Name(&veth))?.is_some() {
+                return Err(CniError::internal(format!(
+                    "macspoofchk chain {:?} already filters the live host interface {veth:?} of another attachment: container ID {:?} with interface {:?} collides with it",
+                    iface_chain(&check.reference),
+                    id.container_id,
+                    id.ifname
+                )));
+            }
+        }
+        Ok(Prepared {
+            nft,
+            existing,
+            check,
+        })
+    }
+
+    /// Removes these rules when every jump into them names `own_host_veth`, without
+    /// asking which veths exist. False when that does not settle it (a jump names
+    /// another veth), for [`SpoofCheck::remove_if_stale`] to judge later.
+    pub fn remove_own(&self, nft: &mut Nftables, own_host_veth: &str) -> Result<bool, CniError> {
+        nft.remove(|nft| {
+            let installed = installed(nft, &self.reference)?;
+            if !installed.removable(Some(own_host_veth), |_| true) {
+                return Ok((Batch::new(), false));
+            }
+            Ok((teardown_batch(&self.reference, &installed), true))
+        })
+    }
+
+    /// Removes these rules when they are ours to remove: their jump matches
+    /// `own_host_veth` or a host veth that is gone. Rules of a live attachment stay
+    /// (a colliding reference, or another network's pod), and that is success: there
+    /// is nothing of ours left to undo. With `pod_gone` (DEL after the pod's netns went
+    /// away) a host veth that still exists is given a moment to go: the kernel
+    /// destroys a netns, and the veth with it, asynchronously. Rules another teardown
+    /// removes meanwhile are success too (see `Nftables::remove`).
+    pub fn remove_if_stale(
+        &self,
+        nft: &mut Nftables,
+        nl: &mut Netlink,
+        own_host_veth: Option<&str>,
+        pod_gone: bool,
+    ) -> Result<(), CniError> {
+        let first = installed(nft, &self.reference)?;
+        if pod_gone {
+            wait_for_other_veths_to_go(nl, &first, own_host_veth);
+        }
+        let mut first = Some(first);
+        nft.remove(|nft| {
+            // The first attempt uses the read above; a retry reads again.
+            let installed = match first.take() {
+                Some(installed) => installed,
+                None => installed(nft, &self.reference)?,
+            };
+            let mut lookup_failed = false;
+            let removable = installed.removable(own_host_veth, |veth| {
+                match nl.get_link(&LinkId::Name(veth)) {
+                    Ok(link) => link.is_some(),
+                    Err(_) => {
+                        lookup_failed = true;
+                        true
+                    }
+                }
+            });
+            if removable && !lookup_failed {
+                return Ok((teardown_batch(&self.reference, &installed), ()));
+            }
+            if installed != Installed::Nothing {
+                libcni::log_warn!(
+                    "left the macspoofchk rules of {} in place: they filter the live host interface {:?}",
+                    self.reference,
+                    installed.host_veths()
+                );
+            }
+            Ok::<_, CniError>((Batch::new(), ()))
+        })
+    }
+
+    /// Rollback of an ADD: only the rules it wrote, whose jump matches `host_veth`.
+    pub fn undo(&self, host_veth: &str) -> Result<(), CniError> {
+        let mut nft = Nftables::open()?;
+        let mut nl = Netlink::open()?;
+        self.remove_if_stale(&mut nft, &mut nl, Some(host_veth), false)
+    }
+
+    /// DEL's teardown, in two steps around the deletion of the container veth (see
+    /// [`Teardown`]).
+    pub fn teardown<'a>(&'a self, own_host_veth: Option<&'a str>) -> Teardown<'a> {
+        let mut teardown = Teardown {
+            check: self,
+            own_host_veth,
+            nft: None,
+            removed: false,
+        };
+        if let (Some(own), Ok(mut nft)) = (own_host_veth, Nftables::open()) {
+            teardown.removed = self.remove_own(&mut nft, own).unwrap_or(false);
+            teardown.nft = Some(nft);
+        }
+        teardown
+    }
+
+    /// Proves, for CHECK, that the whole rule set filters `host_veth` for
+    /// `container_mac` (see [`verify`]). Reads only; the error names what is missing.
+    pub fn check(&self, host_veth: &str, container_mac: MacAddr) -> Result<(), CniError> {
+        let mut nft = Nftables::open()?;
+        match verify(&mut nft, &self.reference, host_veth, container_mac)? {
+            Ok(()) => Ok(()),
+            Err(Broken(what)) => Err(CniError::internal(what)),
+        }
+    }
+
+    /// GC: removes the state of attachments not in `valid` that is not live. The
+    /// chains carry no network name, so GC of one network removes only rules whose
+    /// host veth is gone. A live attachment of another network on the same bridge
+    /// keeps its protection.
+    pub fn gc(valid: &[AttachmentId]) -> Result<(), CniError> {
+        let Ok(mut nft) = Nftables::open() else {
+            return Ok(());
+        };
+        if !nft.available() {
+            return Ok(());
+        }
+        let valid_refs: BTreeSet<String> = valid
+            .iter()
+            .map(AttachmentId::spoofcheck_reference)
+            .collect();
+        let mut nl = Netlink::open()?;
+        let mut errors = libcni::spec::error::ErrorList::new();
+        for reference in references(&mut nft)? {
+            if valid_refs.contains(&reference) {
+                continue;
+            }
+            let stale = SpoofCheck { reference };
+            errors.record(stale.remove_if_stale(&mut nft, &mut nl, None, false));
+        }
+        errors.into_result()
+    }
+}
+
+impl Prepared {
+    /// Writes the rules for `host_veth` and `container_mac` in one transaction.
+    pub fn setup(
+        mut self,
+        host_veth: &str,
+        container_mac: MacAddr,
+    ) -> Result<SpoofCheck, CniError> {
+        let reference = &self.check.reference;
+        setup(
+            &mut self.nft,
+            host_veth,
+            container_mac,
+            reference,
+            &self.existing,
+        )
+        .map_err(|e| CniError::from(e.context("set up macspoofchk")))?;
+        Ok(self.check)
+    }
+}
+
+/// Waits up to 2 s for the host veths the rules name, other than our own, to go.
+fn wait_for_other_veths_to_go(nl: &mut Netlink, installed: &Installed, own: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline
+        && installed.host_veths().iter().any(|v| {
+            Some(v.as_str()) != own && matches!(nl.get_link(&LinkId::Name(v)), Ok(Some(_)))
+        })
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// DEL's removal of an attachment's rules. Rules that name prevResult's host veth
+/// are ours whether the veth still exists or not: removing them before the veth
+/// lets the kernel's post-commit work (an RCU grace period, waited for when the
+/// nf_tables socket closes) run during the veth deletion's own waits, so the socket
+/// stays open until this is dropped. Anything else is judged by [`Teardown::finish`]
+/// after the veth is gone.
+pub struct Teardown<'a> {
+    check: &'a SpoofCheck,
+    own_host_veth: Option<&'a str>,
+    nft: Option<Nftables>,
+    removed: bool,
+}
+
+impl Teardown<'_> {
+    pub fn finish(&mut self, pod_gone: bool) -> Result<(), CniError> {
+        if self.removed {
+            return Ok(());
+        }
+        let mut nft = match self.nft.take() {
+            Some(nft) => nft,
+            None => Nftables::open()?,
+        };
+        let mut nl = Netlink::open()?;
+        self.check
+            .remove_if_stale(&mut nft, &mut nl, self.own_host_veth, pod_gone)
+    }
+}
