@@ -80,7 +80,7 @@ impl Plugin for Bridge {
         let mut spoofcheck_teardown = spoofcheck
             .as_ref()
             .map(|s| s.teardown(own_host_veth.as_deref()));
-        let pod_gone = delete_in_netns(request, &cfg, prev.as_ref(), &mut errors);
+        let pod_gone = delete_in_netns(request, cfg, prev.as_ref(), &mut errors);
         if let Some(teardown) = spoofcheck_teardown.as_mut() {
             errors.record(teardown.finish(pod_gone));
         }
