@@ -21,6 +21,7 @@ fi
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+scripts/dev/layers.sh
 
 echo "== build"
 cargo build --workspace --bins --quiet

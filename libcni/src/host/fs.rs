@@ -462,6 +462,16 @@ impl StateDir {
     }
 }
 
+/// A state file that cannot be read or written is an I/O error (code 5) to the
+/// runtime. The one conversion sits here, beside `FsError`, rather than in
+/// `spec/error.rs` with the netlink and netns ones: `host` is above the protocol
+/// layer (it applies results), and `spec` imports nothing above it.
+impl From<FsError> for crate::spec::error::CniError {
+    fn from(e: FsError) -> Self {
+        crate::spec::error::CniError::io(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

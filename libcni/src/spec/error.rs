@@ -244,12 +244,6 @@ impl From<crate::netns::NetnsError> for CniError {
     }
 }
 
-impl From<crate::host::fs::FsError> for CniError {
-    fn from(e: crate::host::fs::FsError) -> CniError {
-        CniError::io(e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
