@@ -123,6 +123,35 @@ impl Call {
         self.stdin(config.to_string())
     }
 
+    /// Starts the call in a process group of its own and kills the whole group with
+    /// SIGKILL after `after` (as when a runtime or a node dies; an IPAM child goes
+    /// too). Returns whether it was still running when killed.
+    pub fn run_killed(&self, binary: &Path, after: std::time::Duration) -> bool {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(binary)
+            .env_clear()
+            .envs(&self.env)
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("exec {}: {e}", binary.display()));
+        let mut pipe = child.stdin.take().expect("stdin piped");
+        let _ = pipe.write_all(&self.stdin);
+        drop(pipe);
+        std::thread::sleep(after);
+        let still_running = child.try_wait().ok().flatten().is_none();
+        // SAFETY: kill(2) with a negative pid signals the child's own process group.
+        unsafe {
+            libc::kill(-(child.id() as i32), libc::SIGKILL);
+        }
+        let _ = child.wait();
+        // Stragglers of the group (an IPAM child) are gone before anything else runs.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        still_running
+    }
+
     pub fn run(&self, binary: &Path) -> Output {
         let mut child = Command::new(binary)
             .env_clear()

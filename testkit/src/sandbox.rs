@@ -11,6 +11,20 @@ use crate::skip::skip_or_fail;
 
 /// A veth pair with both ends up, in the current netns: a master with a carrier,
 /// as macvlan and vlan need one.
+/// Mounts a sysfs of the calling thread's netns on /sys, so that /sys/class/net
+/// shows this netns's links (after the test's own `unshare` of the netns).
+pub fn mount_sysfs() {
+    use nix::mount::{mount, MsFlags};
+    mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount sysfs for the sandbox");
+}
+
 pub fn veth_pair_up(a: &str, b: &str) {
     sh(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
     sh(&["ip", "link", "set", a, "up"]);
@@ -59,15 +73,7 @@ impl Sandbox {
             )
             .unwrap_or_else(|e| panic!("mount tmpfs on {}: {e}", dir.display()));
         }
-        // A sysfs of our own, so that /sys/class/net shows this netns's links.
-        mount(
-            Some("sysfs"),
-            "/sys",
-            Some("sysfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .expect("mount sysfs for the sandbox");
+        mount_sysfs();
         sh(&["ip", "link", "set", "lo", "up"]);
         Some(Sandbox {
             scratch,

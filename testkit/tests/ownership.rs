@@ -15,9 +15,8 @@
 //! (`scripts/ownership.sh` runs long ones); proptest shrinks a failing sequence.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -352,18 +351,11 @@ struct Harness {
 }
 
 fn fresh_node_netns() {
-    use nix::mount::{mount, umount2, MntFlags, MsFlags};
+    use nix::mount::{umount2, MntFlags};
     use nix::sched::{unshare, CloneFlags};
     unshare(CloneFlags::CLONE_NEWNET).expect("a fresh node netns");
     umount2("/sys", MntFlags::MNT_DETACH).expect("unmount the old netns's sysfs");
-    mount(
-        Some("sysfs"),
-        "/sys",
-        Some("sysfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("sysfs of the fresh netns");
+    testkit::mount_sysfs();
     sh(&["ip", "link", "set", "lo", "up"]);
 }
 
@@ -508,15 +500,7 @@ impl Harness {
             sh(&["ip", "link", "set", "vplant0", "master", "obr0"]);
             sh(&[
                 "nft",
-                "add",
-                "rule",
-                "bridge",
-                "nat",
-                "PREROUTING",
-                "iifname",
-                "vplant0",
-                "comment",
-                "admin",
+                "add rule bridge nat PREROUTING iifname vplant0 comment admin",
             ]);
             self.planted_link("vplant0");
             self.planted_rules.push("comment \"admin\"".into());
@@ -708,26 +692,8 @@ impl Harness {
             return Ok(());
         }
         self.touched.insert(att);
-        let call = self.call("ADD", att);
-        let mut child = Command::new(att.net.binary())
-            .env_clear()
-            .envs(&call.env)
-            .process_group(0)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        let _ = std::io::Write::write_all(&mut pipe, &call.stdin);
-        drop(pipe);
-        std::thread::sleep(Duration::from_micros(delay_us));
-        unsafe {
-            libc::kill(-(child.id() as i32), libc::SIGKILL);
-        }
-        let _ = child.wait();
-        // Stragglers of the group (an IPAM child) are gone before anything else runs.
-        std::thread::sleep(Duration::from_millis(5));
+        self.call("ADD", att)
+            .run_killed(&att.net.binary(), Duration::from_micros(delay_us));
         self.model.insert(att, Status::Limbo);
         if then_del {
             self.del(att)?;

@@ -4,9 +4,7 @@
 //! left behind (links, addresses, nftables rules, files).
 
 use std::collections::BTreeSet;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -530,38 +528,12 @@ fn sigkill_at_random_points_of_add_then_del_restores_the_state() {
             let before = comparable(sb.snapshot());
             let delay = Duration::from_micros(next() % (add_time.as_micros() as u64 * 12 / 10 + 1));
             let cid = format!("kill{trial}");
-            let mut child = Command::new(&bin)
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .envs([
-                    ("CNI_COMMAND", "ADD"),
-                    ("CNI_CONTAINERID", cid.as_str()),
-                    ("CNI_NETNS", netns.as_str()),
-                    ("CNI_IFNAME", "eth0"),
-                ])
-                .env("CNI_PATH", testkit::bin_dir())
-                .process_group(0)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let stdin = conf.to_string();
-            let mut pipe = child.stdin.take().unwrap();
-            let _ = std::io::Write::write_all(&mut pipe, stdin.as_bytes());
-            drop(pipe);
-            std::thread::sleep(delay);
-            let pgid = child.id() as i32;
-            let still_running = child.try_wait().unwrap().is_none();
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
-            let _ = child.wait();
+            let still_running = Call::attach("ADD", &cid, &netns, "eth0")
+                .config(&conf)
+                .run_killed(&bin, delay);
             if still_running {
                 killed_mid_work += 1;
             }
-            // Stragglers of the group (an IPAM child) are gone before DEL runs.
-            std::thread::sleep(Duration::from_millis(5));
             Call::attach("DEL", &cid, &netns, "eth0")
                 .config(&conf)
                 .run(&bin)

@@ -14,6 +14,13 @@ fn run(command: &str, cid: &str, netns: &str, conf: &Value) -> Output {
         .run(&plugin(conf["type"].as_str().unwrap()))
 }
 
+/// The test's namespaces and its pod's netns.
+fn sandbox_with_pod(test: &str) -> Option<(Sandbox, String)> {
+    let sb = Sandbox::new(test)?;
+    let pod = sb.netns("pod");
+    Some((sb, pod))
+}
+
 /// The message of a failed CHECK (exit 1, one error object, whatever its code).
 fn failure(out: &Output) -> String {
     assert_eq!(
@@ -74,10 +81,9 @@ fn l3(network: &str, bridge: &str, subnet: &str, data_dir: &Path) -> Value {
 /// naming it, and leaves the ruleset as it found it.
 #[test]
 fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
-    let Some(sb) = Sandbox::new("chk_spoof") else {
+    let Some((sb, pod)) = sandbox_with_pod("chk_spoof") else {
         return;
     };
-    let pod = sb.netns("pod");
     let conf = l3("chk", "chkbr0", "10.133.0.0/24", &sb.scratch);
     let iface = "cni-br-iface-cid-eth0";
     let mac = "cni-br-iface-cid-eth0-mac";
@@ -106,22 +112,10 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
         (
             "the -mac chain's content, replaced by an accept",
             |_| {
+                sh(&["nft", "flush chain bridge nat cni-br-iface-cid-eth0-mac"]);
                 sh(&[
                     "nft",
-                    "flush",
-                    "chain",
-                    "bridge",
-                    "nat",
-                    "cni-br-iface-cid-eth0-mac",
-                ]);
-                sh(&[
-                    "nft",
-                    "add",
-                    "rule",
-                    "bridge",
-                    "nat",
-                    "cni-br-iface-cid-eth0-mac",
-                    "accept",
+                    "add rule bridge nat cni-br-iface-cid-eth0-mac accept",
                 ]);
             },
             "that lets",
@@ -130,22 +124,8 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
             "the chains",
             |veth| {
                 delete_rule("PREROUTING", &format!("iifname \"{veth}\""));
-                sh(&[
-                    "nft",
-                    "delete",
-                    "chain",
-                    "bridge",
-                    "nat",
-                    "cni-br-iface-cid-eth0",
-                ]);
-                sh(&[
-                    "nft",
-                    "delete",
-                    "chain",
-                    "bridge",
-                    "nat",
-                    "cni-br-iface-cid-eth0-mac",
-                ]);
+                sh(&["nft", "delete chain bridge nat cni-br-iface-cid-eth0"]);
+                sh(&["nft", "delete chain bridge nat cni-br-iface-cid-eth0-mac"]);
             },
             "chains cni-br-iface-cid-eth0 and cni-br-iface-cid-eth0-mac are missing",
         ),
@@ -204,10 +184,9 @@ fn address_files(dir: &Path) -> Vec<(String, String)> {
 /// the address; the IPv6 one alone, likewise. CHECK writes nothing.
 #[test]
 fn host_local_check_fails_when_an_address_is_no_longer_the_containers() {
-    let Some(sb) = Sandbox::new("chk_hostlocal") else {
+    let Some((sb, pod)) = sandbox_with_pod("chk_hostlocal") else {
         return;
     };
-    let pod = sb.netns("pod");
     let data = sb.scratch.join("data");
     let conf = json!({"cniVersion": "1.0.0", "name": "dual", "type": "bridge", "bridge": "chkbr1",
         "ipam": {"type": "host-local", "dataDir": data,
@@ -265,10 +244,9 @@ fn host_local_check_fails_when_an_address_is_no_longer_the_containers() {
 /// lists it.
 #[test]
 fn static_check_fails_when_an_address_is_gone_from_the_link() {
-    let Some(sb) = Sandbox::new("chk_static") else {
+    let Some((_sb, pod)) = sandbox_with_pod("chk_static") else {
         return;
     };
-    let pod = sb.netns("pod");
     let conf = json!({"cniVersion": "1.0.0", "name": "st", "type": "bridge", "bridge": "chkbr2",
         "ipam": {"type": "static", "addresses": [{"address": "10.135.0.5/24"}, {"address": "fd00:135::5/64"}]}});
     let result = run("ADD", "cid", &pod, &conf).expect_success();
@@ -301,10 +279,9 @@ fn static_check_fails_when_an_address_is_gone_from_the_link() {
 /// `masq_checks` deleted, or `postrouting` emptied, CHECK fails naming it.
 #[test]
 fn bridge_check_fails_when_the_masquerade_is_gone() {
-    let Some(sb) = Sandbox::new("chk_masq") else {
+    let Some((sb, pod)) = sandbox_with_pod("chk_masq") else {
         return;
     };
-    let pod = sb.netns("pod");
     let mut conf = l3("chkm", "chkbr3", "10.137.0.0/24", &sb.scratch);
     conf["ipMasq"] = json!(true);
     conf["ipMasqBackend"] = json!("nftables");
@@ -316,11 +293,7 @@ fn bridge_check_fails_when_the_masquerade_is_gone() {
                 let listing = sh(&[
                     "nft",
                     "-a",
-                    "list",
-                    "chain",
-                    "inet",
-                    "cni_plugins_masquerade",
-                    "masq_checks",
+                    "list chain inet cni_plugins_masquerade masq_checks",
                 ]);
                 let handle = listing
                     .lines()
@@ -345,14 +318,7 @@ fn bridge_check_fails_when_the_masquerade_is_gone() {
         (
             "postrouting",
             || {
-                sh(&[
-                    "nft",
-                    "flush",
-                    "chain",
-                    "inet",
-                    "cni_plugins_masquerade",
-                    "postrouting",
-                ]);
+                sh(&["nft", "flush chain inet cni_plugins_masquerade postrouting"]);
             },
             "chain postrouting",
         ),
@@ -373,6 +339,27 @@ fn bridge_check_fails_when_the_masquerade_is_gone() {
     }
 }
 
+/// A change to the pod's `eth0`: what it undoes, how, and how to put it back.
+type Change<'a> = (&'a str, Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>);
+
+/// Each change undone in turn: CHECK fails naming it and leaves the link as it
+/// found it; put back, CHECK passes again.
+fn each_undone_fails_check(pod: &str, checked: &Value, changes: &[Change]) {
+    for (what, undo, redo) in changes {
+        undo();
+        let before = pod_link("pod", "eth0");
+        let msg = failure(&run("CHECK", "cid", pod, checked));
+        assert!(msg.contains(what), "{what}: {msg:?}");
+        assert_eq!(
+            pod_link("pod", "eth0"),
+            before,
+            "{what}: CHECK changed the link"
+        );
+        redo();
+        run("CHECK", "cid", pod, checked).expect_success();
+    }
+}
+
 /// The pod's view of one link, to show that CHECK changed nothing.
 fn pod_link(netns: &str, name: &str) -> String {
     sh(&["ip", "-n", netns, "-d", "link", "show", name])
@@ -383,10 +370,9 @@ fn pod_link(netns: &str, name: &str) -> String {
 /// changes nothing; put back, it passes again.
 #[test]
 fn tuning_check_fails_when_any_setting_is_undone() {
-    let Some(sb) = Sandbox::new("chk_tuning") else {
+    let Some((sb, pod)) = sandbox_with_pod("chk_tuning") else {
         return;
     };
-    let pod = sb.netns("pod");
     sh(&[
         "ip", "-n", "pod", "link", "add", "eth0", "type", "veth", "peer", "name", "peer0",
     ]);
@@ -415,52 +401,38 @@ fn tuning_check_fails_when_any_setting_is_undone() {
         all.extend(args);
         sh(&all);
     };
-    type Change<'a> = Box<dyn Fn() + 'a>;
-    let settings: Vec<(&str, Change, Change)> = vec![
-        (
-            "MTU",
-            Box::new(|| link(&["mtu", "1500"])),
-            Box::new(|| link(&["mtu", "1400"])),
-        ),
+    // What CHECK names, the link setting undone, and put back.
+    let link_settings = [
+        ("MTU", ["mtu", "1500"], ["mtu", "1400"]),
         (
             "Ethernet",
-            Box::new(|| link(&["address", "02:00:00:00:7a:02"])),
-            Box::new(|| link(&["address", "02:00:00:00:7a:01"])),
+            ["address", "02:00:00:00:7a:02"],
+            ["address", "02:00:00:00:7a:01"],
         ),
-        (
-            "promisc",
-            Box::new(|| link(&["promisc", "off"])),
-            Box::new(|| link(&["promisc", "on"])),
-        ),
+        ("promisc", ["promisc", "off"], ["promisc", "on"]),
         (
             "all-multicast",
-            Box::new(|| link(&["allmulticast", "off"])),
-            Box::new(|| link(&["allmulticast", "on"])),
+            ["allmulticast", "off"],
+            ["allmulticast", "on"],
         ),
         (
             "transmit queue length",
-            Box::new(|| link(&["txqueuelen", "1000"])),
-            Box::new(|| link(&["txqueuelen", "500"])),
-        ),
-        (
-            "arp_notify",
-            Box::new(|| sysctl("0")),
-            Box::new(|| sysctl("1")),
+            ["txqueuelen", "1000"],
+            ["txqueuelen", "500"],
         ),
     ];
-    for (what, undo, redo) in &settings {
-        undo();
-        let before = pod_link("pod", "eth0");
-        let msg = failure(&run("CHECK", "cid", &pod, &checked));
-        assert!(msg.contains(what), "{what}: {msg:?}");
-        assert_eq!(
-            pod_link("pod", "eth0"),
-            before,
-            "{what}: CHECK changed the link"
-        );
-        redo();
-        run("CHECK", "cid", &pod, &checked).expect_success();
-    }
+    let mut settings: Vec<Change> = link_settings
+        .iter()
+        .map(|(what, undo, redo)| -> Change {
+            (what, Box::new(|| link(undo)), Box::new(|| link(redo)))
+        })
+        .collect();
+    settings.push((
+        "arp_notify",
+        Box::new(|| sysctl("0")),
+        Box::new(|| sysctl("1")),
+    ));
+    each_undone_fails_check(&pod, &checked, &settings);
     run("DEL", "cid", &pod, &checked).expect_success();
 }
 
@@ -468,10 +440,9 @@ fn tuning_check_fails_when_any_setting_is_undone() {
 /// taken away in turn, CHECK fails naming it and changes nothing.
 #[test]
 fn macvlan_check_fails_when_any_part_is_gone() {
-    let Some(sb) = Sandbox::new("chk_macvlan") else {
+    let Some((sb, pod)) = sandbox_with_pod("chk_macvlan") else {
         return;
     };
-    let pod = sb.netns("pod");
     testkit::veth_pair_up("chkup0", "chkup1");
     let conf = json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "chkup0",
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.136.0.0/24", "gateway": "10.136.0.1"}]],
@@ -486,8 +457,7 @@ fn macvlan_check_fails_when_any_part_is_gone() {
         all.extend(args);
         sh(&all);
     };
-    type Change<'a> = Box<dyn Fn() + 'a>;
-    let parts: Vec<(&str, Change, Change)> = vec![
+    let parts: Vec<Change> = vec![
         (
             "mode",
             Box::new(|| ip(&["link", "set", "eth0", "type", "macvlan", "mode", "private"])),
@@ -513,18 +483,6 @@ fn macvlan_check_fails_when_any_part_is_gone() {
             }),
         ),
     ];
-    for (what, undo, redo) in &parts {
-        undo();
-        let before = pod_link("pod", "eth0");
-        let msg = failure(&run("CHECK", "cid", &pod, &checked));
-        assert!(msg.contains(what), "{what}: {msg:?}");
-        assert_eq!(
-            pod_link("pod", "eth0"),
-            before,
-            "{what}: CHECK changed the link"
-        );
-        redo();
-        run("CHECK", "cid", &pod, &checked).expect_success();
-    }
+    each_undone_fails_check(&pod, &checked, &parts);
     run("DEL", "cid", &pod, &checked).expect_success();
 }
