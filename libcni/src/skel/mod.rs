@@ -181,45 +181,61 @@ pub fn dispatch<P: Plugin>(
     env: Env<'_>,
     stdin: &mut dyn Read,
 ) -> Outcome {
+    match prepare(plugin.known_args(), plugin.is_ipam(), about, env, stdin) {
+        Ok(request) => run_verb(plugin, &request),
+        Err(answer) => answer,
+    }
+}
+
+/// Everything before the verb, kept out of the generic `dispatch` so that the
+/// multi-call binary holds it once, not once per plugin: the request, or the answer
+/// that ends the invocation here (the about line, VERSION, a refusal).
+fn prepare(
+    known_args: &'static [&'static str],
+    is_ipam: bool,
+    about: &About,
+    env: Env<'_>,
+    stdin: &mut dyn Read,
+) -> Result<Box<Request>, Outcome> {
     let command_text = match text_var(env, "CNI_COMMAND") {
-        Err(error) => return Outcome::error(&error, SpecVersion::LATEST),
+        Err(error) => return Err(Outcome::error(&error, SpecVersion::LATEST)),
         Ok(Some(text)) => text,
         Ok(None) => {
-            return Outcome {
+            return Err(Outcome {
                 exit_code: 0,
                 stdout: String::new(),
                 stderr: about.line() + "\n",
-            }
+            })
         }
     };
     let Some(command) = Command::parse(&command_text) else {
-        return Outcome::error(
+        return Err(Outcome::error(
             &CniError::invalid_env(format!("unknown CNI_COMMAND: {command_text:?}")),
             SpecVersion::LATEST,
-        );
+        ));
     };
-    match validate(plugin.known_args(), command, env, stdin) {
-        Ok(Validated::Request(request)) if delegation_depth(env) > 0 && !plugin.is_ipam() => {
+    match validate(known_args, command, env, stdin) {
+        Ok(Validated::Request(request)) if delegation_depth(env) > 0 && !is_ipam => {
             // Exec'd as another plugin's IPAM: refuse before any work. DEL has nothing
             // to undo (no ADD of this kind ever succeeded), so it succeeds.
             if request.command == Command::Del {
-                return Outcome::default();
+                return Err(Outcome::default());
             }
-            Outcome::error(
+            Err(Outcome::error(
                 &CniError::invalid_config(format!(
                     "{} is not an IPAM plugin: a configuration names it as \"ipam\" type",
                     about.name
                 )),
                 request.version,
-            )
+            ))
         }
-        Ok(Validated::Version(reply)) => Outcome {
+        Ok(Validated::Version(reply)) => Err(Outcome {
             exit_code: 0,
             stdout: serde_json::to_string(&reply).expect("serializes") + "\n",
             stderr: String::new(),
-        },
-        Ok(Validated::Request(request)) => run_verb(plugin, &request),
-        Err(refusal) => Outcome::refused(&refusal),
+        }),
+        Ok(Validated::Request(request)) => Ok(request),
+        Err(refusal) => Err(Outcome::refused(&refusal)),
     }
 }
 
@@ -475,21 +491,29 @@ fn del<P: Plugin>(plugin: &P, request: &Request) -> Result<(), CniError> {
 
 /// ADD's result in the request's version.
 fn print_result<P: Plugin>(plugin: &P, request: &Request, result: &CniResult) -> Outcome {
-    match result.to_value(request.version) {
-        Ok(value) => Outcome {
-            exit_code: 0,
-            stdout: serde_json::to_string_pretty(&value).expect("serializes") + "\n",
-            stderr: String::new(),
-        },
-        Err(error) => {
+    let printed = printed_result(request, result);
+    match printed {
+        Ok(outcome) => outcome,
+        Err(mut outcome) => {
             // A result that the request's version cannot express is found only after
             // the work is done: undo it so that the failed ADD leaves nothing.
-            let mut outcome = Outcome::error(&error, request.version);
             if let Err(undo) = del(plugin, request) {
                 outcome.stderr = format!("cleanup after the failed ADD also failed: {undo}\n");
             }
             outcome
         }
+    }
+}
+
+/// The result printed in the request's version, or the error that it cannot be.
+fn printed_result(request: &Request, result: &CniResult) -> Result<Outcome, Outcome> {
+    match result.to_value(request.version) {
+        Ok(value) => Ok(Outcome {
+            exit_code: 0,
+            stdout: serde_json::to_string_pretty(&value).expect("serializes") + "\n",
+            stderr: String::new(),
+        }),
+        Err(error) => Err(Outcome::error(&error, request.version)),
     }
 }
 
@@ -514,6 +538,11 @@ pub fn run<P: Plugin>(plugin: &P, about: About) -> ! {
     use std::os::unix::ffi::OsStringExt;
     let env = |name: &str| std::env::var_os(name).map(|v| v.into_vec());
     let outcome = dispatch(plugin, &about, &env, &mut std::io::stdin().lock());
+    exit_with(outcome)
+}
+
+/// Prints an invocation's answer and exits with its status.
+fn exit_with(outcome: Outcome) -> ! {
     let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(outcome.stdout.as_bytes());
