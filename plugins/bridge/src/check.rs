@@ -6,7 +6,7 @@ use libcni::netlink::{Link, LinkId, LinkKind, Netlink};
 use libcni::spec::attachment::AttachmentId;
 use libcni::{CniError, CniResult, Request};
 
-use crate::config::{BridgeConfig, MasqBackend};
+use crate::config::BridgeConfig;
 use crate::masq::Masquerade;
 use crate::spoofcheck::SpoofCheck;
 
@@ -139,20 +139,18 @@ fn check_port_vlans(nl: &mut Netlink, cfg: &BridgeConfig, host: &Link) -> Result
     Ok(())
 }
 
-/// The nftables masquerade only: iptables rules are not read without running
-/// iptables (README, Verbs).
+/// The masquerade of the attachment's addresses, with the backend ADD used.
 fn check_masquerade(
     cfg: &BridgeConfig,
     id: &AttachmentId,
     prev: &CniResult,
 ) -> Result<(), CniError> {
-    let backend = cfg.ip_masq.then(|| {
-        cfg.masq_backend
-            .unwrap_or_else(crate::masq::default_backend)
-    });
-    if backend != Some(MasqBackend::Nftables) {
+    if !cfg.ip_masq {
         return Ok(());
     }
+    let backend = cfg
+        .masq_backend
+        .unwrap_or_else(crate::masq::default_backend);
     let addresses: Vec<_> = prev.ips.iter().map(|ip| ip.address).collect();
-    Masquerade::of(id).verify(&addresses)
+    Masquerade::of(id).verify(backend, &addresses)
 }

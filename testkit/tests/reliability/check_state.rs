@@ -339,6 +339,89 @@ fn bridge_check_fails_when_the_masquerade_is_gone() {
     }
 }
 
+/// The `iptables -t nat -S` lines (rules only) that contain `text`.
+fn nat_rules_with(text: &str) -> Vec<String> {
+    sh(&["iptables", "-t", "nat", "-S"])
+        .lines()
+        .filter(|l| l.starts_with("-A ") && l.contains(text))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Bridge CHECK proves the iptables masquerade of the attachment: each of Go's three
+/// rules (the subnet's ACCEPT, the MASQUERADE, the POSTROUTING jump) deleted in
+/// turn, or the chain emptied and deleted, CHECK fails naming it and leaves the nat
+/// table as it found it.
+#[test]
+fn bridge_check_fails_when_the_iptables_masquerade_is_gone() {
+    let Some((sb, pod)) = sandbox_with_pod("chk_masq_ipt") else {
+        return;
+    };
+    let mut conf = l3("chki", "chkbr4", "10.138.0.0/24", &sb.scratch);
+    conf["ipMasq"] = json!(true);
+    conf["ipMasqBackend"] = json!("iptables");
+    // Each rule is found by what only it holds (the jump by the source address,
+    // which host-local moves on at each ADD); the line is deleted as iptables
+    // printed it (`-A` becomes `-D`).
+    let cases = [
+        ("-j ACCEPT", "-j ACCEPT"),
+        ("-j MASQUERADE", "-j MASQUERADE"),
+        ("-A POSTROUTING", "POSTROUTING -s"),
+        ("the chain", "chain nat CNI-"),
+    ];
+    for (what, expected) in cases {
+        let result = run("ADD", "cid", &pod, &conf).expect_success();
+        let checked = with_prev(&conf, &result);
+        run("CHECK", "cid", &pod, &checked).expect_success();
+        let ours = nat_rules_with("id: \\\"cid\\\"");
+        assert_eq!(ours.len(), 3, "Go's three rules: {ours:?}");
+        if what == "the chain" {
+            let jump = ours
+                .iter()
+                .find(|l| l.starts_with("-A POSTROUTING"))
+                .unwrap();
+            let chain = jump.rsplit("-j ").next().unwrap().trim().to_string();
+            for line in [
+                jump.replacen("-A", "-D", 1),
+                format!("-F {chain}"),
+                format!("-X {chain}"),
+            ] {
+                sh(&["sh", "-c", &format!("iptables -w -t nat {line}")]);
+            }
+        } else {
+            let line = ours.iter().find(|l| l.contains(what)).unwrap();
+            sh(&[
+                "sh",
+                "-c",
+                &format!("iptables -w -t nat {}", line.replacen("-A", "-D", 1)),
+            ]);
+        }
+        let before = sh(&["iptables-save", "-t", "nat"]);
+        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        assert!(
+            msg.contains(expected),
+            "{what} gone: CHECK said {msg:?}, expected it to name {expected:?}"
+        );
+        let after = sh(&["iptables-save", "-t", "nat"]);
+        let rules = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(
+            rules(&after),
+            rules(&before),
+            "{what}: CHECK changed the nat table"
+        );
+        run("DEL", "cid", &pod, &checked).expect_success();
+        assert!(
+            nat_rules_with("id: \\\"cid\\\"").is_empty(),
+            "DEL left rules"
+        );
+    }
+}
+
 /// A change to the pod's `eth0`: what it undoes, how, and how to put it back.
 type Change<'a> = (&'a str, Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>);
 

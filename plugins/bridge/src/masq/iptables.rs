@@ -36,18 +36,53 @@ pub fn setup(addresses: &[IpNet], id: &AttachmentId) -> Result<(), String> {
         if iptables(v4, &["-t", "nat", "-S", &chain]).is_err() {
             iptables(v4, &["-t", "nat", "-N", &chain])?;
         }
-        for (target, rule) in rules(address, &chain, &comment) {
-            let rule = rule.iter().map(String::as_str);
-            let mut check = vec!["-t", "nat", "-C", target];
-            check.extend(rule.clone());
-            if iptables(v4, &check).is_err() {
-                let mut append = vec!["-t", "nat", "-A", target];
-                append.extend(rule);
-                iptables(v4, &append)?;
-            }
+        for (target, rule, _) in missing_rules(address, &chain, &comment) {
+            let mut append = vec!["-t", "nat", "-A", target];
+            append.extend(rule.iter().map(String::as_str));
+            iptables(v4, &append)?;
         }
     }
     Ok(())
+}
+
+/// Proves, for CHECK, that the chain and Go's three rules of every address are in
+/// place. Reads only (`-S`, `-C`); the error names the first thing missing.
+pub fn verify(addresses: &[IpNet], id: &AttachmentId) -> Result<(), String> {
+    let chain = id.iptables_chain();
+    let comment = id.iptables_comment();
+    for address in addresses {
+        let v4 = address.addr().is_ipv4();
+        if let Err(why) = iptables(v4, &["-t", "nat", "-S", &chain]) {
+            return Err(format!(
+                "the iptables masquerade chain nat {chain} of {address} is missing ({why})"
+            ));
+        }
+        if let Some((target, rule, why)) = missing_rules(address, &chain, &comment).first() {
+            return Err(format!(
+                "the iptables masquerade rule of {address} is missing: nat {target} {} ({why})",
+                rule.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Go's rules for `address` that iptables does not hold, each with the chain it
+/// goes in and iptables' answer to `-C` (which only reads).
+fn missing_rules<'a>(
+    address: &IpNet,
+    chain: &'a str,
+    comment: &'a str,
+) -> Vec<(&'a str, Vec<String>, String)> {
+    let v4 = address.addr().is_ipv4();
+    rules(address, chain, comment)
+        .into_iter()
+        .filter_map(|(target, rule)| {
+            let mut check = vec!["-t", "nat", "-C", target];
+            check.extend(rule.iter().map(String::as_str));
+            iptables(v4, &check).err().map(|why| (target, rule, why))
+        })
+        .collect()
 }
 
 /// Go's three rules for `address`, each with the chain it goes in: accept its own

@@ -60,12 +60,19 @@ impl Masquerade {
         errors.into_result()
     }
 
-    /// Proves, for CHECK, that the nftables masquerade of `addresses` is in place
-    /// (see `nft::verify`). The iptables backend's rules are not read: that would
-    /// mean running iptables. Reads only; the error names what is missing.
-    pub fn verify(&self, addresses: &[IpNet]) -> Result<(), CniError> {
-        let mut nft = Nftables::open()?;
-        nft::verify(&mut nft, addresses, &self.id)?.map_err(CniError::internal)
+    /// Proves, for CHECK, that the masquerade of `addresses` made with `backend` is in
+    /// place (see `nft::verify` and `iptables::verify`). Reads only; the error names
+    /// what is missing.
+    pub fn verify(&self, backend: MasqBackend, addresses: &[IpNet]) -> Result<(), CniError> {
+        match backend {
+            MasqBackend::Nftables => {
+                let mut nft = Nftables::open()?;
+                nft::verify(&mut nft, addresses, &self.id)?.map_err(CniError::internal)
+            }
+            MasqBackend::Iptables => {
+                iptables::verify(addresses, &self.id).map_err(CniError::internal)
+            }
+        }
     }
 
     /// GC: removes the nftables rules of `network` whose attachment is not in `valid`.
