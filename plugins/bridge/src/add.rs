@@ -226,9 +226,9 @@ impl<'a> Add<'a> {
     fn masquerade(&mut self) -> Result<(), CniError> {
         let addresses: Vec<IpNet> = self.result.ips.iter().map(|ip| ip.address).collect();
         let backend = self.cfg.masq_backend.unwrap_or_else(masq::default_backend);
-        let masquerade = Masquerade::of(&self.id);
+        let masquerade = Masquerade::of(&self.id, &addresses);
         let masquerade = self.rollback.masquerade.insert(masquerade);
-        masquerade.setup(backend, &addresses)
+        masquerade.setup(backend)
     }
 
     /// Waits for the host port, fills in the MACs and DNS, and keeps what was made.

@@ -152,5 +152,5 @@ fn check_masquerade(
         .masq_backend
         .unwrap_or_else(crate::masq::default_backend);
     let addresses: Vec<_> = prev.ips.iter().map(|ip| ip.address).collect();
-    Masquerade::of(id).verify(backend, &addresses)
+    Masquerade::of(id, &addresses).verify(backend)
 }

@@ -85,7 +85,11 @@ impl Plugin for Bridge {
             errors.record(teardown.finish(pod_gone));
         }
         if cfg.is_layer3() && cfg.ip_masq {
-            errors.record(Masquerade::of(&id).teardown());
+            let addresses: Vec<_> = prev
+                .iter()
+                .flat_map(|prev| prev.ips.iter().map(|ip| ip.address))
+                .collect();
+            errors.record(Masquerade::of(&id, &addresses).teardown());
         }
         if cfg.vlan != 0 && cfg.is_gateway && cfg.is_layer3() {
             let gateway = VlanGateway {

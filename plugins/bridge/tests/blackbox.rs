@@ -236,6 +236,51 @@ fn masquerade_rules_in_both_backends_are_removed_by_del() {
     }
 }
 
+/// Two interfaces of one container on one network share Go's iptables chain (its
+/// name hashes network and container ID only): DEL of one leaves the other's jump
+/// and the chain, and CHECK of the other still passes; DEL of the last removes all.
+#[test]
+fn del_of_one_interface_keeps_the_iptables_masquerade_of_another() {
+    let Some(sb) = Sandbox::new("masq_shared") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    let mut conf = l3("brms", "10.43.0.0/24", &sb.scratch);
+    conf["ipMasq"] = json!(true);
+    conf["ipMasqBackend"] = json!("iptables");
+    let nat = || sh(&["iptables", "-t", "nat", "-S"]);
+    let start = nat();
+    let attach = |command: &str, ifname: &str, conf: &Value| {
+        Call::attach(command, "m2", &c1, ifname)
+            .config(conf)
+            .run(&ours())
+    };
+    let r0 = attach("ADD", "eth0", &conf).expect_success();
+    let r1 = attach("ADD", "eth1", &conf).expect_success();
+    let source = |r: &Value| {
+        let address = r["ips"][0]["address"].as_str().unwrap();
+        format!(
+            "-A POSTROUTING -s {}/32",
+            address.split('/').next().unwrap()
+        )
+    };
+    attach("DEL", "eth1", &with_prev(&conf, &r1)).expect_success();
+    let after = nat();
+    assert!(!after.contains(&source(&r1)), "eth1's jump stays: {after}");
+    assert!(after.contains(&source(&r0)), "eth0's jump went: {after}");
+    assert!(
+        after.contains("-j MASQUERADE"),
+        "the chain was emptied: {after}"
+    );
+    attach("CHECK", "eth0", &with_prev(&conf, &r0)).expect_success();
+    attach("DEL", "eth0", &with_prev(&conf, &r0)).expect_success();
+    assert_eq!(
+        nat(),
+        start,
+        "DEL of the last interface leaves the nat table as it was"
+    );
+}
+
 /// Keys as Go's JSON decoder matches them: `"IsGateway"` and `"HairpinMode"` work
 /// (they did with the Go plugin and were silently ignored by ours), and of two
 /// spellings of one key the later wins.

@@ -139,30 +139,40 @@ fn iptables_remove(v4: bool, args: &[&str], gone: impl Fn() -> bool) -> Result<(
     }
 }
 
-/// Removes the chain of this container and every POSTROUTING jump to it, without
-/// needing the addresses (so it works after the netns is gone).
-pub fn teardown(id: &AttachmentId) -> Result<(), String> {
+/// Removes the POSTROUTING jumps of `addresses` into the attachment's chain, and
+/// the chain once no jump into it is left. Two interfaces of one container on one
+/// network share Go's chain, so another address's jump (and the chain with it) stays,
+/// with a warning. Without addresses (DEL with no prevResult, after the netns is
+/// gone) every jump into the chain goes.
+pub fn teardown(id: &AttachmentId, addresses: &[IpNet]) -> Result<(), String> {
     let chain = id.iptables_chain();
     for v4 in [true, false] {
         let Ok(rules) = iptables(v4, &["-t", "nat", "-S", "POSTROUTING"]) else {
             continue;
         };
+        let mut others = 0;
         for line in rules.lines().filter(|l| l.contains(&format!("-j {chain}"))) {
             let Some(spec) = line.strip_prefix("-A POSTROUTING ") else {
                 continue;
             };
-            let mut args = vec![
-                "-t".to_string(),
-                "nat".into(),
-                "-D".into(),
-                "POSTROUTING".into(),
-            ];
-            args.extend(shell_words(spec));
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let words = shell_words(spec);
+            if !addresses.is_empty() && !jumps_from_one_of(&words, addresses) {
+                others += 1;
+                continue;
+            }
+            let mut args = vec!["-t", "nat", "-D", "POSTROUTING"];
+            args.extend(words.iter().map(String::as_str));
             iptables_remove(v4, &args, || {
                 iptables(v4, &["-t", "nat", "-S", "POSTROUTING"])
                     .is_ok_and(|now| !now.lines().any(|l| l == line))
             })?;
+        }
+        if others > 0 {
+            libcni::log_warn!(
+                "left iptables chain nat {chain}: POSTROUTING still jumps to it from {others} other address(es) of container {}",
+                id.container_id
+            );
+            continue;
         }
         let chain_gone = || iptables(v4, &["-t", "nat", "-S", &chain]).is_err();
         if !chain_gone() {
@@ -171,6 +181,15 @@ pub fn teardown(id: &AttachmentId) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a POSTROUTING rule's `-s` source is one of `addresses`.
+fn jumps_from_one_of(words: &[String], addresses: &[IpNet]) -> bool {
+    let source = words
+        .windows(2)
+        .find(|w| w[0] == "-s")
+        .and_then(|w| w[1].parse::<IpNet>().ok());
+    source.is_some_and(|source| addresses.iter().any(|a| a.addr() == source.addr()))
 }
 
 /// Splits an `iptables -S` rule into arguments (double quotes group, `\"` escapes).

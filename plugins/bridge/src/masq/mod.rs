@@ -22,22 +22,28 @@ pub fn default_backend() -> MasqBackend {
     }
 }
 
-/// The masquerade of one attachment.
+/// The masquerade of one attachment's addresses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Masquerade {
     id: AttachmentId,
+    /// The attachment's addresses; empty when DEL has no prevResult, and then the
+    /// teardown takes everything of the attachment's iptables chain.
+    addresses: Vec<IpNet>,
 }
 
 impl Masquerade {
-    pub fn of(id: &AttachmentId) -> Masquerade {
-        Masquerade { id: id.clone() }
+    pub fn of(id: &AttachmentId, addresses: &[IpNet]) -> Masquerade {
+        Masquerade {
+            id: id.clone(),
+            addresses: addresses.to_vec(),
+        }
     }
 
-    /// Masquerades `addresses` with `backend`.
-    pub fn setup(&self, backend: MasqBackend, addresses: &[IpNet]) -> Result<(), CniError> {
+    /// Masquerades the addresses with `backend`.
+    pub fn setup(&self, backend: MasqBackend) -> Result<(), CniError> {
         match backend {
-            MasqBackend::Nftables => Ok(nft::setup(addresses, &self.id)?),
-            MasqBackend::Iptables => iptables::setup(addresses, &self.id)
+            MasqBackend::Nftables => Ok(nft::setup(&self.addresses, &self.id)?),
+            MasqBackend::Iptables => iptables::setup(&self.addresses, &self.id)
                 .map_err(|e| CniError::internal(format!("failed to set up ipMasq: {e}"))),
         }
     }
@@ -55,22 +61,23 @@ impl Masquerade {
             .as_mut()
             .is_none_or(|nft| iptables::chain_may_exist(nft, &chain));
         if may_exist && iptables::installed() {
-            errors.record(iptables::teardown(&self.id).map_err(CniError::internal));
+            errors
+                .record(iptables::teardown(&self.id, &self.addresses).map_err(CniError::internal));
         }
         errors.into_result()
     }
 
-    /// Proves, for CHECK, that the masquerade of `addresses` made with `backend` is in
-    /// place (see `nft::verify` and `iptables::verify`). Reads only; the error names
-    /// what is missing.
-    pub fn verify(&self, backend: MasqBackend, addresses: &[IpNet]) -> Result<(), CniError> {
+    /// Proves, for CHECK, that the masquerade made with `backend` is in place (see
+    /// `nft::verify` and `iptables::verify`). Reads only; the error names what is
+    /// missing.
+    pub fn verify(&self, backend: MasqBackend) -> Result<(), CniError> {
         match backend {
             MasqBackend::Nftables => {
                 let mut nft = Nftables::open()?;
-                nft::verify(&mut nft, addresses, &self.id)?.map_err(CniError::internal)
+                nft::verify(&mut nft, &self.addresses, &self.id)?.map_err(CniError::internal)
             }
             MasqBackend::Iptables => {
-                iptables::verify(addresses, &self.id).map_err(CniError::internal)
+                iptables::verify(&self.addresses, &self.id).map_err(CniError::internal)
             }
         }
     }
