@@ -581,7 +581,18 @@ impl Plugin for Sriov {
         }
         match &cache {
             Some(cache) => errors.record(release(cache, request.netns.as_deref())),
-            None => errors.record(reset_without_cache(request, &device_id, cfg.as_ref())),
+            // ADD writes the cache before it changes the VF, and the allocation record
+            // once the VF is the attachment's: without the cache, only a record naming
+            // this request's netns proves that the VF's settings are ours to reset.
+            None if state.allocated_to(&device_id, owner) => {
+                errors.record(reset_without_cache(request, &device_id, cfg.as_ref()))
+            }
+            None => {
+                libcni::log_warn!(
+                    "left VF {device_id} as it is: no cache of this attachment and no allocation record naming its netns show that this attachment changed it"
+                );
+                None
+            }
         };
         let outcome = errors.into_result();
         if outcome.is_ok() {

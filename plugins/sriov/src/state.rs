@@ -223,6 +223,14 @@ impl State {
             .then(|| holder.to_string())
     }
 
+    /// Whether the allocation record of `pci` names `netns`: the VF went there.
+    pub fn allocated_to(&self, pci: &PciAddress, netns: Option<&str>) -> bool {
+        let Some(record) = self.pci_dir().ok().and_then(|d| d.read_text(pci.as_str())) else {
+            return false;
+        };
+        netns.is_some_and(|netns| record.trim() == netns)
+    }
+
     /// Removes the allocation record of `pci` unless it names a live netns other
     /// than `netns` (the VF was given to another attachment meanwhile).
     pub fn release_allocation(
@@ -309,6 +317,10 @@ mod tests {
             state.release_allocation(&pci, mine).unwrap();
             assert!(record.exists());
         }
+        assert!(state.allocated_to(&pci, Some("/proc/self/ns/net")));
+        assert!(
+            !state.allocated_to(&pci, Some("/run/netns/mine")) && !state.allocated_to(&pci, None)
+        );
         // Its own record, or one of a gone netns, goes.
         state
             .release_allocation(&pci, Some("/proc/self/ns/net"))

@@ -519,6 +519,50 @@ fn bad_configs_are_code_7_and_name_the_key() {
 
 /// The device-info file for Multus, and a DEL that finds no cache (lost with a
 /// node's /var/lib) and still puts the VF back.
+/// A DEL with neither this attachment's cache nor an allocation record naming its
+/// netns cannot show the VF was ever its own (a DEL after an ADD refused early, or
+/// a config naming the admin's VF): the VF's settings stay, with a warning.
+#[test]
+fn a_del_that_cannot_prove_the_vf_its_own_leaves_it_alone() {
+    let Some(r) = rig("a_del_that_cannot_prove_the_vf_its_own_leaves_it_alone") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    sh(&[
+        "ip", "link", "set", "pf0", "vf", "3", "vlan", "33", "trust", "on",
+    ]);
+    sh(&[
+        "ip",
+        "link",
+        "set",
+        "pf0",
+        "vf",
+        "3",
+        "mac",
+        "02:00:00:00:33:33",
+    ]);
+    let before = r.vf_line(3);
+    let c = conf(
+        3,
+        json!({"vlan": 55, "trust": "on", "mac": "02:00:00:00:55:55"}),
+    );
+    let out = Call::attach("DEL", "never-added", &a, "net1")
+        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
+        .config(&c)
+        .run(&ours());
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("left VF"),
+        "a warning says why: {}",
+        out.stderr
+    );
+    assert_eq!(r.vf_line(3), before, "the admin's VF settings changed");
+    assert!(
+        host_links().iter().any(|l| l == "vfnet3"),
+        "the VF's netdev stays in the host"
+    );
+}
+
 #[test]
 fn device_info_file_and_a_del_without_its_cache() {
     let Some(r) = rig("device_info_file_and_a_del_without_its_cache") else {
