@@ -517,8 +517,6 @@ fn bad_configs_are_code_7_and_name_the_key() {
     }
 }
 
-/// The device-info file for Multus, and a DEL that finds no cache (lost with a
-/// node's /var/lib) and still puts the VF back.
 /// A DEL with neither this attachment's cache nor an allocation record naming its
 /// netns cannot show the VF was ever its own (a DEL after an ADD refused early, or
 /// a config naming the admin's VF): the VF's settings stay, with a warning.
@@ -551,18 +549,20 @@ fn a_del_that_cannot_prove_the_vf_its_own_leaves_it_alone() {
         .config(&c)
         .run(&ours());
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(r.vf_line(3), before, "the admin's VF settings changed");
     assert!(
         out.stderr.contains("left VF"),
         "a warning says why: {}",
         out.stderr
     );
-    assert_eq!(r.vf_line(3), before, "the admin's VF settings changed");
     assert!(
         host_links().iter().any(|l| l == "vfnet3"),
         "the VF's netdev stays in the host"
     );
 }
 
+/// The device-info file for Multus, and a DEL that finds no cache (lost with a
+/// node's /var/lib) and still puts the VF back.
 #[test]
 fn device_info_file_and_a_del_without_its_cache() {
     let Some(r) = rig("device_info_file_and_a_del_without_its_cache") else {
