@@ -688,7 +688,13 @@ fn store_files() -> BTreeMap<PathBuf, Vec<u8>> {
 /// What a failed ADD of VF 1 must leave as it found it: the VF's line on the PF,
 /// its netdev in the host (name, MAC, MTU), the store's files.
 fn vf1_and_store(r: &Rig) -> (String, String, BTreeMap<PathBuf, Vec<u8>>) {
-    let netdev = sh(&["ip", "link", "show", "vfnet1"]);
+    // Not `sh`: a failed ADD that moved the netdev must fail the comparison, not here.
+    let out = Command::new("ip")
+        .args(["link", "show", "vfnet1"])
+        .output()
+        .unwrap();
+    let netdev =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (r.vf_line(1), netdev, store_files())
 }
 

@@ -521,6 +521,14 @@ fn vlan_check_fails_when_any_part_is_gone() {
         ]);
         ip(&["addr", "add", &address, "dev", "eth0"]);
         route();
+        // The kernel moves the new link's state from UNKNOWN to UP a moment later:
+        // wait for it, or the state before and after CHECK differ by that alone.
+        for _ in 0..100 {
+            if sh(&["ip", "-n", "pod", "link", "show", "eth0"]).contains("state UP") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     };
     let parts: Vec<Change> = vec![
         (
