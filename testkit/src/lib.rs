@@ -10,6 +10,7 @@
 
 mod call;
 mod capture;
+mod check;
 pub mod differential;
 mod fuzz;
 mod plugins;
@@ -17,12 +18,15 @@ mod sandbox;
 mod scratch;
 mod skip;
 mod sriov;
+mod store;
 
 pub use call::*;
 pub use capture::*;
+pub use check::*;
 pub use fuzz::*;
 pub use plugins::*;
 pub use sandbox::*;
 pub use scratch::*;
 pub use skip::*;
 pub use sriov::*;
+pub use store::*;

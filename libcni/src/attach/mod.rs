@@ -49,6 +49,20 @@ pub fn check_mtu(mtu: u32, master: &Link) -> Result<(), CniError> {
     Ok(())
 }
 
+/// CHECK of the MTU the config asked for (`mtu` > 0; 0 or none: not compared).
+/// prevResult's interface `mtu` is not compared: tuning chained after this plugin
+/// may change the MTU without recording it there (Go's tuning as well), so on a
+/// healthy chain it can be stale.
+pub fn check_configured_mtu(link: &Link, configured: Option<u32>) -> Result<(), CniError> {
+    match configured.filter(|m| *m > 0) {
+        Some(mtu) if link.mtu != mtu => Err(CniError::internal(format!(
+            "interface {:?} has MTU {}, the config says {mtu}",
+            link.name, link.mtu
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The temporary name of an attachment's link before its rename: derived from the
 /// container ID and interface name, so that a DEL after a crash between create and
 /// rename finds it (a random name would be lost with the crashed process).

@@ -54,7 +54,8 @@ pub trait ChildLink: Sync {
         master: &Link,
     ) -> NewLinkKind<'static>;
 
-    /// CHECK of the attributes only this kind has.
+    /// CHECK of the attributes only this kind has (the driver checks the kind,
+    /// the MTU, the parent, the MAC, addresses and routes).
     fn check_link(
         &self,
         cfg: &ChildConfig<Self::Keys, Self::Settings>,
@@ -143,6 +144,7 @@ impl<C: ChildLink> Plugin for ChildLinkPlugin<C> {
         let master = find_master(cfg, &mut host, &mut inside)?;
         let (index, link) = container_link(&mut inside, &prev, request, Some(C::KIND))?;
         self.0.check_link(cfg, &link, request)?;
+        super::check_configured_mtu(&link, Some(cfg.mtu))?;
         if link.parent != Some(master.index) {
             return Err(CniError::internal(format!(
                 "container interface {:?} is not a {} of {:?}",

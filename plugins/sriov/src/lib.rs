@@ -502,12 +502,16 @@ impl Plugin for Sriov {
             dev.index,
             (orig, host_link.as_ref()),
         );
-        // Before anything changes: from here on a crash can always be undone by DEL.
+        // Both written before anything changes: a store that cannot be written fails
+        // ADD with the VF as it was, and from here on DEL can always undo.
         state.write_cache(&cache)?;
+        if let Err(e) = state.record_allocation(&cfg.device_id, &cache.netns) {
+            let _ = state.remove_cache(&cache.attachment());
+            return Err(e);
+        }
         failpoint("sriov-after-cache");
         match attach_vf(request, cfg, &netns, &dev, &cache, &pf, host_link.as_ref()) {
             Ok((result, allocation)) => {
-                state.record_allocation(&cfg.device_id, &cache.netns)?;
                 if host_link.is_some() {
                     announce_addresses(&netns, request, &result);
                 }
@@ -538,6 +542,7 @@ impl Plugin for Sriov {
                     libcni::log_warn!("rollback of the failed ADD: {undo}");
                 }
                 let _ = state.remove_cache(&cache.attachment());
+                let _ = state.release_allocation(&cfg.device_id, Some(&cache.netns));
                 Err(error)
             }
         }
@@ -581,8 +586,8 @@ impl Plugin for Sriov {
         }
         match &cache {
             Some(cache) => errors.record(release(cache, request.netns.as_deref())),
-            // ADD writes the cache before it changes the VF, and the allocation record
-            // once the VF is the attachment's: without the cache, only a record naming
+            // ADD writes its cache and the allocation record before it changes the VF:
+            // without the cache (lost with the node's /var/lib), only a record naming
             // this request's netns proves that the VF's settings are ours to reset.
             None if state.allocated_to(&device_id, owner) => {
                 errors.record(reset_without_cache(request, &device_id, cfg.as_ref()))
@@ -641,28 +646,22 @@ impl Plugin for Sriov {
         if let Some(on) = cfg.vf.trust.filter(|on| *on != vf.trust) {
             return mismatch("trust", vf.trust.to_string(), on.to_string());
         }
-        if let Some(VfRate {
-            min_mbps: min,
-            max_mbps: max,
-        }) = cfg
-            .vf
-            .rate
-            .filter(|r| (r.min_mbps, r.max_mbps) != (vf.min_tx_rate, vf.max_tx_rate))
-        {
-            return mismatch(
-                "the rates",
-                format!("{}/{}", vf.min_tx_rate, vf.max_tx_rate),
-                format!("{min}/{max}"),
-            );
+        if let Some(rate) = cfg.vf.rate {
+            for (key, actual, wanted) in [
+                ("min_tx_rate", vf.min_tx_rate, rate.min_mbps),
+                ("max_tx_rate", vf.max_tx_rate, rate.max_mbps),
+            ] {
+                if actual != wanted {
+                    return mismatch(key, format!("{actual} Mbps"), format!("{wanted} Mbps"));
+                }
+            }
         }
         if let Some(state) = cfg.vf.link_state {
-            let want = state.kernel_value();
-            if vf.link_state != Some(want) {
-                return mismatch(
-                    "link_state",
-                    format!("{:?}", vf.link_state),
-                    want.to_string(),
-                );
+            if vf.link_state != Some(state.kernel_value()) {
+                let actual = vf.link_state.map_or("unknown", |v| {
+                    VfLinkStateSetting::from_kernel_value(v).name()
+                });
+                return mismatch("link_state", actual.to_string(), state.name().to_string());
             }
         }
         if let VfNetdev::Dpdk { .. } = dev.netdev {
@@ -672,6 +671,7 @@ impl Plugin for Sriov {
         let mut inside = netns.netlink()?;
         let (index, link) = attach::container_link(&mut inside, &prev, request, None)?;
         attach::check_mac(&link, prev.interfaces[index].mac.as_deref(), cfg.mac)?;
+        attach::check_configured_mtu(&link, cfg.conf.plugin.mtu)?;
         attach::check_ips_and_routes(&mut inside, &prev, index, &link)
     }
 

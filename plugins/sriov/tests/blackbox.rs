@@ -6,8 +6,13 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
-use testkit::{fake_vfs, plugin, sh, Call, Netdevsim, Output, Sandbox};
+use testkit::{
+    assert_no_temporary_files, each_undone_fails_check, fake_vfs, fill_leaving, mount_tiny_tmpfs,
+    plugin, sh, store_tree, with_prev, Call, Change, Netdevsim, Output, Sandbox, STORE_ERRNOS,
+};
 
 const PF_PCI: &str = "0000:af:00.0";
 
@@ -48,11 +53,26 @@ fn rig(test: &str) -> Option<Rig> {
 
 impl Rig {
     fn call(&self, command: &str, cid: &str, netns: &str, conf: &Value) -> Output {
+        self.call_with(command, cid, netns, conf, &[])
+    }
+
+    /// [`Rig::call`] with more environment (a test hook's variable).
+    fn call_with(
+        &self,
+        command: &str,
+        cid: &str,
+        netns: &str,
+        conf: &Value,
+        env: &[(&str, &str)],
+    ) -> Output {
         plugin("static");
-        Call::attach(command, cid, netns, "net1")
+        let mut call = Call::attach(command, cid, netns, "net1")
             .env("SYSFS_ROOT", &self.sysfs.display().to_string())
-            .config(conf)
-            .run(&ours())
+            .config(conf);
+        for (key, value) in env {
+            call = call.env(key, value);
+        }
+        call.run(&ours())
     }
 
     /// The `vf N` line of `ip link show <pf>`.
@@ -593,4 +613,258 @@ fn device_info_file_and_a_del_without_its_cache() {
         host_links().contains(&format!("vf{}", vf_pci(2).replace([':', '.'], ""))),
         "back in the host under a name made from its PCI address"
     );
+}
+
+/// Every setting of `add_configures_the_vf_and_del_puts_everything_back`'s ADD.
+fn every_setting(vf: u32) -> Value {
+    conf(
+        vf,
+        json!({"vlan": 100, "vlanQoS": 3, "mac": "02:11:22:33:44:55", "spoofchk": "off", "trust": "on",
+               "link_state": "enable", "min_tx_rate": 10, "max_tx_rate": 100, "mtu": 1400}),
+    )
+}
+
+/// sriov CHECK proves each PF-side setting ADD made (VLAN, QoS, admin MAC,
+/// spoofchk, trust, link state, both rates) and the netdev's MTU, MAC and address:
+/// each changed in turn, CHECK fails naming it and changes nothing; put back, it
+/// passes again.
+#[test]
+fn check_fails_when_any_setting_of_the_vf_is_undone() {
+    let Some(r) = rig("check_fails_when_any_setting_of_the_vf_is_undone") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let c = every_setting(1);
+    let result = r.call("ADD", "c1", &a, &c).expect_success();
+    let checked = with_prev(&c, &result);
+    r.call("CHECK", "c1", &a, &checked).expect_success();
+    let vf = |args: &[&str]| {
+        let mut all = vec!["ip", "link", "set", r.nsim.pf.as_str(), "vf", "1"];
+        all.extend(args);
+        sh(&all);
+    };
+    let pod = |args: &[&str]| {
+        let mut all = vec!["ip", "-n", "a"];
+        all.extend(args);
+        sh(&all);
+    };
+    let changes: Vec<Change> = vec![
+        (
+            "vlan/qos/802.1ad is 200/3/false, the config says 100/3/false",
+            Box::new(|| vf(&["vlan", "200", "qos", "3"])),
+            Box::new(|| vf(&["vlan", "100", "qos", "3"])),
+        ),
+        (
+            "vlan/qos/802.1ad is 100/5/false, the config says 100/3/false",
+            Box::new(|| vf(&["vlan", "100", "qos", "5"])),
+            Box::new(|| vf(&["vlan", "100", "qos", "3"])),
+        ),
+        (
+            "the admin MAC is 02:11:22:33:44:66, the config says 02:11:22:33:44:55",
+            Box::new(|| vf(&["mac", "02:11:22:33:44:66"])),
+            Box::new(|| vf(&["mac", "02:11:22:33:44:55"])),
+        ),
+        (
+            "spoofchk is true, the config says false",
+            Box::new(|| vf(&["spoofchk", "on"])),
+            Box::new(|| vf(&["spoofchk", "off"])),
+        ),
+        (
+            "trust is false, the config says true",
+            Box::new(|| vf(&["trust", "off"])),
+            Box::new(|| vf(&["trust", "on"])),
+        ),
+        (
+            "link_state is auto, the config says enable",
+            Box::new(|| vf(&["state", "auto"])),
+            Box::new(|| vf(&["state", "enable"])),
+        ),
+        (
+            "min_tx_rate is 20 Mbps, the config says 10 Mbps",
+            Box::new(|| vf(&["min_tx_rate", "20"])),
+            Box::new(|| vf(&["min_tx_rate", "10"])),
+        ),
+        (
+            "max_tx_rate is 200 Mbps, the config says 100 Mbps",
+            Box::new(|| vf(&["max_tx_rate", "200"])),
+            Box::new(|| vf(&["max_tx_rate", "100"])),
+        ),
+        (
+            "MTU 1300, the config says 1400",
+            Box::new(|| pod(&["link", "set", "net1", "mtu", "1300"])),
+            Box::new(|| pod(&["link", "set", "net1", "mtu", "1400"])),
+        ),
+        (
+            "MAC 02:11:22:33:44:77, prevResult says 02:11:22:33:44:55",
+            Box::new(|| pod(&["link", "set", "net1", "address", "02:11:22:33:44:77"])),
+            Box::new(|| pod(&["link", "set", "net1", "address", "02:11:22:33:44:55"])),
+        ),
+        (
+            "address 10.95.0.5/24 is missing",
+            Box::new(|| pod(&["addr", "del", "10.95.0.5/24", "dev", "net1"])),
+            Box::new(|| pod(&["addr", "add", "10.95.0.5/24", "dev", "net1"])),
+        ),
+    ];
+    let state = || {
+        [
+            r.vf_line(1),
+            sh(&["ip", "-n", "a", "-d", "link", "show", "net1"]),
+            // In brief: DAD clears the link-local's `tentative` flag when it ends.
+            sh(&["ip", "-n", "a", "-br", "addr", "show", "net1"]),
+            sh(&["ip", "-n", "a", "route", "show"]),
+        ]
+        .join("\n")
+    };
+    each_undone_fails_check(&|| r.call("CHECK", "c1", &a, &checked), &state, &changes);
+    r.call("DEL", "c1", &a, &c).expect_success();
+}
+
+const STORE: &str = "/var/lib/cni/sriov";
+
+/// The store's files that a failed ADD must leave as they were: all but the VF
+/// locks, which any ADD leaves (as sriov-cni's).
+fn store_files() -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = store_tree(Path::new(STORE));
+    files.retain(|path, _| !path.is_dir() && !path.to_string_lossy().contains("/vf_lock/"));
+    files
+}
+
+/// What a failed ADD of VF 1 must leave as it found it: the VF's line on the PF,
+/// its netdev in the host (name, MAC, MTU), the store's files.
+fn vf1_and_store(r: &Rig) -> (String, String, BTreeMap<PathBuf, Vec<u8>>) {
+    // Not `sh`: a failed ADD that moved the netdev must fail the comparison, not here.
+    let out = Command::new("ip")
+        .args(["link", "show", "vfnet1"])
+        .output()
+        .unwrap();
+    let netdev =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (r.vf_line(1), netdev, store_files())
+}
+
+/// A failed ADD: one error object of code 5 naming the store and `cause`, no
+/// temporary file, VF 1 and the store as `before`, nothing in the pod; once the
+/// cause is gone (`fault` unset), ADD and DEL work.
+fn assert_failed_cleanly(
+    r: &Rig,
+    out: &Output,
+    cause: &str,
+    before: &(String, String, BTreeMap<PathBuf, Vec<u8>>),
+    what: &str,
+) {
+    let msg = out.error(5);
+    assert!(
+        msg.contains(cause) && msg.contains(STORE),
+        "{what}: {msg:?} does not name the store and {cause:?}"
+    );
+    assert_no_temporary_files(&store_tree(Path::new(STORE)), what);
+    assert_eq!(
+        &vf1_and_store(r),
+        before,
+        "{what}: the failed ADD changed it"
+    );
+    assert!(
+        !sh(&["ip", "-n", "a", "link"]).contains("net1"),
+        "{what}: the VF netdev is in the pod"
+    );
+}
+
+/// sriov's cache and allocation record on a store that cannot be written: each
+/// write step of ADD failed in turn (the `test-hooks` build's CNI_TEST_FS_FAIL, each
+/// errno, on a store that does not exist yet and on one that holds another
+/// attachment), then a real full tmpfs (filled to leave 0 to 3 pages) and a
+/// read-only one over the store. Every failed ADD answers one error naming the
+/// store and the cause, and leaves the VF, its netdev and the store as it found
+/// them; once the cause is gone, ADD and DEL work.
+#[test]
+fn an_add_that_cannot_write_its_state_leaves_the_vf_as_it_was() {
+    let Some(r) = rig("an_add_that_cannot_write_its_state_leaves_the_vf_as_it_was") else {
+        return;
+    };
+    let (a, b) = (r.sb.netns("a"), r.sb.netns("b"));
+    let c = every_setting(1);
+    let add = |fault: Option<&str>| match fault {
+        Some(fault) => r.call_with("ADD", "c1", &a, &c, &[("CNI_TEST_FS_FAIL", fault)]),
+        None => r.call("ADD", "c1", &a, &c),
+    };
+    let add_and_del = |what: &str| {
+        add(None).expect_success();
+        r.call("DEL", "c1", &a, &c).expect_success();
+        assert!(
+            !Path::new(STORE).join("c1-net1").exists(),
+            "{what}: DEL left the cache"
+        );
+    };
+    let mut record_failures = 0;
+    for (errno, cause) in STORE_ERRNOS {
+        for fresh in [true, false] {
+            let other = conf(0, json!({"vlan": 7}));
+            if !fresh {
+                r.call("ADD", "other", &b, &other).expect_success();
+            }
+            for n in 1.. {
+                let what = format!("{errno} from write {n} (fresh store: {fresh})");
+                if fresh {
+                    let _ = std::fs::remove_dir_all(STORE);
+                }
+                let before = vf1_and_store(&r);
+                let out = add(Some(&format!("{n}:{errno}")));
+                if out.code == 0 {
+                    assert!(n > 1, "{what}: ADD wrote nothing");
+                    r.call("DEL", "c1", &a, &c).expect_success();
+                    break;
+                }
+                assert_failed_cleanly(&r, &out, cause, &before, &what);
+                let msg = out.json()["msg"].as_str().unwrap_or_default().to_string();
+                if msg.contains(&vf_pci(1)) && !msg.contains("vf_lock") {
+                    record_failures += 1;
+                }
+                add_and_del(&what);
+                assert!(n < 30, "ADD never got through");
+            }
+            if !fresh {
+                r.call("DEL", "other", &b, &other).expect_success();
+            }
+        }
+    }
+    assert!(
+        record_failures > 0,
+        "no failure came from the allocation record"
+    );
+
+    // A real tmpfs over the store: full, then with 1 to 3 pages free.
+    let store = Path::new(STORE);
+    mount_tiny_tmpfs(store, "64k");
+    let filler = store.join("filler");
+    let mut failures = 0;
+    for pages in 0..4 {
+        fill_leaving(&filler, pages);
+        let what = format!("a full tmpfs with {pages} pages free");
+        let before = vf1_and_store(&r);
+        let out = add(None);
+        if out.code == 0 {
+            r.call("DEL", "c1", &a, &c).expect_success();
+        } else {
+            failures += 1;
+            assert_failed_cleanly(&r, &out, "No space left on device", &before, &what);
+            std::fs::remove_file(&filler).unwrap();
+            add_and_del(&what);
+        }
+    }
+    assert!(failures > 0, "no fill level made ADD fail");
+    let _ = std::fs::remove_file(&filler);
+
+    // The same tmpfs read-only.
+    sh(&["mount", "-o", "remount,ro", STORE]);
+    let before = vf1_and_store(&r);
+    let out = add(None);
+    assert_failed_cleanly(
+        &r,
+        &out,
+        "Read-only file system",
+        &before,
+        "a read-only store",
+    );
+    sh(&["mount", "-o", "remount,rw", STORE]);
+    add_and_del("a read-only store, writable again");
 }

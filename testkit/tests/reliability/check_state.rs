@@ -6,7 +6,10 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use testkit::{plugin, sh, with_prev, Call, Output, Sandbox};
+use testkit::{
+    check_failure, each_undone_fails_check, plugin, require_kernel, sh, with_prev, Call, Change,
+    KernelFeature, Output, Sandbox,
+};
 
 fn run(command: &str, cid: &str, netns: &str, conf: &Value) -> Output {
     Call::attach(command, cid, netns, "eth0")
@@ -19,16 +22,6 @@ fn sandbox_with_pod(test: &str) -> Option<(Sandbox, String)> {
     let sb = Sandbox::new(test)?;
     let pod = sb.netns("pod");
     Some((sb, pod))
-}
-
-/// The message of a failed CHECK (exit 1, one error object, whatever its code).
-fn failure(out: &Output) -> String {
-    assert_eq!(
-        out.code, 1,
-        "CHECK passed: stdout {} stderr {}",
-        out.stdout, out.stderr
-    );
-    out.json()["msg"].as_str().unwrap_or_default().to_string()
 }
 
 fn ruleset() -> String {
@@ -147,7 +140,7 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
         let veth = result["interfaces"][1]["name"].as_str().unwrap();
         take_away(veth);
         let before = ruleset();
-        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        let msg = check_failure(&run("CHECK", "cid", &pod, &checked));
         assert!(
             msg.contains(expected),
             "{what} gone: CHECK said {msg:?}, expected it to name {expected:?}"
@@ -221,7 +214,7 @@ fn host_local_check_fails_when_an_address_is_no_longer_the_containers() {
         let original = address_files(&dir);
         change(&dir);
         let before = address_files(&dir);
-        let msg = failure(&run("CHECK", "first", &pod, &checked));
+        let msg = check_failure(&run("CHECK", "first", &pod, &checked));
         assert!(
             msg.contains(addr) && msg.contains("first"),
             "{what}: CHECK said {msg:?}, expected it to name {addr} and the container"
@@ -269,7 +262,7 @@ fn static_check_fails_when_an_address_is_gone_from_the_link() {
         "dev",
         "eth0",
     ]);
-    let msg = failure(&ipam_check(&checked));
+    let msg = check_failure(&ipam_check(&checked));
     assert!(msg.contains("10.135.0.5/24"), "{msg:?}");
     checked["type"] = json!("bridge");
     run("DEL", "cid", &pod, &checked).expect_success();
@@ -329,7 +322,7 @@ fn bridge_check_fails_when_the_masquerade_is_gone() {
         run("CHECK", "cid", &pod, &checked).expect_success();
         take_away();
         let before = ruleset();
-        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        let msg = check_failure(&run("CHECK", "cid", &pod, &checked));
         assert!(
             msg.contains(expected),
             "{what} gone: CHECK said {msg:?}, expected it to name {expected:?}"
@@ -397,7 +390,7 @@ fn bridge_check_fails_when_the_iptables_masquerade_is_gone() {
             ]);
         }
         let before = sh(&["iptables-save", "-t", "nat"]);
-        let msg = failure(&run("CHECK", "cid", &pod, &checked));
+        let msg = check_failure(&run("CHECK", "cid", &pod, &checked));
         assert!(
             msg.contains(expected),
             "{what} gone: CHECK said {msg:?}, expected it to name {expected:?}"
@@ -422,30 +415,24 @@ fn bridge_check_fails_when_the_iptables_masquerade_is_gone() {
     }
 }
 
-/// A change to the pod's `eth0`: what it undoes, how, and how to put it back.
-type Change<'a> = (&'a str, Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>);
-
-/// Each change undone in turn: CHECK fails naming it and leaves the link as it
-/// found it; put back, CHECK passes again.
-fn each_undone_fails_check(pod: &str, checked: &Value, changes: &[Change]) {
-    for (what, undo, redo) in changes {
-        undo();
-        let before = pod_link("pod", "eth0");
-        let msg = failure(&run("CHECK", "cid", pod, checked));
-        assert!(msg.contains(what), "{what}: {msg:?}");
-        assert_eq!(
-            pod_link("pod", "eth0"),
-            before,
-            "{what}: CHECK changed the link"
-        );
-        redo();
-        run("CHECK", "cid", pod, checked).expect_success();
-    }
+/// Each change to the pod's `eth0` undone in turn: CHECK of attachment `cid` fails
+/// naming it and leaves the pod's link, addresses and routes as it found them; put
+/// back, CHECK passes again.
+fn each_undone_fails_pod_check(pod: &str, checked: &Value, changes: &[Change]) {
+    each_undone_fails_check(&|| run("CHECK", "cid", pod, checked), &pod_state, changes);
 }
 
-/// The pod's view of one link, to show that CHECK changed nothing.
-fn pod_link(netns: &str, name: &str) -> String {
-    sh(&["ip", "-n", netns, "-d", "link", "show", name])
+/// The pod's `eth0`, its addresses and its routes, to show that CHECK changed nothing.
+/// Addresses in brief: the kernel's DAD clears the link-local's `tentative` flag
+/// whenever it finishes.
+fn pod_state() -> String {
+    [
+        sh(&["ip", "-n", "pod", "-d", "link", "show", "eth0"]),
+        sh(&["ip", "-n", "pod", "-br", "addr", "show", "dev", "eth0"]),
+        sh(&["ip", "-n", "pod", "-4", "route", "show"]),
+        sh(&["ip", "-n", "pod", "-6", "route", "show"]),
+    ]
+    .join("\n")
 }
 
 /// tuning CHECK proves every setting ADD applied: each undone in turn (MTU, MAC,
@@ -515,12 +502,12 @@ fn tuning_check_fails_when_any_setting_is_undone() {
         Box::new(|| sysctl("0")),
         Box::new(|| sysctl("1")),
     ));
-    each_undone_fails_check(&pod, &checked, &settings);
+    each_undone_fails_pod_check(&pod, &checked, &settings);
     run("DEL", "cid", &pod, &checked).expect_success();
 }
 
-/// macvlan CHECK proves the link's mode, MAC, addresses and routes: each changed or
-/// taken away in turn, CHECK fails naming it and changes nothing.
+/// macvlan CHECK proves the link's mode, MTU, MAC, addresses and routes: each
+/// changed or taken away in turn, CHECK fails naming it and changes nothing.
 #[test]
 fn macvlan_check_fails_when_any_part_is_gone() {
     let Some((sb, pod)) = sandbox_with_pod("chk_macvlan") else {
@@ -528,6 +515,7 @@ fn macvlan_check_fails_when_any_part_is_gone() {
     };
     testkit::veth_pair_up("chkup0", "chkup1");
     let conf = json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "chkup0",
+        "mtu": 1400,
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.136.0.0/24", "gateway": "10.136.0.1"}]],
                  "routes": [{"dst": "192.168.77.0/24"}], "dataDir": sb.scratch.join("ipam")}});
     let result = run("ADD", "cid", &pod, &conf).expect_success();
@@ -545,6 +533,11 @@ fn macvlan_check_fails_when_any_part_is_gone() {
             "mode",
             Box::new(|| ip(&["link", "set", "eth0", "type", "macvlan", "mode", "private"])),
             Box::new(|| ip(&["link", "set", "eth0", "type", "macvlan", "mode", "bridge"])),
+        ),
+        (
+            "MTU 1500, the config says 1400",
+            Box::new(|| ip(&["link", "set", "eth0", "mtu", "1500"])),
+            Box::new(|| ip(&["link", "set", "eth0", "mtu", "1400"])),
         ),
         (
             mac.as_str(),
@@ -566,6 +559,92 @@ fn macvlan_check_fails_when_any_part_is_gone() {
             }),
         ),
     ];
-    each_undone_fails_check(&pod, &checked, &parts);
+    each_undone_fails_pod_check(&pod, &checked, &parts);
     run("DEL", "cid", &pod, &checked).expect_success();
+}
+
+/// vlan CHECK proves the link's VLAN ID, its master, MTU, addresses and routes
+/// (full-kernel tier: 802.1Q). An 802.1Q ID cannot change in place: the link is
+/// replaced by one of the same name with another ID, or on another master. Each
+/// taken away in turn, CHECK fails naming it and changes nothing.
+#[test]
+fn vlan_check_fails_when_any_part_is_gone() {
+    let test = "vlan_check_fails_when_any_part_is_gone";
+    let Some((sb, pod)) = sandbox_with_pod("chk_vlan") else {
+        return;
+    };
+    if !require_kernel(test, KernelFeature::Vlan8021q) {
+        return;
+    }
+    testkit::veth_pair_up("chkvl0", "chkvl1");
+    testkit::veth_pair_up("chkvm0", "chkvm1");
+    let conf = json!({"cniVersion": "1.0.0", "name": "vl", "type": "vlan", "master": "chkvl0",
+        "vlanId": 42, "mtu": 1400,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.138.0.0/24", "gateway": "10.138.0.1"}]],
+                 "routes": [{"dst": "192.168.78.0/24"}], "dataDir": sb.scratch.join("ipam")}});
+    let result = run("ADD", "cid", &pod, &conf).expect_success();
+    let checked = with_prev(&conf, &result);
+    run("CHECK", "cid", &pod, &checked).expect_success();
+    let address = result["ips"][0]["address"].as_str().unwrap().to_string();
+    let ip = |args: &[&str]| {
+        let mut all = vec!["ip", "-n", "pod"];
+        all.extend(args);
+        sh(&all);
+    };
+    let route = || ip(&["route", "add", "192.168.78.0/24", "via", "10.138.0.1"]);
+    // The pod's eth0 made anew: VLAN `id` on `master`, as ADD configured it.
+    let replace = |master: &str, id: &str| {
+        ip(&["link", "del", "eth0"]);
+        sh(&[
+            "ip", "link", "add", "link", master, "name", "chkvnew", "type", "vlan", "id", id,
+        ]);
+        sh(&["ip", "link", "set", "chkvnew", "netns", "pod"]);
+        ip(&[
+            "link", "set", "chkvnew", "name", "eth0", "mtu", "1400", "up",
+        ]);
+        ip(&["addr", "add", &address, "dev", "eth0"]);
+        route();
+        // The kernel moves the new link's state from UNKNOWN to UP a moment later:
+        // wait for it, or the state before and after CHECK differ by that alone.
+        for _ in 0..100 {
+            if sh(&["ip", "-n", "pod", "link", "show", "eth0"]).contains("state UP") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    let parts: Vec<Change> = vec![
+        (
+            "VLAN ID 43, the config says 42",
+            Box::new(|| replace("chkvl0", "43")),
+            Box::new(|| replace("chkvl0", "42")),
+        ),
+        (
+            "is not a vlan of \"chkvl0\"",
+            Box::new(|| replace("chkvm0", "42")),
+            Box::new(|| replace("chkvl0", "42")),
+        ),
+        (
+            "MTU 1300, the config says 1400",
+            Box::new(|| ip(&["link", "set", "eth0", "mtu", "1300"])),
+            Box::new(|| ip(&["link", "set", "eth0", "mtu", "1400"])),
+        ),
+        (
+            "192.168.78.0/24",
+            Box::new(|| ip(&["route", "del", "192.168.78.0/24"])),
+            Box::new(route),
+        ),
+        (
+            address.as_str(),
+            Box::new(|| ip(&["addr", "del", &address, "dev", "eth0"])),
+            // Putting the address back drops the routes through it: they come back too.
+            Box::new(|| {
+                ip(&["addr", "add", &address, "dev", "eth0"]);
+                route();
+            }),
+        ),
+    ];
+    each_undone_fails_pod_check(&pod, &checked, &parts);
+    run("DEL", "cid", &pod, &checked).expect_success();
+    assert!(!sh(&["ip", "-n", "pod", "link"]).contains("eth0"));
 }

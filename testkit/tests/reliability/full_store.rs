@@ -7,17 +7,13 @@
 //! levels, makes sure the real kernel errors take the same paths.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use testkit::{plugin, Call, Output, Sandbox};
-
-const CAUSES: [(&str, &str); 3] = [
-    ("ENOSPC", "No space left on device"),
-    ("EROFS", "Read-only file system"),
-    ("EDQUOT", "Disk quota exceeded"),
-];
+use testkit::{
+    assert_no_temporary_files, fill_leaving, mount_tiny_tmpfs, plugin, store_tree, Call, Output,
+    Sandbox, STORE_ERRNOS as CAUSES,
+};
 
 fn conf(data_dir: &Path) -> Value {
     json!({"cniVersion": "1.0.0", "name": "full", "type": "bridge",
@@ -38,37 +34,9 @@ fn host_local(command: &str, cid: &str, data_dir: &Path, fault: Option<&str>) ->
 /// the index's record of the directory's mtime (`.index/state`), which every run
 /// that changed the directory rewrites, failed or not.
 fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut all = tree_with_state(dir);
+    let mut all = store_tree(dir);
     all.retain(|path, _| !path.ends_with(".index/state"));
     all
-}
-
-fn tree_with_state(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.insert(path.clone(), Vec::new());
-            out.extend(tree_with_state(&path));
-        } else {
-            out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
-        }
-    }
-    out
-}
-
-fn assert_no_temporary_files(state: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
-    for path in state.keys() {
-        let name = path.file_name().unwrap().to_string_lossy();
-        assert!(
-            !name.ends_with(".tmp") && !name.starts_with("tmp-"),
-            "{what}: {} was left",
-            path.display()
-        );
-    }
 }
 
 /// A failed ADD: one error object of code 5 naming a path below the store and the
@@ -86,7 +54,7 @@ fn assert_clean_failure(
         "{what}: {msg:?} does not name the file and {cause:?}"
     );
     let mut after = tree(data);
-    assert_no_temporary_files(&tree_with_state(data), what);
+    assert_no_temporary_files(&store_tree(data), what);
     // A first ADD may leave the store's empty skeleton, as Go's does: no state.
     let network = data.join("full");
     for skeleton in [network.join(".index"), network.join("lock"), network] {
@@ -134,20 +102,6 @@ fn host_local_add_that_cannot_write_leaves_nothing() {
     }
 }
 
-/// Fills `file` until the filesystem is full, then frees `pages` pages of it.
-fn fill_leaving(file: &Path, pages: u64) {
-    let _ = std::fs::remove_file(file);
-    let mut f = std::fs::File::create(file).unwrap();
-    let chunk = vec![0x55u8; 4096];
-    let mut len = 0u64;
-    while f.write_all(&chunk).is_ok() {
-        len += 4096;
-    }
-    drop(f);
-    let f = std::fs::OpenOptions::new().write(true).open(file).unwrap();
-    f.set_len(len.saturating_sub(pages * 4096)).unwrap();
-}
-
 /// The same on a real 512 KiB tmpfs filled to leave 0 to 9 pages, with and without
 /// an earlier allocation: every ADD that fails, fails cleanly, and once space is
 /// back ADD and DEL work.
@@ -158,16 +112,7 @@ fn host_local_add_on_a_full_tmpfs_leaves_nothing() {
     };
     sb.netns("pod");
     let tiny = sb.scratch.join("tiny");
-    std::fs::create_dir_all(&tiny).unwrap();
-    testkit::sh(&[
-        "mount",
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=512k",
-        "tmpfs",
-        &tiny.display().to_string(),
-    ]);
+    mount_tiny_tmpfs(&tiny, "512k");
     let filler = tiny.join("filler");
     let mut failures = 0;
     for fresh in [true, false] {
@@ -324,11 +269,7 @@ fn tuning_add_that_cannot_write_its_state_leaves_nothing() {
         }
     }
     let tiny = sb.scratch.join("tiny-tuning");
-    std::fs::create_dir_all(&tiny).unwrap();
-    let tiny_path = tiny.display().to_string();
-    testkit::sh(&[
-        "mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", &tiny_path,
-    ]);
+    mount_tiny_tmpfs(&tiny, "64k");
     let data = tiny.join("tuning");
     std::fs::create_dir_all(&data).unwrap();
     fill_leaving(&tiny.join("filler"), 0);
@@ -381,9 +322,9 @@ fn cnitool_add_that_cannot_write_its_cache_leaves_nothing() {
         cmd.output().unwrap()
     };
     let nothing_left = |cache: &Path, what: &str| {
-        let files: Vec<_> = tree_with_state(cache)
+        let files: Vec<_> = store_tree(cache)
             .into_keys()
-            .chain(tree_with_state(&tuning_data).into_keys())
+            .chain(store_tree(&tuning_data).into_keys())
             .filter(|p| !p.is_dir())
             .collect();
         assert!(files.is_empty(), "{what}: left {files:?}");
