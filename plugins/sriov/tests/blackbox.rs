@@ -796,13 +796,21 @@ fn an_add_that_cannot_write_its_state_leaves_the_vf_as_it_was() {
         );
     };
     let mut record_failures = 0;
+    // Every write step with the first errno; the others (only the message differs on
+    // a path already walked) at the first and the last step, which keeps the test
+    // within the full-kernel tier's time under emulation.
+    let mut last_failing = None;
     for (errno, cause) in STORE_ERRNOS {
         for fresh in [true, false] {
             let other = conf(0, json!({"vlan": 7}));
             if !fresh {
                 r.call("ADD", "other", &b, &other).expect_success();
             }
-            for n in 1.. {
+            let steps: Vec<u32> = match last_failing {
+                Some(last) if errno != STORE_ERRNOS[0].0 => vec![1, last, last + 1],
+                _ => (1..30).collect(),
+            };
+            for n in steps {
                 let what = format!("{errno} from write {n} (fresh store: {fresh})");
                 if fresh {
                     let _ = std::fs::remove_dir_all(STORE);
@@ -812,6 +820,8 @@ fn an_add_that_cannot_write_its_state_leaves_the_vf_as_it_was() {
                 if out.code == 0 {
                     assert!(n > 1, "{what}: ADD wrote nothing");
                     r.call("DEL", "c1", &a, &c).expect_success();
+                    // ADD made n - 1 writes on a fresh store.
+                    last_failing.get_or_insert(n - 1);
                     break;
                 }
                 assert_failed_cleanly(&r, &out, cause, &before, &what);
@@ -820,7 +830,7 @@ fn an_add_that_cannot_write_its_state_leaves_the_vf_as_it_was() {
                     record_failures += 1;
                 }
                 add_and_del(&what);
-                assert!(n < 30, "ADD never got through");
+                assert!(n < 29, "ADD never got through");
             }
             if !fresh {
                 r.call("DEL", "other", &b, &other).expect_success();
