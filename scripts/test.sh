@@ -50,7 +50,9 @@ if [ -n "$kernel_tests" ]; then
     count=$(echo "$kernel_tests" | wc -l)
     echo "== full-kernel tier: $count tests need kernel features this machine lacks; running them in a VM"
     if scripts/vm/setup.sh; then
-        filter=$(echo "$kernel_tests" | sed 's/.*/test(=&)/' | paste -sd'|' | sed 's/|/ | /g')
+        # A skip names its test function; a test inside a module is listed by nextest as
+        # `module::function`, so the name is matched as the last path segment.
+        filter=$(echo "$kernel_tests" | sed 's/.*/test(\/(^|::)&$\/)/' | paste -sd'|' | sed 's/|test(/ | test(/g')
         vm_log=$(mktemp)
         scripts/vm/run.sh env CNI_TEST_TIER=full-kernel cargo nextest run --workspace --no-fail-fast \
             --hide-progress-bar --failure-output final -E "$filter" 2>&1 | tee "$vm_log" || status=1

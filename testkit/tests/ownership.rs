@@ -11,8 +11,13 @@
 //!   taken away;
 //! - after the final DELs the node equals its starting state.
 //!
-//! `OWNERSHIP_CASES` and `OWNERSHIP_SEED` set the number of cases and the seed
-//! (`scripts/ownership.sh` runs long ones); proptest shrinks a failing sequence.
+//! Two runs: the networks this machine's kernel can carry, and on the full-kernel
+//! tier the ones that need 802.1Q, bridge VLAN filtering and netdevsim (the vlan
+//! plugin, a bridge VLAN with its gateway interface, sriov).
+//!
+//! `OWNERSHIP_CASES` (`OWNERSHIP_KERNEL_CASES` for the second run) and
+//! `OWNERSHIP_SEED` set the number of cases and the seed (`scripts/ownership.sh`
+//! runs long ones); proptest shrinks a failing sequence.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,7 +27,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use serde_json::{json, Value};
-use testkit::{go_plugin, plugin, sh, Call, KernelFeature, Sandbox};
+use testkit::{
+    fake_vfs, go_plugin, kernel_feature_missing, plugin, require_kernel, sh, Call, KernelFeature,
+    Netdevsim, Sandbox,
+};
 
 const PODS: usize = 3;
 
@@ -50,9 +58,15 @@ enum Net {
     NotABridge,
     /// tuning of the pod's own `tun0` (MTU, MAC, a sysctl).
     Tuning,
+    /// vlan on the uplink `oup0`, VLAN 100 + pod (one link per VLAN ID and master),
+    /// host-local. Full-kernel tier.
+    VlanLink,
+    /// sriov of VF `pod` of the netdevsim PF `pf0`, static addresses. Full-kernel tier.
+    Sriov,
 }
 
-const NETS: [Net; 8] = [
+/// The networks of the run on this machine's kernel.
+const HOST_NETS: &[Net] = &[
     Net::Spoof,
     Net::CnvSpoof,
     Net::Gateway,
@@ -62,6 +76,21 @@ const NETS: [Net; 8] = [
     Net::NotABridge,
     Net::Tuning,
 ];
+
+/// The networks of the full-kernel run: the bridge VLAN (whose ADD succeeds there),
+/// the vlan plugin and sriov, beside one bridge network with masquerade and
+/// macspoofchk that Go's attachments share.
+const KERNEL_NETS: &[Net] = &[Net::Spoof, Net::Vlan, Net::VlanLink, Net::Sriov];
+
+/// The netdevsim PF, its PCI address in the fake sysfs tree, and the VF the admin
+/// set up for itself (no pod's).
+const PF: &str = "pf0";
+const PF_PCI: &str = "0000:af:00.0";
+const ADMIN_VF: usize = 3;
+
+fn vf_pci(vf: usize) -> String {
+    format!("0000:af:06.{vf}")
+}
 
 impl Net {
     fn name(self) -> String {
@@ -78,6 +107,8 @@ impl Net {
             Net::Vlan => "eth6",
             Net::NotABridge => "eth7",
             Net::Tuning => "tun0",
+            Net::VlanLink => "eth8",
+            Net::Sriov => "net1",
         }
     }
 
@@ -88,6 +119,8 @@ impl Net {
         plugin(match self {
             Net::Macvlan => "macvlan",
             Net::Tuning => "tuning",
+            Net::VlanLink => "vlan",
+            Net::Sriov => "sriov",
             _ => "bridge",
         })
     }
@@ -122,6 +155,12 @@ impl Net {
                 "sysctl": {"net.ipv4.conf.tun0.arp_notify": "1"},
                 "dataDir": scratch.join("tuning")})
             }
+            Net::VlanLink => json!({"type": "vlan", "master": "oup0", "vlanId": 100 + pod,
+                "ipam": self.host_local(scratch, "10.77.0.0/24")}),
+            Net::Sriov => json!({"type": "sriov", "deviceID": vf_pci(pod),
+                "vlan": 55 + pod, "trust": "on", "spoofchk": "off",
+                "mac": format!("02:00:00:00:5f:{pod:02x}"),
+                "ipam": {"type": "static", "addresses": [{"address": format!("10.78.0.{}/24", 10 + pod)}]}}),
         };
         conf["cniVersion"] = json!("1.1.0");
         conf["name"] = json!(name);
@@ -151,8 +190,14 @@ enum Op {
     /// ADD killed with SIGKILL after this many microseconds; DEL follows if `then_del`
     /// (a runtime that lived), else the attachment is left for GC.
     KilledAdd(Att, u64, bool),
-    /// The pod's interface of the attachment is taken away (tuning: its MTU reset).
+    /// The pod's interface of the attachment is taken away (tuning: its MTU reset;
+    /// sriov: its VF's VLAN changed).
     Tamper(Att),
+    /// A DEL in the attachment's pod, with its network's config, of a container ID
+    /// never added (a runtime's DEL of a sandbox that never got this far): under
+    /// the attachment's interface name if `same_ifname`, else another. It must
+    /// succeed and change nothing.
+    StrayDel(Att, bool),
     /// Two steps at the same moment.
     Pair(Box<Op>, Box<Op>),
 }
@@ -174,38 +219,49 @@ struct Plant {
     /// host-local files of a container the runtime lists as valid, and tuning state
     /// files of another container.
     foreign_files: bool,
+    /// The admin's VLAN 101 link `oup0.101` holding an address: the vlan plugin's
+    /// ADD of pod 1 (VLAN 101 too) must fail, and nothing may remove it.
+    /// Full-kernel run only.
+    admin_vlan: bool,
+    /// VF 3 of the PF, set up by the admin (VLAN, trust, MAC) and no pod's.
+    /// Full-kernel run only.
+    admin_vf: bool,
 }
 
-fn att_strategy() -> impl Strategy<Value = Att> {
-    (0..NETS.len(), 0..PODS).prop_map(|(n, pod)| Att { net: NETS[n], pod })
+fn att_strategy(nets: &'static [Net]) -> impl Strategy<Value = Att> {
+    (0..nets.len(), 0..PODS).prop_map(move |(n, pod)| Att { net: nets[n], pod })
 }
 
-fn single_op() -> impl Strategy<Value = Op> {
+fn single_op(nets: &'static [Net]) -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => att_strategy().prop_map(Op::Add),
-        2 => att_strategy().prop_map(Op::Check),
-        3 => att_strategy().prop_map(Op::Del),
-        2 => (0..NETS.len()).prop_map(|n| Op::Gc(NETS[n])),
-        1 => (att_strategy(), 0..40_000u64, any::<bool>()).prop_map(|(a, d, del)| Op::KilledAdd(a, d, del)),
-        1 => att_strategy().prop_map(Op::Tamper),
+        4 => att_strategy(nets).prop_map(Op::Add),
+        2 => att_strategy(nets).prop_map(Op::Check),
+        3 => att_strategy(nets).prop_map(Op::Del),
+        2 => (0..nets.len()).prop_map(move |n| Op::Gc(nets[n])),
+        1 => (att_strategy(nets), 0..40_000u64, any::<bool>()).prop_map(|(a, d, del)| Op::KilledAdd(a, d, del)),
+        1 => att_strategy(nets).prop_map(Op::Tamper),
+        1 => (att_strategy(nets), any::<bool>()).prop_map(|(a, same)| Op::StrayDel(a, same)),
     ]
 }
 
-fn op_strategy() -> impl Strategy<Value = Op> {
+fn op_strategy(nets: &'static [Net]) -> impl Strategy<Value = Op> {
     prop_oneof![
-        5 => single_op(),
-        2 => (single_op(), single_op()).prop_map(|(a, b)| Op::Pair(Box::new(a), Box::new(b))),
+        5 => single_op(nets),
+        2 => (single_op(nets), single_op(nets)).prop_map(|(a, b)| Op::Pair(Box::new(a), Box::new(b))),
     ]
 }
 
-fn plant_strategy() -> impl Strategy<Value = Plant> {
-    any::<[bool; 6]>().prop_map(|b| Plant {
+/// What a case plants; the admin's VLAN link and VF only where the kernel has them.
+fn plant_strategy(full_kernel: bool) -> impl Strategy<Value = Plant> {
+    any::<[bool; 8]>().prop_map(move |b| Plant {
         vlan_lookalike: b[0],
         not_a_bridge: b[1],
         admin_port: b[2],
         foreign_mark: b[3],
         go_attachments: b[4],
         foreign_files: b[5],
+        admin_vlan: full_kernel && b[6],
+        admin_vf: full_kernel && b[7],
     })
 }
 
@@ -239,6 +295,8 @@ struct NodeState {
     nft: Vec<String>,
     iptables: Vec<String>,
     files: BTreeMap<PathBuf, Vec<u8>>,
+    /// The `vf N` lines of the PF, when there is one.
+    vfs: Vec<String>,
 }
 
 fn links(netns: Option<&str>) -> Vec<Value> {
@@ -283,13 +341,20 @@ fn files(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() {
+        // Not followed: the fake sysfs tree of the sriov network links in cycles.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
+            continue;
+        } else if kind.is_dir() {
             if name != ".index" {
                 files(&path, out);
             }
-        } else if name == "lock" {
+        } else if name == "lock" || name.ends_with(".lock") {
             // host-local makes a network's directory and lock on any call, DEL too
-            // (as Go's does): scaffolding, not an attachment's state.
+            // (as Go's does), and sriov a lock file per VF it touches: scaffolding,
+            // not an attachment's state.
         } else if name.starts_with("last_reserved_ip.") {
             out.insert(path, Vec::new());
         } else {
@@ -298,16 +363,39 @@ fn files(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
     }
 }
 
+/// The `vf N` lines of `ip link show pf0`; none without the PF.
+fn vf_lines() -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["link", "show", PF])
+        .output()
+        .expect("ip runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("vf "))
+        .map(str::to_owned)
+        .collect()
+}
+
 fn node_state(scratch: &Path) -> NodeState {
     let nft = sh(&["nft", "list", "ruleset"]);
     let iptables = sh(&["iptables-save", "-t", "nat"]);
     let mut state_files = BTreeMap::new();
     files(scratch, &mut state_files);
+    // sriov's cache and allocation records (the sandbox's own /var/lib/cni).
+    files(Path::new("/var/lib/cni"), &mut state_files);
     NodeState {
         links: links(None)
             .iter()
             .map(link_state)
-            .map(|l| (l.name.clone(), l))
+            .map(|mut l| {
+                // A VF netdev goes to a pod and back: where its index is taken in
+                // the pod, the kernel gives it another, which it keeps.
+                if l.name.starts_with("vfnet") {
+                    l.index = 0;
+                }
+                (l.name.clone(), l)
+            })
             .collect(),
         pod_links: (0..PODS)
             .map(|p| {
@@ -333,12 +421,14 @@ fn node_state(scratch: &Path) -> NodeState {
             .map(str::to_owned)
             .collect(),
         files: state_files,
+        vfs: vf_lines(),
     }
 }
 
 /// One case's node: a fresh network namespace for the node, the same pods.
 struct Harness {
     scratch: PathBuf,
+    nets: &'static [Net],
     plant: Plant,
     go_bridge: Option<PathBuf>,
     vlan_filtering: bool,
@@ -347,6 +437,10 @@ struct Harness {
     planted_links: Vec<LinkState>,
     planted_rules: Vec<String>,
     planted_files: BTreeMap<PathBuf, Vec<u8>>,
+    /// The admin's VF line, which no step may change.
+    planted_vf: Option<String>,
+    /// The PF of the sriov network, deleted with the case.
+    nsim: Option<Netdevsim>,
     log: Vec<String>,
 }
 
@@ -359,18 +453,31 @@ fn fresh_node_netns() {
     sh(&["ip", "link", "set", "lo", "up"]);
 }
 
+/// `OWNERSHIP_VERBOSE`: every case's outcome and every step on stderr.
+fn verbose() -> bool {
+    std::env::var_os("OWNERSHIP_VERBOSE").is_some()
+}
+
 fn fail(message: String) -> TestCaseError {
     TestCaseError::fail(message)
 }
 
 impl Harness {
-    fn new(sb: &Sandbox, plant: Plant, go_bridge: Option<PathBuf>) -> Harness {
+    fn new(
+        sb: &Sandbox,
+        nets: &'static [Net],
+        plant: Plant,
+        go_bridge: Option<PathBuf>,
+    ) -> Harness {
         fresh_node_netns();
         let scratch = sb.scratch.join("case");
         let _ = std::fs::remove_dir_all(&scratch);
         std::fs::create_dir_all(&scratch).unwrap();
+        // sriov's records of a failed case before this one (its PF is gone).
+        let _ = std::fs::remove_dir_all("/var/lib/cni/sriov");
         Harness {
             scratch,
+            nets,
             plant,
             go_bridge,
             vlan_filtering: KernelFeature::BridgeVlanFiltering.is_present(),
@@ -379,8 +486,14 @@ impl Harness {
             planted_links: Vec::new(),
             planted_rules: Vec::new(),
             planted_files: BTreeMap::new(),
+            planted_vf: None,
+            nsim: None,
             log: Vec::new(),
         }
+    }
+
+    fn sysfs(&self) -> PathBuf {
+        self.scratch.join("sys")
     }
 
     fn pod(pod: usize) -> String {
@@ -408,6 +521,7 @@ impl Harness {
             &Self::pod(att.pod),
             att.net.ifname(),
         )
+        .env("SYSFS_ROOT", &self.sysfs().display().to_string())
         .config(&conf)
     }
 
@@ -430,6 +544,7 @@ impl Harness {
         conf["cni.dev/valid-attachments"] = Value::Array(valid);
         Call::new("GC")
             .env("CNI_PATH", &testkit::bin_dir().display().to_string())
+            .env("SYSFS_ROOT", &self.sysfs().display().to_string())
             .config(&conf)
     }
 
@@ -469,23 +584,48 @@ impl Harness {
             sh(&["ip", "addr", "add", "192.0.2.77/24", "dev", "obr0.77"]);
             self.planted_link("obr0.77");
         }
+        if self.nets.contains(&Net::Sriov) {
+            if verbose() {
+                eprintln!("ownership: the PF");
+            }
+            self.prepare_pf();
+        }
+        if self.plant.admin_vlan {
+            sh(&[
+                "ip", "link", "add", "link", "oup0", "name", "oup0.101", "type", "vlan", "id",
+                "101",
+            ]);
+            sh(&["ip", "addr", "add", "192.0.2.101/24", "dev", "oup0.101"]);
+            sh(&["ip", "link", "set", "oup0.101", "up"]);
+            self.planted_link("oup0.101");
+        }
         let mut warm_nets = vec![
             Net::Spoof,
             Net::CnvSpoof,
             Net::Gateway,
             Net::Static,
             Net::Macvlan,
+            Net::VlanLink,
+            Net::Sriov,
         ];
         if !self.plant.not_a_bridge {
             warm_nets.push(Net::NotABridge);
         }
+        if self.vlan_filtering {
+            warm_nets.push(Net::Vlan);
+        }
+        warm_nets.retain(|net| self.nets.contains(net));
         for net in warm_nets {
+            if verbose() {
+                eprintln!("ownership: warm-up of {net:?}");
+            }
             let warm = Att { net, pod: 0 };
             let result = self.call("ADD", warm).run(&net.binary());
-            if result.code != 0 {
+            if result.code == 0 {
+                self.model.insert(warm, Status::Live(result.json()));
+            } else if self.add_must_succeed(warm) == Some(true) {
                 return Err(fail(format!("warm-up ADD of {net:?}: {}", result.stdout)));
             }
-            self.model.insert(warm, Status::Live(result.json()));
             self.expect_success("DEL", warm)?;
             self.model.remove(&warm);
         }
@@ -512,6 +652,40 @@ impl Harness {
             self.plant_files();
         }
         Ok(())
+    }
+
+    /// A netdevsim PF with 4 VFs, their netdevs (veth stand-ins `vfnet0..3`) named
+    /// by a fake sysfs tree, and with `admin_vf` the admin's settings on VF 3.
+    fn prepare_pf(&mut self) {
+        let nsim = Netdevsim::new("ownership", PF, 4).expect("netdevsim, probed before");
+        let vfs: Vec<(String, String)> = (0..4).map(|n| (vf_pci(n), format!("vfnet{n}"))).collect();
+        fake_vfs(&self.sysfs(), PF_PCI, &nsim.pf, &vfs);
+        for (n, (_, name)) in vfs.iter().enumerate() {
+            let mac = format!("02:00:00:00:0a:0{n}");
+            sh(&["ip", "link", "set", name, "address", &mac]);
+        }
+        self.nsim = Some(nsim);
+        if self.plant.admin_vf {
+            let vf = ADMIN_VF.to_string();
+            sh(&[
+                "ip",
+                "link",
+                "set",
+                PF,
+                "vf",
+                &vf,
+                "vlan",
+                "33",
+                "trust",
+                "on",
+                "mac",
+                "02:00:00:00:33:33",
+            ]);
+            self.planted_vf = vf_lines()
+                .into_iter()
+                .find(|l| l.starts_with(&format!("vf {vf} ")));
+            assert!(self.planted_vf.is_some(), "the PF lists VF {vf}");
+        }
     }
 
     fn planted_link(&mut self, name: &str) {
@@ -602,6 +776,14 @@ impl Harness {
                 )));
             }
         }
+        if let Some(planted) = &self.planted_vf {
+            if !vf_lines().contains(planted) {
+                return Err(fail(format!(
+                    "after {step}: the admin's VF {planted:?} changed: {:?}",
+                    vf_lines()
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -620,12 +802,16 @@ impl Harness {
         })
     }
 
-    /// Whether ADD of this network must succeed on this node.
-    fn add_must_succeed(&self, net: Net) -> Option<bool> {
-        match net {
-            Net::Vlan if self.vlan_filtering => None,
-            Net::Vlan => Some(false),
+    /// Whether ADD of this attachment must succeed on this node (`None`: either).
+    fn add_must_succeed(&self, att: Att) -> Option<bool> {
+        match att.net {
+            // A planted non-VLAN link under the gateway's name: a matter of the
+            // bridge's own tests (bridge/tests/vlan.rs); here only its safety counts.
+            Net::Vlan if self.vlan_filtering && self.plant.vlan_lookalike => None,
+            Net::Vlan => Some(self.vlan_filtering),
             Net::NotABridge => Some(!self.plant.not_a_bridge),
+            // The kernel allows one link per VLAN ID and master: the admin's has 101.
+            Net::VlanLink => Some(!(self.plant.admin_vlan && att.pod == 1)),
             _ => Some(true),
         }
     }
@@ -639,7 +825,7 @@ impl Harness {
         }
         self.touched.insert(att);
         let out = self.call("ADD", att).run(&att.net.binary());
-        match (out.code == 0, self.add_must_succeed(att.net)) {
+        match (out.code == 0, self.add_must_succeed(att)) {
             (true, Some(false)) => Err(fail(format!("ADD {att:?} succeeded: {}", out.stdout))),
             (false, Some(true)) => Err(fail(format!(
                 "ADD {att:?} failed: {} {}",
@@ -708,6 +894,9 @@ impl Harness {
         let ns = format!("opod{}", att.pod);
         if att.net == Net::Tuning {
             sh(&["ip", "-n", &ns, "link", "set", "tun0", "mtu", "1500"]);
+        } else if att.net == Net::Sriov {
+            let vf = att.pod.to_string();
+            sh(&["ip", "link", "set", PF, "vf", &vf, "vlan", "999"]);
         } else {
             sh(&["ip", "-n", &ns, "link", "del", att.net.ifname()]);
         }
@@ -715,7 +904,31 @@ impl Harness {
         Ok(())
     }
 
+    /// A DEL of container `stray` in the attachment's pod with its network's config:
+    /// it succeeds, and the attachment (if live) still passes CHECK.
+    fn stray_del(&mut self, att: Att, same_ifname: bool) -> Result<(), TestCaseError> {
+        let ifname = if same_ifname {
+            att.net.ifname()
+        } else {
+            "stray0"
+        };
+        let out = Call::attach("DEL", "stray", &Self::pod(att.pod), ifname)
+            .env("SYSFS_ROOT", &self.sysfs().display().to_string())
+            .config(&att.net.config(&self.scratch, att.pod))
+            .run(&att.net.binary());
+        if out.code != 0 {
+            return Err(fail(format!(
+                "stray DEL beside {att:?} failed: {} {}",
+                out.stdout, out.stderr
+            )));
+        }
+        self.check(att)
+    }
+
     fn run(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        if verbose() {
+            eprintln!("ownership: step {op:?}");
+        }
         self.log.push(format!("{op:?}"));
         match op {
             Op::Add(att) => self.add(*att),
@@ -724,6 +937,7 @@ impl Harness {
             Op::Gc(net) => self.gc(*net),
             Op::KilledAdd(att, delay, then_del) => self.killed_add(*att, *delay, *then_del),
             Op::Tamper(att) => self.tamper(*att),
+            Op::StrayDel(att, same) => self.stray_del(*att, *same),
             Op::Pair(a, b) => self.pair(a, b),
         }
     }
@@ -780,6 +994,7 @@ impl Harness {
     fn fork(&self) -> Harness {
         Harness {
             scratch: self.scratch.clone(),
+            nets: self.nets,
             plant: self.plant.clone(),
             go_bridge: self.go_bridge.clone(),
             vlan_filtering: self.vlan_filtering,
@@ -788,6 +1003,8 @@ impl Harness {
             planted_links: Vec::new(),
             planted_rules: Vec::new(),
             planted_files: BTreeMap::new(),
+            planted_vf: None,
+            nsim: None,
             log: Vec::new(),
         }
     }
@@ -829,6 +1046,9 @@ fn difference(start: &NodeState, end: &NodeState) -> String {
     for name in end.links.keys().filter(|n| !start.links.contains_key(*n)) {
         out.push(format!("new link {:?}", end.links[name]));
     }
+    if start.vfs != end.vfs {
+        out.push(format!("VFs: {:?} -> {:?}", start.vfs, end.vfs));
+    }
     if start.pod_links != end.pod_links {
         out.push(format!(
             "pods: {:?} -> {:?}",
@@ -869,36 +1089,43 @@ fn env_number(name: &str, default: u64) -> u64 {
     parsed.unwrap_or_else(|_| panic!("{name}={text:?} is not a number"))
 }
 
-#[test]
-fn nothing_a_verb_does_reaches_what_is_not_its_own() {
-    let Some(sb) = Sandbox::new("ownership") else {
-        return;
-    };
-    let go_bridge = go_plugin("nothing_a_verb_does_reaches_what_is_not_its_own", "bridge");
+/// Runs `cases` random cases over `nets` in the sandbox `sb`, from the seed of
+/// `OWNERSHIP_SEED`; panics with the seed and the shrunk case on a failure.
+fn run_cases(
+    sb: &Sandbox,
+    test: &str,
+    nets: &'static [Net],
+    full_kernel: bool,
+    cases: u32,
+    max_shrink_iters: u32,
+) {
+    let go_bridge = go_plugin(test, "bridge");
     for pod in 0..PODS {
         sb.netns(&format!("opod{pod}"));
     }
     sb.netns("ogo");
-    let cnv = sb.scratch.join("cnv-bridge");
-    std::os::unix::fs::symlink(plugin("bridge"), &cnv).unwrap();
-    CNV_BRIDGE.set(cnv).unwrap();
-    let cases = env_number("OWNERSHIP_CASES", 200) as u32;
+    CNV_BRIDGE.get_or_init(|| {
+        let cnv = sb.scratch.join("cnv-bridge");
+        std::os::unix::fs::symlink(plugin("bridge"), &cnv).unwrap();
+        cnv
+    });
     let seed = env_number("OWNERSHIP_SEED", 0x0c4e_5eed);
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let config = Config {
         cases,
         failure_persistence: None,
-        max_shrink_iters: 200,
+        max_shrink_iters,
         ..Config::default()
     };
+
     let mut runner = TestRunner::new_with_rng(
         config,
         TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
     );
     let strategy = (
-        plant_strategy(),
-        prop::collection::vec(op_strategy(), 1..12),
+        plant_strategy(full_kernel),
+        prop::collection::vec(op_strategy(nets), 1..12),
     );
     let ran = std::cell::Cell::new(0u32);
     let outcome = runner.run(&strategy, |(plant, ops)| {
@@ -906,19 +1133,75 @@ fn nothing_a_verb_does_reaches_what_is_not_its_own() {
         if ran.get() % 250 == 0 {
             eprintln!("ownership: {} runs so far", ran.get());
         }
-        let mut harness = Harness::new(&sb, plant, go_bridge.clone());
-        harness.prepare()?;
-        let start = node_state(&harness.scratch);
-        harness.planted_intact("planting")?;
-        for op in &ops {
-            harness.run(op)?;
-            harness.planted_intact(&format!("{op:?}"))?;
+        let began = std::time::Instant::now();
+        let mut harness = Harness::new(sb, nets, plant, go_bridge.clone());
+        let outcome = (|| {
+            harness.prepare()?;
+            let start = node_state(&harness.scratch);
+            harness.planted_intact("planting")?;
+            for op in &ops {
+                harness.run(op)?;
+                harness.planted_intact(&format!("{op:?}"))?;
+            }
+            harness.finish(&start)
+        })();
+        if verbose() || outcome.is_err() {
+            // Under emulation a failure shrinks for minutes: say what failed at once.
+            eprintln!(
+                "ownership: run {} ({} steps, {:.1} s): {}",
+                ran.get(),
+                ops.len(),
+                began.elapsed().as_secs_f64(),
+                match &outcome {
+                    Ok(()) => "passed".to_string(),
+                    Err(e) => format!("{e}\n  steps: {:?}", harness.log),
+                }
+            );
         }
-        harness.finish(&start)
+        outcome
     });
     let ran = ran.get();
     eprintln!("ownership: {ran} runs (cases and shrinking steps), seed {seed:#x}");
     if let Err(e) = outcome {
         panic!("seed {seed:#x}: {e}");
     }
+}
+
+#[test]
+fn nothing_a_verb_does_reaches_what_is_not_its_own() {
+    let Some(sb) = Sandbox::new("ownership") else {
+        return;
+    };
+    let cases = env_number("OWNERSHIP_CASES", 200) as u32;
+    run_cases(
+        &sb,
+        "nothing_a_verb_does_reaches_what_is_not_its_own",
+        HOST_NETS,
+        false,
+        cases,
+        200,
+    );
+}
+
+/// The same invariants for the networks that need a full kernel: the vlan plugin
+/// beside the admin's own VLAN link on the uplink, a bridge VLAN with its gateway
+/// interface beside a planted look-alike, and sriov on a netdevsim PF beside a VF
+/// the admin set up. Fewer cases: the full-kernel tier runs under emulation.
+#[test]
+fn nothing_a_verb_does_reaches_what_is_not_its_own_on_a_full_kernel() {
+    let test = "nothing_a_verb_does_reaches_what_is_not_its_own_on_a_full_kernel";
+    let Some(sb) = Sandbox::new(test) else {
+        return;
+    };
+    if !require_kernel(test, KernelFeature::Vlan8021q)
+        || !require_kernel(test, KernelFeature::BridgeVlanFiltering)
+    {
+        return;
+    }
+    if !Path::new("/sys/bus/netdevsim").exists() {
+        kernel_feature_missing(test, "netdevsim");
+        return;
+    }
+    let cases = env_number("OWNERSHIP_KERNEL_CASES", 10) as u32;
+    run_cases(&sb, test, KERNEL_NETS, true, cases, 40);
 }

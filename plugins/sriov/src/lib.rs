@@ -585,18 +585,30 @@ impl Plugin for Sriov {
             return errors.into_result();
         }
         match &cache {
-            Some(cache) => errors.record(release(cache, request.netns.as_deref())),
+            Some(cache) => {
+                errors.record(release(cache, request.netns.as_deref()));
+            }
             // ADD writes its cache and the allocation record before it changes the VF:
-            // without the cache (lost with the node's /var/lib), only a record naming
-            // this request's netns proves that the VF's settings are ours to reset.
+            // without the cache, a record naming this request's netns shows the VF
+            // went there, and this attachment's interface in it shows it is ours (the
+            // record names a netns, not which of its attachments holds the VF).
             None if state.allocated_to(&device_id, owner) => {
-                errors.record(reset_without_cache(request, &device_id, cfg.as_ref()))
+                match reset_without_cache(request, &device_id, cfg.as_ref()) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        libcni::log_warn!(
+                            "left VF {device_id} and its allocation record as they are: the record names this netns, but no interface {:?} of this attachment is in it",
+                            request.ifname
+                        );
+                        return errors.into_result();
+                    }
+                    Err(e) => errors.push(e),
+                }
             }
             None => {
                 libcni::log_warn!(
                     "left VF {device_id} as it is: no cache of this attachment and no allocation record naming its netns show that this attachment changed it"
                 );
-                None
             }
         };
         let outcome = errors.into_result();
@@ -725,15 +737,33 @@ impl Plugin for Sriov {
     }
 }
 
-/// Without the cache: neutral settings for what the config changes, and the netdev
-/// back to the host under a name made from its PCI address (its old name is lost).
+/// Without the cache: when this attachment's interface is in the request's netns,
+/// neutral settings for what the config changes and the netdev back to the host
+/// under a name made from its PCI address (its old name is lost). `false` when
+/// that interface is not there: nothing shows the VF is this attachment's.
 fn reset_without_cache(
     request: &Request,
     device_id: &PciAddress,
     cfg: Option<&config::Config>,
-) -> Result<(), CniError> {
+) -> Result<bool, CniError> {
+    let Some(netns) = request
+        .netns
+        .as_deref()
+        .map(NetNs::open_if_present)
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(false);
+    };
+    let mut pod = netns.netlink()?;
+    let Some(link) = pod
+        .get_link(&LinkId::Name(&request.ifname))?
+        .filter(|link| is_attachment_vf(link, &request.attachment().link_mark()))
+    else {
+        return Ok(false);
+    };
     let Ok(dev) = sysfs::discover(&sysfs::root(), device_id) else {
-        return Ok(());
+        return Ok(true);
     };
     let mut nl = Netlink::open()?;
     let mut errors = ErrorList::new();
@@ -751,24 +781,16 @@ fn reset_without_cache(
                 .map_err(CniError::from),
         );
     }
-    if let Some(Ok(Some(netns))) = request.netns.as_deref().map(NetNs::open_if_present) {
-        let mut pod = netns.netlink()?;
-        let link = pod
-            .get_link(&LinkId::Name(&request.ifname))?
-            .filter(|link| is_attachment_vf(link, &request.attachment().link_mark()));
-        if let Some(link) = link {
-            let name: String = format!("vf{}", device_id.as_str().replace([':', '.'], ""))
-                .chars()
-                .take(15)
-                .collect();
-            let orig = OrigVfState {
-                host_ifname: name,
-                ..Default::default()
-            };
-            errors.record(return_netdev(&mut pod, &link, &orig));
-        }
-    }
-    errors.into_result()
+    let name: String = format!("vf{}", device_id.as_str().replace([':', '.'], ""))
+        .chars()
+        .take(15)
+        .collect();
+    let orig = OrigVfState {
+        host_ifname: name,
+        ..Default::default()
+    };
+    errors.record(return_netdev(&mut pod, &link, &orig));
+    errors.into_result().map(|()| true)
 }
 
 /// The plugin's entry point, for its own binary and for the multi-call binary.

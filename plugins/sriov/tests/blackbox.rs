@@ -581,6 +581,45 @@ fn a_del_that_cannot_prove_the_vf_its_own_leaves_it_alone() {
     );
 }
 
+/// A pod's allocation record names its netns, not which of its attachments holds
+/// the VF: a DEL of another interface of that pod whose config names the same VF
+/// (a NAD naming one VF twice; the runtime's DEL after the second ADD was refused)
+/// leaves the VF, its netdev and its record to the attachment that has them.
+#[test]
+fn a_del_of_another_interface_of_the_pod_leaves_its_vf() {
+    let Some(r) = rig("a_del_of_another_interface_of_the_pod_leaves_its_vf") else {
+        return;
+    };
+    let a = r.sb.netns("a");
+    let c = conf(1, json!({"vlan": 41, "trust": "on"}));
+    let result = r.call("ADD", "pod", &a, &c).expect_success();
+    let before = r.vf_line(1);
+    let refused = Call::attach("ADD", "pod", &a, "net2")
+        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
+        .config(&c)
+        .run(&ours());
+    assert_ne!(refused.code, 0, "a second ADD of a VF in use is refused");
+    let out = Call::attach("DEL", "pod", &a, "net2")
+        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
+        .config(&c)
+        .run(&ours());
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(r.vf_line(1), before, "the VF of net1 was reset");
+    assert!(
+        out.stderr.contains("left VF"),
+        "a warning says why: {}",
+        out.stderr
+    );
+    assert!(
+        Path::new(&format!("/var/lib/cni/sriov/pci/{}", vf_pci(1))).exists(),
+        "the allocation record of net1's VF stays"
+    );
+    r.call("CHECK", "pod", &a, &with_prev(&c, &result))
+        .expect_success();
+    r.call("DEL", "pod", &a, &c).expect_success();
+    assert!(!r.vf_line(1).contains("vlan 41"));
+}
+
 /// The device-info file for Multus, and a DEL that finds no cache (lost with a
 /// node's /var/lib) and still puts the VF back.
 #[test]
