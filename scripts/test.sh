@@ -54,7 +54,9 @@ if [ -n "$kernel_tests" ]; then
         # `module::function`, so the name is matched as the last path segment.
         filter=$(echo "$kernel_tests" | sed 's/.*/test(\/(^|::)&$\/)/' | paste -sd'|' | sed 's/|test(/ | test(/g')
         vm_log=$(mktemp)
-        scripts/vm/run.sh env CNI_TEST_TIER=full-kernel cargo nextest run --workspace --no-fail-fast \
+        # The tier takes about ten minutes under emulation; a hung VM ends at thirty.
+        VMTEST_TIMEOUT=${VMTEST_TIMEOUT:-1800} scripts/vm/run.sh env CNI_TEST_TIER=full-kernel \
+            cargo nextest run --workspace --no-fail-fast \
             --hide-progress-bar --failure-output final -E "$filter" 2>&1 | tee "$vm_log" || status=1
         # Each test once: nextest repeats the failures in its summary.
         vm_passed=$({ grep -E '^ +PASS ' "$vm_log" || true; } | sed -E 's/^ +PASS +\[[^]]*\] +//' | sort -u | wc -l)

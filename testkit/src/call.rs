@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -123,33 +123,70 @@ impl Call {
         self.stdin(config.to_string())
     }
 
-    /// Starts the call in a process group of its own and kills the whole group with
-    /// SIGKILL after `after` (as when a runtime or a node dies; an IPAM child goes
-    /// too). Returns whether it was still running when killed.
-    pub fn run_killed(&self, binary: &Path, after: std::time::Duration) -> bool {
+    /// Starts the call in a process group of its own, its stdin written and closed,
+    /// its stderr piped when `stderr` is set.
+    fn spawn_in_group(&self, binary: &Path, extra_env: &[(&str, &str)], stderr: bool) -> Child {
         use std::os::unix::process::CommandExt;
         let mut child = Command::new(binary)
             .env_clear()
             .envs(&self.env)
+            .envs(extra_env.iter().copied())
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(if stderr {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .unwrap_or_else(|e| panic!("exec {}: {e}", binary.display()));
         let mut pipe = child.stdin.take().expect("stdin piped");
         let _ = pipe.write_all(&self.stdin);
-        drop(pipe);
-        std::thread::sleep(after);
-        let still_running = child.try_wait().ok().flatten().is_none();
+        child
+    }
+
+    /// Kills the child's whole process group with SIGKILL (an IPAM child goes too)
+    /// and reaps it.
+    fn kill_group(mut child: Child) {
         // SAFETY: kill(2) with a negative pid signals the child's own process group.
         unsafe {
             libc::kill(-(child.id() as i32), libc::SIGKILL);
         }
         let _ = child.wait();
+    }
+
+    /// Starts the call in a process group of its own and kills the whole group with
+    /// SIGKILL after `after` (as when a runtime or a node dies; an IPAM child goes
+    /// too). Returns whether it was still running when killed.
+    pub fn run_killed(&self, binary: &Path, after: std::time::Duration) -> bool {
+        let mut child = self.spawn_in_group(binary, &[], false);
+        std::thread::sleep(after);
+        let still_running = child.try_wait().ok().flatten().is_none();
+        Self::kill_group(child);
         // Stragglers of the group (an IPAM child) are gone before anything else runs.
         std::thread::sleep(std::time::Duration::from_millis(5));
         still_running
+    }
+
+    /// Starts the call with the failpoint `point` set (a test-hooks build), waits
+    /// until the plugin stops there, and kills its process group with SIGKILL, as a
+    /// crash at that point would. Returns whether it reached the point.
+    pub fn run_to_failpoint(&self, binary: &Path, point: &str) -> bool {
+        use std::io::{BufRead, BufReader};
+        let mut child = self.spawn_in_group(binary, &[("CNI_TEST_FAILPOINT", point)], true);
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
+        let mut line = String::new();
+        let mut reached = false;
+        while stderr.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("stopped at failpoint") && line.contains(point) {
+                reached = true;
+                break;
+            }
+            line.clear();
+        }
+        Self::kill_group(child);
+        reached
     }
 
     pub fn run(&self, binary: &Path) -> Output {

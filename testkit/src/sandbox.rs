@@ -159,6 +159,39 @@ impl Sandbox {
             nft,
         }
     }
+
+    /// An ADD of container `k1` as `net1` in the sandbox's netns `pod`, killed
+    /// between making its link (under a temporary name) and naming it, leaves that
+    /// link there; the same ADD retried without a DEL between (a runtime that lost
+    /// the first) succeeds with only its own link, and its DEL leaves every netns's
+    /// links as they were.
+    pub fn assert_add_retried_after_a_kill_succeeds(&self, binary: &Path, pod: &str, conf: &Value) {
+        use crate::call::{with_prev, Call};
+        let netns = format!("/run/netns/{pod}");
+        let before = self.links();
+        let add = Call::attach("ADD", "k1", &netns, "net1").config(conf);
+        assert!(
+            add.run_to_failpoint(binary, "link-created"),
+            "the ADD stopped after making its link"
+        );
+        let left = sh(&["ip", "-n", pod, "-br", "link"]);
+        assert_eq!(
+            left.lines().count(),
+            2,
+            "the killed ADD left its link: {left}"
+        );
+        let result = add.run(binary).expect_success();
+        assert_eq!(
+            self.links()[pod],
+            ["lo", "net1"],
+            "only the retried ADD's link"
+        );
+        Call::attach("DEL", "k1", &netns, "net1")
+            .config(&with_prev(conf, &result))
+            .run(binary)
+            .expect_success();
+        assert_eq!(self.links(), before);
+    }
 }
 
 /// The state a failed ADD must leave exactly as it found it.

@@ -102,6 +102,10 @@ pub fn create_in_netns<'fd>(
         )));
     }
     let temporary = temporary_name(request);
+    // An ADD of this attachment killed between making its link and naming it left
+    // the link under this name (ours by it, as DEL takes it): a retried ADD would
+    // fail on it, and for a VLAN on its VLAN ID too.
+    inside.delete_link_if_present(&temporary)?;
     new.name = temporary.clone();
     let creation = match host {
         Some(host) => {
@@ -122,6 +126,7 @@ pub fn create_in_netns<'fd>(
         };
         CniError::internal(format!("failed to create {what}: {e}{hint}"))
     })?;
+    crate::hooks::failpoint("link-created");
     let created = inside.require_link(&LinkId::Name(&temporary))?;
     let marked = inside
         .change_link(created.index)

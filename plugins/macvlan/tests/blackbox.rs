@@ -191,6 +191,20 @@ fn del_succeeds_after_the_master_is_gone_and_in_every_idempotent_case() {
     assert!(files.is_empty(), "{files:?}");
 }
 
+/// An ADD killed between making its link (under a temporary name) and naming it
+/// leaves that link in the pod. An ADD of the same attachment retried without a DEL
+/// between removes it and succeeds, and its DEL leaves the pod as it was.
+#[test]
+fn an_add_retried_after_one_killed_mid_way_succeeds() {
+    let Some(sb) = Sandbox::new("macvlan_retried_add") else {
+        return;
+    };
+    master("up0");
+    sb.netns("a");
+    let c = conf(&sb, json!({}));
+    sb.assert_add_retried_after_a_kill_succeeds(&ours(), "a", &c);
+}
+
 #[test]
 fn a_failed_add_leaves_no_link_and_no_allocation() {
     let Some(sb) = Sandbox::new("macvlan_rollback") else {

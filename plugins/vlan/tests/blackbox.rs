@@ -165,3 +165,22 @@ fn a_failed_add_removes_the_link_and_the_allocation() {
         "the Go plugin leaves the link in the container"
     );
 }
+
+/// An ADD killed between making its VLAN link (under a temporary name) and naming
+/// it leaves the link in the pod, holding the VLAN ID on the master. An ADD of the
+/// same attachment retried without a DEL between removes it and succeeds (before,
+/// it failed with EEXIST and a hint that the master had that VLAN ID already).
+#[test]
+fn an_add_retried_after_one_killed_mid_way_succeeds() {
+    let test = "an_add_retried_after_one_killed_mid_way_succeeds";
+    let Some(sb) = Sandbox::new("vlan_retried_add") else {
+        return;
+    };
+    if !require_kernel(test, KernelFeature::Vlan8021q) {
+        return;
+    }
+    trunk(&sb);
+    sb.netns("a");
+    let c = conf(&sb, 120, true);
+    sb.assert_add_retried_after_a_kill_succeeds(&ours(), "a", &c);
+}
