@@ -475,12 +475,24 @@ impl Harness {
         std::fs::create_dir_all(&scratch).unwrap();
         // sriov's records of a failed case before this one (its PF is gone).
         let _ = std::fs::remove_dir_all("/var/lib/cni/sriov");
+        let vlan_filtering = KernelFeature::BridgeVlanFiltering.is_present();
+        Harness::unplanted(scratch, nets, plant, go_bridge, vlan_filtering)
+    }
+
+    /// A harness with an empty model and nothing planted yet.
+    fn unplanted(
+        scratch: PathBuf,
+        nets: &'static [Net],
+        plant: Plant,
+        go_bridge: Option<PathBuf>,
+        vlan_filtering: bool,
+    ) -> Harness {
         Harness {
             scratch,
             nets,
             plant,
             go_bridge,
-            vlan_filtering: KernelFeature::BridgeVlanFiltering.is_present(),
+            vlan_filtering,
             model: BTreeMap::new(),
             touched: BTreeSet::new(),
             planted_links: Vec::new(),
@@ -489,6 +501,21 @@ impl Harness {
             planted_vf: None,
             nsim: None,
             log: Vec::new(),
+        }
+    }
+
+    /// A harness for one side of a pair: this one's node and model, nothing planted
+    /// to check (the pair's caller checks it) and no steps logged yet.
+    fn fork(&self) -> Harness {
+        Harness {
+            model: self.model.clone(),
+            ..Harness::unplanted(
+                self.scratch.clone(),
+                self.nets,
+                self.plant.clone(),
+                self.go_bridge.clone(),
+                self.vlan_filtering,
+            )
         }
     }
 
@@ -989,24 +1016,6 @@ impl Harness {
             self.model.remove(&att);
         }
         Ok(())
-    }
-
-    fn fork(&self) -> Harness {
-        Harness {
-            scratch: self.scratch.clone(),
-            nets: self.nets,
-            plant: self.plant.clone(),
-            go_bridge: self.go_bridge.clone(),
-            vlan_filtering: self.vlan_filtering,
-            model: self.model.clone(),
-            touched: BTreeSet::new(),
-            planted_links: Vec::new(),
-            planted_rules: Vec::new(),
-            planted_files: BTreeMap::new(),
-            planted_vf: None,
-            nsim: None,
-            log: Vec::new(),
-        }
     }
 
     /// DEL of every attachment the case touched: each succeeds, and the node is as
