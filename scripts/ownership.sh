@@ -2,7 +2,7 @@
 # Runs the ownership harness (testkit/tests/ownership.rs) for a long time: random
 # planted node state, random sequences of ADD, CHECK, DEL and GC, some at once,
 # some ADDs killed. The test command runs a fixed seed's cases (200 on this
-# machine's kernel, 10 on the full-kernel tier); this runs as many as asked, with
+# machine's kernel, 6 on the full-kernel tier); this runs as many as asked, with
 # the seed asked, and prints the seed of a failure.
 #
 #   sudo scripts/ownership.sh [CASES] [SEED]

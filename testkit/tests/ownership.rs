@@ -1211,6 +1211,6 @@ fn nothing_a_verb_does_reaches_what_is_not_its_own_on_a_full_kernel() {
         kernel_feature_missing(test, "netdevsim");
         return;
     }
-    let cases = env_number("OWNERSHIP_KERNEL_CASES", 10) as u32;
+    let cases = env_number("OWNERSHIP_KERNEL_CASES", 6) as u32;
     run_cases(&sb, test, KERNEL_NETS, true, cases, 40);
 }
