@@ -746,12 +746,11 @@ fn reset_without_cache(
     device_id: &PciAddress,
     cfg: Option<&config::Config>,
 ) -> Result<bool, CniError> {
+    // A netns that is gone, or cannot be opened, shows nothing: DEL still finishes.
     let Some(netns) = request
         .netns
         .as_deref()
-        .map(NetNs::open_if_present)
-        .transpose()?
-        .flatten()
+        .and_then(|path| NetNs::open_if_present(path).ok().flatten())
     else {
         return Ok(false);
     };
