@@ -65,8 +65,21 @@ impl Rig {
         conf: &Value,
         env: &[(&str, &str)],
     ) -> Output {
+        self.call_as("net1", command, cid, netns, conf, env)
+    }
+
+    /// [`Rig::call_with`] for the interface `ifname`.
+    fn call_as(
+        &self,
+        ifname: &str,
+        command: &str,
+        cid: &str,
+        netns: &str,
+        conf: &Value,
+        env: &[(&str, &str)],
+    ) -> Output {
         plugin("static");
-        let mut call = Call::attach(command, cid, netns, "net1")
+        let mut call = Call::attach(command, cid, netns, ifname)
             .env("SYSFS_ROOT", &self.sysfs.display().to_string())
             .config(conf);
         for (key, value) in env {
@@ -564,10 +577,7 @@ fn a_del_that_cannot_prove_the_vf_its_own_leaves_it_alone() {
         3,
         json!({"vlan": 55, "trust": "on", "mac": "02:00:00:00:55:55"}),
     );
-    let out = Call::attach("DEL", "never-added", &a, "net1")
-        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
-        .config(&c)
-        .run(&ours());
+    let out = r.call("DEL", "never-added", &a, &c);
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
     assert_eq!(r.vf_line(3), before, "the admin's VF settings changed");
     assert!(
@@ -594,15 +604,9 @@ fn a_del_of_another_interface_of_the_pod_leaves_its_vf() {
     let c = conf(1, json!({"vlan": 41, "trust": "on"}));
     let result = r.call("ADD", "pod", &a, &c).expect_success();
     let before = r.vf_line(1);
-    let refused = Call::attach("ADD", "pod", &a, "net2")
-        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
-        .config(&c)
-        .run(&ours());
+    let refused = r.call_as("net2", "ADD", "pod", &a, &c, &[]);
     assert_ne!(refused.code, 0, "a second ADD of a VF in use is refused");
-    let out = Call::attach("DEL", "pod", &a, "net2")
-        .env("SYSFS_ROOT", &r.sysfs.display().to_string())
-        .config(&c)
-        .run(&ours());
+    let out = r.call_as("net2", "DEL", "pod", &a, &c, &[]);
     assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
     assert_eq!(r.vf_line(1), before, "the VF of net1 was reset");
     assert!(
