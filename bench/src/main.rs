@@ -329,6 +329,7 @@ impl KernelShare {
                 libcni::mac::MacAddr([2, 0, 0, 0, 0, 1]),
                 &reference,
                 &existing,
+                &[],
             )
             .unwrap()
         }));

@@ -34,6 +34,17 @@ impl MacAddr {
     pub fn is_zero(&self) -> bool {
         *self == MacAddr::ZERO
     }
+
+    /// The link-local IPv6 address a kernel derives from this MAC by default
+    /// (modified EUI-64, RFC 4291 appendix A): fe80::, the MAC with ff:fe in its
+    /// middle and the universal/local bit flipped.
+    pub fn ipv6_link_local(&self) -> std::net::Ipv6Addr {
+        let m = self.0;
+        let mut octets = [0u8; 16];
+        octets[..2].copy_from_slice(&[0xfe, 0x80]);
+        octets[8..].copy_from_slice(&[m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
+        std::net::Ipv6Addr::from(octets)
+    }
 }
 
 impl FromStr for MacAddr {
@@ -138,5 +149,16 @@ mod tests {
             r#"{"mac":"02:00:00:00:00:0a","other":""}"#
         );
         assert!(serde_json::from_str::<Cache>(r#"{"mac":"x","other":""}"#).is_err());
+    }
+
+    #[test]
+    fn the_link_local_address_is_the_kernels_eui64() {
+        let mac: MacAddr = "52:54:00:12:34:56".parse().unwrap();
+        assert_eq!(
+            mac.ipv6_link_local(),
+            "fe80::5054:ff:fe12:3456"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+        );
     }
 }

@@ -19,6 +19,7 @@ mod scratch;
 mod skip;
 mod sriov;
 mod store;
+pub mod wire;
 
 pub use call::*;
 pub use capture::*;

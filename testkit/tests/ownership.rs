@@ -43,7 +43,7 @@ static CNV_BRIDGE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 enum Net {
     /// bridge on `obr0`, macspoofchk, nftables masquerade, host-local.
     Spoof,
-    /// cnv-bridge on `obr0`, macspoofchk, iptables masquerade, host-local.
+    /// cnv-bridge on `obr0`, macspoofchk and ipspoofchk, iptables masquerade, host-local.
     CnvSpoof,
     /// bridge on `obr2` as gateway, host-local.
     Gateway,
@@ -138,7 +138,7 @@ impl Net {
                 "ipMasq": true, "ipMasqBackend": "nftables",
                 "ipam": self.host_local(scratch, "10.70.0.0/24")}),
             Net::CnvSpoof => json!({"type": "cnv-bridge", "bridge": "obr0", "macspoofchk": true,
-                "ipMasq": true, "ipMasqBackend": "iptables",
+                "ipspoofchk": true, "ipMasq": true, "ipMasqBackend": "iptables",
                 "ipam": self.host_local(scratch, "10.71.0.0/24")}),
             Net::Gateway => json!({"type": "bridge", "bridge": "obr2", "isGateway": true,
                 "ipam": self.host_local(scratch, "10.72.0.0/24")}),

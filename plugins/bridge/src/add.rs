@@ -18,7 +18,7 @@ use crate::gateway::{self, enable_forwarding, ensure_address};
 use crate::host_sysctl;
 use crate::masq::{self, Masquerade};
 use crate::rollback::Rollback;
-use crate::spoofcheck::{Prepared, SpoofCheck};
+use crate::spoofcheck::{IpFilter, Prepared, SpoofCheck};
 use crate::vlan::{lock_vlan_gateway, program_vlans, VlanGateway};
 
 /// Index of the container interface in the result: after the bridge and host veth.
@@ -37,10 +37,15 @@ pub fn add(cfg: &BridgeConfig, request: &Request) -> Result<CniResult, CniError>
     };
     let bridge = ensure_bridge(&mut add.nl, cfg, &mut add.rollback)?;
     let (host, container) = add.connect(&bridge)?;
-    if let Some(prepared) = spoofcheck {
-        add.protect(prepared, &host.name, &container)?;
+    // ipspoofchk needs IPAM's addresses: then both filters go in one transaction
+    // once they are known, before the container interface has them.
+    let mut spoofcheck = spoofcheck.map(|prepared| (prepared, host.name.as_str()));
+    if !cfg.ipspoofchk {
+        if let Some((prepared, host_veth)) = spoofcheck.take() {
+            add.protect(prepared, host_veth, &container, None)?;
+        }
     }
-    let allocation = add.configure_addresses(&bridge, &container)?;
+    let allocation = add.configure_addresses(&bridge, &container, spoofcheck)?;
     add.finish(&bridge, host, allocation)
 }
 
@@ -132,27 +137,32 @@ impl<'a> Add<'a> {
         Ok((host, container))
     }
 
-    /// macspoofchk: frames from `host_veth` must carry the container's MAC.
+    /// macspoofchk: frames from `host_veth` must carry the container's MAC; with
+    /// ipspoofchk, also only the addresses of the result so far.
     fn protect(
         &mut self,
         prepared: Prepared,
         host_veth: &str,
         container: &Link,
+        ipspoofchk: Option<&CniResult>,
     ) -> Result<(), CniError> {
         let mac = container.mac.ok_or_else(|| {
             CniError::internal("container interface has no MAC: \"\"".to_string())
         })?;
-        self.rollback.spoofcheck = Some(prepared.setup(host_veth, mac)?);
+        let ip_filter = ipspoofchk.map(|r| IpFilter::of(mac, r)).transpose()?;
+        self.rollback.spoofcheck = Some(prepared.setup(host_veth, mac, ip_filter.as_ref())?);
         Ok(())
     }
 
-    /// Layer 3: the IPAM addresses and routes on the container interface, the
-    /// gateways on the host, masquerade. Layer 2: the container interface up,
-    /// unless the config keeps it down.
+    /// Layer 3: the IPAM addresses and routes on the container interface (after
+    /// `ipspoofchk`'s filter for them, when given), the gateways on the host,
+    /// masquerade. Layer 2: the container interface up, unless the config keeps it
+    /// down.
     fn configure_addresses(
         &mut self,
         bridge: &Link,
         container: &Link,
+        ipspoofchk: Option<(Prepared, &str)>,
     ) -> Result<Option<Allocation<'a>>, CniError> {
         let cfg = self.cfg;
         let Some(ipam_conf) = cfg.conf.delegated_ipam() else {
@@ -172,6 +182,12 @@ impl<'a> Add<'a> {
         );
         self.result.ips = plan.ips;
         self.result.routes = plan.routes;
+        if let Some((prepared, host_veth)) = ipspoofchk {
+            let result = std::mem::take(&mut self.result);
+            let protected = self.protect(prepared, host_veth, container, Some(&result));
+            self.result = result;
+            protected?;
+        }
         configure_interface(
             &self.netns,
             &mut self.inside,

@@ -8,7 +8,7 @@ use libcni::{CniError, CniResult, Request};
 
 use crate::config::BridgeConfig;
 use crate::masq::Masquerade;
-use crate::spoofcheck::SpoofCheck;
+use crate::spoofcheck::{IpFilter, SpoofCheck};
 
 fn failed(what: String) -> CniError {
     CniError::internal(what)
@@ -35,7 +35,11 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
                 request.ifname
             ))
         })?;
-        SpoofCheck::of(&id).check(&host.name, mac)?;
+        let ip_filter = cfg
+            .ipspoofchk
+            .then(|| IpFilter::of(mac, prev))
+            .transpose()?;
+        SpoofCheck::of(&id).check(&host.name, mac, ip_filter.as_ref())?;
     }
     check_masquerade(cfg, &id, prev)?;
     libcni::attach::check_ips_and_routes(&mut inside, prev, container_index, &container)

@@ -39,6 +39,9 @@ pub struct BridgeKeys {
     preserve_default_vlan: Option<bool>,
     #[serde(default)]
     macspoofchk: bool,
+    /// Ours only: the Go plugin ignores it (docs/compatibility.md).
+    #[serde(default)]
+    ipspoofchk: bool,
     #[serde(default)]
     enabledad: bool,
     #[serde(rename = "disableContainerInterface", default)]
@@ -98,6 +101,9 @@ pub struct BridgeConfig {
     pub promisc_mode: bool,
     pub vlans: PortVlans,
     pub macspoofchk: bool,
+    /// Frames from the port may carry only the attachment's addresses (see
+    /// `spoofcheck::ipfilter`). Needs `macspoofchk` and IPAM.
+    pub ipspoofchk: bool,
     pub ipv6_dad: bool,
     pub disable_container_interface: bool,
     pub port_isolation: bool,
@@ -185,7 +191,8 @@ pub fn load_for_del(request: &Request) -> Result<DelConfig, CniError> {
     let keys = &conf.plugin;
     Ok(DelConfig {
         bridge: lenient::string(keys, "bridge").unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
-        macspoofchk: lenient::bool(keys, "macspoofchk"),
+        // ipspoofchk's rules live in macspoofchk's chains (ADD needs both keys).
+        macspoofchk: lenient::bool(keys, "macspoofchk") || lenient::bool(keys, "ipspoofchk"),
         ip_masq: lenient::bool(keys, "ipMasq"),
         vlan: lenient::integer(keys, "vlan")
             .filter(|v| (1..=4094).contains(v))
@@ -209,6 +216,7 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
             "cannot set hairpin mode and promiscuous mode at the same time",
         ));
     }
+    check_ipspoofchk(keys, conf.delegated_ipam().is_some())?;
     let masq_backend = masq_backend(keys)?;
     // MAC precedence: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
     let mac = libcni::spec::config::pick_mac(
@@ -231,12 +239,34 @@ pub fn load(request: &Request, cnv_bridge: bool) -> Result<BridgeConfig, CniErro
         promisc_mode: keys.promisc_mode,
         vlans,
         macspoofchk: keys.macspoofchk,
+        ipspoofchk: keys.ipspoofchk,
         ipv6_dad: keys.enabledad,
         disable_container_interface: keys.disable_container_interface,
         port_isolation: keys.port_isolation,
         mac,
         conf,
     })
+}
+
+/// `ipspoofchk` needs `macspoofchk`: its rules follow the MAC check in the same
+/// chains, which the Go plugin's DEL removes only when `macspoofchk` is set, so a
+/// node switched back to Go keeps none of them. And it needs IPAM: a layer-2
+/// attachment has no address to allow.
+fn check_ipspoofchk(keys: &BridgeKeys, layer3: bool) -> Result<(), CniError> {
+    if !keys.ipspoofchk {
+        return Ok(());
+    }
+    if !keys.macspoofchk {
+        return Err(CniError::invalid_config(
+            "ipspoofchk needs \"macspoofchk\": true (its rules extend the MAC check's chains)",
+        ));
+    }
+    if !layer3 {
+        return Err(CniError::invalid_config(
+            "ipspoofchk needs IPAM: a layer-2 config (no ipam type) gives the attachment no address to allow",
+        ));
+    }
+    Ok(())
 }
 
 /// `vlan`, `vlanTrunk` and `preserveDefaultVlan` (whose default is true for

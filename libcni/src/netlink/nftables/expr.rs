@@ -82,8 +82,11 @@ pub enum Expr {
     Other(String),
 }
 
+/// The NFT_META_* keys the suite loads.
+pub const NFT_META_PROTOCOL: u32 = 1;
 const NFT_META_IIFNAME: u32 = 6;
 const NFT_META_NFPROTO: u32 = 15;
+pub const NFT_META_L4PROTO: u32 = 16;
 const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 const IFNAMSIZ: usize = 16;
@@ -113,6 +116,34 @@ impl Expr {
             Expr::Cmp {
                 op: CmpOp::Eq,
                 data: mac.octets().to_vec(),
+            },
+        ]
+    }
+
+    /// `meta <key> <op> <data>`: e.g. `meta protocol arp` (the frame's ethertype,
+    /// after the kernel took any VLAN tag off) or `meta l4proto udp`.
+    pub fn meta_cmp(key: u32, op: CmpOp, data: &[u8]) -> Vec<Expr> {
+        vec![
+            Expr::Meta(key),
+            Expr::Cmp {
+                op,
+                data: data.to_vec(),
+            },
+        ]
+    }
+
+    /// `<field> <op> <data>` for the header field of `data.len()` bytes at `offset`
+    /// from `base`, e.g. `arp saddr ip != 10.0.0.2` or `icmpv6 type 136`.
+    pub fn field_cmp(base: PayloadBase, offset: u32, op: CmpOp, data: &[u8]) -> Vec<Expr> {
+        vec![
+            Expr::Payload {
+                base,
+                offset,
+                len: data.len() as u32,
+            },
+            Expr::Cmp {
+                op,
+                data: data.to_vec(),
             },
         ]
     }

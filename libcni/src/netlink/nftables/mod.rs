@@ -7,7 +7,10 @@
 
 mod expr;
 
-pub use expr::{comment_of_userdata, comment_userdata, CmpOp, Expr, PayloadBase, Verdict};
+pub use expr::{
+    comment_of_userdata, comment_userdata, CmpOp, Expr, PayloadBase, Verdict, NFT_META_L4PROTO,
+    NFT_META_PROTOCOL,
+};
 
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST,

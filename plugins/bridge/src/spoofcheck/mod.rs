@@ -1,7 +1,9 @@
 //! macspoofchk: one attachment's rules as an object ([`SpoofCheck`]) for ADD, CHECK,
 //! DEL, GC and rollback, over the rules themselves and the pure planning of their
-//! transactions (`rules`, which says whose rules are whose).
+//! transactions (`rules`, which says whose rules are whose), and ipspoofchk's
+//! rules in the same chains (`ipfilter`).
 
+mod ipfilter;
 mod rules;
 
 use std::collections::BTreeSet;
@@ -13,6 +15,7 @@ use libcni::netlink::{LinkId, Netlink};
 use libcni::spec::attachment::AttachmentId;
 use libcni::CniError;
 
+pub use ipfilter::IpFilter;
 pub use rules::{existing, installed, setup, teardown_batch};
 use rules::{iface_chain, references, verify, Broken, Existing, Installed};
 
@@ -150,10 +153,24 @@ impl SpoofCheck {
     }
 
     /// Proves, for CHECK, that the whole rule set filters `host_veth` for
-    /// `container_mac` (see [`verify`]). Reads only; the error names what is missing.
-    pub fn check(&self, host_veth: &str, container_mac: MacAddr) -> Result<(), CniError> {
+    /// `container_mac`, and for `ip_filter`'s addresses when ipspoofchk is on (see
+    /// [`verify`]). Reads only; the error names what is missing.
+    pub fn check(
+        &self,
+        host_veth: &str,
+        container_mac: MacAddr,
+        ip_filter: Option<&IpFilter>,
+    ) -> Result<(), CniError> {
         let mut nft = Nftables::open()?;
-        match verify(&mut nft, &self.reference, host_veth, container_mac)? {
+        let ip_rules = ip_filter.map(IpFilter::rules);
+        let ip_rules = ip_rules.as_deref();
+        match verify(
+            &mut nft,
+            &self.reference,
+            host_veth,
+            container_mac,
+            ip_rules,
+        )? {
             Ok(()) => Ok(()),
             Err(Broken(what)) => Err(CniError::internal(what)),
         }
@@ -188,21 +205,28 @@ impl SpoofCheck {
 }
 
 impl Prepared {
-    /// Writes the rules for `host_veth` and `container_mac` in one transaction.
+    /// Writes the rules for `host_veth` and `container_mac`, and `ip_filter`'s
+    /// (ipspoofchk) when given, in one transaction.
     pub fn setup(
         mut self,
         host_veth: &str,
         container_mac: MacAddr,
+        ip_filter: Option<&IpFilter>,
     ) -> Result<SpoofCheck, CniError> {
         let reference = &self.check.reference;
+        let what = match ip_filter {
+            Some(_) => "set up macspoofchk and ipspoofchk",
+            None => "set up macspoofchk",
+        };
         setup(
             &mut self.nft,
             host_veth,
             container_mac,
             reference,
             &self.existing,
+            &ip_filter.map(IpFilter::rules).unwrap_or_default(),
         )
-        .map_err(|e| CniError::from(e.context("set up macspoofchk")))?;
+        .map_err(|e| CniError::from(e.context(what)))?;
         Ok(self.check)
     }
 }

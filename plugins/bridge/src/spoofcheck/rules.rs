@@ -57,6 +57,11 @@ pub fn comment(reference: &str) -> String {
     format!("macspoofchk-{reference}")
 }
 
+/// The comment of the ipspoofchk rules (see `ipfilter`), beside macspoofchk's.
+pub fn ip_comment(reference: &str) -> String {
+    format!("ipspoofchk-{reference}")
+}
+
 fn chain(name: &str) -> ChainRef<'_> {
     ChainRef {
         family: Family::Bridge,
@@ -217,7 +222,8 @@ pub fn existing<T: NfTransport>(
 /// missing, and creates the attachment's chains (`create`: a concurrent ADD of the
 /// same reference fails rather than doubles the rules) or, when they exist, empties
 /// them. Stale jumps into them (from an attachment whose host veth is gone) are
-/// removed in the same transaction.
+/// removed in the same transaction. `ip_rules` (ipspoofchk's, else empty) follow the
+/// jump into `-mac` in the `cni-br-iface-<ref>` chain.
 ///
 /// Why not always `add` them, as Go does: the kernel records `add` of an existing
 /// chain as an update, and an update (like a deleted rule) is released after an RCU
@@ -229,6 +235,7 @@ pub fn setup_batch(
     container_mac: MacAddr,
     reference: &str,
     existing: &Existing,
+    ip_rules: &[Vec<Expr>],
 ) -> Batch {
     let (iface, mac) = (iface_chain(reference), mac_chain(reference));
     let comment = comment(reference);
@@ -268,6 +275,10 @@ pub fn setup_batch(
         )
         .add_rule(chain(&mac), &allow, Some(&comment))
         .add_rule(chain(&mac), &[Expr::Verdict(Verdict::Drop)], Some(&comment));
+    let ip_comment = ip_comment(reference);
+    for rule in ip_rules {
+        batch.add_rule(chain(&iface), rule, Some(&ip_comment));
+    }
     batch
 }
 
@@ -280,15 +291,17 @@ pub fn setup<T: NfTransport>(
     container_mac: MacAddr,
     reference: &str,
     existing: &Existing,
+    ip_rules: &[Vec<Expr>],
 ) -> Result<(), NetlinkError> {
-    let first = nft.commit(setup_batch(host_veth, container_mac, reference, existing));
+    let batch = |existing| setup_batch(host_veth, container_mac, reference, existing, ip_rules);
+    let first = nft.commit(batch(existing));
     match first {
         Err(e) if e.is_not_found() && existing.base_chain => {
             let now = self::existing(nft, reference)?;
             if now.base_chain || now.installed != Installed::Nothing {
                 return Err(e);
             }
-            nft.commit(setup_batch(host_veth, container_mac, reference, &now))
+            nft.commit(batch(&now))
         }
         other => other,
     }
@@ -345,12 +358,15 @@ pub struct Broken(pub String);
 /// the PREROUTING jump naming the host veth, the chain it jumps to and that chain's
 /// jump into `-mac`, and the `-mac` chain holding exactly the rule that lets
 /// `container_mac` through and the drop after it. Any one of them gone means frames
-/// with a forged source MAC pass, so each is looked for by itself. Reads only.
+/// with a forged source MAC pass, so each is looked for by itself. With `ip_rules`
+/// (ipspoofchk), the chain holds exactly the jump and then those rules, in order.
+/// Reads only.
 pub fn verify<T: NfTransport>(
     nft: &mut Nftables<T>,
     reference: &str,
     host_veth: &str,
     container_mac: MacAddr,
+    ip_rules: Option<&[Vec<Expr>]>,
 ) -> Result<Result<(), Broken>, NetlinkError> {
     let (iface, mac) = (iface_chain(reference), mac_chain(reference));
     let broken = |what: String| Ok(Err(Broken(format!("macspoofchk of {reference}: {what}"))));
@@ -373,6 +389,21 @@ pub fn verify<T: NfTransport>(
         return broken(format!(
             "the rule of {iface} that jumps to {mac} is missing"
         ));
+    }
+    if let Some(expected) = ip_rules {
+        let found: Vec<&[Expr]> = iface_rules.iter().map(|r| r.exprs.as_slice()).collect();
+        let wanted: Vec<&[Expr]> = expected.iter().map(Vec::as_slice).collect();
+        if !into_mac(&iface_rules[0]) || found[1..] != wanted[..] {
+            let differs = (1..found.len().max(wanted.len() + 1))
+                .find(|&i| found.get(i) != wanted.get(i - 1))
+                .unwrap_or(0);
+            return broken(format!(
+                "ipspoofchk: {iface} holds {} rules where it should hold {}; rule {} differs (a missing, changed or added rule lets other addresses through)",
+                found.len(),
+                wanted.len() + 1,
+                differs + 1
+            ));
+        }
     }
     let Some(mac_rules) = nft.rules(chain(&mac))? else {
         return broken(format!("chain {mac} is missing"));
@@ -452,7 +483,13 @@ mod tests {
     }
 
     fn setup_ops(existing: &Existing) -> Vec<String> {
-        let batch = setup_batch("veth1", MacAddr([2, 0, 0, 0, 0, 0x42]), "c-eth0", existing);
+        let batch = setup_batch(
+            "veth1",
+            MacAddr([2, 0, 0, 0, 0, 0x42]),
+            "c-eth0",
+            existing,
+            &[],
+        );
         let mut nft = Nftables::fake();
         nft.commit(batch).unwrap();
         let FakeNfTransport { commits, .. } = &nft.transport;
@@ -539,6 +576,7 @@ mod tests {
             MacAddr([2, 0, 0, 0, 0, 1]),
             "c-eth0",
             &steady,
+            &[],
         )
         .unwrap();
         let commits = &nft.transport.commits;
@@ -565,6 +603,7 @@ mod tests {
             MacAddr([2, 0, 0, 0, 0, 1]),
             "c-eth0",
             &steady,
+            &[],
         )
         .unwrap_err();
         assert!(e.is_not_found(), "{e}");
