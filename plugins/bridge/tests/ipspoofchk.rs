@@ -167,6 +167,26 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
         false,
     );
     ip4("an IPv4 packet from its own address", a.v4, true);
+    let discover = wire::udp4(
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::BROADCAST,
+        68,
+        67,
+        b"discover",
+    );
+    probes.push(probe(
+        "a DHCP discover from 0.0.0.0",
+        ethernet(BROADCAST, a.mac, ETH_P_IP, &discover),
+        discover,
+        true,
+    ));
+    let to_o_from_nowhere = wire::udp4(Ipv4Addr::UNSPECIFIED, o.v4, 68, 67, b"not DHCP");
+    probes.push(probe(
+        "a datagram from 0.0.0.0 port 68 to a pod's address",
+        to_o(ETH_P_IP, &to_o_from_nowhere),
+        to_o_from_nowhere,
+        false,
+    ));
     let mut ip6 = |what, src, passes| {
         let packet = udp6(src, what);
         probes.push(probe(what, to_o(ETH_P_IPV6, &packet), packet, passes));
@@ -210,6 +230,14 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
         to_o(ETH_P_ARP, &own),
         own,
         true,
+    ));
+    // Cut inside the sender IP: no frame that must pass starts like it.
+    let truncated = arp(ARP_REQUEST, a.mac, v.v4, MacAddr::ZERO, v.v4)[..17].to_vec();
+    probes.push(probe(
+        "a truncated ARP request",
+        bcast(&truncated),
+        truncated,
+        false,
     ));
     let arp_probe = arp(
         ARP_REQUEST,

@@ -12,8 +12,8 @@
 //! - ARP: Ethernet/IPv4 ARP only, a request or a reply, whose sender MAC is the
 //!   port's and whose sender IP is one of the attachment's IPv4 addresses or
 //!   0.0.0.0 (an RFC 5227 probe);
-//! - IPv4: from one of the attachment's IPv4 addresses, or a DHCP client message
-//!   from 0.0.0.0 (UDP 68 to 67);
+//! - IPv4: from one of the attachment's IPv4 addresses, or a DHCP client's
+//!   broadcast from 0.0.0.0 (UDP 68 to 67);
 //! - IPv6: from one of the attachment's IPv6 addresses or the port's EUI-64
 //!   link-local address, or ICMPv6 from `::` (DAD, MLD). Neighbour solicitations
 //!   and advertisements must be plain ICMPv6 (no extension header) with at most
@@ -106,59 +106,64 @@ impl IpFilter {
         rules
     }
 
+    /// What a frame may claim is allowed by rules that match it whole (a field the
+    /// kernel cannot load, in a truncated frame, makes a rule not match): the last
+    /// rule of each type drops what none of them let through.
     fn arp_rules(&self) -> Vec<Vec<Expr>> {
         let arp = || proto(ETH_P_ARP);
-        let mut senders: Vec<Vec<Expr>> = vec![arp()];
-        for address in self.v4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
-            senders.push(network(14, CmpOp::Neq, &address.octets()));
-        }
         // Ethernet/IPv4 ARP only: htype 1, ptype IPv4, hlen 6, plen 4, one rule
         // each (one compare of all six bytes would list as four `!=` that nft
-        // reads back as "all differ").
+        // reads back as "all differ"), and a request or a reply.
         let header: [(u32, &[u8]); 4] = [(0, &[0, 1]), (2, &ETH_P_IP), (4, &[6]), (5, &[4])];
         let mut rules: Vec<Vec<Expr>> = header
             .into_iter()
             .map(|(offset, value)| rule([arp(), network(offset, CmpOp::Neq, value)], Verdict::Drop))
             .collect();
-        rules.extend([
-            rule(
+        rules.push(rule(
+            [
+                arp(),
+                network(6, CmpOp::Neq, &[0, 1]),
+                network(6, CmpOp::Neq, &[0, 2]),
+            ],
+            Verdict::Drop,
+        ));
+        for address in self.v4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
+            rules.push(rule(
                 [
                     arp(),
-                    network(6, CmpOp::Neq, &[0, 1]),
-                    network(6, CmpOp::Neq, &[0, 2]),
+                    network(8, CmpOp::Eq, &self.mac.octets()),
+                    network(14, CmpOp::Eq, &address.octets()),
                 ],
-                Verdict::Drop,
-            ),
-            rule(
-                [arp(), network(8, CmpOp::Neq, &self.mac.octets())],
-                Verdict::Drop,
-            ),
-            rule(senders, Verdict::Drop),
-            rule([arp()], Verdict::Return),
-        ]);
+                Verdict::Return,
+            ));
+        }
+        rules.push(rule([arp()], Verdict::Drop));
         rules
     }
 
     fn ipv4_rules(&self) -> Vec<Vec<Expr>> {
         let ip = || proto(ETH_P_IP);
-        let mut sources: Vec<Vec<Expr>> = vec![ip()];
+        // A DHCP client without an address broadcasts from 0.0.0.0 (libvirt's
+        // allow-dhcp); renewals come from its address.
+        let mut rules = vec![rule(
+            [
+                ip(),
+                network(12, CmpOp::Eq, &Ipv4Addr::UNSPECIFIED.octets()),
+                network(16, CmpOp::Eq, &Ipv4Addr::BROADCAST.octets()),
+                l4proto(IPPROTO_UDP),
+                transport(0, CmpOp::Eq, &68u16.to_be_bytes()),
+                transport(2, CmpOp::Eq, &67u16.to_be_bytes()),
+            ],
+            Verdict::Return,
+        )];
         for address in &self.v4 {
-            sources.push(network(12, CmpOp::Neq, &address.octets()));
-        }
-        vec![
-            rule(
-                [
-                    ip(),
-                    network(12, CmpOp::Eq, &Ipv4Addr::UNSPECIFIED.octets()),
-                    l4proto(IPPROTO_UDP),
-                    transport(0, CmpOp::Eq, &68u16.to_be_bytes()),
-                    transport(2, CmpOp::Eq, &67u16.to_be_bytes()),
-                ],
+            rules.push(rule(
+                [ip(), network(12, CmpOp::Eq, &address.octets())],
                 Verdict::Return,
-            ),
-            rule(sources, Verdict::Drop),
-            rule([ip()], Verdict::Return),
-        ]
+            ));
+        }
+        rules.push(rule([ip()], Verdict::Drop));
+        rules
     }
 
     fn ipv6_rules(&self) -> Vec<Vec<Expr>> {
@@ -239,12 +244,13 @@ impl IpFilter {
             ],
             Verdict::Return,
         ));
-        let mut sources: Vec<Vec<Expr>> = vec![ip6()];
         for address in &own {
-            sources.push(network(8, CmpOp::Neq, &address.octets()));
+            rules.push(rule(
+                [ip6(), network(8, CmpOp::Eq, &address.octets())],
+                Verdict::Return,
+            ));
         }
-        rules.push(rule(sources, Verdict::Drop));
-        rules.push(rule([ip6()], Verdict::Return));
+        rules.push(rule([ip6()], Verdict::Drop));
         rules
     }
 }
