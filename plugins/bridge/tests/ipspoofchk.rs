@@ -491,6 +491,60 @@ fn ipspoofchk_on_vlan_1223_drops_forged_addresses_and_passes_the_pods_own() {
     three_pods_on_one_bridge(&sb, Some(1223));
 }
 
+/// `frame` with an 802.1Q tag of `vid` after its MACs.
+fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    out.extend(ETH_P_8021Q.to_be_bytes());
+    out.extend(vid.to_be_bytes());
+    out.extend(&frame[12..]);
+    out
+}
+
+/// A trunk port's tagged frames meet the same rules: the attacker on a trunk of
+/// VLAN 1223 sends every probe tagged, to an observer on an access port of 1223.
+/// Full-kernel tier.
+#[test]
+fn ipspoofchk_filters_the_tagged_frames_of_a_trunk_port() {
+    let test = "ipspoofchk_filters_the_tagged_frames_of_a_trunk_port";
+    let Some(sb) = Sandbox::new("ipspoofchk_trunk") else {
+        return;
+    };
+    if !require_kernel(test, KernelFeature::BridgeVlanFiltering) {
+        return;
+    }
+    for ns in ["victim", "observer", "attacker"] {
+        sb.netns(ns);
+    }
+    let access = conf(&sb, "brtr", Some(1223), true);
+    let mut trunk = conf(&sb, "brtr", None, true);
+    trunk["vlanTrunk"] = json!([{"id": 1223}]);
+    let v = Pod::add("victim", "v", &access);
+    let o = Pod::add("observer", "o", &access);
+    let a = Pod::add("attacker", "a", &trunk);
+    a.call("CHECK", &trunk).expect_success();
+    observer_learns_the_victim(&o, &v);
+    let probes: Vec<Probe> = probes(&a, &v, &o, 1223)
+        .into_iter()
+        .filter(|p| !p.what.contains("tagged"))
+        .map(|mut p| {
+            p.frame = tagged(&p.frame, 1223);
+            p
+        })
+        .collect();
+    let (all_right, report) = send_probes(&a, &o, &probes);
+    assert!(
+        all_right,
+        "what the observer received from the trunk:\n{report}"
+    );
+    assert_observer_keeps_the_victim(&o, &v, "after the attack from the trunk");
+    // The attacker's own tagged frames arrived above: the port is in VLAN 1223.
+    a.call("DEL", &trunk).expect_success();
+    for pod in [&v, &o] {
+        pod.call("DEL", &access).expect_success();
+    }
+    assert!(!sh(&["nft", "list", "ruleset"]).contains("cni-br-iface"));
+}
+
 /// The handles of the ipspoofchk rules of `chain` in `table bridge nat`, in order.
 fn ip_rule_handles(chain: &str) -> Vec<u64> {
     let out = sh(&["nft", "-j", "list", "chain", "bridge", "nat", chain]);
