@@ -239,6 +239,19 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
         truncated,
         false,
     ));
+    let probe_for_victim = arp(
+        ARP_REQUEST,
+        a.mac,
+        Ipv4Addr::UNSPECIFIED,
+        MacAddr::ZERO,
+        v.v4,
+    );
+    probes.push(probe(
+        "an ARP probe for the victim's address",
+        bcast(&probe_for_victim),
+        probe_for_victim,
+        false,
+    ));
     let arp_probe = arp(
         ARP_REQUEST,
         a.mac,

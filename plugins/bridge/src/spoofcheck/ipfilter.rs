@@ -10,10 +10,10 @@
 //! the same rules):
 //!
 //! - ARP: Ethernet/IPv4 ARP only, a request or a reply, whose sender MAC is the
-//!   port's and whose sender IP is one of the attachment's IPv4 addresses or
-//!   0.0.0.0 (an RFC 5227 probe);
+//!   port's and whose sender IP is one of the attachment's IPv4 addresses, or
+//!   0.0.0.0 in an RFC 5227 probe for one of them;
 //! - IPv4: from one of the attachment's IPv4 addresses, or a DHCP client's
-//!   broadcast from 0.0.0.0 (UDP 68 to 67);
+//!   broadcast from 0.0.0.0 (UDP 68 to 67, not a later fragment);
 //! - IPv6: from one of the attachment's IPv6 addresses or the port's EUI-64
 //!   link-local address, or ICMPv6 from `::` (DAD, MLD). Neighbour solicitations
 //!   and advertisements must be plain ICMPv6 (no extension header) with at most
@@ -127,15 +127,22 @@ impl IpFilter {
             ],
             Verdict::Drop,
         ));
-        for address in self.v4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
-            rules.push(rule(
-                [
-                    arp(),
-                    network(8, CmpOp::Eq, &self.mac.octets()),
-                    network(14, CmpOp::Eq, &address.octets()),
-                ],
-                Verdict::Return,
-            ));
+        let sender = |address: &Ipv4Addr| {
+            [
+                arp(),
+                network(8, CmpOp::Eq, &self.mac.octets()),
+                network(14, CmpOp::Eq, &address.octets()),
+            ]
+        };
+        for address in &self.v4 {
+            rules.push(rule(sender(address), Verdict::Return));
+        }
+        // An RFC 5227 probe (sender 0.0.0.0) only for its own addresses: one for
+        // another's would make that pod's conflict detection fail.
+        for address in &self.v4 {
+            let [a, b, c] = sender(&Ipv4Addr::UNSPECIFIED);
+            let target = network(24, CmpOp::Eq, &address.octets());
+            rules.push(rule([a, b, c, target], Verdict::Return));
         }
         rules.push(rule([arp()], Verdict::Drop));
         rules
@@ -150,6 +157,7 @@ impl IpFilter {
                 ip(),
                 network(12, CmpOp::Eq, &Ipv4Addr::UNSPECIFIED.octets()),
                 network(16, CmpOp::Eq, &Ipv4Addr::BROADCAST.octets()),
+                first_fragment(),
                 l4proto(IPPROTO_UDP),
                 transport(0, CmpOp::Eq, &68u16.to_be_bytes()),
                 transport(2, CmpOp::Eq, &67u16.to_be_bytes()),
@@ -266,6 +274,26 @@ fn proto(ethertype: [u8; 2]) -> Vec<Expr> {
     Expr::meta_cmp(NFT_META_PROTOCOL, CmpOp::Eq, &ethertype)
 }
 
+/// `ip frag-off & 0x1fff == 0`: a whole packet or its first fragment, whose
+/// transport header is its own.
+fn first_fragment() -> Vec<Expr> {
+    vec![
+        Expr::Payload {
+            base: PayloadBase::Network,
+            offset: 6,
+            len: 2,
+        },
+        Expr::Bitwise {
+            mask: vec![0x1f, 0xff],
+            xor: vec![0, 0],
+        },
+        Expr::Cmp {
+            op: CmpOp::Eq,
+            data: vec![0, 0],
+        },
+    ]
+}
+
 fn l4proto(protocol: u8) -> Vec<Expr> {
     Expr::meta_cmp(NFT_META_L4PROTO, CmpOp::Eq, &[protocol])
 }
@@ -344,8 +372,8 @@ mod tests {
                 })
                 .count()
         };
-        // ARP sender and IPv4 source.
-        assert_eq!(mentions(&[10, 1, 0, 2]), 2);
+        // ARP sender, ARP probe target and IPv4 source.
+        assert_eq!(mentions(&[10, 1, 0, 2]), 3);
         // NA target, DAD target and IPv6 source, for both own IPv6 addresses.
         let v6: Ipv6Addr = "fd00::2".parse().unwrap();
         assert_eq!(mentions(&v6.octets()), 3);
