@@ -1,12 +1,40 @@
 //! Bridges: VLAN filtering, port flags and per-port VLANs.
 
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::link::{
     AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData,
     InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo, LinkMessage,
 };
+use netlink_packet_route::neighbour::{
+    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{Netlink, NlResult, RouteTransport, DUMP};
+use super::{Netlink, NlResult, RouteTransport, DUMP, GET};
+use crate::mac::MacAddr;
+
+/// A bridge's forwarding entry for one MAC in one VLAN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// The port frames to the MAC go to.
+    pub port: u32,
+    /// Static and sticky: put there by [`Netlink::bridge_fdb_pin`], not learned,
+    /// and learning cannot move it.
+    pub pinned: bool,
+}
+
+/// The neighbour message of a bridge FDB entry for `mac` in `vid` (None: a bridge
+/// without VLAN filtering).
+fn fdb_message(port: u32, mac: MacAddr, vid: Option<u16>) -> NeighbourMessage {
+    let mut message = NeighbourMessage::default();
+    message.header.family = AddressFamily::Bridge;
+    message.header.ifindex = port;
+    message
+        .attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
+    message.attributes.extend(vid.map(NeighbourAttribute::Vlan));
+    message
+}
 
 /// Bridge port flags to set; `None` leaves a flag as it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -123,6 +151,55 @@ impl<T: RouteTransport> Netlink<T> {
             RouteNetlinkMessage::DelLink(vlan_message(port, vlan)),
             format!("delete VLAN {vid} from bridge port #{port}"),
         )
+    }
+
+    /// Pins `mac` in `vid` to bridge port `port`: a static FDB entry that learning
+    /// cannot move (`bridge fdb add MAC dev PORT master static sticky [vlan VID]`).
+    /// Created exclusively: EEXIST when the bridge already has an entry for that
+    /// MAC in that VLAN, on any port (one another port holds, or learned there).
+    /// It goes with the port.
+    pub fn bridge_fdb_pin(&mut self, port: u32, mac: MacAddr, vid: Option<u16>) -> NlResult<()> {
+        let mut message = fdb_message(port, mac, vid);
+        message.header.state = NeighbourState::Noarp;
+        message.header.flags = NeighbourFlags::Controller | NeighbourFlags::Sticky;
+        let vlan = vid.map(|v| format!(" in VLAN {v}")).unwrap_or_default();
+        self.request(
+            RouteNetlinkMessage::NewNeighbour(message),
+            NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            format!("pin MAC {mac}{vlan} to bridge port #{port}"),
+        )
+        .map(drop)
+    }
+
+    /// The entry of `bridge`'s forwarding database for `mac` in `vid`, if any
+    /// (`bridge fdb get MAC br BRIDGE [vlan VID]`): one lookup, whatever the number
+    /// of entries.
+    pub fn bridge_fdb_get(
+        &mut self,
+        bridge: u32,
+        mac: MacAddr,
+        vid: Option<u16>,
+    ) -> NlResult<Option<FdbEntry>> {
+        let mut message = fdb_message(0, mac, vid);
+        message
+            .attributes
+            .push(NeighbourAttribute::Controller(bridge));
+        let replies = match self.request(
+            RouteNetlinkMessage::GetNeighbour(message),
+            GET,
+            format!("look up MAC {mac} in the forwarding database of bridge #{bridge}"),
+        ) {
+            Err(e) if e.is_not_found() => return Ok(None),
+            other => other?,
+        };
+        Ok(replies.into_iter().find_map(|reply| match reply {
+            RouteNetlinkMessage::NewNeighbour(entry) => Some(FdbEntry {
+                port: entry.header.ifindex,
+                pinned: entry.header.state == NeighbourState::Noarp
+                    && entry.header.flags.contains(NeighbourFlags::Sticky),
+            }),
+            _ => None,
+        }))
     }
 
     /// The VLANs of every bridge port (and bridge) of the netns, by link index.

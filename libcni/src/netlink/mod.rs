@@ -16,7 +16,7 @@ use netlink_packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage;
 
 pub use addr::AddressEntry;
-pub use bridge::{BridgePortFlags, BridgeVlanEntry};
+pub use bridge::{BridgePortFlags, BridgeVlanEntry, FdbEntry};
 pub use link::{Link, LinkId, LinkKind, NewLink, NewLinkKind};
 pub use route::{RouteEntry, RouteSpec};
 pub use socket::{FakeTransport, Netfilter, Operation, Protocol, Route, Socket, Transport};

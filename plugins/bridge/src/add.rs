@@ -18,7 +18,7 @@ use crate::gateway::{self, enable_forwarding, ensure_address};
 use crate::host_sysctl;
 use crate::masq::{self, Masquerade};
 use crate::rollback::Rollback;
-use crate::spoofcheck::{IpFilter, Prepared, SpoofCheck};
+use crate::spoofcheck::{IpFilter, MacPin, Prepared, SpoofCheck};
 use crate::vlan::{lock_vlan_gateway, program_vlans, VlanGateway};
 
 /// Index of the container interface in the result: after the bridge and host veth.
@@ -118,6 +118,16 @@ impl<'a> Add<'a> {
         )?;
         program_vlans(&mut self.nl, &cfg.vlans, &host)?;
         let container = self.inside.require_link(&LinkId::Name(ifname))?;
+        if let (true, Some(mac)) = (cfg.ipspoofchk, container.mac) {
+            // Before the container end is up, so nothing was learned on the port yet.
+            let pin = MacPin {
+                bridge,
+                port: &host,
+                mac,
+                vids: cfg.vlans.member_vids(),
+            };
+            pin.pin(&mut self.nl)?;
+        }
         self.inside
             .change_link(container.index)
             .alias(&self.id.link_mark())

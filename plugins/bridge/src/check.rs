@@ -8,7 +8,7 @@ use libcni::{CniError, CniResult, Request};
 
 use crate::config::BridgeConfig;
 use crate::masq::Masquerade;
-use crate::spoofcheck::{IpFilter, SpoofCheck};
+use crate::spoofcheck::{IpFilter, MacPin, SpoofCheck};
 
 fn failed(what: String) -> CniError {
     CniError::internal(what)
@@ -40,6 +40,15 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
             .then(|| IpFilter::of(mac, prev))
             .transpose()?;
         SpoofCheck::of(&id).check(&host.name, mac, ip_filter.as_ref())?;
+        if cfg.ipspoofchk {
+            let pin = MacPin {
+                bridge: &bridge,
+                port: &host,
+                mac,
+                vids: cfg.vlans.member_vids(),
+            };
+            pin.check(&mut nl)?;
+        }
     }
     check_masquerade(cfg, &id, prev)?;
     libcni::attach::check_ips_and_routes(&mut inside, prev, container_index, &container)

@@ -80,6 +80,24 @@ impl PortVlans {
     pub fn filtering(&self) -> bool {
         self.access != 0 || self.trunk.is_some()
     }
+
+    /// The VLANs the port is a member of once `program_vlans` ran: the access VLAN,
+    /// the trunk, and VLAN 1 when it stays (or is the trunk's native VLAN). Empty
+    /// without VLAN filtering.
+    pub fn member_vids(&self) -> Vec<u16> {
+        if !self.filtering() {
+            return Vec::new();
+        }
+        let trunk = self.trunk.clone().unwrap_or_default();
+        let mut vids: BTreeSet<u16> = trunk.iter().copied().collect();
+        if self.access != 0 {
+            vids.insert(self.access);
+        }
+        if self.preserve_default_vlan || (self.access == 0 && !trunk.is_empty()) {
+            vids.insert(1);
+        }
+        vids.into_iter().collect()
+    }
 }
 
 /// The configuration of one request, validated, in its final types.

@@ -404,6 +404,19 @@ fn three_pods_on_one_bridge(sb: &Sandbox, vlan: Option<u16>) {
     }
     observer_learns_the_victim(&o, &v);
 
+    // A pod that asks for the victim's MAC would get its link-local address and,
+    // once the bridge learned the MAC on its port, its traffic: refused.
+    sb.netns("thief");
+    let mut same_mac = guarded.clone();
+    same_mac["runtimeConfig"] = json!({"mac": v.mac.to_string()});
+    let e = Call::attach("ADD", "t", "/run/netns/thief", "eth0")
+        .config(&same_mac)
+        .run(&ours())
+        .error(999);
+    assert!(e.contains("already in use"), "{e}");
+    assert!(!sh(&["ip", "-n", "thief", "link"]).contains("eth0"));
+    assert!(!sh(&["nft", "list", "ruleset"]).contains("spoofchk-t-eth0"));
+
     let vid = vlan.unwrap_or(5);
     let (all_right, report) = send_probes(&a, &o, &probes(&a, &v, &o, vid));
     assert!(all_right, "what the observer received:\n{report}");
@@ -611,6 +624,22 @@ fn check_fails_when_any_ipspoofchk_rule_is_gone_and_changes_nothing() {
         assert!(!sh(&["nft", "list", "ruleset"]).contains("spoofchk-c1"));
         pod = Pod::add("p", "c1", &guarded);
     }
+    pod.call("CHECK", &guarded).expect_success();
+    // The bridge's pin of the MAC to the port.
+    let port = pod.result["interfaces"][1]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mac = pod.mac.to_string();
+    sh(&["bridge", "fdb", "del", &mac, "dev", &port, "master"]);
+    assert_check_fails(&pod, &guarded, "the MAC no longer pinned");
+    sh(&[
+        "bridge", "fdb", "add", &mac, "dev", &port, "master", "static",
+    ]);
+    assert_check_fails(&pod, &guarded, "the MAC static but not sticky");
+    sh(&[
+        "bridge", "fdb", "replace", &mac, "dev", &port, "master", "static", "sticky",
+    ]);
     pod.call("CHECK", &guarded).expect_success();
     // A rule added after them could let anything through.
     sh(&["nft", "add", "rule", "bridge", "nat", chain, "return"]);

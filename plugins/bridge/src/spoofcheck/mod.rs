@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use libcni::mac::MacAddr;
 use libcni::netlink::nftables::{Batch, Nftables};
-use libcni::netlink::{LinkId, Netlink};
+use libcni::netlink::{FdbEntry, Link, LinkId, Netlink};
 use libcni::spec::attachment::AttachmentId;
 use libcni::CniError;
 
@@ -228,6 +228,80 @@ impl Prepared {
         )
         .map_err(|e| CniError::from(e.context(what)))?;
         Ok(self.check)
+    }
+}
+
+/// ipspoofchk's hold on the port's MAC: a static, sticky entry in the bridge's
+/// forwarding database for each VLAN of the port (all of them at once without
+/// VLAN filtering). A second attachment with the same MAC on the bridge would share
+/// its link-local address and, once the bridge learned the MAC on its port, receive
+/// the first one's traffic; so ADD refuses a MAC the bridge already has in one of
+/// the port's VLANs, and learning cannot move it away while the port lives. The
+/// entries go with the port, so every DEL, ours or Go's, removes them.
+pub struct MacPin<'a> {
+    pub bridge: &'a Link,
+    pub port: &'a Link,
+    pub mac: MacAddr,
+    /// The port's VLANs; empty: a bridge without VLAN filtering.
+    pub vids: Vec<u16>,
+}
+
+impl MacPin<'_> {
+    fn vids(&self) -> Vec<Option<u16>> {
+        match self.vids.is_empty() {
+            true => vec![None],
+            false => self.vids.iter().copied().map(Some).collect(),
+        }
+    }
+
+    fn in_vlan(vid: Option<u16>) -> String {
+        vid.map(|v| format!(" in VLAN {v}")).unwrap_or_default()
+    }
+
+    /// ADD: pins the MAC, or refuses it when the bridge already has it.
+    pub fn pin(&self, nl: &mut Netlink) -> Result<(), CniError> {
+        for vid in self.vids() {
+            match nl.bridge_fdb_pin(self.port.index, self.mac, vid) {
+                Ok(()) => {}
+                Err(e) if e.is_exists() => {
+                    let holder = nl
+                        .bridge_fdb_get(self.bridge.index, self.mac, vid)?
+                        .and_then(|entry| nl.get_link(&LinkId::Index(entry.port)).ok().flatten())
+                        .map(|link| format!(" (on port {:?})", link.name))
+                        .unwrap_or_default();
+                    return Err(CniError::internal(format!(
+                        "ipspoofchk: MAC {} is already in use on bridge {:?}{}{holder}: another interface there would share its addresses and its traffic",
+                        self.mac,
+                        self.bridge.name,
+                        Self::in_vlan(vid)
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// CHECK: each entry is there, pinned, on the port. Reads only.
+    pub fn check(&self, nl: &mut Netlink) -> Result<(), CniError> {
+        for vid in self.vids() {
+            let entry = nl.bridge_fdb_get(self.bridge.index, self.mac, vid)?;
+            if entry
+                != Some(FdbEntry {
+                    port: self.port.index,
+                    pinned: true,
+                })
+            {
+                return Err(CniError::internal(format!(
+                    "ipspoofchk: bridge {:?} no longer pins MAC {}{} to port {:?} (found {entry:?})",
+                    self.bridge.name,
+                    self.mac,
+                    Self::in_vlan(vid),
+                    self.port.name
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
