@@ -69,8 +69,9 @@ fn l3(network: &str, bridge: &str, subnet: &str, data_dir: &Path) -> Value {
 }
 
 /// Bridge CHECK proves the whole macspoofchk set of the port (the PREROUTING jump
-/// naming the host veth, the chain, its jump into `-mac`, the MAC rule, the drop)
-/// and the port's hairpin and isolation flags: each taken away in turn, CHECK fails
+/// naming the host veth, the chain, its jump into `-mac`, the MAC rule, the drop,
+/// and no PREROUTING rule before the jump that lets the port's frames skip it) and
+/// the port's hairpin and isolation flags: each taken away in turn, CHECK fails
 /// naming it, and leaves the ruleset as it found it.
 #[test]
 fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
@@ -81,7 +82,7 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
     let iface = "cni-br-iface-cid-eth0";
     let mac = "cni-br-iface-cid-eth0-mac";
     type Breaker = fn(&str);
-    let cases: [(&str, Breaker, &str); 8] = [
+    let cases: [(&str, Breaker, &str); 10] = [
         (
             "the PREROUTING jump",
             |veth| delete_rule("PREROUTING", &format!("iifname \"{veth}\"")),
@@ -131,6 +132,23 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
             "port isolation",
             |veth| port_flag(veth, "isolated", false),
             "isolation",
+        ),
+        (
+            "the filter, skipped by an accept for the port before the jump",
+            |veth| {
+                let rule = format!("insert rule bridge nat PREROUTING iifname \"{veth}\" accept");
+                sh(&["nft", &rule]);
+            },
+            "comes before the jump",
+        ),
+        (
+            "the filter, skipped by a jump into a chain that accepts",
+            |_| {
+                sh(&["nft", "add chain bridge nat admin-chk"]);
+                sh(&["nft", "add rule bridge nat admin-chk accept"]);
+                sh(&["nft", "insert rule bridge nat PREROUTING jump admin-chk"]);
+            },
+            "comes before the jump",
         ),
     ];
     for (what, take_away, expected) in cases {

@@ -350,6 +350,35 @@ pub fn references(nft: &mut Nftables) -> Result<Vec<String>, NetlinkError> {
     Ok(refs)
 }
 
+/// The handle of a PREROUTING rule before `own_jump` that can end the chain for
+/// frames of `host_veth` without a drop: an accept or a return (the chain's policy
+/// then accepts), or a jump or goto into a chain that is not another attachment's.
+/// Rules that match another interface by name, drop, or only count do not count.
+/// Lists PREROUTING (CHECK only: its cost grows with the attachments on the node).
+fn bypass_before<T: NfTransport>(
+    nft: &mut Nftables<T>,
+    own_jump: u64,
+    host_veth: &str,
+) -> Result<Option<u64>, NetlinkError> {
+    let rules = nft.rules(PREROUTING)?.unwrap_or_default();
+    for rule in rules.iter().take_while(|r| r.handle != own_jump) {
+        if rule.iifname().is_some_and(|name| name != host_veth) {
+            continue;
+        }
+        let ends = match rule.verdict() {
+            None | Some(Verdict::Drop) => false,
+            Some(Verdict::Jump(target)) | Some(Verdict::Goto(target)) => {
+                !(target.starts_with(CHAIN_PREFIX) && rule.iifname().is_some())
+            }
+            Some(Verdict::Accept) | Some(Verdict::Return) => true,
+        };
+        if ends {
+            return Ok(Some(rule.handle));
+        }
+    }
+    Ok(None)
+}
+
 /// What CHECK found wrong with an attachment's macspoofchk rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Broken(pub String);
@@ -373,12 +402,17 @@ pub fn verify<T: NfTransport>(
     let Installed::Chains { jumps, .. } = installed(nft, reference)? else {
         return broken(format!("chains {iface} and {mac} are missing"));
     };
-    if !jumps
+    let Some(own_jump) = jumps
         .iter()
-        .any(|j| j.host_veth.as_deref() == Some(host_veth))
-    {
+        .find(|j| j.host_veth.as_deref() == Some(host_veth))
+    else {
         return broken(format!(
             "the {BASE_CHAIN} rule that jumps to {iface} for host veth {host_veth:?} is missing"
+        ));
+    };
+    if let Some(bypass) = bypass_before(nft, own_jump.handle, host_veth)? {
+        return broken(format!(
+            "{BASE_CHAIN} rule {bypass} comes before the jump to {iface} and can let frames of host veth {host_veth:?} past it"
         ));
     }
     let Some(iface_rules) = nft.rules(chain(&iface))? else {
