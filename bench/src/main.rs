@@ -7,6 +7,8 @@
 //!   cni-bench sriov OURS_DIR OUT.md            SR-IOV, on the full-kernel tier
 //!   cni-bench nftables OURS_DIR GO_DIR         only the rows of the nftables goals,
 //!                                              printed (a quick look while working)
+//!   cni-bench ipspoofchk OURS_DIR GO_DIR       only ipspoofchk's rows and goals,
+//!                                              printed
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use libcni::netlink::nftables::Expr;
 use serde_json::{json, Value};
 use testkit::{sh, Sandbox};
 
@@ -241,8 +244,10 @@ fn pair(scenario: &str, samples: &[Vec<Sample>]) -> Row {
     }
 }
 
-/// `count` attachments' worth of macspoofchk rules, as the Go plugin writes them.
-fn populate_spoofcheck(count: usize) {
+/// `count` attachments' worth of macspoofchk rules, as the Go plugin writes them,
+/// each with `ip_rules` (ipspoofchk's, as `nft list` prints them without their
+/// comment: see [`ipspoofchk_rule_text`]) after its jump, as ours writes them.
+fn populate_spoofcheck(count: usize, ip_rules: &[String]) {
     let mut script = String::from("add table bridge nat\nadd chain bridge nat PREROUTING { type filter hook prerouting priority -300; policy accept; }\n");
     for i in 0..count {
         let r = format!("filler{i}-eth0");
@@ -257,6 +262,12 @@ fn populate_spoofcheck(count: usize) {
             script,
             "add rule bridge nat cni-br-iface-{r}-mac drop comment \"macspoofchk-{r}\""
         );
+        for rule in ip_rules {
+            let _ = writeln!(
+                script,
+                "add rule bridge nat cni-br-iface-{r} {rule} comment \"ipspoofchk-{r}\""
+            );
+        }
     }
     let mut nft = Command::new("nft")
         .args(["-f", "-"])
@@ -300,12 +311,34 @@ fn layer2_rows(impls: &[Impl], n: usize, netns: &str) -> Vec<Row> {
 /// timed around the commit alone, which the kernel carries out inside the send. One
 /// sample after each plugin ADD and DEL, so that the caches are as a plugin finds
 /// them, each on a socket of its own, closed (waiting out the DEL's RCU grace period)
-/// before the next plugin runs.
+/// before the next plugin runs. With `ip_rules`, the ADD's transaction carries
+/// ipspoofchk's rules too, as ours sends them.
 #[derive(Default)]
 struct KernelShare {
     adds: Vec<Sample>,
     dels: Vec<Sample>,
+    /// DEL's read before its transaction (`installed`: both chains, the rules of
+    /// `cni-br-iface-<ref>` and the jump into it), timed by itself: the kernel's
+    /// dumps and our parsing of them. Only ipspoofchk's rows report it.
+    reads: Vec<Sample>,
+    /// ipspoofchk's rules (empty: macspoofchk alone).
+    ip_rules: Vec<Vec<Expr>>,
+    /// Tells the rows apart from other scenarios' (see [`kernel_row`]).
+    scope: &'static str,
 }
+
+/// The name of a [`KernelShare`] row of `scope` ("" or " (...)"): `part` is "ADD
+/// transaction", "DEL transaction" or [`DEL_READ`].
+fn kernel_row(scope: &str, what: &str, part: &str, others: &str) -> String {
+    let kind = if part == DEL_READ {
+        "kernel and parse"
+    } else {
+        "kernel"
+    };
+    format!("{kind}{scope}: {what} {part}, {others} other attachments")
+}
+
+const DEL_READ: &str = "DEL's read of its rules";
 
 impl KernelShare {
     fn sample(&mut self) {
@@ -319,7 +352,8 @@ impl KernelShare {
             }
         };
         let mut nft = libcni::netlink::nftables::Nftables::open().expect("nf_tables");
-        let reference = format!("kfloor{}-eth0", self.adds.len());
+        let tag = if self.ip_rules.is_empty() { "" } else { "ip" };
+        let reference = format!("kfloor{tag}{}-eth0", self.adds.len());
         let existing = spoofcheck::existing(&mut nft, &reference).unwrap();
         assert!(existing.base_chain, "the plugin runs made the base chain");
         self.adds.push(timed(&mut || {
@@ -329,25 +363,46 @@ impl KernelShare {
                 libcni::mac::MacAddr([2, 0, 0, 0, 0, 1]),
                 &reference,
                 &existing,
-                &[],
+                &self.ip_rules,
             )
             .unwrap()
         }));
-        let installed = spoofcheck::installed(&mut nft, &reference).unwrap();
+        let mut installed = None;
+        self.reads.push(timed(&mut || {
+            installed = Some(spoofcheck::installed(&mut nft, &reference).unwrap())
+        }));
+        let installed = installed.unwrap();
         self.dels.push(timed(&mut || {
             nft.commit(spoofcheck::teardown_batch(&reference, &installed))
                 .unwrap()
         }));
     }
 
+    fn what(&self) -> &'static str {
+        if self.ip_rules.is_empty() {
+            "macspoofchk"
+        } else {
+            "ipspoofchk"
+        }
+    }
+
+    /// The row of DEL's reads (see `reads`).
+    fn read_row(&mut self, others: &str) -> Row {
+        pair(
+            &kernel_row(self.scope, self.what(), DEL_READ, others),
+            &[std::mem::take(&mut self.reads)],
+        )
+    }
+
     fn rows(self, others: &str) -> Vec<Row> {
+        let (scope, what) = (self.scope, self.what());
         vec![
             pair(
-                &format!("kernel: macspoofchk ADD transaction, {others} other attachments"),
+                &kernel_row(scope, what, "ADD transaction", others),
                 &[self.adds],
             ),
             pair(
-                &format!("kernel: macspoofchk DEL transaction, {others} other attachments"),
+                &kernel_row(scope, what, "DEL transaction", others),
                 &[self.dels],
             ),
         ]
@@ -418,16 +473,410 @@ fn spoofcheck_rows(impls: &[Impl], n: usize, netns: &str) -> Vec<Row> {
     rows.push(pair("bridge DEL, macspoofchk, 0 other attachments", &d));
     rows.extend(goal_pair_rows(&impls[0], netns, "0"));
     rows.extend(kernel_rows(&impls[0], n, netns, "0"));
-    populate_spoofcheck(2000);
+    populate_spoofcheck(2000, &[]);
     let (a, d) = add_del(impls, 20, "bridge", netns, &spoof);
     rows.push(pair("bridge ADD, macspoofchk, 2,000 other attachments", &a));
     rows.push(pair("bridge DEL, macspoofchk, 2,000 other attachments", &d));
     sh(&["nft", "flush", "ruleset"]);
-    populate_spoofcheck(10_000);
+    populate_spoofcheck(10_000, &[]);
     rows.extend(goal_pair_rows(&impls[0], netns, "10,000"));
     rows.extend(kernel_rows(&impls[0], n, netns, "10,000"));
     sh(&["nft", "flush", "ruleset"]);
     rows
+}
+
+/// ipspoofchk's config on `bridge` (with `ipspoofchk` false: macspoofchk alone, the
+/// same IPAM). The IPAM is our `static`, one address and no gateway: ipspoofchk
+/// needs an IPAM, and this is the cheapest (one small exec on ADD and on DEL, no
+/// files written or locked, nothing on the host), so beside a layer-2 ADD, which
+/// has none, the ratio counts as little of the IPAM as an ipspoofchk ADD can have.
+/// host-local would add its lock, its files and their release to both verbs, a cost
+/// of IPAM rather than of the filter (the layer-3 rows show it).
+fn ipspoofchk_conf(bridge: &str, ipspoofchk: bool) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "ipsp", "type": "bridge", "bridge": bridge, "macspoofchk": true, "ipspoofchk": ipspoofchk,
+        "ipam": {"type": "static", "addresses": [{"address": "10.170.0.2/24"}]}})
+}
+
+/// The sides of ipspoofchk's pairs beside the ipspoofchk bridge.
+const IPSPOOFCHK: &str = "ipspoofchk (static)";
+const MACSPOOFCHK_STATIC: &str = "macspoofchk (static)";
+const LAYER2: &str = "layer 2";
+
+/// The name of a row of ipspoofchk's pairs: our ipspoofchk bridge and `against` (our
+/// layer-2 bridge, or our macspoofchk bridge with the same IPAM), run in turn with
+/// nothing else between them; `side` is the row's own.
+fn ipspoofchk_row(verb: &str, side: &str, against: &str, others: &str) -> String {
+    format!(
+        "ipspoofchk pair with {against}, {others} other attachments: ours, bridge {verb}, {side}"
+    )
+}
+
+/// Our ipspoofchk ADD and DEL in turn with `against`'s (`conf`, on a bridge of its
+/// own), as [`goal_pair_rows`] runs its pair, with `after_each` after each measured
+/// round.
+fn ipspoofchk_pair_rows(
+    ours: &Impl,
+    n: usize,
+    netns: &str,
+    others: &str,
+    (against, conf): (&str, Value),
+    after_each: &mut dyn FnMut(),
+) -> Vec<Row> {
+    let sides = [
+        Impl {
+            name: "gip",
+            dir: ours.dir.clone(),
+        },
+        Impl {
+            name: "against",
+            dir: ours.dir.clone(),
+        },
+    ];
+    let ip = ipspoofchk_conf("gip", true);
+    let conf = |imp: &Impl| {
+        if imp.name == "gip" {
+            ip.clone()
+        } else {
+            conf.clone()
+        }
+    };
+    let (a, d) = add_del_then(&sides, n, "bridge", netns, &conf, after_each);
+    let mut rows = Vec::new();
+    for (verb, samples) in [("ADD", &a), ("DEL", &d)] {
+        for (k, side) in [(0, IPSPOOFCHK), (1, against)] {
+            rows.push(pair(
+                &ipspoofchk_row(verb, side, against, others),
+                &samples[k..=k],
+            ));
+        }
+    }
+    rows
+}
+
+/// ipspoofchk's rules as `nft list chain` prints them for a real attachment (one ADD
+/// of ours with [`ipspoofchk_conf`], then its DEL), each without its comment: the
+/// text a script would give `nft`. And that ADD's result, for the kernel's share.
+fn ipspoofchk_rule_text(ours: &Impl, netns: &str) -> (Vec<String>, libcni::CniResult) {
+    let mut conf = ipspoofchk_conf("gip", true);
+    let binary = ours.dir.join("bridge");
+    let (_, result) = run_with_output(
+        &binary,
+        &attach_env("ADD", "iptext", netns, "eth0", &ours.dir),
+        conf.to_string().as_bytes(),
+        true,
+    );
+    let comment = " comment \"ipspoofchk-iptext-eth0\"";
+    let text: Vec<String> = sh(&[
+        "nft",
+        "list",
+        "chain",
+        "bridge",
+        "nat",
+        "cni-br-iface-iptext-eth0",
+    ])
+    .lines()
+    .filter_map(|l| l.trim().strip_suffix(comment).map(str::to_string))
+    .collect();
+    assert!(!text.is_empty(), "ipspoofchk wrote no rules");
+    let (parsed, _) =
+        libcni::CniResult::from_plugin_output(&result, libcni::spec::version::SpecVersion::V1_0_0)
+            .expect("ADD printed a result");
+    conf["prevResult"] = serde_json::from_slice(&result).unwrap();
+    run(
+        &binary,
+        &attach_env("DEL", "iptext", netns, "eth0", &ours.dir),
+        conf.to_string().as_bytes(),
+        true,
+    );
+    (text, parsed)
+}
+
+/// Goal 2's floor: `nft -f FILE` adding ipspoofchk's rules (`text`, as
+/// [`ipspoofchk_rule_text`] read them) to an attachment's `cni-br-iface-<ref>`
+/// chain, as a script would after a macspoofchk ADD; `nft` runs as a process. The
+/// attachment's macspoofchk chains are written before (over netlink, as the
+/// [`KernelShare`] writes them) and removed after, untimed, each on a socket of its
+/// own. nft's bytecode for the text is the same rules (it matches the ethertype
+/// with a payload load where ours loads `meta protocol`, and merges two adjacent
+/// loads: 162 expressions to our 164).
+#[derive(Default)]
+struct NftFloor {
+    samples: Vec<Sample>,
+}
+
+impl NftFloor {
+    fn sample(&mut self, text: &[String]) {
+        use bridge::spoofcheck;
+        use libcni::netlink::nftables::Nftables;
+        let reference = format!("nfloor{}-eth0", self.samples.len());
+        {
+            let mut nft = Nftables::open().expect("nf_tables");
+            let existing = spoofcheck::existing(&mut nft, &reference).unwrap();
+            spoofcheck::setup(
+                &mut nft,
+                "vnfloor",
+                libcni::mac::MacAddr([2, 0, 0, 0, 0, 1]),
+                &reference,
+                &existing,
+                &[],
+            )
+            .unwrap();
+        }
+        let mut script = String::new();
+        for rule in text {
+            let _ = writeln!(
+                script,
+                "add rule bridge nat cni-br-iface-{reference} {rule} comment \"ipspoofchk-{reference}\""
+            );
+        }
+        let file = tempfile_path();
+        std::fs::write(&file, script).unwrap();
+        let start = Instant::now();
+        let status = Command::new("nft").arg("-f").arg(&file).status().unwrap();
+        let time = start.elapsed();
+        assert!(status.success(), "nft -f {} failed", file.display());
+        let _ = std::fs::remove_file(&file);
+        self.samples.push(Sample { time, rss_kib: 0 });
+        let mut nft = Nftables::open().expect("nf_tables");
+        let installed = spoofcheck::installed(&mut nft, &reference).unwrap();
+        nft.commit(spoofcheck::teardown_batch(&reference, &installed))
+            .unwrap();
+    }
+
+    fn row(self, others: &str) -> Row {
+        pair(&nft_floor_row(others), &[self.samples])
+    }
+}
+
+fn nft_floor_row(others: &str) -> String {
+    format!("floor: nft -f adding ipspoofchk's rules to an attachment's chain, {others} other attachments")
+}
+
+/// Rounds of the ipspoofchk pairs with no other attachment: as [`goal_pair_rows`]'s.
+const IPSPOOFCHK_PAIR_ROUNDS: usize = 400;
+/// Rounds with 10,000, where an ADD takes tens of milliseconds: each round also
+/// takes the kernel's two samples and the floor's, and goal 2 compares a difference
+/// of a few milliseconds with a floor of about a hundred.
+const IPSPOOFCHK_CROWDED_ROUNDS: usize = 100;
+
+/// ipspoofchk (macspoofchk and the IP filter, static IPAM): ours beside Go, which
+/// ignores the key (so Go's is its macspoofchk layer-3 ADD); our pairs with our
+/// layer-2 bridge (goal 1) and with our macspoofchk bridge of the same IPAM (the
+/// filter's own cost); and, with 10,000 other attachments, that pair again, the
+/// kernel's share with and without the filter's rules, and `nft` adding those rules
+/// (goal 2).
+fn ipspoofchk_rows(impls: &[Impl], n: usize, netns: &str) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let (a, d) = add_del(impls, n, "bridge", netns, &|imp| {
+        ipspoofchk_conf(&format!("ip{}", imp.name), true)
+    });
+    rows.push(pair(
+        "bridge ADD, ipspoofchk (static; Go ignores the key), 0 other attachments",
+        &a,
+    ));
+    rows.push(pair(
+        "bridge DEL, ipspoofchk (static; Go ignores the key), 0 other attachments",
+        &d,
+    ));
+    let ours = &impls[0];
+    let layer2 = json!({"cniVersion": "1.0.0", "name": "ipsp", "type": "bridge", "bridge": "gl2"});
+    rows.extend(ipspoofchk_pair_rows(
+        ours,
+        IPSPOOFCHK_PAIR_ROUNDS,
+        netns,
+        "0",
+        (LAYER2, layer2),
+        &mut || {},
+    ));
+    let (text, result) = ipspoofchk_rule_text(ours, netns);
+    println!(
+        "ipspoofchk: {} rules per attachment (static IPAM, one IPv4 address)",
+        text.len()
+    );
+    let mac = libcni::mac::MacAddr([2, 0, 0, 0, 0, 1]);
+    let ip_rules = bridge::spoofcheck::IpFilter::of(mac, &result)
+        .expect("the ADD's addresses")
+        .rules();
+    rows.extend(ipspoofchk_filter_rows(
+        ours,
+        IPSPOOFCHK_PAIR_ROUNDS,
+        netns,
+        "0",
+        &ip_rules,
+        None,
+    ));
+    // The other attachments have ipspoofchk's rules too: a node whose network turns
+    // it on has them in every attachment's chain. That is also the harder case for
+    // an ADD: each transaction with a jump makes the kernel validate every chain
+    // reachable from PREROUTING, so their rules are walked at every ADD (ours with
+    // or without the filter alike, and nft's).
+    populate_spoofcheck(10_000, &text);
+    rows.extend(ipspoofchk_filter_rows(
+        ours,
+        IPSPOOFCHK_CROWDED_ROUNDS,
+        netns,
+        CROWDED,
+        &ip_rules,
+        Some(&text),
+    ));
+    sh(&["nft", "flush", "ruleset"]);
+    rows
+}
+
+/// The scope of the kernel rows of ipspoofchk's pairs: the macspoofchk rows have
+/// their own.
+const IPSPOOFCHK_SCOPE: &str = " (ipspoofchk pairs)";
+
+/// The 10,000 other attachments of ipspoofchk's rows, each with macspoofchk's
+/// chains and ipspoofchk's rules (see [`ipspoofchk_rows`]); in row names, beside
+/// the macspoofchk rows' 10,000 without them.
+const CROWDED: &str = "10,000 (ipspoofchk)";
+
+/// Our ipspoofchk bridge in turn with our macspoofchk bridge of the same IPAM (the
+/// filter's own cost), with `others` other attachments. Each round is followed by
+/// the kernel's samples with `ip_rules` and without (in turn), and, given the
+/// rules' `floor` text, by the floor's sample.
+fn ipspoofchk_filter_rows(
+    ours: &Impl,
+    n: usize,
+    netns: &str,
+    others: &str,
+    ip_rules: &[Vec<Expr>],
+    floor: Option<&[String]>,
+) -> Vec<Row> {
+    let mut kernel = [
+        KernelShare {
+            ip_rules: ip_rules.to_vec(),
+            scope: IPSPOOFCHK_SCOPE,
+            ..KernelShare::default()
+        },
+        KernelShare {
+            scope: IPSPOOFCHK_SCOPE,
+            ..KernelShare::default()
+        },
+    ];
+    let mut nft_floor = NftFloor::default();
+    let mut round = 0;
+    let mut rows = ipspoofchk_pair_rows(
+        ours,
+        n,
+        netns,
+        others,
+        (MACSPOOFCHK_STATIC, ipspoofchk_conf("gm3", false)),
+        &mut || {
+            // Each round starts with the other one, as the plugins' rounds do.
+            for k in [round % 2, 1 - round % 2] {
+                kernel[k].sample();
+            }
+            if let Some(text) = floor {
+                nft_floor.sample(text);
+            }
+            round += 1;
+        },
+    );
+    for mut share in kernel {
+        rows.push(share.read_row(others));
+        rows.extend(share.rows(others));
+    }
+    if floor.is_some() {
+        rows.push(nft_floor.row(others));
+    }
+    rows
+}
+
+/// ipspoofchk's goals, from our own medians: 1. its ADD and DEL against the layer-2
+/// ones; 2. what it adds to an ADD with 10,000 other attachments against `nft`
+/// adding the same rules. Beside them, not goals: the filter's own cost (against
+/// macspoofchk with the same IPAM), and its parts the benchmark times alone.
+fn ipspoofchk_goals(rows: &[Row]) -> String {
+    let median = |name: &str| {
+        rows.iter()
+            .find(|r| r.scenario == name)
+            .map(|r| r.ours.median.as_secs_f64())
+    };
+    let verdict = |met: bool| if met { "met" } else { "missed" };
+    let mut out = String::from("\n### ipspoofchk: the goals\n\nFrom the ipspoofchk pairs: our ipspoofchk bridge run in turn with our layer-2 bridge, and with our macspoofchk bridge of the same IPAM (static). \"10,000 (ipspoofchk)\": 10,000 other attachments, each with macspoofchk's chains and ipspoofchk's rules.\n\n| figure (ours, medians) | goal | measured |\n|---|---|---|\n");
+    for verb in ["ADD", "DEL"] {
+        let goal = if verb == "ADD" { 1.3 } else { 1.1 };
+        for (what, against, others, goal) in [
+            (
+                format!("ipspoofchk {verb} / layer-2 {verb}"),
+                LAYER2,
+                "0",
+                Some(goal),
+            ),
+            // Not goals: the filter's own share, against the same config without it.
+            (
+                format!("ipspoofchk {verb} / macspoofchk {verb} (static)"),
+                MACSPOOFCHK_STATIC,
+                "0",
+                None,
+            ),
+            (
+                format!(
+                    "ipspoofchk {verb} / macspoofchk {verb} (static), {CROWDED} other attachments"
+                ),
+                MACSPOOFCHK_STATIC,
+                CROWDED,
+                None,
+            ),
+        ] {
+            let over = median(&ipspoofchk_row(verb, IPSPOOFCHK, against, others));
+            let under = median(&ipspoofchk_row(verb, against, against, others));
+            if let (Some(a), Some(b)) = (over, under) {
+                let ratio = a / b;
+                let _ = match goal {
+                    Some(goal) => writeln!(
+                        out,
+                        "| {what} | at most {goal:.1}x | {ratio:.2}x ({}) |",
+                        verdict(ratio <= goal)
+                    ),
+                    None => writeln!(out, "| {what} | (not a goal) | {ratio:.2}x |"),
+                };
+            }
+        }
+    }
+    let ms = |seconds: f64| format!("{:.2} ms", seconds * 1000.0);
+    let crowded_add =
+        |side: &str| median(&ipspoofchk_row("ADD", side, MACSPOOFCHK_STATIC, CROWDED));
+    if let (Some(with), Some(without), Some(floor)) = (
+        crowded_add(IPSPOOFCHK),
+        crowded_add(MACSPOOFCHK_STATIC),
+        median(&nft_floor_row(CROWDED)),
+    ) {
+        let added = with - without;
+        let _ = writeln!(
+            out,
+            "| what ipspoofchk adds to an ADD, {CROWDED} other attachments (ipspoofchk ADD - macspoofchk ADD) | at most nft -f's {} | {} ({}) |",
+            ms(floor),
+            ms(added),
+            verdict(added <= floor)
+        );
+    }
+    for others in ["0", CROWDED] {
+        for (what, part) in [
+            (
+                "the filter's kernel share of ADD (ADD transactions)",
+                "ADD transaction",
+            ),
+            (
+                "the filter's kernel share of DEL (DEL transactions)",
+                "DEL transaction",
+            ),
+            ("the filter's cost in DEL's read of its rules", DEL_READ),
+        ] {
+            let kernel =
+                |spoofchk: &str| median(&kernel_row(IPSPOOFCHK_SCOPE, spoofchk, part, others));
+            if let (Some(with), Some(without)) = (kernel("ipspoofchk"), kernel("macspoofchk")) {
+                let _ = writeln!(
+                    out,
+                    "| {what}, {others} other attachments: ipspoofchk - macspoofchk | (not a goal) | {} |",
+                    ms(with - without)
+                );
+            }
+        }
+    }
+    out
 }
 
 fn both(ours: &Path, go: &Path) -> [Impl; 2] {
@@ -441,6 +890,14 @@ fn both(ours: &Path, go: &Path) -> [Impl; 2] {
             dir: go.to_path_buf(),
         },
     ]
+}
+
+/// ipspoofchk's rows, alone.
+fn ipspoofchk_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
+    let _sb = Sandbox::new("cni-bench").expect("the benchmark needs root");
+    let impls = both(ours, go);
+    sh(&["ip", "netns", "add", "p"]);
+    ipspoofchk_rows(&impls, 40, "/run/netns/p")
 }
 
 /// The rows the nftables goals are computed from, alone.
@@ -465,6 +922,7 @@ fn host_scenarios(ours: &Path, go: &Path) -> Vec<Row> {
     rows.extend(layer2_rows(&impls, n, netns));
     rows.extend(layer3_rows(&impls, n, netns, &scratch));
     rows.extend(spoofcheck_rows(&impls, n, netns));
+    rows.extend(ipspoofchk_rows(&impls, n, netns));
     rows.extend(macvlan_rows(&impls, n, netns, &scratch));
     rows.extend(host_local_rows(&impls, n, netns, &scratch));
     rows.push(parallel_row(&impls, &scratch));
@@ -928,6 +1386,12 @@ fn main() {
         remove_reports();
         return;
     }
+    if args.get(1).map(String::as_str) == Some("ipspoofchk") {
+        let rows = ipspoofchk_scenarios(Path::new(&args[2]), Path::new(&args[3]));
+        print!("{}{}", table(&rows), ipspoofchk_goals(&rows));
+        remove_reports();
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("nftables") {
         let rows = nftables_scenarios(Path::new(&args[2]), Path::new(&args[3]));
         print!("{}{}", table(&rows), goals(&rows));
@@ -942,7 +1406,7 @@ fn main() {
     );
     let rows = host_scenarios(&ours, &go);
     remove_reports();
-    let text = table(&rows) + &goals(&rows);
+    let text = table(&rows) + &goals(&rows) + &ipspoofchk_goals(&rows);
     print!("{text}");
     std::fs::write(&md, format!("{}\n{text}", machine())).unwrap();
     std::fs::write(&svg, chart(&rows)).unwrap();

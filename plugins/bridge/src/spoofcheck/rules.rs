@@ -23,11 +23,13 @@
 //!
 //! Our reads and messages do not grow with the number of attachments (the kernel's
 //! commit does). ADD is a few lookups and one transaction that only creates (see
-//! `setup_batch` for why that matters); DEL lists only this attachment's chain and
-//! reads the PREROUTING jump by handle (both plugins add it and the rule of
-//! `cni-br-iface-<ref>` one after the other in one transaction, so its handle is
-//! that rule's minus one; handles are never reused in a table). Only when that rule
-//! is not the jump does DEL list PREROUTING, as the Go plugin always does.
+//! `setup_batch` for why that matters); DEL lists only this attachment's `-mac`
+//! chain and reads the PREROUTING jump by handle (both plugins add it, the rule of
+//! `cni-br-iface-<ref>` and the `-mac` rules one after the other in one
+//! transaction, so its handle is the first `-mac` rule's minus two, or the first
+//! `cni-br-iface-<ref>` rule's minus one; handles are never reused in a table).
+//! Only when neither rule is the jump does DEL list PREROUTING, as the Go plugin
+//! always does.
 
 use libcni::mac::MacAddr;
 use libcni::netlink::nftables::{
@@ -143,7 +145,21 @@ pub fn installed<T: NfTransport>(
     reference: &str,
 ) -> Result<Installed, NetlinkError> {
     let iface = iface_chain(reference);
-    let mac = nft.rules(chain(&mac_chain(reference)))?.is_some();
+    let mac_rules = nft.rules(chain(&mac_chain(reference)))?;
+    let mac = mac_rules.is_some();
+    // The -mac chain's first rule was added two after the jump. Found from there,
+    // the jump costs no read of the `cni-br-iface-<ref>` chain, whose ipspoofchk
+    // rules take longer to parse than the rest of a DEL.
+    let mac_first = mac_rules.as_ref().and_then(|rules| rules.first());
+    if let Some(first) = mac_first.filter(|r| r.handle > 2) {
+        if let Some(jump) = jump_at(nft, first.handle - 2, &iface)? {
+            return Ok(Installed::Chains {
+                iface: true,
+                mac,
+                jumps: vec![jump],
+            });
+        }
+    }
     let Some(rules) = nft.rules(chain(&iface))? else {
         // A lone -mac chain (an interrupted Go teardown) still counts as chains.
         return Ok(if mac {
