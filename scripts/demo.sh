@@ -5,8 +5,10 @@
 #
 #   scripts/demo.sh --two-nodes   the seed's case across two nodes: VMs on VLAN 1223
 #   on two "nodes" (each with br1 and a trunk uplink) reach each other and an ERP host
-#   behind a data-centre switch, and not a VM on VLAN 100. Needs bridge VLAN
-#   filtering; where the kernel lacks it, it runs inside the full-kernel tier's VM.
+#   behind a data-centre switch, and not a VM on VLAN 100; a pod that takes the ERP
+#   host's address poisons the other pods' ARP entries for it, unless its NAD has
+#   ipspoofchk. Needs bridge VLAN filtering; where the kernel lacks it, it runs
+#   inside the full-kernel tier's VM.
 #
 # Everything happens inside a throwaway network and mount namespace that stands in
 # for the node, so the machine's own interfaces, nftables and /var/lib/cni are never

@@ -363,7 +363,10 @@ fn the_demo_runs_and_leaves_nothing_behind() {
 /// The seed's case across two nodes (scripts/demo.sh --two-nodes): VLAN 1223 pods on
 /// two nodes, with the seed's NAD and the console's cnv-bridge + cnv-tuning chain,
 /// reach each other and the ERP host behind a data-centre switch, and not a pod on
-/// VLAN 100; forged MACs are dropped on each node. Full-kernel tier.
+/// VLAN 100; forged MACs are dropped on each node. A pod that takes the ERP host's
+/// address poisons the other pods' ARP entries for it from the seed's NAD, and not
+/// from a NAD with ipspoofchk, whose pods still reach the ERP host and each other.
+/// Full-kernel tier.
 #[test]
 fn the_two_node_demo_reaches_the_erp_host_on_vlan_1223() {
     let test = "the_two_node_demo_reaches_the_erp_host_on_vlan_1223";
@@ -385,7 +388,22 @@ fn the_two_node_demo_reaches_the_erp_host_on_vlan_1223() {
         "pod-a on node1: forged source MAC dropped",
         "pod-b on node2: forged source MAC dropped",
         "pod-b's MAC is the one Multus would pass (CNI_ARGS MAC=): 02:12:23:00:00:0b",
-        "left behind: 0 macspoofchk rules",
+        "pod-f (node1, the attacker): eth0 02:12:23:00:00:0f 10.12.23.21/24 from IPAM",
+        "pod-f (node1) -> ERP host: answers",
+        "pod-h (node1) -> ERP host: answers",
+        "pod-g (node2) -> ERP host: answers",
+        "pod-f (node1) -> pod-g (node2): answers",
+        "pod-h (node1) -> pod-f (node1): answers",
+        "pod-g (node2, guarded) -> pod-a (node1, seed NAD): answers",
+        "without ipspoofchk: pod-g now maps 10.12.23.100 to the attacker's MAC",
+        "without ipspoofchk: pod-h now maps 10.12.23.100 to the attacker's MAC",
+        "pod-f pings pod-g and pod-h from 10.12.23.100: no answer",
+        "with ipspoofchk: pod-g still maps 10.12.23.100 to the ERP host's MAC 02:12:23:00:01:00",
+        "with ipspoofchk: pod-h still maps 10.12.23.100 to the ERP host's MAC 02:12:23:00:01:00",
+        "with ipspoofchk: the ERP host's entries for the pods are unchanged",
+        "only the ERP host's MAC answers, pod-g reaches it",
+        "cnitool check (the guarded NAD is cniVersion 1.0.0): pod-f, pod-g and pod-h ok",
+        "left behind: 0 macspoofchk rules, 0 ipspoofchk rules, 0 guarded addresses",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }

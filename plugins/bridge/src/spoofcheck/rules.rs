@@ -447,10 +447,16 @@ pub fn verify<T: NfTransport>(
             let differs = (1..found.len().max(wanted.len() + 1))
                 .find(|&i| found.get(i) != wanted.get(i - 1))
                 .unwrap_or(0);
+            let counts = match found.len() == wanted.len() + 1 {
+                true => String::new(),
+                false => format!(
+                    " ({} rules where ADD wrote {})",
+                    found.len(),
+                    wanted.len() + 1
+                ),
+            };
             return broken(format!(
-                "ipspoofchk: {iface} holds {} rules where it should hold {}; rule {} differs (a missing, changed or added rule lets other addresses through)",
-                found.len(),
-                wanted.len() + 1,
+                "ipspoofchk: rule {} of {iface} is not the one ADD wrote{counts}: a missing, changed or added rule can let other addresses through",
                 differs + 1
             ));
         }
