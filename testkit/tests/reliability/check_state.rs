@@ -82,7 +82,7 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
     let iface = "cni-br-iface-cid-eth0";
     let mac = "cni-br-iface-cid-eth0-mac";
     type Breaker = fn(&str);
-    let cases: [(&str, Breaker, &str); 10] = [
+    let cases: [(&str, Breaker, &str); 14] = [
         (
             "the PREROUTING jump",
             |veth| delete_rule("PREROUTING", &format!("iifname \"{veth}\"")),
@@ -150,6 +150,43 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
             },
             "comes before the jump",
         ),
+        (
+            "the filter, skipped by an accept for a wildcard name",
+            |_| {
+                sh(&[
+                    "nft",
+                    "insert rule bridge nat PREROUTING iifname \"veth*\" accept",
+                ]);
+            },
+            "comes before the jump",
+        ),
+        (
+            "the filter, skipped by a verdict map",
+            |veth| {
+                let rule = format!(
+                    "insert rule bridge nat PREROUTING iifname vmap {{ \"{veth}\" : accept }}"
+                );
+                sh(&["nft", &rule]);
+            },
+            "comes before the jump",
+        ),
+        (
+            "the filter, skipped by a goto into the -mac chain",
+            |veth| {
+                let rule = format!(
+                    "insert rule bridge nat PREROUTING iifname \"{veth}\" goto cni-br-iface-cid-eth0-mac"
+                );
+                sh(&["nft", &rule]);
+            },
+            "comes before the jump",
+        ),
+        (
+            "the whole table, made dormant",
+            |_| {
+                sh(&["nft", "add table bridge nat { flags dormant; }"]);
+            },
+            "dormant",
+        ),
     ];
     for (what, take_away, expected) in cases {
         let result = run("ADD", "cid", &pod, &conf).expect_success();
@@ -169,8 +206,21 @@ fn bridge_check_fails_when_any_part_of_the_port_protection_is_gone() {
         );
         assert_eq!(ruleset(), before, "{what}: CHECK changed the ruleset");
         run("DEL", "cid", &pod, &checked).expect_success();
+        // What the case added to PREROUTING would come before the next one's jump.
+        sh(&["nft", "delete table bridge nat"]);
     }
     assert!(!ruleset().contains("macspoofchk"), "{}", ruleset());
+    // Rules that let nothing past are no alarm: one for another interface by its
+    // exact name, a counter.
+    let result = run("ADD", "cid", &pod, &conf).expect_success();
+    let checked = with_prev(&conf, &result);
+    sh(&[
+        "nft",
+        "insert rule bridge nat PREROUTING iifname \"other0\" accept",
+    ]);
+    sh(&["nft", "insert rule bridge nat PREROUTING counter"]);
+    run("CHECK", "cid", &pod, &checked).expect_success();
+    run("DEL", "cid", &pod, &checked).expect_success();
 }
 
 /// The files of host-local's network directory, but its index and lock (ours).
@@ -347,6 +397,8 @@ fn bridge_check_fails_when_the_masquerade_is_gone() {
         );
         assert_eq!(ruleset(), before, "{what}: CHECK changed the ruleset");
         run("DEL", "cid", &pod, &checked).expect_success();
+        // What the case added to PREROUTING would come before the next one's jump.
+        sh(&["nft", "delete table bridge nat"]);
     }
 }
 

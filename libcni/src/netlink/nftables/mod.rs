@@ -17,7 +17,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, ChainMessage, Hook, HookNumber, InetHookNumber, NfTablesMessage, RuleAttribute,
-    RuleMessage, TableAttribute, TableMessage,
+    RuleMessage, TableAttribute, TableFlags, TableMessage,
 };
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily};
 
@@ -496,6 +496,27 @@ impl<T: NfTransport> Nftables<T> {
                     _ => None,
                 })
                 .unwrap_or_default()
+        }))
+    }
+
+    /// Whether the table is dormant (`flags dormant`: none of its chains runs);
+    /// `None` when it does not exist.
+    pub fn table_dormant(&mut self, family: Family, table: &str) -> NlResult<Option<bool>> {
+        let replies = self.query(
+            format!("read table {} {table}", family.name()),
+            family,
+            NfTablesMessage::GetTable(TableMessage {
+                attributes: vec![TableAttribute::Name(table.to_string())],
+            }),
+            false,
+        )?;
+        Ok(replies.map(|replies| {
+            replies.iter().any(|m| match m {
+                NfTablesMessage::NewTable(t) => t.attributes.iter().any(
+                    |a| matches!(a, TableAttribute::Flags(f) if f.contains(TableFlags::Dormant)),
+                ),
+                _ => false,
+            })
         }))
     }
 

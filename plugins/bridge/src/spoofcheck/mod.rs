@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use libcni::mac::MacAddr;
 use libcni::netlink::nftables::{Batch, Nftables};
-use libcni::netlink::{FdbEntry, Link, LinkId, Netlink};
+use libcni::netlink::{FdbEntry, Link, LinkId, Netlink, NetlinkError};
 use libcni::spec::attachment::AttachmentId;
 use libcni::CniError;
 
 pub use ipfilter::IpFilter;
+use rules::{emptying_batch, iface_chain, references, verify, Broken, Existing, Installed};
 pub use rules::{existing, installed, setup, teardown_batch};
-use rules::{iface_chain, references, verify, Broken, Existing, Installed};
 
 /// The macspoofchk rules of one attachment, found by its reference
 /// (`<containerID>-<ifname>`, see [`AttachmentId::spoofcheck_reference`]).
@@ -71,13 +71,37 @@ impl SpoofCheck {
     /// asking which veths exist. False when that does not settle it (a jump names
     /// another veth), for [`SpoofCheck::remove_if_stale`] to judge later.
     pub fn remove_own(&self, nft: &mut Nftables, own_host_veth: &str) -> Result<bool, CniError> {
-        nft.remove(|nft| {
+        self.tear_down(nft, |nft, batch| {
             let installed = installed(nft, &self.reference)?;
             if !installed.removable(Some(own_host_veth), |_| true) {
                 return Ok((Batch::new(), false));
             }
-            Ok((teardown_batch(&self.reference, &installed), true))
+            Ok((batch(&self.reference, &installed), true))
         })
+    }
+
+    /// Runs a teardown `plan`, given the batch to build from what it read. When the
+    /// kernel refuses to delete a chain because a rule that is not ours jumps into it
+    /// (EBUSY), runs it again with [`emptying_batch`], with a warning: DEL finishes,
+    /// and nothing of the attachment filters anymore.
+    fn tear_down<R>(
+        &self,
+        nft: &mut Nftables,
+        mut plan: impl FnMut(
+            &mut Nftables,
+            fn(&str, &Installed) -> Batch,
+        ) -> Result<(Batch, R), NetlinkError>,
+    ) -> Result<R, CniError> {
+        match nft.remove(|nft| plan(nft, teardown_batch)) {
+            Err(e) if e.errno() == Some(libc::EBUSY) => {
+                libcni::log_warn!(
+                    "emptied the chains of {} and left them: a rule that is not ours jumps into one ({e})",
+                    self.reference
+                );
+                Ok(nft.remove(|nft| plan(nft, emptying_batch))?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Removes these rules when they are ours to remove: their jump matches
@@ -99,7 +123,7 @@ impl SpoofCheck {
             wait_for_other_veths_to_go(nl, &first, own_host_veth);
         }
         let mut first = Some(first);
-        nft.remove(|nft| {
+        self.tear_down(nft, |nft, batch| {
             // The first attempt uses the read above; a retry reads again.
             let installed = match first.take() {
                 Some(installed) => installed,
@@ -116,7 +140,7 @@ impl SpoofCheck {
                 }
             });
             if removable && !lookup_failed {
-                return Ok((teardown_batch(&self.reference, &installed), ()));
+                return Ok((batch(&self.reference, &installed), ()));
             }
             if installed != Installed::Nothing {
                 libcni::log_warn!(
@@ -125,7 +149,7 @@ impl SpoofCheck {
                     installed.host_veths()
                 );
             }
-            Ok::<_, CniError>((Batch::new(), ()))
+            Ok((Batch::new(), ()))
         })
     }
 

@@ -33,7 +33,8 @@
 
 use libcni::mac::MacAddr;
 use libcni::netlink::nftables::{
-    BaseChain, Batch, ChainHook, ChainRef, Expr, Family, NfTransport, Nftables, Rule, Verdict,
+    BaseChain, Batch, ChainHook, ChainRef, CmpOp, Expr, Family, NfTransport, Nftables, Rule,
+    Verdict,
 };
 use libcni::netlink::NetlinkError;
 
@@ -344,6 +345,27 @@ pub fn teardown_batch(reference: &str, installed: &Installed) -> Batch {
     batch
 }
 
+/// The fallback of [`teardown_batch`] when the kernel refuses to delete a chain
+/// because a rule that is not ours jumps into it (EBUSY): the jumps go, the chains
+/// stay, emptied, so nothing of the attachment filters anymore.
+pub fn emptying_batch(reference: &str, installed: &Installed) -> Batch {
+    let mut batch = Batch::new();
+    let Installed::Chains { iface, mac, jumps } = installed else {
+        return batch;
+    };
+    for jump in jumps {
+        batch.delete_rule(PREROUTING, jump.handle);
+    }
+    let (iface_name, mac_name) = (iface_chain(reference), mac_chain(reference));
+    if *iface {
+        batch.flush_chain(chain(&iface_name));
+    }
+    if *mac {
+        batch.flush_chain(chain(&mac_name));
+    }
+    batch
+}
+
 /// Every attachment reference that has macspoofchk chains (for GC).
 pub fn references(nft: &mut Nftables) -> Result<Vec<String>, NetlinkError> {
     let names: Vec<String> = nft
@@ -366,11 +388,31 @@ pub fn references(nft: &mut Nftables) -> Result<Vec<String>, NetlinkError> {
     Ok(refs)
 }
 
-/// The handle of a PREROUTING rule before `own_jump` that can end the chain for
-/// frames of `host_veth` without a drop: an accept or a return (the chain's policy
-/// then accepts), or a jump or goto into a chain that is not another attachment's.
-/// Rules that match another interface by name, drop, or only count do not count.
-/// Lists PREROUTING (CHECK only: its cost grows with the attachments on the node).
+/// Expressions that neither decide a verdict nor redirect the packet.
+const HARMLESS: &[&str] = &["counter", "log", "limit", "quota"];
+
+/// The interface an `iifname "<name>"` match of `rule` names exactly (a wildcard,
+/// `"veth*"`, compares a prefix without the terminating NUL: not exact).
+fn exact_iifname(rule: &Rule) -> Option<String> {
+    rule.exprs.windows(2).find_map(|pair| match pair {
+        [Expr::Meta(6), Expr::Cmp {
+            op: CmpOp::Eq,
+            data,
+        }] if data.len() >= 16 && data.last() == Some(&0) => {
+            let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+            Some(String::from_utf8_lossy(&data[..end]).into_owned())
+        }
+        _ => None,
+    })
+}
+
+/// The handle of a PREROUTING rule before `own_jump` that may let frames of
+/// `host_veth` skip the filter. A rule before it counts as harmless only when it
+/// names another interface exactly, or only matches, counts, logs or drops;
+/// anything else (an accept, a return, a jump, goto or verdict map, an expression
+/// this reader does not know) is reported, even where it would in fact let nothing
+/// past: CHECK would rather fail than vouch for what it cannot read. Lists
+/// PREROUTING (CHECK only: its cost grows with the attachments on the node).
 fn bypass_before<T: NfTransport>(
     nft: &mut Nftables<T>,
     own_jump: u64,
@@ -378,17 +420,16 @@ fn bypass_before<T: NfTransport>(
 ) -> Result<Option<u64>, NetlinkError> {
     let rules = nft.rules(PREROUTING)?.unwrap_or_default();
     for rule in rules.iter().take_while(|r| r.handle != own_jump) {
-        if rule.iifname().is_some_and(|name| name != host_veth) {
+        if exact_iifname(rule).is_some_and(|name| name != host_veth) {
             continue;
         }
-        let ends = match rule.verdict() {
-            None | Some(Verdict::Drop) => false,
-            Some(Verdict::Jump(target)) | Some(Verdict::Goto(target)) => {
-                !(target.starts_with(CHAIN_PREFIX) && rule.iifname().is_some())
-            }
-            Some(Verdict::Accept) | Some(Verdict::Return) => true,
-        };
-        if ends {
+        let harmless = rule.exprs.iter().all(|e| match e {
+            Expr::Verdict(verdict) => *verdict == Verdict::Drop,
+            Expr::Other(name) => HARMLESS.contains(&name.as_str()),
+            Expr::Masquerade => false,
+            Expr::Meta(_) | Expr::Payload { .. } | Expr::Cmp { .. } | Expr::Bitwise { .. } => true,
+        });
+        if !harmless {
             return Ok(Some(rule.handle));
         }
     }
@@ -415,6 +456,11 @@ pub fn verify<T: NfTransport>(
 ) -> Result<Result<(), Broken>, NetlinkError> {
     let (iface, mac) = (iface_chain(reference), mac_chain(reference));
     let broken = |what: String| Ok(Err(Broken(format!("macspoofchk of {reference}: {what}"))));
+    if nft.table_dormant(Family::Bridge, TABLE)? == Some(true) {
+        return broken(format!(
+            "table bridge {TABLE} is dormant: none of its rules runs, {iface} and {mac} included"
+        ));
+    }
     let Installed::Chains { jumps, .. } = installed(nft, reference)? else {
         return broken(format!("chains {iface} and {mac} are missing"));
     };
