@@ -29,44 +29,16 @@ pub fn in_netns<T: Send>(netns: &str, work: impl FnOnce() -> T + Send) -> T {
 
 /// Sends each frame whole (link header included) out of `ifname` in `netns`.
 pub fn send_frames(netns: &str, ifname: &str, frames: &[Vec<u8>]) {
-    let ifname = ifname.to_string();
-    let failed = in_netns(netns, move || unsafe {
-        let name = std::ffi::CString::new(ifname.clone()).unwrap();
-        let index = libc::if_nametoindex(name.as_ptr());
-        if index == 0 {
-            return Some(format!("no interface {ifname}"));
-        }
-        let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Some(format!(
-                "packet socket: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let mut address: libc::sockaddr_ll = std::mem::zeroed();
-        address.sll_family = libc::AF_PACKET as u16;
-        address.sll_ifindex = index as i32;
-        address.sll_halen = 6;
-        let mut error = None;
-        for frame in frames {
-            let sent = libc::sendto(
-                fd,
-                frame.as_ptr().cast(),
-                frame.len(),
-                0,
-                (&address as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            );
-            if sent != frame.len() as isize {
-                error = Some(format!("send: {}", std::io::Error::last_os_error()));
-                break;
-            }
-        }
-        libc::close(fd);
-        error
+    let name = std::ffi::CString::new(ifname).unwrap();
+    let sent = in_netns(netns, || {
+        // SAFETY: a NUL-terminated name, read only.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        frames
+            .iter()
+            .try_for_each(|frame| libcni::host::announce::send_frame(index, frame))
     });
-    if let Some(e) = failed {
-        panic!("sending from {netns}: {e}");
+    if let Err(e) = sent {
+        panic!("sending from {ifname} in {netns}: {e}");
     }
 }
 

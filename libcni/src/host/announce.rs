@@ -76,8 +76,9 @@ fn icmpv6_checksum(source: Ipv6Addr, destination: Ipv6Addr, message: &[u8]) -> u
     !(sum as u16)
 }
 
-/// Sends one frame on interface `index` of the calling thread's netns.
-fn send(index: u32, frame: &[u8]) -> std::io::Result<()> {
+/// Sends one frame, link header included, on interface `index` of the calling
+/// thread's netns.
+pub fn send_frame(index: u32, frame: &[u8]) -> std::io::Result<()> {
     // SAFETY: plain socket calls with a zeroed, fully initialized sockaddr_ll.
     unsafe {
         let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0);
@@ -130,7 +131,7 @@ pub fn announce(netns: &NetNs, ifname: &str, addresses: &[IpAddr]) -> Result<usi
                 IpAddr::V4(v4) => gratuitous_arp(mac, *v4),
                 IpAddr::V6(v6) => unsolicited_na(mac, *v6),
             };
-            send(link.index, &frame).map_err(|e| {
+            send_frame(link.index, &frame).map_err(|e| {
                 CniError::io(format!("failed to announce {address} on {ifname:?}: {e}"))
             })?;
             sent += 1;

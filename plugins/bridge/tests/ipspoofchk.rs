@@ -134,214 +134,193 @@ fn probe(what: &'static str, frame: Vec<u8>, packet: Vec<u8>, passes: bool) -> P
 /// the filter must drop, beside the legitimate frames it must pass. `vid` tags two
 /// of them, as a pod on a trunk would.
 fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
-    let udp4 = |src, marker: &str| wire::udp4(src, o.v4, 4000, 4001, marker.as_bytes());
+    let mut probes = Vec::new();
+    // A probe of `packet` in a frame from the attacker's MAC to `dst`, tagged with
+    // `vid` when `tagged`.
+    let mut add = |what, dst: MacAddr, ethertype, packet: Vec<u8>, passes, tagged: bool| {
+        let frame = match tagged {
+            true => ethernet_tagged(dst, a.mac, vid, ethertype, &packet),
+            false => ethernet(dst, a.mac, ethertype, &packet),
+        };
+        probes.push(probe(what, frame, packet, passes));
+    };
+    let udp4 = |src, dst, sport, dport, marker: &str| {
+        wire::udp4(src, dst, sport, dport, marker.as_bytes())
+    };
     let udp6 = |src, marker: &str| wire::udp6(src, o.v6, 4000, 4001, marker.as_bytes());
-    let to_o = |ethertype, packet: &[u8]| ethernet(o.mac, a.mac, ethertype, packet);
-    let bcast = |packet: &[u8]| ethernet(BROADCAST, a.mac, ETH_P_ARP, packet);
     let (all_nodes, all_nodes_mac) = all_nodes();
     let na = |target, mac| {
-        neighbor_message(
-            a.link_local(),
-            all_nodes,
-            136,
-            NA_OVERRIDE,
-            target,
-            &lladdr_option(2, mac),
+        let option = lladdr_option(2, mac);
+        neighbor_message(a.link_local(), all_nodes, 136, NA_OVERRIDE, target, &option)
+    };
+    let ns = |src, target, options: &[u8]| {
+        let (group, group_mac) = solicited_node(target);
+        (
+            group_mac,
+            neighbor_message(src, group, 135, 0, target, options),
         )
     };
-    let dad = |target| {
-        let (group, group_mac) = solicited_node(target);
-        let packet = neighbor_message(Ipv6Addr::UNSPECIFIED, group, 135, 0, target, &[]);
-        (ethernet(group_mac, a.mac, ETH_P_IPV6, &packet), packet)
-    };
     let forged_mac = MacAddr([0x02, 0x66, 0x66, 0x66, 0x66, 0x66]);
-    let mut probes = Vec::new();
-    let mut ip4 = |what, src, passes| {
-        let packet = udp4(src, what);
-        probes.push(probe(what, to_o(ETH_P_IP, &packet), packet, passes));
-    };
-    ip4("an IPv4 packet from the victim's address", v.v4, false);
-    ip4(
-        "an IPv4 packet from an address no one has",
-        Ipv4Addr::new(10, 12, 23, 250),
+    let unspecified = Ipv4Addr::UNSPECIFIED;
+    let tagged_v4 = "a tagged IPv4 packet from the victim's address";
+    for (what, src, passes, tagged) in [
+        (
+            "an IPv4 packet from the victim's address",
+            v.v4,
+            false,
+            false,
+        ),
+        (
+            "an IPv4 packet from an address no one has",
+            Ipv4Addr::new(10, 12, 23, 250),
+            false,
+            false,
+        ),
+        ("an IPv4 packet from its own address", a.v4, true, false),
+        (tagged_v4, v.v4, false, true),
+        (
+            "a tagged IPv4 packet from its own address",
+            a.v4,
+            true,
+            true,
+        ),
+    ] {
+        let packet = udp4(src, o.v4, 4000, 4001, what);
+        add(what, o.mac, ETH_P_IP, packet, passes, tagged);
+    }
+    let what = "a DHCP discover from 0.0.0.0";
+    let discover = udp4(unspecified, Ipv4Addr::BROADCAST, 68, 67, what);
+    add(what, BROADCAST, ETH_P_IP, discover, true, false);
+    let what = "a datagram from 0.0.0.0 port 68 to a pod's address";
+    add(
+        what,
+        o.mac,
+        ETH_P_IP,
+        udp4(unspecified, o.v4, 68, 67, what),
+        false,
         false,
     );
-    ip4("an IPv4 packet from its own address", a.v4, true);
-    let discover = wire::udp4(
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::BROADCAST,
-        68,
-        67,
-        b"discover",
+    for (what, src, passes) in [
+        ("an IPv6 packet from the victim's address", v.v6, false),
+        (
+            "an IPv6 packet from the victim's link-local address",
+            v.link_local(),
+            false,
+        ),
+        ("an IPv6 packet from its own address", a.v6, true),
+        (
+            "an IPv6 packet from its own link-local address",
+            a.link_local(),
+            true,
+        ),
+    ] {
+        add(what, o.mac, ETH_P_IPV6, udp6(src, what), passes, false);
+    }
+    let zero = MacAddr::ZERO;
+    for (what, dst, packet, passes) in [
+        (
+            "a gratuitous ARP claiming the victim's address",
+            BROADCAST,
+            arp(ARP_REQUEST, a.mac, v.v4, zero, v.v4),
+            false,
+        ),
+        (
+            "an ARP reply claiming the victim's address",
+            o.mac,
+            arp(ARP_REPLY, a.mac, v.v4, o.mac, o.v4),
+            false,
+        ),
+        (
+            "an ARP reply whose sender MAC is not the port's",
+            o.mac,
+            arp(ARP_REPLY, forged_mac, a.v4, o.mac, o.v4),
+            false,
+        ),
+        (
+            "an ARP reply for its own address",
+            o.mac,
+            arp(ARP_REPLY, a.mac, a.v4, o.mac, o.v4),
+            true,
+        ),
+        // Cut inside the sender IP: no frame that must pass starts like it.
+        (
+            "a truncated ARP request",
+            BROADCAST,
+            arp(ARP_REQUEST, a.mac, v.v4, zero, v.v4)[..17].to_vec(),
+            false,
+        ),
+        (
+            "an ARP probe for the victim's address",
+            BROADCAST,
+            arp(ARP_REQUEST, a.mac, unspecified, zero, v.v4),
+            false,
+        ),
+        (
+            "an ARP probe (RFC 5227)",
+            BROADCAST,
+            arp(ARP_REQUEST, a.mac, unspecified, zero, a.v4),
+            true,
+        ),
+    ] {
+        add(what, dst, ETH_P_ARP, packet, passes, false);
+    }
+    for (what, packet, passes) in [
+        (
+            "an unsolicited NA for the victim's address",
+            na(v.v6, a.mac),
+            false,
+        ),
+        (
+            "an unsolicited NA for the victim's link-local address",
+            na(v.link_local(), a.mac),
+            false,
+        ),
+        (
+            "an NA for its own address with another MAC",
+            na(a.v6, forged_mac),
+            false,
+        ),
+        (
+            "an unsolicited NA for its own address",
+            na(a.v6, a.mac),
+            true,
+        ),
+    ] {
+        add(what, all_nodes_mac, ETH_P_IPV6, packet, passes, false);
+    }
+    for (what, (dst, packet), passes) in [
+        (
+            "an NS whose source link-layer option is another MAC",
+            ns(a.v6, o.v6, &lladdr_option(1, forged_mac)),
+            false,
+        ),
+        (
+            "an NS for the observer with its own MAC",
+            ns(a.v6, o.v6, &lladdr_option(1, a.mac)),
+            true,
+        ),
+        (
+            "a DAD NS for the victim's address",
+            ns(Ipv6Addr::UNSPECIFIED, v.v6, &[]),
+            false,
+        ),
+        (
+            "a DAD NS for its own address",
+            ns(Ipv6Addr::UNSPECIFIED, a.v6, &[]),
+            true,
+        ),
+    ] {
+        add(what, dst, ETH_P_IPV6, packet, passes, false);
+    }
+    let what = "another ethertype (LLDP)";
+    add(
+        what,
+        o.mac,
+        ETH_P_LLDP,
+        what.as_bytes().to_vec(),
+        false,
+        false,
     );
-    probes.push(probe(
-        "a DHCP discover from 0.0.0.0",
-        ethernet(BROADCAST, a.mac, ETH_P_IP, &discover),
-        discover,
-        true,
-    ));
-    let to_o_from_nowhere = wire::udp4(Ipv4Addr::UNSPECIFIED, o.v4, 68, 67, b"not DHCP");
-    probes.push(probe(
-        "a datagram from 0.0.0.0 port 68 to a pod's address",
-        to_o(ETH_P_IP, &to_o_from_nowhere),
-        to_o_from_nowhere,
-        false,
-    ));
-    let mut ip6 = |what, src, passes| {
-        let packet = udp6(src, what);
-        probes.push(probe(what, to_o(ETH_P_IPV6, &packet), packet, passes));
-    };
-    ip6("an IPv6 packet from the victim's address", v.v6, false);
-    ip6(
-        "an IPv6 packet from the victim's link-local address",
-        v.link_local(),
-        false,
-    );
-    ip6("an IPv6 packet from its own address", a.v6, true);
-    ip6(
-        "an IPv6 packet from its own link-local address",
-        a.link_local(),
-        true,
-    );
-    let garp = arp(ARP_REQUEST, a.mac, v.v4, MacAddr::ZERO, v.v4);
-    probes.push(probe(
-        "a gratuitous ARP claiming the victim's address",
-        bcast(&garp),
-        garp,
-        false,
-    ));
-    let reply = arp(ARP_REPLY, a.mac, v.v4, o.mac, o.v4);
-    probes.push(probe(
-        "an ARP reply claiming the victim's address",
-        to_o(ETH_P_ARP, &reply),
-        reply,
-        false,
-    ));
-    let other_mac = arp(ARP_REPLY, forged_mac, a.v4, o.mac, o.v4);
-    probes.push(probe(
-        "an ARP reply whose sender MAC is not the port's",
-        to_o(ETH_P_ARP, &other_mac),
-        other_mac,
-        false,
-    ));
-    let own = arp(ARP_REPLY, a.mac, a.v4, o.mac, o.v4);
-    probes.push(probe(
-        "an ARP reply for its own address",
-        to_o(ETH_P_ARP, &own),
-        own,
-        true,
-    ));
-    // Cut inside the sender IP: no frame that must pass starts like it.
-    let truncated = arp(ARP_REQUEST, a.mac, v.v4, MacAddr::ZERO, v.v4)[..17].to_vec();
-    probes.push(probe(
-        "a truncated ARP request",
-        bcast(&truncated),
-        truncated,
-        false,
-    ));
-    let probe_for_victim = arp(
-        ARP_REQUEST,
-        a.mac,
-        Ipv4Addr::UNSPECIFIED,
-        MacAddr::ZERO,
-        v.v4,
-    );
-    probes.push(probe(
-        "an ARP probe for the victim's address",
-        bcast(&probe_for_victim),
-        probe_for_victim,
-        false,
-    ));
-    let arp_probe = arp(
-        ARP_REQUEST,
-        a.mac,
-        Ipv4Addr::UNSPECIFIED,
-        MacAddr::ZERO,
-        a.v4,
-    );
-    probes.push(probe(
-        "an ARP probe (RFC 5227)",
-        bcast(&arp_probe),
-        arp_probe,
-        true,
-    ));
-    let steal = na(v.v6, a.mac);
-    probes.push(probe(
-        "an unsolicited NA for the victim's address",
-        ethernet(all_nodes_mac, a.mac, ETH_P_IPV6, &steal),
-        steal,
-        false,
-    ));
-    let steal_ll = na(v.link_local(), a.mac);
-    probes.push(probe(
-        "an unsolicited NA for the victim's link-local address",
-        ethernet(all_nodes_mac, a.mac, ETH_P_IPV6, &steal_ll),
-        steal_ll,
-        false,
-    ));
-    let other_lladdr = na(a.v6, forged_mac);
-    probes.push(probe(
-        "an NA for its own address with another MAC",
-        ethernet(all_nodes_mac, a.mac, ETH_P_IPV6, &other_lladdr),
-        other_lladdr,
-        false,
-    ));
-    let announce = na(a.v6, a.mac);
-    probes.push(probe(
-        "an unsolicited NA for its own address",
-        ethernet(all_nodes_mac, a.mac, ETH_P_IPV6, &announce),
-        announce,
-        true,
-    ));
-    let solicit = |mac| {
-        let (group, group_mac) = solicited_node(o.v6);
-        let packet = neighbor_message(a.v6, group, 135, 0, o.v6, &lladdr_option(1, mac));
-        (ethernet(group_mac, a.mac, ETH_P_IPV6, &packet), packet)
-    };
-    let (frame, packet) = solicit(forged_mac);
-    probes.push(probe(
-        "an NS whose source link-layer option is another MAC",
-        frame,
-        packet,
-        false,
-    ));
-    let (frame, packet) = solicit(a.mac);
-    probes.push(probe(
-        "an NS for the observer with its own MAC",
-        frame,
-        packet,
-        true,
-    ));
-    let (frame, packet) = dad(v.v6);
-    probes.push(probe(
-        "a DAD NS for the victim's address",
-        frame,
-        packet,
-        false,
-    ));
-    let (frame, packet) = dad(a.v6);
-    probes.push(probe("a DAD NS for its own address", frame, packet, true));
-    let marker = b"an LLDP frame";
-    probes.push(probe(
-        "another ethertype (LLDP)",
-        ethernet(o.mac, a.mac, ETH_P_LLDP, marker),
-        marker.to_vec(),
-        false,
-    ));
-    let tagged = udp4(v.v4, "a tagged IPv4 packet from the victim's address");
-    probes.push(probe(
-        "a tagged IPv4 packet from the victim's address",
-        ethernet_tagged(o.mac, a.mac, vid, ETH_P_IP, &tagged),
-        tagged,
-        false,
-    ));
-    let tagged = udp4(a.v4, "a tagged IPv4 packet from its own address");
-    probes.push(probe(
-        "a tagged IPv4 packet from its own address",
-        ethernet_tagged(o.mac, a.mac, vid, ETH_P_IP, &tagged),
-        tagged,
-        true,
-    ));
     probes
 }
 
@@ -633,8 +612,9 @@ fn check_fails_when_any_ipspoofchk_rule_is_gone_and_changes_nothing() {
     let mac = pod.mac.to_string();
     sh(&["bridge", "fdb", "del", &mac, "dev", &port, "master"]);
     assert_check_fails(&pod, &guarded, "the MAC no longer pinned");
+    // `replace`: the pod's own frames may have taught the bridge the MAC meanwhile.
     sh(&[
-        "bridge", "fdb", "add", &mac, "dev", &port, "master", "static",
+        "bridge", "fdb", "replace", &mac, "dev", &port, "master", "static",
     ]);
     assert_check_fails(&pod, &guarded, "the MAC static but not sticky");
     sh(&[

@@ -327,28 +327,23 @@ pub fn setup<T: NfTransport>(
 /// The transaction that removes the chains of `reference` and the jumps into them,
 /// as `installed` found them (empty for nothing).
 pub fn teardown_batch(reference: &str, installed: &Installed) -> Batch {
-    let mut batch = Batch::new();
-    let Installed::Chains { iface, mac, jumps } = installed else {
-        return batch;
-    };
-    for jump in jumps {
-        batch.delete_rule(PREROUTING, jump.handle);
-    }
-    // Each chain only if it is there: a missing one would fail the whole transaction.
-    let (iface_name, mac_name) = (iface_chain(reference), mac_chain(reference));
-    if *iface {
-        batch.delete_chain(chain(&iface_name));
-    }
-    if *mac {
-        batch.delete_chain(chain(&mac_name));
-    }
-    batch
+    removal(reference, installed, Batch::delete_chain)
 }
 
 /// The fallback of [`teardown_batch`] when the kernel refuses to delete a chain
 /// because a rule that is not ours jumps into it (EBUSY): the jumps go, the chains
 /// stay, emptied, so nothing of the attachment filters anymore.
 pub fn emptying_batch(reference: &str, installed: &Installed) -> Batch {
+    removal(reference, installed, Batch::flush_chain)
+}
+
+/// The jumps into the chains of `reference` deleted, and `each_chain` done to each
+/// chain there is (a missing one would fail the whole transaction).
+fn removal(
+    reference: &str,
+    installed: &Installed,
+    each_chain: for<'b> fn(&'b mut Batch, ChainRef<'_>) -> &'b mut Batch,
+) -> Batch {
     let mut batch = Batch::new();
     let Installed::Chains { iface, mac, jumps } = installed else {
         return batch;
@@ -357,11 +352,10 @@ pub fn emptying_batch(reference: &str, installed: &Installed) -> Batch {
         batch.delete_rule(PREROUTING, jump.handle);
     }
     let (iface_name, mac_name) = (iface_chain(reference), mac_chain(reference));
-    if *iface {
-        batch.flush_chain(chain(&iface_name));
-    }
-    if *mac {
-        batch.flush_chain(chain(&mac_name));
+    for (name, present) in [(&iface_name, *iface), (&mac_name, *mac)] {
+        if present {
+            each_chain(&mut batch, chain(name));
+        }
     }
     batch
 }
