@@ -125,6 +125,7 @@ impl<'a> Add<'a> {
                 port: &host,
                 mac,
                 vids: cfg.vlans.member_vids(),
+                maybe_vid: cfg.vlans.preserved_default_vid(),
             };
             pin.pin(&mut self.nl)?;
         }

@@ -46,6 +46,7 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
                 port: &host,
                 mac,
                 vids: cfg.vlans.member_vids(),
+                maybe_vid: cfg.vlans.preserved_default_vid(),
             };
             pin.check(&mut nl)?;
         }

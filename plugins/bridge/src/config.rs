@@ -81,9 +81,8 @@ impl PortVlans {
         self.access != 0 || self.trunk.is_some()
     }
 
-    /// The VLANs the port is a member of once `program_vlans` ran: the access VLAN,
-    /// the trunk, and VLAN 1 when it stays (or is the trunk's native VLAN). Empty
-    /// without VLAN filtering.
+    /// The VLANs `program_vlans` puts the port in: the access VLAN, the trunk, and
+    /// VLAN 1 as the trunk's native VLAN. Empty without VLAN filtering.
     pub fn member_vids(&self) -> Vec<u16> {
         if !self.filtering() {
             return Vec::new();
@@ -93,10 +92,17 @@ impl PortVlans {
         if self.access != 0 {
             vids.insert(self.access);
         }
-        if self.preserve_default_vlan || (self.access == 0 && !trunk.is_empty()) {
+        if self.access == 0 && !trunk.is_empty() {
             vids.insert(1);
         }
         vids.into_iter().collect()
+    }
+
+    /// VLAN 1 when `preserveDefaultVlan` keeps it beside the others and they do not
+    /// name it: the port is in it as long as the bridge's default PVID is 1.
+    pub fn preserved_default_vid(&self) -> Option<u16> {
+        let preserved = self.filtering() && self.preserve_default_vlan;
+        (preserved && !self.member_vids().contains(&1)).then_some(1)
     }
 }
 
@@ -480,5 +486,25 @@ mod tests {
         assert!(!load(&request(json!({"name":"n"}), ""), false)
             .unwrap()
             .vlan_filtering());
+    }
+
+    #[test]
+    fn the_port_vlans_ipspoofchk_pins_its_mac_in() {
+        let vlans = |access, trunk: Option<Vec<u16>>, preserve| PortVlans {
+            access,
+            trunk,
+            preserve_default_vlan: preserve,
+        };
+        let seed = vlans(1223, None, true);
+        assert_eq!(seed.member_vids(), [1223]);
+        assert_eq!(seed.preserved_default_vid(), Some(1));
+        let plain = vlans(1223, None, false);
+        assert_eq!(plain.preserved_default_vid(), None);
+        let trunk = vlans(0, Some(vec![100, 200]), true);
+        assert_eq!(trunk.member_vids(), [1, 100, 200]);
+        assert_eq!(trunk.preserved_default_vid(), None);
+        let untagged = vlans(0, None, true);
+        assert!(untagged.member_vids().is_empty());
+        assert_eq!(untagged.preserved_default_vid(), None);
     }
 }

@@ -268,6 +268,9 @@ pub struct MacPin<'a> {
     pub mac: MacAddr,
     /// The port's VLANs; empty: a bridge without VLAN filtering.
     pub vids: Vec<u16>,
+    /// A VLAN the port may be in or not: VLAN 1, kept by `preserveDefaultVlan`,
+    /// is the port's only while the bridge's default PVID is 1.
+    pub maybe_vid: Option<u16>,
 }
 
 impl MacPin<'_> {
@@ -278,15 +281,22 @@ impl MacPin<'_> {
         }
     }
 
+    fn is_maybe(&self, vid: Option<u16>) -> bool {
+        vid.is_some() && vid == self.maybe_vid
+    }
+
     fn in_vlan(vid: Option<u16>) -> String {
         vid.map(|v| format!(" in VLAN {v}")).unwrap_or_default()
     }
 
     /// ADD: pins the MAC, or refuses it when the bridge already has it.
     pub fn pin(&self, nl: &mut Netlink) -> Result<(), CniError> {
-        for vid in self.vids() {
+        let maybe = self.maybe_vid.map(Some);
+        for vid in self.vids().into_iter().chain(maybe) {
             match nl.bridge_fdb_pin(self.port.index, self.mac, vid) {
                 Ok(()) => {}
+                // The kernel's answer for a VLAN the port is not in.
+                Err(e) if self.is_maybe(vid) && e.errno() == Some(libc::EINVAL) => {}
                 Err(e) if e.is_exists() => {
                     let holder = nl
                         .bridge_fdb_get(self.bridge.index, self.mac, vid)?
@@ -306,10 +316,15 @@ impl MacPin<'_> {
         Ok(())
     }
 
-    /// CHECK: each entry is there, pinned, on the port. Reads only.
+    /// CHECK: each entry is there, pinned, on the port (in `maybe_vid`, if there
+    /// is one at all). Reads only.
     pub fn check(&self, nl: &mut Netlink) -> Result<(), CniError> {
-        for vid in self.vids() {
+        let maybe = self.maybe_vid.map(Some);
+        for vid in self.vids().into_iter().chain(maybe) {
             let entry = nl.bridge_fdb_get(self.bridge.index, self.mac, vid)?;
+            if entry.is_none() && self.is_maybe(vid) {
+                continue;
+            }
             if entry
                 != Some(FdbEntry {
                     port: self.port.index,
