@@ -724,7 +724,7 @@ fn macspoofchk_and_nftables_masquerade_spawn_no_process() {
     let fake_bin = sb.scratch.join("fake-bin");
     std::fs::create_dir_all(&fake_bin).unwrap();
     let record = sb.scratch.join("spawned");
-    for tool in ["nft", "iptables", "ip6tables"] {
+    for tool in ["nft", "iptables", "ip6tables", "bridge"] {
         let path = fake_bin.join(tool);
         std::fs::write(
             &path,
@@ -739,6 +739,7 @@ fn macspoofchk_and_nftables_masquerade_spawn_no_process() {
     let mut conf = l3("brp", "10.46.0.0/24", &sb.scratch);
     conf["cniVersion"] = json!("1.1.0");
     conf["macspoofchk"] = json!(true);
+    conf["ipspoofchk"] = json!(true);
     conf["ipMasq"] = json!(true);
     conf["ipMasqBackend"] = json!("nftables");
     for (cid, path) in [
@@ -757,6 +758,7 @@ fn macspoofchk_and_nftables_masquerade_spawn_no_process() {
         let rules = nft_ruleset();
         assert!(
             rules.contains(&format!("macspoofchk-{cid}-eth0"))
+                && rules.contains(&format!("ipspoofchk-{cid}-eth0"))
                 && rules.contains(&format!("id: {cid}")),
             "PATH={path:?}: {rules}"
         );
