@@ -453,7 +453,10 @@ fn three_pods_on_one_bridge(sb: &Sandbox, vlan: Option<u16>) {
     let takeover: Vec<Probe> = probes(&bare, &v, &o, vid)
         .into_iter()
         .filter(|p| {
-            p.what == "an ARP reply claiming the victim's address"
+            // A gratuitous ARP overrides the observer's entry at once; a reply only
+            // once the entry is older than the kernel's locktime (1 s), and the
+            // victim's own traffic may have refreshed it.
+            p.what == "a gratuitous ARP claiming the victim's address"
                 || p.what == "an unsolicited NA for the victim's address"
         })
         .collect();
