@@ -51,7 +51,7 @@ fn vlan_cases_agree_with_go() {
     };
     let go = go_bridge.parent().unwrap().to_path_buf();
     let (cases, seed) = (
-        setting("CNI_DIFF_VLAN_CASES", 25) as u32,
+        setting("CNI_DIFF_VLAN_CASES", 15) as u32,
         setting("CNI_DIFF_SEED", 20261201),
     );
     let outcome = testkit::differential::run_strategy(

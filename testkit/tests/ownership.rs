@@ -1181,7 +1181,7 @@ fn nothing_a_verb_does_reaches_what_is_not_its_own() {
     let Some(sb) = Sandbox::new("ownership") else {
         return;
     };
-    let cases = env_number("OWNERSHIP_CASES", 200) as u32;
+    let cases = env_number("OWNERSHIP_CASES", 100) as u32;
     run_cases(
         &sb,
         "nothing_a_verb_does_reaches_what_is_not_its_own",
@@ -1211,6 +1211,6 @@ fn nothing_a_verb_does_reaches_what_is_not_its_own_on_a_full_kernel() {
         kernel_feature_missing(test, "netdevsim");
         return;
     }
-    let cases = env_number("OWNERSHIP_KERNEL_CASES", 6) as u32;
+    let cases = env_number("OWNERSHIP_KERNEL_CASES", 3) as u32;
     run_cases(&sb, test, KERNEL_NETS, true, cases, 40);
 }
