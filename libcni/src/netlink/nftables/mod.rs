@@ -155,13 +155,28 @@ impl Rule {
 
     /// The interface an `iifname "<name>"` match of this rule names.
     pub fn iifname(&self) -> Option<String> {
+        self.iifname_match().map(|(name, _)| name)
+    }
+
+    /// The interface an `iifname "<name>"` match of this rule names exactly: a
+    /// wildcard (`"veth*"`) compares a prefix without the terminating NUL.
+    pub fn exact_iifname(&self) -> Option<String> {
+        self.iifname_match()
+            .filter(|(_, exact)| *exact)
+            .map(|(name, _)| name)
+    }
+
+    /// The name an `iifname` match compares with, and whether it is the whole name
+    /// (NUL-padded to IFNAMSIZ, as [`Expr::iifname_is`] writes it).
+    fn iifname_match(&self) -> Option<(String, bool)> {
         self.exprs.windows(2).find_map(|pair| match pair {
             [Expr::Meta(6), Expr::Cmp {
                 op: CmpOp::Eq,
                 data,
             }] => {
                 let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
-                Some(String::from_utf8_lossy(&data[..end]).into_owned())
+                let exact = data.len() >= 16 && data.last() == Some(&0);
+                Some((String::from_utf8_lossy(&data[..end]).into_owned(), exact))
             }
             _ => None,
         })
@@ -622,6 +637,27 @@ mod tests {
             Hook::Priority(100),
         ])));
         assert!(Nftables::fake().commit(Batch::new()).is_ok());
+    }
+
+    #[test]
+    fn only_a_whole_interface_name_is_exact() {
+        let rule = |exprs| Rule {
+            handle: 1,
+            exprs,
+            comment: None,
+        };
+        let whole = rule(Expr::iifname_is("veth1"));
+        assert_eq!(whole.exact_iifname().as_deref(), Some("veth1"));
+        // nft's `iifname "veth*"`: the prefix alone, no NUL.
+        let wildcard = rule(vec![
+            Expr::Meta(6),
+            Expr::Cmp {
+                op: CmpOp::Eq,
+                data: b"veth".to_vec(),
+            },
+        ]);
+        assert_eq!(wildcard.iifname().as_deref(), Some("veth"));
+        assert_eq!(wildcard.exact_iifname(), None);
     }
 
     #[test]

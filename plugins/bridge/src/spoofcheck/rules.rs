@@ -33,8 +33,7 @@
 
 use libcni::mac::MacAddr;
 use libcni::netlink::nftables::{
-    BaseChain, Batch, ChainHook, ChainRef, CmpOp, Expr, Family, NfTransport, Nftables, Rule,
-    Verdict,
+    BaseChain, Batch, ChainHook, ChainRef, Expr, Family, NfTransport, Nftables, Rule, Verdict,
 };
 use libcni::netlink::NetlinkError;
 
@@ -385,21 +384,6 @@ pub fn references(nft: &mut Nftables) -> Result<Vec<String>, NetlinkError> {
 /// Expressions that neither decide a verdict nor redirect the packet.
 const HARMLESS: &[&str] = &["counter", "log", "limit", "quota"];
 
-/// The interface an `iifname "<name>"` match of `rule` names exactly (a wildcard,
-/// `"veth*"`, compares a prefix without the terminating NUL: not exact).
-fn exact_iifname(rule: &Rule) -> Option<String> {
-    rule.exprs.windows(2).find_map(|pair| match pair {
-        [Expr::Meta(6), Expr::Cmp {
-            op: CmpOp::Eq,
-            data,
-        }] if data.len() >= 16 && data.last() == Some(&0) => {
-            let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
-            Some(String::from_utf8_lossy(&data[..end]).into_owned())
-        }
-        _ => None,
-    })
-}
-
 /// The handle of a PREROUTING rule before `own_jump` that may let frames of
 /// `host_veth` skip the filter. A rule before it counts as harmless only when it
 /// names another interface exactly, or only matches, counts, logs or drops;
@@ -414,7 +398,7 @@ fn bypass_before<T: NfTransport>(
 ) -> Result<Option<u64>, NetlinkError> {
     let rules = nft.rules(PREROUTING)?.unwrap_or_default();
     for rule in rules.iter().take_while(|r| r.handle != own_jump) {
-        if exact_iifname(rule).is_some_and(|name| name != host_veth) {
+        if rule.exact_iifname().is_some_and(|name| name != host_veth) {
             continue;
         }
         let harmless = rule.exprs.iter().all(|e| match e {
