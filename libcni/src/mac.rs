@@ -9,7 +9,7 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MacAddr(pub [u8; 6]);
 
-/// Text that is not `aa:bb:cc:dd:ee:ff` (either case).
+/// Text that is not a MAC address in one of the forms [`MacAddr::from_str`] reads.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0:?} is not a MAC address")]
 pub struct BadMac(pub String);
@@ -50,22 +50,30 @@ impl MacAddr {
 impl FromStr for MacAddr {
     type Err = BadMac;
 
-    /// Parses `aa:bb:cc:dd:ee:ff` (either case), exactly two hex digits a byte.
+    /// Parses the 6-byte forms Go's `net.ParseMAC` reads, so that a config Go takes
+    /// is taken here too: `aa:bb:cc:dd:ee:ff`, `aa-bb-cc-dd-ee-ff` (one separator
+    /// throughout) and `aabb.ccdd.eeff`, hex digits in either case. Go's 8- and
+    /// 20-byte forms are no Ethernet address: refused here, by the kernel under Go.
     fn from_str(text: &str) -> Result<MacAddr, BadMac> {
         let bad = || BadMac(text.to_string());
+        let bytes = text.as_bytes();
+        // Each group of hex digits, and the one separator between groups.
+        let (group, separator) = match bytes.get(2) {
+            Some(b':' | b'-') => (2, bytes[2]),
+            _ if bytes.get(4) == Some(&b'.') => (4, b'.'),
+            _ => return Err(bad()),
+        };
+        let groups: Vec<&[u8]> = bytes.split(|b| *b == separator).collect();
+        if groups.len() != 12 / group || groups.iter().any(|g| g.len() != group) {
+            return Err(bad());
+        }
+        let digits: Vec<u8> = groups.concat();
         let mut mac = [0u8; 6];
-        let mut parts = text.split(':');
-        for byte in mac.iter_mut() {
-            let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
-                return Err(bad());
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        for (byte, pair) in mac.iter_mut().zip(digits.chunks(2)) {
+            let nibble = |d: u8| (d as char).to_digit(16).ok_or_else(bad);
+            *byte = (nibble(pair[0])? << 4 | nibble(pair[1])?) as u8;
         }
-        match parts.next() {
-            None => Ok(MacAddr(mac)),
-            Some(_) => Err(bad()),
-        }
+        Ok(MacAddr(mac))
     }
 }
 
@@ -122,13 +130,31 @@ mod tests {
         let mac: MacAddr = "0A:58:0a:01:00:FF".parse().unwrap();
         assert_eq!(mac.to_string(), "0a:58:0a:01:00:ff");
         assert_eq!(mac, "0a:58:0a:01:00:ff".parse().unwrap());
+    }
+
+    #[test]
+    fn the_forms_go_reads_are_read_and_nothing_else() {
+        let mac = MacAddr([0x0a, 0x58, 0x0a, 0x01, 0x00, 0xff]);
+        for good in ["0a:58:0a:01:00:ff", "0A-58-0A-01-00-FF", "0a58.0a01.00ff"] {
+            assert_eq!(good.parse(), Ok(mac), "{good}");
+        }
         for bad in [
             "",
             "0a:58",
             "0a:58:0a:01:00:ff:00",
+            "0a:58:0a:01:00:ff:00:11",
             "0g:00:00:00:00:00",
-            "0a-58-0a-01-00-ff",
             "a:58:0a:01:00:ff",
+            "0a:58:0a:01:00:f",
+            "0a-58:0a:01:00:ff",
+            "0a:58:0a:01:00-ff",
+            "0a58.0a01.00ff.1122",
+            "0a58.0a01:00ff",
+            "0a58-0a01-00ff",
+            "+a:58:0a:01:00:ff",
+            "0a:58:0a:01:00:+f",
+            "0a:58:0a:01:00:ff ",
+            "0a:58:0a:01:00:\u{e9}",
         ] {
             assert_eq!(bad.parse::<MacAddr>(), Err(BadMac(bad.into())), "{bad}");
         }

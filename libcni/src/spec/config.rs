@@ -135,9 +135,26 @@ impl IpamConfig {
     }
 }
 
+/// A MAC a request asked for, and its text as the request wrote it: Go's tuning
+/// and sriov-cni put that text in their results (sriov-cni lowercased), not the
+/// address in the kernel's colon form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestedMac {
+    pub mac: MacAddr,
+    pub written: String,
+}
+
 /// The first MAC of `candidates` that is set (callers list them from the strongest
 /// source down), parsed; a malformed or multicast MAC is code 7 naming `key`.
 pub fn pick_mac(key: &str, candidates: &[Option<&str>]) -> Result<Option<MacAddr>, CniError> {
+    Ok(pick_requested_mac(key, candidates)?.map(|requested| requested.mac))
+}
+
+/// [`pick_mac`], keeping the text as written.
+pub fn pick_requested_mac(
+    key: &str,
+    candidates: &[Option<&str>],
+) -> Result<Option<RequestedMac>, CniError> {
     let Some(text) = candidates.iter().flatten().find(|m| !m.is_empty()) else {
         return Ok(None);
     };
@@ -149,7 +166,10 @@ pub fn pick_mac(key: &str, candidates: &[Option<&str>]) -> Result<Option<MacAddr
             "{key}: {text} is a multicast address"
         )));
     }
-    Ok(Some(mac))
+    Ok(Some(RequestedMac {
+        mac,
+        written: text.to_string(),
+    }))
 }
 
 /// `args` in the config; only `args.cni` has a meaning the conventions define.

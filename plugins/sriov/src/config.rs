@@ -45,8 +45,16 @@ pub struct Config {
     pub device_id: PciAddress,
     /// What to set on the PF for this VF.
     pub vf: VfConfig,
-    /// The MAC for the VF (config < CNI_ARGS MAC < runtimeConfig.mac).
-    pub mac: Option<libcni::mac::MacAddr>,
+    /// The MAC for the VF (config < CNI_ARGS MAC < runtimeConfig.mac), and its
+    /// text, which sriov-cni's result carries lowercased.
+    pub requested_mac: Option<libcni::spec::config::RequestedMac>,
+}
+
+impl Config {
+    /// The MAC for the VF, if the request asked for one.
+    pub fn mac(&self) -> Option<libcni::mac::MacAddr> {
+        self.requested_mac.as_ref().map(|requested| requested.mac)
+    }
 }
 
 fn invalid(key: &str, why: String) -> CniError {
@@ -196,7 +204,7 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
         };
     vf.rate = rate(keys)?;
     // MAC: config < CNI_ARGS MAC < runtimeConfig.mac.
-    let mac = libcni::spec::config::pick_mac(
+    let requested_mac = libcni::spec::config::pick_requested_mac(
         "mac",
         &[
             conf.runtime_config.mac.as_deref(),
@@ -204,11 +212,11 @@ pub fn load(request: &Request) -> Result<Config, CniError> {
             Some(keys.mac.as_str()),
         ],
     )?;
-    vf.mac = mac;
+    vf.mac = requested_mac.as_ref().map(|requested| requested.mac);
     Ok(Config {
         device_id,
         vf,
-        mac,
+        requested_mac,
         conf,
     })
 }
@@ -322,7 +330,7 @@ mod tests {
             })
         );
         assert_eq!(
-            cfg.mac,
+            cfg.mac(),
             Some(MacAddr([0x02, 0xaa, 0, 0, 0, 3])),
             "runtimeConfig.mac wins"
         );
@@ -330,11 +338,11 @@ mod tests {
         assert_eq!(
             load(&request(c.clone(), "MAC=02:00:00:00:00:02"))
                 .unwrap()
-                .mac,
+                .mac(),
             Some(MacAddr([2, 0, 0, 0, 0, 2]))
         );
         assert_eq!(
-            load(&request(c, "")).unwrap().mac,
+            load(&request(c, "")).unwrap().mac(),
             Some(MacAddr([2, 0, 0, 0, 0, 1]))
         );
         let untouched = load(&request(

@@ -251,7 +251,7 @@ fn attach_vf<'r>(
     nl.set_vf(pf.index, &pf.name, dev.index, &cfg.vf)?;
     failpoint("sriov-after-vf-config");
     let mut inside = netns.netlink()?;
-    let mac = match (cfg.mac, host_link) {
+    let mac = match (cfg.mac(), host_link) {
         (Some(mac), _) => Some(mac),
         (None, Some(_)) => cache.orig.effective_mac,
         (None, None) => cache.orig.admin_mac.filter(|m| !m.is_zero()),
@@ -275,7 +275,11 @@ fn attach_vf<'r>(
     let mut result = CniResult::default();
     result.add_interface(Interface {
         name: request.ifname.clone(),
-        mac: mac.map(|m| m.to_string()),
+        // sriov-cni's spelling: a requested MAC as written, lowercased.
+        mac: match &cfg.requested_mac {
+            Some(requested) => Some(requested.written.to_lowercase()),
+            None => mac.map(|m| m.to_string()),
+        },
         mtu: Some(mtu).filter(|m| *m > 0),
         sandbox: Some(netns.path().display().to_string()),
         pci_id: (request.version >= SpecVersion::V1_1_0).then(|| dev.pci.clone()),
@@ -338,7 +342,7 @@ fn move_into_pod(
     move_via_temporary(nl, link, netns, &request.ifname)?;
     failpoint("sriov-after-move");
     let vf = inside.require_link(&LinkId::Name(&request.ifname))?;
-    if let Some(mac) = cfg.mac {
+    if let Some(mac) = cfg.mac() {
         inside.change_link(vf.index).mac(mac).apply()?;
     }
     let mtu = cfg.conf.plugin.mtu.filter(|m| *m > 0);
@@ -441,7 +445,7 @@ fn new_cache(
         orig,
         master: pf.name.clone(),
         vf_id,
-        mac: cfg.mac,
+        mac: cfg.mac(),
         dpdk: host_link.is_none(),
         container_id: request.container_id.clone(),
         ifname: request.ifname.clone(),
@@ -646,7 +650,7 @@ impl Plugin for Sriov {
                 );
             }
         }
-        if let Some(mac) = cfg.mac {
+        if let Some(mac) = cfg.mac() {
             if vf.mac != Some(mac) {
                 let admin = vf.mac.map(|m| m.to_string()).unwrap_or_default();
                 return mismatch("the admin MAC", admin, mac.to_string());
@@ -682,7 +686,7 @@ impl Plugin for Sriov {
         let netns = attach::request_netns(request)?;
         let mut inside = netns.netlink()?;
         let (index, link) = attach::container_link(&mut inside, &prev, request, None)?;
-        attach::check_mac(&link, prev.interfaces[index].mac.as_deref(), cfg.mac)?;
+        attach::check_mac(&link, prev.interfaces[index].mac.as_deref(), cfg.mac())?;
         attach::check_configured_mtu(&link, cfg.conf.plugin.mtu)?;
         attach::check_ips_and_routes(&mut inside, &prev, index, &link)
     }

@@ -291,14 +291,23 @@ fn dpdk_mode_allocates_addresses_but_moves_and_configures_no_netdev() {
     )
     .unwrap();
     let a = r.sb.netns("a");
-    let c = conf(2, json!({"vlan": 42, "mac": "02:00:00:00:00:99"}));
+    // A MAC written with dashes, as Go's net.ParseMAC reads it too.
+    let c = conf(2, json!({"vlan": 42, "mac": "02-00-00-00-00-9A"}));
     let result = r.call("ADD", "d1", &a, &c).expect_success();
     assert_eq!(
         result["ips"][0]["address"], "10.95.0.5/24",
         "allocated and reported"
     );
-    assert_eq!(result["interfaces"][0]["mac"], "02:00:00:00:00:99");
-    assert!(r.vf_line(2).contains("vlan 42"));
+    assert_eq!(
+        result["interfaces"][0]["mac"], "02-00-00-00-00-9a",
+        "as written, lower-cased, as sriov-cni reports it"
+    );
+    let vf_line = r.vf_line(2);
+    assert!(vf_line.contains("vlan 42"), "{vf_line}");
+    assert!(
+        vf_line.contains("02:00:00:00:00:9a"),
+        "the admin MAC: {vf_line}"
+    );
     assert!(
         !sh(&["ip", "-n", "a", "link"]).contains("net1"),
         "no netdev in DPDK mode"

@@ -82,7 +82,8 @@ pub struct TuningConfig {
     pub conf: NetConf<TuningKeys>,
     pub data_dir: PathBuf,
     pub sysctl: BTreeMap<String, String>,
-    pub mac: Option<libcni::mac::MacAddr>,
+    /// Go's tuning puts the text as written in its result.
+    pub mac: Option<libcni::spec::config::RequestedMac>,
     pub promisc: bool,
     pub mtu: Option<u32>,
     pub allmulti: Option<bool>,
@@ -198,7 +199,7 @@ pub fn load(request: &Request) -> Result<TuningConfig, CniError> {
     sysctl.extend(args.sysctl.unwrap_or_default());
     check_allowlist(&sysctl)?;
     // MAC: config < CNI_ARGS MAC < runtimeConfig.mac < args.cni.mac (Go's order).
-    let mac = libcni::spec::config::pick_mac(
+    let mac = libcni::spec::config::pick_requested_mac(
         "mac",
         &[
             args.mac.as_deref(),

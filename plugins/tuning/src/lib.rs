@@ -68,7 +68,7 @@ fn write_sysctls(netns: &NetNs, cfg: &TuningConfig, request: &Request) -> Result
 /// What the link has now of the settings `cfg` changes.
 fn snapshot(link: &Link, cfg: &TuningConfig) -> Saved {
     Saved {
-        mac: cfg.mac.and(link.mac),
+        mac: cfg.mac.as_ref().and(link.mac),
         promisc: cfg.promisc.then_some(link.promiscuous),
         mtu: if cfg.mtu.is_some() {
             i64::from(link.mtu)
@@ -127,8 +127,8 @@ fn restore(nl: &mut Netlink, link: &Link, saved: &Saved) -> Result<(), CniError>
 }
 
 fn apply(nl: &mut Netlink, link: &Link, cfg: &TuningConfig) -> Result<(), CniError> {
-    if let Some(mac) = cfg.mac {
-        nl.change_link(link.index).mac(mac).apply()?;
+    if let Some(requested) = &cfg.mac {
+        nl.change_link(link.index).mac(requested.mac).apply()?;
     }
     if cfg.promisc {
         nl.change_link(link.index).promiscuous(true).apply()?;
@@ -190,13 +190,14 @@ impl Plugin for Tuning {
                 }
                 return Err(e);
             }
-            if let Some(mac) = cfg.mac {
+            if let Some(requested) = &cfg.mac {
                 for interface in result
                     .interfaces
                     .iter_mut()
                     .filter(|i| i.name == request.ifname)
                 {
-                    interface.mac = Some(mac.to_string());
+                    // Go's spelling: the MAC as the request wrote it.
+                    interface.mac = Some(requested.written.clone());
                 }
             }
         }
@@ -267,10 +268,12 @@ impl Plugin for Tuning {
                 request.ifname
             )))
         };
-        if let Some(mac) = cfg.mac {
-            if link.mac != Some(mac) {
+        // The address, not its text: Go compares the text with the kernel's
+        // colon form, so its CHECK fails for a MAC written with dashes or dots.
+        if let Some(requested) = &cfg.mac {
+            if link.mac != Some(requested.mac) {
                 let current = link.mac.map(|m| m.to_string()).unwrap_or_default();
-                return mismatch("Ethernet", mac.to_string(), current);
+                return mismatch("Ethernet", requested.written.clone(), current);
             }
         }
         if cfg.promisc != link.promiscuous {
