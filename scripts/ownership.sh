@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the ownership harness (testkit/tests/ownership.rs) for a long time: random
 # planted node state, random sequences of ADD, CHECK, DEL and GC, some at once,
-# some ADDs killed. The test command runs a fixed seed's cases (200 on this
-# machine's kernel, 6 on the full-kernel tier); this runs as many as asked, with
+# some ADDs killed. The test command runs a fixed seed's cases (100 on this
+# machine's kernel, 3 on the full-kernel tier); this runs as many as asked, with
 # the seed asked, and prints the seed of a failure.
 #
 #   sudo scripts/ownership.sh [CASES] [SEED]

@@ -450,6 +450,34 @@ fn nftables_transactions_read_back_and_print_as_nft_writes_them() {
         "{e}"
     );
     assert_eq!(nft.rules(chain("PREROUTING")).unwrap().unwrap().len(), 1);
+    // Only the last operation asks for an ACK: a refusal anywhere else is still
+    // found and named, the first of several.
+    let mut failing = Batch::new();
+    failing
+        .delete_rule(chain("PREROUTING"), rules[0].handle)
+        .delete_chain(chain("no-such-chain"))
+        .delete_chain(chain("nor-this-one"))
+        .add_chain(chain("made-by-a-failed-batch"), None, None);
+    let e = nft.commit(failing).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("failed to delete chain bridge nat \"no-such-chain\": ENOENT"),
+        "{e}"
+    );
+    let mut chains_now = nft.chains(Family::Bridge, "nat").unwrap().unwrap();
+    chains_now.sort();
+    assert_eq!(chains_now, chains, "the failed batch changed nothing");
+    assert_eq!(nft.rules(chain("PREROUTING")).unwrap().unwrap().len(), 1);
+    // And a batch that succeeds is answered once, by its last operation.
+    let mut passing = Batch::new();
+    passing
+        .add_chain(chain("one"), None, None)
+        .add_chain(chain("two"), None, None)
+        .delete_chain(chain("one"));
+    nft.commit(passing).unwrap();
+    let mut chains_now = nft.chains(Family::Bridge, "nat").unwrap().unwrap();
+    chains_now.sort();
+    assert!(chains_now.contains(&"two".to_string()) && !chains_now.contains(&"one".to_string()));
 }
 
 /// The announcements reach the wire: a gratuitous ARP and an unsolicited neighbour
