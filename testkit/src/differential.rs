@@ -801,12 +801,8 @@ fn whole_case_tolerated(
     }
     // vlan without IPAM: Go 1.1.1 requires IPAM (`no plugin name provided`); ours
     // makes the layer-2 link (listed).
-    let layer2 = case.config["ipam"]["type"]
-        .as_str()
-        .unwrap_or_default()
-        .is_empty();
     case.plugin == "vlan"
-        && layer2
+        && is_layer2(case)
         && go.steps[0].1["exit"] != 0
         && ours.steps[0].1["exit"] == 0
         && listed.contains("vlan-layer2")
@@ -848,6 +844,14 @@ fn masq_teardown_tolerated(g: &Value, o: &Value, listed: &BTreeSet<String>) -> b
             .unwrap_or_default()
             .contains("CNI-")
         && !o["nft"].as_str().unwrap_or_default().contains("CNI-")
+}
+
+/// Whether `case` has no IPAM: a layer-2 attachment.
+fn is_layer2(case: &Case) -> bool {
+    case.config["ipam"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
 }
 
 /// Whether Go's ADD of `case` masqueraded several addresses of one family.
@@ -899,13 +903,9 @@ fn tolerated(
     }
     // CHECK of a layer-2 bridge or macvlan attachment: Go fails (`no plugin name
     // provided`).
-    let layer2 = case.config["ipam"]["type"]
-        .as_str()
-        .unwrap_or_default()
-        .is_empty();
     if step == "CHECK"
         && ["bridge", "cnv-bridge", "macvlan"].contains(&case.plugin)
-        && layer2
+        && is_layer2(case)
         && failed(go)
         && ours["exit"] == 0
         && listed.contains("l2-check")

@@ -38,7 +38,7 @@ pub trait Transport<M> {
     /// dump, the object a GET asks for, nothing for a bare ACK.
     fn request(&mut self, operation: Operation<M>) -> NlResult<Vec<M>>;
     /// Sends the operations in one write, as the protocol frames a batch, and waits
-    /// for every one to be acknowledged; the error names the first one refused.
+    /// for the kernel's answer to all of them; the error names the first one refused.
     fn commit(&mut self, operations: Vec<Operation<M>>) -> NlResult<()>;
 }
 
@@ -221,7 +221,7 @@ impl<P: Protocol> Transport<P::Message> for Socket<P> {
     /// Only the last operation asks for an ACK: the kernel answers a refused
     /// operation whatever its flags, and it answers in order once the whole batch
     /// is handled, so the last one's answer closes the batch. An ACK for each
-    /// operation would cost a read apiece (half a millisecond for 30 rules).
+    /// operation would cost two reads apiece (0.15 ms for ipspoofchk's 30).
     fn commit(&mut self, operations: Vec<Operation<P::Message>>) -> NlResult<()> {
         let Some(first) = operations.first().map(|o| o.what.clone()) else {
             return Ok(());
