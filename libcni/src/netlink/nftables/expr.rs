@@ -1,5 +1,7 @@
 //! The nf_tables expressions the suite writes and reads, in a model of our own
-//! (what a rule does), converted to and from netlink-packet-netfilter's attributes.
+//! (what a rule does). Rules are read through netlink-packet-netfilter's
+//! attributes and written by `wire`, whose bytes the tests compare with this
+//! module's conversion to those attributes.
 //! Each constructor emits exactly the bytecode `nft` emits for the same rule text, so
 //! that `nft list ruleset` prints our rules as it prints rules it wrote itself.
 
@@ -8,11 +10,14 @@ use std::net::IpAddr;
 use crate::mac::MacAddr;
 
 use ipnet::IpNet;
+#[cfg(test)]
 use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::nftables::{
     Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute, Meta,
-    MetaKey, Operator, Payload, Register, Verdict as NlVerdict, VerdictAttribute,
+    Operator, Payload, Verdict as NlVerdict, VerdictAttribute,
 };
+#[cfg(test)]
+use netlink_packet_netfilter::nftables::{MetaKey, Register};
 
 /// Where a payload load starts (NFT_PAYLOAD_*_HEADER).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,7 +28,7 @@ pub enum PayloadBase {
 }
 
 impl PayloadBase {
-    fn value(self) -> u32 {
+    pub(super) fn value(self) -> u32 {
         match self {
             PayloadBase::Link => 0,
             PayloadBase::Network => 1,
@@ -218,6 +223,7 @@ impl Expr {
         ]
     }
 
+    #[cfg(test)]
     fn to_netlink(&self) -> ListAttribute<ExpressionAttribute> {
         let value = |bytes: &[u8]| DataAttribute::Value(bytes.to_vec());
         let expressions = match self {
@@ -368,7 +374,9 @@ impl Verdict {
     }
 }
 
-/// A rule's expressions as the netlink attribute.
+/// A rule's expressions as netlink-packet-netfilter's attribute: what the rule
+/// writer (`wire`) is checked against.
+#[cfg(test)]
 pub(super) fn to_netlink(exprs: &[Expr]) -> Vec<ListAttribute<ExpressionAttribute>> {
     exprs.iter().map(Expr::to_netlink).collect()
 }

@@ -6,6 +6,7 @@
 //! rtnetlink ones do.
 
 mod expr;
+mod wire;
 
 pub use expr::{
     comment_of_userdata, comment_userdata, CmpOp, Expr, PayloadBase, Verdict, NFT_META_L4PROTO,
@@ -329,7 +330,7 @@ impl Batch {
         let mut attributes = vec![
             RuleAttribute::Table(table),
             RuleAttribute::Chain(name),
-            RuleAttribute::Expressions(expr::to_netlink(exprs)),
+            wire::expressions(exprs),
         ];
         attributes.extend(comment.map(|c| RuleAttribute::UserData(comment_userdata(c))));
         self.push(
