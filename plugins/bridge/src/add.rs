@@ -182,6 +182,10 @@ impl<'a> Add<'a> {
             }
             return Ok(None);
         };
+        // Only once this ADD's veth exists, as Go orders it: an allocation started
+        // earlier would be released when the veth turns out to be taken, and a
+        // duplicate ADD of a live attachment would so release that attachment's
+        // address (IPAM DEL names the container ID and interface, not the ADD).
         let allocation = ipam::add(self.request, &ipam_conf.plugin_type)?;
         let ipam_result = &allocation.result;
         self.result.dns = ipam_result.dns.clone();
