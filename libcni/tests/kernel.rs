@@ -10,7 +10,7 @@ use libcni::netlink::{
 use libcni::netns::NetNs;
 use libcni::spec::result::{CniResult, Interface, IpConfig, Route};
 use netlink_packet_route::link::MacVlanMode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use testkit::{sh, Sandbox};
 
 fn ip_json(args: &[&str]) -> Value {
@@ -86,12 +86,21 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
         BridgePortFlags {
             hairpin: Some(true),
             isolated: Some(true),
+            learning: Some(false),
+            bpdu_guard: Some(true),
         },
     )
     .unwrap();
     let port = ip_json(&["link", "show", "vethtest0"]);
-    assert_eq!(port[0]["linkinfo"]["info_slave_data"]["hairpin"], true);
-    assert_eq!(port[0]["linkinfo"]["info_slave_data"]["isolated"], true);
+    let flags = &port[0]["linkinfo"]["info_slave_data"];
+    assert_eq!(flags["hairpin"], true);
+    assert_eq!(flags["isolated"], true);
+    assert_eq!(
+        (&flags["learning"], &flags["guard"]),
+        (&json!(false), &json!(true))
+    );
+    let read = nl.require_link(&LinkId::Name("vethtest0")).unwrap();
+    assert_eq!((read.learning, read.bpdu_guard), (Some(false), Some(true)));
 
     assert!(nl.delete_link_if_present("vethtest0").unwrap());
     assert!(!nl.delete_link_if_present("vethtest0").unwrap());

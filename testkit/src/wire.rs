@@ -101,22 +101,36 @@ fn checksum(chunks: &[&[u8]]) -> u16 {
     !(sum as u16)
 }
 
-/// An IPv4 packet carrying UDP from `src`:`sport` to `dst`:`dport`.
-pub fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + data.len() as u16;
+/// An IPv4 packet (no options, don't fragment) carrying `payload` of `protocol`.
+fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
     let mut packet = vec![0x45, 0];
-    packet.extend((20 + udp_len).to_be_bytes());
-    packet.extend([0, 0, 0x40, 0, 64, 17, 0, 0]);
+    packet.extend((20 + payload.len() as u16).to_be_bytes());
+    packet.extend([0, 0, 0x40, 0, 64, protocol, 0, 0]);
     packet.extend(src.octets());
     packet.extend(dst.octets());
     let header = checksum(&[&packet]);
     packet[10..12].copy_from_slice(&header.to_be_bytes());
-    packet.extend(sport.to_be_bytes());
-    packet.extend(dport.to_be_bytes());
-    packet.extend(udp_len.to_be_bytes());
-    packet.extend([0, 0]); // no checksum: allowed over IPv4
-    packet.extend(data);
+    packet.extend(payload);
     packet
+}
+
+/// An IPv4 packet carrying UDP from `src`:`sport` to `dst`:`dport`.
+pub fn udp4(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut udp = sport.to_be_bytes().to_vec();
+    udp.extend(dport.to_be_bytes());
+    udp.extend((8 + data.len() as u16).to_be_bytes());
+    udp.extend([0, 0]); // no checksum: allowed over IPv4
+    udp.extend(data);
+    ipv4(src, dst, 17, &udp)
+}
+
+/// An IPv4 packet carrying an ICMP echo request whose data is `data`.
+pub fn echo4(src: Ipv4Addr, dst: Ipv4Addr, data: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend(data);
+    let sum = checksum(&[&icmp]);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    ipv4(src, dst, 1, &icmp)
 }
 
 /// An IPv6 packet with `next` as its payload's protocol, the upper-layer
@@ -153,6 +167,14 @@ pub fn udp6(src: Ipv6Addr, dst: Ipv6Addr, sport: u16, dport: u16, data: &[u8]) -
     udp.extend([0, 0]);
     udp.extend(data);
     ipv6(src, dst, 17, udp, 6)
+}
+
+/// An IPv6 packet carrying an ICMPv6 message of `kind` and `code` whose body
+/// after the checksum is `rest`.
+pub fn icmpv6(src: Ipv6Addr, dst: Ipv6Addr, kind: u8, code: u8, rest: &[u8]) -> Vec<u8> {
+    let mut icmp = vec![kind, code, 0, 0];
+    icmp.extend(rest);
+    ipv6(src, dst, 58, icmp, 2)
 }
 
 /// An NDP option carrying a link-layer address (1: source, 2: target).

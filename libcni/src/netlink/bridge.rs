@@ -41,6 +41,10 @@ fn fdb_message(port: u32, mac: MacAddr, vid: Option<u16>) -> NeighbourMessage {
 pub struct BridgePortFlags {
     pub hairpin: Option<bool>,
     pub isolated: Option<bool>,
+    /// Learning source MACs on the port (IFLA_BRPORT_LEARNING).
+    pub learning: Option<bool>,
+    /// BPDU guard: a BPDU received on the port disables it (IFLA_BRPORT_GUARD).
+    pub bpdu_guard: Option<bool>,
 }
 
 /// One VLAN of a bridge port.
@@ -118,6 +122,12 @@ impl<T: RouteTransport> Netlink<T> {
         }
         if let Some(on) = flags.isolated {
             data.push(InfoBridgePort::Isolated(on));
+        }
+        if let Some(on) = flags.learning {
+            data.push(InfoBridgePort::Learning(on));
+        }
+        if let Some(on) = flags.bpdu_guard {
+            data.push(InfoBridgePort::Guard(on));
         }
         if data.is_empty() {
             return Ok(());
@@ -315,6 +325,7 @@ mod tests {
             BridgePortFlags {
                 hairpin: Some(true),
                 isolated: Some(false),
+                ..Default::default()
             },
         )
         .unwrap();

@@ -52,6 +52,8 @@ pub struct Link {
     /// Bridge port flags, when the link is a bridge port.
     pub hairpin: Option<bool>,
     pub isolated: Option<bool>,
+    pub learning: Option<bool>,
+    pub bpdu_guard: Option<bool>,
     /// Alternative names (kernels keep the old name as one on some renames).
     pub altnames: Vec<String>,
     /// IFLA_IFALIAS: where the suite marks the container links it makes.
@@ -134,6 +136,8 @@ impl Link {
                                     match d {
                                         InfoBridgePort::HairpinMode(on) => link.hairpin = Some(*on),
                                         InfoBridgePort::Isolated(on) => link.isolated = Some(*on),
+                                        InfoBridgePort::Learning(on) => link.learning = Some(*on),
+                                        InfoBridgePort::Guard(on) => link.bpdu_guard = Some(*on),
                                         _ => {}
                                     }
                                 }

@@ -18,7 +18,7 @@ use crate::gateway::{self, enable_forwarding, ensure_address};
 use crate::host_sysctl;
 use crate::masq::{self, Masquerade};
 use crate::rollback::Rollback;
-use crate::spoofcheck::{IpFilter, MacPin, Prepared, SpoofCheck};
+use crate::spoofcheck::{self, IpFilter, MacPin, Prepared, SpoofCheck};
 use crate::vlan::{lock_vlan_gateway, program_vlans, VlanGateway};
 
 /// Index of the container interface in the result: after the bridge and host veth.
@@ -109,11 +109,19 @@ impl<'a> Add<'a> {
         )?;
         let host = self.nl.require_link(&LinkId::Name(&host_name))?;
         host_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
+        let edge = match cfg.ipspoofchk {
+            true => {
+                spoofcheck::edge::close_stack(&host_name)?;
+                spoofcheck::edge::flags()
+            }
+            false => BridgePortFlags::default(),
+        };
         self.nl.set_bridge_port_flags(
             host.index,
             BridgePortFlags {
                 hairpin: Some(cfg.hairpin_mode),
                 isolated: Some(cfg.port_isolation),
+                ..edge
             },
         )?;
         program_vlans(&mut self.nl, &cfg.vlans, &host)?;

@@ -8,7 +8,7 @@ use libcni::{CniError, CniResult, Request};
 
 use crate::config::BridgeConfig;
 use crate::masq::Masquerade;
-use crate::spoofcheck::{IpFilter, MacPin, SpoofCheck};
+use crate::spoofcheck::{self, IpFilter, MacPin, SpoofCheck};
 
 fn failed(what: String) -> CniError {
     CniError::internal(what)
@@ -49,6 +49,7 @@ pub fn attachment(cfg: &BridgeConfig, request: &Request, prev: &CniResult) -> Re
                 maybe_vid: cfg.vlans.preserved_default_vid(),
             };
             pin.check(&mut nl)?;
+            spoofcheck::edge::check(&host)?;
         }
     }
     check_masquerade(cfg, &id, prev)?;

@@ -312,6 +312,47 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
     ] {
         add(what, dst, ETH_P_IPV6, packet, passes, false);
     }
+    // Router messages: a rogue RA makes the attacker the observer's router, whose
+    // redirect then gives the victim's link-local address the attacker's MAC.
+    let routers = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+    let routers_mac = MacAddr([0x33, 0x33, 0, 0, 0, 2]);
+    let rs = |mac| {
+        let mut body = vec![0; 4];
+        body.extend(lladdr_option(1, mac));
+        wire::icmpv6(a.link_local(), routers, 133, 0, &body)
+    };
+    let mut ra_body = vec![64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+    ra_body.extend(lladdr_option(1, a.mac));
+    let mut redirect_body = vec![0; 4];
+    redirect_body.extend(v.link_local().octets());
+    redirect_body.extend(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1).octets());
+    redirect_body.extend(lladdr_option(2, a.mac));
+    for (what, dst, packet, passes) in [
+        (
+            "a router advertisement from its own link-local address",
+            all_nodes_mac,
+            wire::icmpv6(a.link_local(), all_nodes, 134, 0, &ra_body),
+            false,
+        ),
+        (
+            "a redirect giving the victim's link-local address its MAC",
+            o.mac,
+            wire::icmpv6(a.link_local(), o.link_local(), 137, 0, &redirect_body),
+            false,
+        ),
+        (
+            "an RS whose source link-layer option is another MAC",
+            routers_mac,
+            rs(forged_mac),
+            false,
+        ),
+        ("an RS with its own MAC", routers_mac, rs(a.mac), true),
+    ] {
+        add(what, dst, ETH_P_IPV6, packet, passes, false);
+    }
+    let what = "a DHCP discover from 0.0.0.0 in a frame to a pod's MAC";
+    let unicast_discover = udp4(unspecified, Ipv4Addr::BROADCAST, 68, 67, what);
+    add(what, o.mac, ETH_P_IP, unicast_discover, false, false);
     let what = "another ethertype (LLDP)";
     add(
         what,
@@ -499,6 +540,204 @@ fn ipspoofchk_on_vlan_1223_drops_forged_addresses_and_passes_the_pods_own() {
     three_pods_on_one_bridge(&sb, Some(1223));
 }
 
+/// The host veth of `pod`'s attachment.
+fn host_veth(pod: &Pod) -> String {
+    pod.result["interfaces"][1]["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The port the bridge `bridge` forwards `mac` to, if it has it.
+fn fdb_port(bridge: &str, mac: MacAddr) -> Option<String> {
+    let out = sh(&["bridge", "-j", "fdb", "show", "br", bridge]);
+    let entries: Value = serde_json::from_str(&out).unwrap();
+    entries.as_array()?.iter().find_map(|e| {
+        (e["mac"].as_str() == Some(&mac.to_string()))
+            .then(|| e["ifname"].as_str().unwrap_or_default().to_string())
+    })
+}
+
+/// A frame from `from` to the IEEE reserved group address 01:80:c2:00:00:`group`.
+fn to_reserved_group(group: u8, src: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    ethernet(
+        MacAddr([0x01, 0x80, 0xc2, 0, 0, group]),
+        src,
+        ethertype,
+        payload,
+    )
+}
+
+/// Sends, from `from`, echo requests with the victim's addresses as source to
+/// the node's gateway addresses in frames to reserved group addresses, and
+/// returns whether the node answered the victim (an echo reply carrying them).
+fn node_answers_forged_reserved_frames(
+    from: &Pod,
+    victim: &Pod,
+    gateways: (Ipv4Addr, Ipv6Addr),
+) -> bool {
+    let marker4 = format!("forged v4 from {}", from.ns);
+    let marker6 = format!("forged v6 from {}", from.ns);
+    let frames = [
+        to_reserved_group(
+            0x02,
+            from.mac,
+            ETH_P_IP,
+            &wire::echo4(victim.v4, gateways.0, marker4.as_bytes()),
+        ),
+        to_reserved_group(
+            0x03,
+            from.mac,
+            ETH_P_IPV6,
+            &wire::icmpv6(
+                victim.v6,
+                gateways.1,
+                128,
+                0,
+                &[&[0x12, 0x34, 0, 1][..], marker6.as_bytes()].concat(),
+            ),
+        ),
+    ];
+    let received = frames_received(&victim.ns, "eth0", Duration::from_millis(700), || {
+        send_frames(&from.ns, "eth0", &frames)
+    });
+    any_holds(&received, marker4.as_bytes()) || any_holds(&received, marker6.as_bytes())
+}
+
+/// A configuration BPDU from `src` that claims the root for 02:00:00:00:00:01 at
+/// priority 0: a bridge with STP on makes the port it arrives on its root port.
+fn superior_bpdu(src: MacAddr) -> Vec<u8> {
+    let mut llc_bpdu = vec![0x42, 0x42, 0x03, 0, 0, 0, 0, 0];
+    llc_bpdu.extend([0, 0, 0x02, 0, 0, 0, 0, 0x01]); // root: priority 0, its MAC
+    llc_bpdu.extend([0, 0, 0, 0]); // path cost
+    llc_bpdu.extend([0, 0]);
+    llc_bpdu.extend(src.octets()); // sender bridge
+    llc_bpdu.extend([0x80, 0x01, 0, 0, 0x14, 0, 0x02, 0, 0x0f, 0]);
+    let mut frame = MacAddr([0x01, 0x80, 0xc2, 0, 0, 0]).octets().to_vec();
+    frame.extend(src.octets());
+    frame.extend((llc_bpdu.len() as u16).to_be_bytes()); // 802.3: a length
+    frame.extend(llc_bpdu);
+    frame
+}
+
+/// The bridge's root port number (0: the bridge is the root).
+fn root_port(bridge: &str) -> u64 {
+    let link: Value =
+        serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", bridge])).unwrap();
+    link[0]["linkinfo"]["info_data"]["root_port"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Frames to the IEEE reserved group addresses (01:80:c2:00:00:0X) never reach
+/// the bridge's PREROUTING hook: the bridge learns their source MAC and hands
+/// them to the port's own stack, or to its STP. From an ipspoofchk port they move
+/// no MAC, reach no service of the node with a forged source, and a BPDU disables
+/// the port. The same frames from a port with macspoofchk only (the control) do
+/// all three, so each check can fail.
+#[test]
+fn reserved_group_frames_move_no_mac_reach_no_stack_and_elect_no_root() {
+    let Some(sb) = Sandbox::new("ipspoofchk_reserved") else {
+        return;
+    };
+    for ns in ["victim", "attacker", "bare"] {
+        sb.netns(ns);
+    }
+    let with_gateway = |ipspoofchk| {
+        let mut conf = conf(&sb, "brrs", None, ipspoofchk);
+        conf["isGateway"] = json!(true);
+        conf
+    };
+    let (guarded, unguarded) = (with_gateway(true), with_gateway(false));
+    // The victim's MAC is learned, not pinned: a pod with macspoofchk only, or a
+    // router behind an admin's uplink.
+    let v = Pod::add("victim", "v", &unguarded);
+    let a = Pod::add("attacker", "a", &guarded);
+    let bare = Pod::add("bare", "b", &unguarded);
+    a.call("CHECK", &guarded).expect_success();
+    let gateways = (Ipv4Addr::new(10, 12, 23, 1), "fd12:23::1".parse().unwrap());
+    assert!(
+        v.reaches(IpAddr::V4(gateways.0)),
+        "victim -> gateway (IPv4)"
+    );
+    // The node's IPv6 gateway address is usable once its DAD is over.
+    let v6_gateway = (0..10).any(|_| {
+        v.reaches(IpAddr::V6(gateways.1))
+            || (std::thread::sleep(Duration::from_millis(500)), false).1
+    });
+    assert!(v6_gateway, "victim -> gateway (IPv6)");
+    assert_eq!(fdb_port("brrs", v.mac), Some(host_veth(&v)));
+
+    assert!(
+        !node_answers_forged_reserved_frames(&a, &v, gateways),
+        "the node answered the victim's forged addresses from an ipspoofchk port"
+    );
+    let lldp = to_reserved_group(0x0e, v.mac, ETH_P_LLDP, b"the victim's MAC is mine");
+    send_frames(&a.ns, "eth0", std::slice::from_ref(&lldp));
+    assert_eq!(
+        fdb_port("brrs", v.mac),
+        Some(host_veth(&v)),
+        "a reserved-group frame from an ipspoofchk port moved the victim's MAC"
+    );
+    assert_eq!(fdb_port("brrs", a.mac), Some(host_veth(&a)), "the pin");
+
+    // The control.
+    assert!(
+        node_answers_forged_reserved_frames(&bare, &v, gateways),
+        "from a port with macspoofchk only the node must answer, or this test proves nothing"
+    );
+    send_frames(&bare.ns, "eth0", &[lldp]);
+    assert_eq!(
+        fdb_port("brrs", v.mac),
+        Some(host_veth(&bare)),
+        "from a port with macspoofchk only the MAC must move, or this test proves nothing"
+    );
+    for (pod, conf) in [(&v, &unguarded), (&a, &guarded), (&bare, &unguarded)] {
+        pod.call("DEL", conf).expect_success();
+    }
+
+    // An admin's bridge with STP on: the pod's BPDU disables its port.
+    sh(&[
+        "ip",
+        "link",
+        "add",
+        "brstp",
+        "type",
+        "bridge",
+        "stp_state",
+        "1",
+    ]);
+    let stp = |ipspoofchk| {
+        let mut conf = conf(&sb, "brstp", None, ipspoofchk);
+        conf["ipam"]["dataDir"] = json!(sb.scratch.join("ipam-stp"));
+        conf
+    };
+    let (guarded, unguarded) = (stp(true), stp(false));
+    let a = Pod::add("attacker", "a2", &guarded);
+    let bare = Pod::add("bare", "b2", &unguarded);
+    a.call("CHECK", &guarded).expect_success();
+    assert_eq!(root_port("brstp"), 0);
+    send_frames(&a.ns, "eth0", &[superior_bpdu(a.mac)]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        root_port("brstp"),
+        0,
+        "a pod's BPDU made its port the root port"
+    );
+    let port: Value =
+        serde_json::from_str(&sh(&["ip", "-j", "-d", "link", "show", &host_veth(&a)])).unwrap();
+    assert_eq!(port[0]["linkinfo"]["info_slave_data"]["state"], "disabled");
+    send_frames(&bare.ns, "eth0", &[superior_bpdu(bare.mac)]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_ne!(
+        root_port("brstp"),
+        0,
+        "from a port with macspoofchk only the BPDU must elect it, or this test proves nothing"
+    );
+    a.call("DEL", &guarded).expect_success();
+    bare.call("DEL", &unguarded).expect_success();
+}
+
 /// `frame` with an 802.1Q tag of `vid` after its MACs.
 fn tagged(frame: &[u8], vid: u16) -> Vec<u8> {
     let mut out = frame[..12].to_vec();
@@ -623,6 +862,33 @@ fn check_fails_when_any_ipspoofchk_rule_is_gone_and_changes_nothing() {
     sh(&[
         "bridge", "fdb", "replace", &mac, "dev", &port, "master", "static", "sticky",
     ]);
+    pod.call("CHECK", &guarded).expect_success();
+    // The edge port: each flag and sysctl undone in turn.
+    for (undo, redo, what) in [
+        ("learning on", "learning off", "the port learns MACs"),
+        ("guard off", "guard on", "the port has no BPDU guard"),
+    ] {
+        let set = |flags: &str| {
+            let mut args = vec!["ip", "link", "set", "dev", &port, "type", "bridge_slave"];
+            args.extend(flags.split(' '));
+            sh(&args);
+        };
+        set(undo);
+        assert_check_fails(&pod, &guarded, what);
+        set(redo);
+    }
+    for (key, what) in [
+        ("ipv6/conf/{}/disable_ipv6", "the port's IPv6 on"),
+        (
+            "ipv4/conf/{}/drop_unicast_in_l2_multicast",
+            "the port's stack takes unicast IPv4 in multicast frames",
+        ),
+    ] {
+        let path = format!("/proc/sys/net/{}", key.replace("{}", &port));
+        std::fs::write(&path, "0").unwrap();
+        assert_check_fails(&pod, &guarded, what);
+        std::fs::write(&path, "1").unwrap();
+    }
     pod.call("CHECK", &guarded).expect_success();
     // A rule added after them could let anything through.
     sh(&["nft", "add", "rule", "bridge", "nat", chain, "return"]);

@@ -13,13 +13,15 @@
 //!   port's and whose sender IP is one of the attachment's IPv4 addresses, or
 //!   0.0.0.0 in an RFC 5227 probe for one of them;
 //! - IPv4: from one of the attachment's IPv4 addresses, or a DHCP client's
-//!   broadcast from 0.0.0.0 (UDP 68 to 67, not a later fragment);
+//!   broadcast from 0.0.0.0 (UDP 68 to 67 in a broadcast frame, not a fragment);
 //! - IPv6: from one of the attachment's IPv6 addresses or the port's EUI-64
-//!   link-local address, or ICMPv6 from `::` (DAD, MLD). Neighbour solicitations
-//!   and advertisements must be plain ICMPv6 (no extension header) with at most
-//!   one option; an advertisement may name only those addresses as its target and
-//!   the port's MAC as its link-layer option, a solicitation only the port's MAC
-//!   as its source option, and one for DAD only those addresses as its target;
+//!   link-local address, or ICMPv6 from `::` (DAD, MLD). Router advertisements
+//!   and redirects never (a router's). Router and neighbour solicitations and
+//!   neighbour advertisements must be plain ICMPv6 (no extension header) with at
+//!   most one option; an advertisement may name only those addresses as its
+//!   target and the port's MAC as its link-layer option, a solicitation only the
+//!   port's MAC as its source option, and one for DAD only those addresses as its
+//!   target;
 //! - RARP: passes (its source MAC was checked), as libvirt's `clean-traffic`
 //!   lets QEMU announce a migrated VM;
 //! - anything else (other ethertypes, QinQ, 802.3 frames such as STP): dropped.
@@ -39,11 +41,17 @@ const ETH_P_RARP: [u8; 2] = [0x80, 0x35];
 const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ICMPV6: u8 = 58;
+const ND_ROUTER_SOLICIT: u8 = 133;
+const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
+const ND_REDIRECT: u8 = 137;
 /// An NS or NA without options, and with one 8-byte option (ICMPv6 length).
 const ND_BARE_LEN: u16 = 24;
 const ND_ONE_OPTION_LEN: u16 = 32;
+/// The same for an RS, whose header has no target.
+const RS_BARE_LEN: u16 = 8;
+const RS_ONE_OPTION_LEN: u16 = 16;
 const ND_OPT_SOURCE_LINKADDR: u8 = 1;
 const ND_OPT_TARGET_LINKADDR: u8 = 2;
 
@@ -151,13 +159,14 @@ impl IpFilter {
     fn ipv4_rules(&self) -> Vec<Vec<Expr>> {
         let ip = || proto(ETH_P_IP);
         // A DHCP client without an address broadcasts from 0.0.0.0 (libvirt's
-        // allow-dhcp); renewals come from its address.
+        // allow-dhcp), in one broadcast frame; renewals come from its address.
         let mut rules = vec![rule(
             [
                 ip(),
+                Expr::field_cmp(PayloadBase::Link, 0, CmpOp::Eq, &[0xff; 6]),
                 network(12, CmpOp::Eq, &Ipv4Addr::UNSPECIFIED.octets()),
                 network(16, CmpOp::Eq, &Ipv4Addr::BROADCAST.octets()),
-                first_fragment(),
+                unfragmented(),
                 l4proto(IPPROTO_UDP),
                 transport(0, CmpOp::Eq, &68u16.to_be_bytes()),
                 transport(2, CmpOp::Eq, &67u16.to_be_bytes()),
@@ -193,8 +202,19 @@ impl IpFilter {
             }
             parts
         };
-        let mut rules = Vec::new();
-        for kind in [ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT] {
+        // Only routers send router advertisements and redirects, and a port whose
+        // sources are checked is no router (what it forwarded would be dropped): a
+        // rogue RA makes it the neighbours' router, whose redirect then claims
+        // another's link-local address for its MAC.
+        let mut rules: Vec<Vec<Expr>> = [ND_ROUTER_ADVERT, ND_REDIRECT]
+            .into_iter()
+            .map(|kind| rule(icmpv6(kind), Verdict::Drop))
+            .collect();
+        for (kind, bare, one_option) in [
+            (ND_ROUTER_SOLICIT, RS_BARE_LEN, RS_ONE_OPTION_LEN),
+            (ND_NEIGHBOR_SOLICIT, ND_BARE_LEN, ND_ONE_OPTION_LEN),
+            (ND_NEIGHBOR_ADVERT, ND_BARE_LEN, ND_ONE_OPTION_LEN),
+        ] {
             // An extension header before the ICMPv6 header, or more than one option,
             // would hide what a receiver reads from the checks below.
             let [a, b, c] = icmpv6(kind);
@@ -208,12 +228,25 @@ impl IpFilter {
                     a,
                     b,
                     c,
-                    payload_len(CmpOp::Neq, ND_BARE_LEN),
-                    payload_len(CmpOp::Neq, ND_ONE_OPTION_LEN),
+                    payload_len(CmpOp::Neq, bare),
+                    payload_len(CmpOp::Neq, one_option),
                 ],
                 Verdict::Drop,
             ));
         }
+        // An RS's source link-layer option, as an NS's, names the sender's MAC.
+        let [a, b, c] = icmpv6(ND_ROUTER_SOLICIT);
+        rules.push(rule(
+            [
+                a,
+                b,
+                c,
+                payload_len(CmpOp::Eq, RS_ONE_OPTION_LEN),
+                transport(8, CmpOp::Eq, &[ND_OPT_SOURCE_LINKADDR, 1]),
+                transport(10, CmpOp::Neq, &self.mac.octets()),
+            ],
+            Verdict::Drop,
+        ));
         let mac = self.mac.octets();
         let mut target_option = vec![ND_OPT_TARGET_LINKADDR, 1];
         target_option.extend(mac);
@@ -274,9 +307,9 @@ fn proto(ethertype: [u8; 2]) -> Vec<Expr> {
     Expr::meta_cmp(NFT_META_PROTOCOL, CmpOp::Eq, &ethertype)
 }
 
-/// `ip frag-off & 0x1fff == 0`: a whole packet or its first fragment, whose
-/// transport header is its own.
-fn first_fragment() -> Vec<Expr> {
+/// `ip frag-off & 0x3fff == 0`: a whole packet, not a fragment (whose transport
+/// header, or whose rest, is not what the rule read).
+fn unfragmented() -> Vec<Expr> {
     vec![
         Expr::Payload {
             base: PayloadBase::Network,
@@ -284,7 +317,7 @@ fn first_fragment() -> Vec<Expr> {
             len: 2,
         },
         Expr::Bitwise {
-            mask: vec![0x1f, 0xff],
+            mask: vec![0x3f, 0xff],
             xor: vec![0, 0],
         },
         Expr::Cmp {

@@ -3,6 +3,7 @@
 //! transactions (`rules`, which says whose rules are whose), and ipspoofchk's
 //! rules in the same chains (`ipfilter`).
 
+pub mod edge;
 mod ipfilter;
 mod rules;
 
