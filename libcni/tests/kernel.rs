@@ -88,6 +88,7 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
             isolated: Some(true),
             learning: Some(false),
             bpdu_guard: Some(true),
+            multicast_router: Some(false),
         },
     )
     .unwrap();
@@ -99,8 +100,12 @@ fn veth_peer_is_created_directly_in_the_container_netns() {
         (&flags["learning"], &flags["guard"]),
         (&json!(false), &json!(true))
     );
+    assert_eq!(flags["multicast_router"], 0);
     let read = nl.require_link(&LinkId::Name("vethtest0")).unwrap();
-    assert_eq!((read.learning, read.bpdu_guard), (Some(false), Some(true)));
+    assert_eq!(
+        (read.learning, read.bpdu_guard, read.multicast_router),
+        (Some(false), Some(true), Some(false))
+    );
 
     assert!(nl.delete_link_if_present("vethtest0").unwrap());
     assert!(!nl.delete_link_if_present("vethtest0").unwrap());

@@ -177,6 +177,38 @@ pub fn icmpv6(src: Ipv6Addr, dst: Ipv6Addr, kind: u8, code: u8, rest: &[u8]) -> 
     ipv6(src, dst, 58, icmp, 2)
 }
 
+/// One fragment of an IPv6 packet: a fragment header (identification `id`,
+/// `offset` in 8-byte units, `more` fragments to come) whose next header is
+/// `next`, then `payload`, the fragment's part of what follows that header.
+pub fn ipv6_fragment(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    next: u8,
+    (offset, more, id): (u16, bool, u32),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut packet = vec![0x60, 0, 0, 0];
+    packet.extend((8 + payload.len() as u16).to_be_bytes());
+    packet.extend([44, 255]);
+    packet.extend(src.octets());
+    packet.extend(dst.octets());
+    packet.extend([next, 0]);
+    packet.extend((offset << 3 | u16::from(more)).to_be_bytes());
+    packet.extend(id.to_be_bytes());
+    packet.extend(payload);
+    packet
+}
+
+/// A BOOTP/DHCP client message (BOOTREQUEST) with `chaddr`, then `rest`.
+pub fn bootp_request(chaddr: MacAddr, rest: &[u8]) -> Vec<u8> {
+    let mut message = vec![1, 1, 6, 0, 0x12, 0x34, 0x56, 0x78];
+    message.extend([0; 20]); // secs, flags, ciaddr, yiaddr, siaddr, giaddr
+    message.extend(chaddr.octets());
+    message.extend([0; 10]);
+    message.extend(rest);
+    message
+}
+
 /// An NDP option carrying a link-layer address (1: source, 2: target).
 pub fn lladdr_option(kind: u8, mac: MacAddr) -> Vec<u8> {
     let mut option = vec![kind, 1];

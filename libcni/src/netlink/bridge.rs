@@ -2,8 +2,9 @@
 
 use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::link::{
-    AfSpecBridge, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge, InfoBridgePort, InfoData,
-    InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask, LinkInfo, LinkMessage,
+    AfSpecBridge, BridgeMulticastRouterType, BridgeVlanInfo, BridgeVlanInfoFlags, InfoBridge,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, LinkAttribute, LinkExtentMask,
+    LinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
@@ -45,6 +46,9 @@ pub struct BridgePortFlags {
     pub learning: Option<bool>,
     /// BPDU guard: a BPDU received on the port disables it (IFLA_BRPORT_GUARD).
     pub bpdu_guard: Option<bool>,
+    /// Whether multicast queries may make the port a multicast router port
+    /// (false: IFLA_BRPORT_MULTICAST_ROUTER 0, never one).
+    pub multicast_router: Option<bool>,
 }
 
 /// One VLAN of a bridge port.
@@ -128,6 +132,12 @@ impl<T: RouteTransport> Netlink<T> {
         }
         if let Some(on) = flags.bpdu_guard {
             data.push(InfoBridgePort::Guard(on));
+        }
+        if let Some(may) = flags.multicast_router {
+            data.push(InfoBridgePort::MulticastRouter(match may {
+                true => BridgeMulticastRouterType::TempQuery,
+                false => BridgeMulticastRouterType::Disabled,
+            }));
         }
         if data.is_empty() {
             return Ok(());

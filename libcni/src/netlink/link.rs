@@ -4,8 +4,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData, InfoVeth, InfoVlan,
-    LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop, State, VlanProtocol,
+    BridgeMulticastRouterType, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData,
+    InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop, State,
+    VlanProtocol,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -54,6 +55,8 @@ pub struct Link {
     pub isolated: Option<bool>,
     pub learning: Option<bool>,
     pub bpdu_guard: Option<bool>,
+    /// False when the port can never be a multicast router port.
+    pub multicast_router: Option<bool>,
     /// Alternative names (kernels keep the old name as one on some renames).
     pub altnames: Vec<String>,
     /// IFLA_IFALIAS: where the suite marks the container links it makes.
@@ -138,6 +141,10 @@ impl Link {
                                         InfoBridgePort::Isolated(on) => link.isolated = Some(*on),
                                         InfoBridgePort::Learning(on) => link.learning = Some(*on),
                                         InfoBridgePort::Guard(on) => link.bpdu_guard = Some(*on),
+                                        InfoBridgePort::MulticastRouter(kind) => {
+                                            link.multicast_router =
+                                                Some(*kind != BridgeMulticastRouterType::Disabled)
+                                        }
                                         _ => {}
                                     }
                                 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use libcni::mac::MacAddr;
 use serde_json::{json, Value};
+
+const IPPROTO_ICMPV6: u8 = 58;
 use testkit::wire::{self, *};
 use testkit::{go_plugin, ping, require_kernel, sh, with_prev, Call, KernelFeature, Sandbox};
 
@@ -188,9 +190,14 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
         let packet = udp4(src, o.v4, 4000, 4001, what);
         add(what, o.mac, ETH_P_IP, packet, passes, tagged);
     }
+    let dhcp = |chaddr, what: &str| {
+        let request = wire::bootp_request(chaddr, what.as_bytes());
+        wire::udp4(unspecified, Ipv4Addr::BROADCAST, 68, 67, &request)
+    };
     let what = "a DHCP discover from 0.0.0.0";
-    let discover = udp4(unspecified, Ipv4Addr::BROADCAST, 68, 67, what);
-    add(what, BROADCAST, ETH_P_IP, discover, true, false);
+    add(what, BROADCAST, ETH_P_IP, dhcp(a.mac, what), true, false);
+    let what = "a DHCP request from 0.0.0.0 in the victim's name (chaddr)";
+    add(what, BROADCAST, ETH_P_IP, dhcp(v.mac, what), false, false);
     let what = "a datagram from 0.0.0.0 port 68 to a pod's address";
     add(
         what,
@@ -351,8 +358,31 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
         add(what, dst, ETH_P_IPV6, packet, passes, false);
     }
     let what = "a DHCP discover from 0.0.0.0 in a frame to a pod's MAC";
-    let unicast_discover = udp4(unspecified, Ipv4Addr::BROADCAST, 68, 67, what);
-    add(what, o.mac, ETH_P_IP, unicast_discover, false, false);
+    add(what, o.mac, ETH_P_IP, dhcp(a.mac, what), false, false);
+    // RA-guard evasion (RFC 7113): a destination options header in the first
+    // fragment, the RA in the second, where no rule can see what it is.
+    let ra = wire::icmpv6(a.link_local(), all_nodes, 134, 0, &ra_body);
+    let mut rest = vec![IPPROTO_ICMPV6, 0, 1, 4, 0, 0, 0, 0];
+    rest.extend(&ra[40..]);
+    let fragment = |(offset, more), part: &[u8]| {
+        wire::ipv6_fragment(a.link_local(), all_nodes, 60, (offset, more, 0x7113), part)
+    };
+    add(
+        "the first fragment of an RA split after a destination options header (no ICMPv6 in it: harmless alone)",
+        all_nodes_mac,
+        ETH_P_IPV6,
+        fragment((0, true), &rest[..8]),
+        true,
+        false,
+    );
+    add(
+        "the second fragment of that RA, which holds the RA",
+        all_nodes_mac,
+        ETH_P_IPV6,
+        fragment((1, false), &rest[8..]),
+        false,
+        false,
+    );
     let what = "another ethertype (LLDP)";
     add(
         what,
@@ -604,6 +634,80 @@ fn node_answers_forged_reserved_frames(
     any_holds(&received, marker4.as_bytes()) || any_holds(&received, marker6.as_bytes())
 }
 
+/// Whether the node's ARP takes a forged sender (198.51.100.7) from `from`'s
+/// request for its gateway address, sent to a reserved group address.
+fn node_learns_forged_arp(from: &Pod, gateway: Ipv4Addr, sender: Ipv4Addr) -> bool {
+    let request = arp(ARP_REQUEST, from.mac, sender, MacAddr::ZERO, gateway);
+    send_frames(
+        &from.ns,
+        "eth0",
+        &[to_reserved_group(0x03, from.mac, ETH_P_ARP, &request)],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let out = sh(&["ip", "-j", "neigh", "show", &sender.to_string()]);
+    let entries: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    entries.as_array().is_some_and(|e| !e.is_empty())
+}
+
+/// Whether a service of the node on all its interfaces (UDP 7777 here) receives a
+/// broadcast from the victim's address that `from` sends to a reserved group
+/// address.
+fn node_takes_forged_broadcast(from: &Pod, victim: &Pod) -> bool {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:7777").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let datagram = wire::udp4(
+        victim.v4,
+        Ipv4Addr::BROADCAST,
+        4000,
+        7777,
+        b"forged broadcast",
+    );
+    send_frames(
+        &from.ns,
+        "eth0",
+        &[to_reserved_group(0x03, from.mac, ETH_P_IP, &datagram)],
+    );
+    let mut buffer = [0u8; 64];
+    matches!(socket.recv_from(&mut buffer), Ok((_, peer)) if peer.ip() == IpAddr::V4(victim.v4))
+}
+
+/// Whether an MLD general query from `from`, from `source`, makes its port a
+/// multicast router port of `bridge` (which then gets all multicast). The bridge
+/// takes a query for that only from the lowest address it has seen query.
+fn port_becomes_multicast_router(from: &Pod, source: Ipv6Addr, bridge: &str) -> bool {
+    let (all_nodes, all_nodes_mac) = all_nodes();
+    let query = wire::icmpv6(
+        source,
+        all_nodes,
+        130,
+        0,
+        &[
+            0x03, 0xe8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
+    // Hop limit 1, and a hop-by-hop header with the router alert option (MLD).
+    let mut packet = query[..40].to_vec();
+    packet[4..6].copy_from_slice(&((query.len() - 40 + 8) as u16).to_be_bytes());
+    packet[6] = 0;
+    packet[7] = 1;
+    packet.extend([IPPROTO_ICMPV6, 0, 5, 2, 0, 0, 1, 0]);
+    packet.extend(&query[40..]);
+    send_frames(
+        &from.ns,
+        "eth0",
+        &[ethernet(all_nodes_mac, from.mac, ETH_P_IPV6, &packet)],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    // `router ports on BRIDGE: PORT ...`
+    let port = host_veth(from);
+    sh(&["bridge", "-d", "mdb", "show", "dev", bridge])
+        .lines()
+        .filter_map(|line| line.strip_prefix("router ports on "))
+        .any(|ports| ports.split_whitespace().any(|p| p == port))
+}
+
 /// A configuration BPDU from `src` that claims the root for 02:00:00:00:00:01 at
 /// priority 0: a bridge with STP on makes the port it arrives on its root port.
 fn superior_bpdu(src: MacAddr) -> Vec<u8> {
@@ -680,11 +784,40 @@ fn reserved_group_frames_move_no_mac_reach_no_stack_and_elect_no_root() {
         "a reserved-group frame from an ipspoofchk port moved the victim's MAC"
     );
     assert_eq!(fdb_port("brrs", a.mac), Some(host_veth(&a)), "the pin");
+    // Strict reverse-path filtering on the port applies where the node's own is
+    // not loose: this node's is off.
+    sh(&["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"]);
+    let forged_sender = Ipv4Addr::new(198, 51, 100, 7);
+    assert!(
+        !node_learns_forged_arp(&a, gateways.0, forged_sender),
+        "the node's ARP took a forged sender from an ipspoofchk port"
+    );
+    assert!(
+        !node_takes_forged_broadcast(&a, &v),
+        "a node service received a broadcast from the victim's address from an ipspoofchk port"
+    );
+    assert!(
+        !port_becomes_multicast_router(&a, a.link_local(), "brrs"),
+        "an MLD query made an ipspoofchk port a multicast router port"
+    );
 
     // The control.
     assert!(
         node_answers_forged_reserved_frames(&bare, &v, gateways),
         "from a port with macspoofchk only the node must answer, or this test proves nothing"
+    );
+    assert!(
+        node_learns_forged_arp(&bare, gateways.0, forged_sender),
+        "from a port with macspoofchk only the node's ARP must take the sender, or this test proves nothing"
+    );
+    assert!(
+        node_takes_forged_broadcast(&bare, &v),
+        "from a port with macspoofchk only the broadcast must arrive, or this test proves nothing"
+    );
+    assert!(
+        // From fe80::1, below any EUI-64 address: a port with macspoofchk only may.
+        port_becomes_multicast_router(&bare, "fe80::1".parse().unwrap(), "brrs"),
+        "from a port with macspoofchk only the query must make it a router port, or this test proves nothing"
     );
     send_frames(&bare.ns, "eth0", &[lldp]);
     assert_eq!(
@@ -867,6 +1000,11 @@ fn check_fails_when_any_ipspoofchk_rule_is_gone_and_changes_nothing() {
     for (undo, redo, what) in [
         ("learning on", "learning off", "the port learns MACs"),
         ("guard off", "guard on", "the port has no BPDU guard"),
+        (
+            "mcast_router 1",
+            "mcast_router 0",
+            "the port may become a multicast router port",
+        ),
     ] {
         let set = |flags: &str| {
             let mut args = vec!["ip", "link", "set", "dev", &port, "type", "bridge_slave"];
@@ -877,17 +1015,24 @@ fn check_fails_when_any_ipspoofchk_rule_is_gone_and_changes_nothing() {
         assert_check_fails(&pod, &guarded, what);
         set(redo);
     }
-    for (key, what) in [
-        ("ipv6/conf/{}/disable_ipv6", "the port's IPv6 on"),
+    for (key, value, what) in [
+        ("ipv6/conf/{}/disable_ipv6", "1", "the port's IPv6 on"),
         (
             "ipv4/conf/{}/drop_unicast_in_l2_multicast",
+            "1",
             "the port's stack takes unicast IPv4 in multicast frames",
         ),
+        (
+            "ipv4/conf/{}/rp_filter",
+            "1",
+            "the port's reverse-path filter off",
+        ),
+        ("ipv4/conf/{}/arp_ignore", "8", "the port's ARP answers"),
     ] {
         let path = format!("/proc/sys/net/{}", key.replace("{}", &port));
         std::fs::write(&path, "0").unwrap();
         assert_check_fails(&pod, &guarded, what);
-        std::fs::write(&path, "1").unwrap();
+        std::fs::write(&path, value).unwrap();
     }
     pod.call("CHECK", &guarded).expect_success();
     // A rule added after them could let anything through.

@@ -3,7 +3,10 @@
 //! neither spoof check sees them: the bridge learns their source MAC and hands
 //! them to the port's own network stack, or to its STP. So the port learns no
 //! MAC (the container's is pinned: see `MacPin`), a BPDU on it disables it, and
-//! the node's stack takes no IPv6 and no unicast IPv4 from it. None of it is
+//! the node's stack takes no IPv6 from it, no unicast IPv4, no IPv4 from a source
+//! it would not route back to it (where the node's own `rp_filter` is not loose),
+//! and no neighbour from its ARP. Nor do multicast queries make it a multicast
+//! router port, to which the bridge would send all multicast. None of it is
 //! needed by a host: its frames to the node go through the bridge.
 
 use libcni::host::sysctl;
@@ -15,20 +18,22 @@ pub fn flags() -> BridgePortFlags {
     BridgePortFlags {
         learning: Some(false),
         bpdu_guard: Some(true),
+        multicast_router: Some(false),
         ..Default::default()
     }
 }
 
 /// The host veth's sysctls: the key, its value, and whether a kernel without
 /// the family (no /proc/sys/net/ipv6) may lack it.
-fn sysctls(port: &str) -> [(String, &'static str, bool); 2] {
+fn sysctls(port: &str) -> [(String, &'static str, bool); 4] {
+    let ipv4 = |key: &str| format!("net/ipv4/conf/{port}/{key}");
     [
         (format!("net/ipv6/conf/{port}/disable_ipv6"), "1", true),
-        (
-            format!("net/ipv4/conf/{port}/drop_unicast_in_l2_multicast"),
-            "1",
-            false,
-        ),
+        (ipv4("drop_unicast_in_l2_multicast"), "1", false),
+        // Strict: the node routes the pod's addresses through the bridge.
+        (ipv4("rp_filter"), "1", false),
+        // Answer no ARP request here, so none creates a neighbour entry.
+        (ipv4("arp_ignore"), "8", false),
     ]
 }
 
@@ -57,6 +62,9 @@ pub fn check(port: &Link) -> Result<(), CniError> {
     }
     if port.bpdu_guard != Some(true) {
         return Err(failed("has no BPDU guard"));
+    }
+    if port.multicast_router != Some(false) {
+        return Err(failed("may become a multicast router port"));
     }
     for (key, value, optional) in sysctls(&port.name) {
         if optional && family_absent(&key) {

@@ -13,9 +13,11 @@
 //!   port's and whose sender IP is one of the attachment's IPv4 addresses, or
 //!   0.0.0.0 in an RFC 5227 probe for one of them;
 //! - IPv4: from one of the attachment's IPv4 addresses, or a DHCP client's
-//!   broadcast from 0.0.0.0 (UDP 68 to 67 in a broadcast frame, not a fragment);
+//!   broadcast from 0.0.0.0 (UDP 68 to 67 in a broadcast frame, not a fragment,
+//!   a request with the port's MAC as its chaddr);
 //! - IPv6: from one of the attachment's IPv6 addresses or the port's EUI-64
-//!   link-local address, or ICMPv6 from `::` (DAD, MLD). Router advertisements
+//!   link-local address, with a layer-4 protocol the kernel can find, or ICMPv6
+//!   from `::` (DAD, MLD). Router advertisements
 //!   and redirects never (a router's). Router and neighbour solicitations and
 //!   neighbour advertisements must be plain ICMPv6 (no extension header) with at
 //!   most one option; an advertisement may name only those addresses as its
@@ -40,7 +42,15 @@ const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
 const ETH_P_RARP: [u8; 2] = [0x80, 0x35];
 const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 const IPPROTO_UDP: u8 = 17;
+/// Where a DHCP message's op and client hardware address (chaddr) are, from the
+/// UDP header, and the op of a client's message.
+const DHCP_OP: u32 = 8;
+const DHCP_CHADDR: u32 = 8 + 28;
+const BOOTREQUEST: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
+/// IANA's reserved protocol number: `meta l4proto != 255` matches any packet
+/// whose layer-4 protocol the kernel found.
+const IPPROTO_RESERVED: u8 = 255;
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
@@ -170,6 +180,10 @@ impl IpFilter {
                 l4proto(IPPROTO_UDP),
                 transport(0, CmpOp::Eq, &68u16.to_be_bytes()),
                 transport(2, CmpOp::Eq, &67u16.to_be_bytes()),
+                // A request (BOOTREQUEST) in the port's own name (chaddr): a
+                // release or decline for another's lease is no client's of its own.
+                transport(DHCP_OP, CmpOp::Eq, &[BOOTREQUEST]),
+                transport(DHCP_CHADDR, CmpOp::Eq, &self.mac.octets()),
             ],
             Verdict::Return,
         )];
@@ -285,9 +299,16 @@ impl IpFilter {
             ],
             Verdict::Return,
         ));
+        // Only a packet whose headers the kernel can follow to its layer-4
+        // protocol: a later fragment behind an extension header has none, and is
+        // how ICMPv6 (an RA, an NA) hides from the rules above (RFC 7113).
         for address in &own {
             rules.push(rule(
-                [ip6(), network(8, CmpOp::Eq, &address.octets())],
+                [
+                    ip6(),
+                    network(8, CmpOp::Eq, &address.octets()),
+                    Expr::meta_cmp(NFT_META_L4PROTO, CmpOp::Neq, &[IPPROTO_RESERVED]),
+                ],
                 Verdict::Return,
             ));
         }
