@@ -357,6 +357,12 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
     ] {
         add(what, dst, ETH_P_IPV6, packet, passes, false);
     }
+    let what = "an echo request from ::";
+    let echo = wire::icmpv6(Ipv6Addr::UNSPECIFIED, o.v6, 128, 0, what.as_bytes());
+    add(what, o.mac, ETH_P_IPV6, echo, false, false);
+    let what = "an MLDv2 report from ::";
+    let report = wire::icmpv6(Ipv6Addr::UNSPECIFIED, routers, 143, 0, &[0, 0, 0, 0]);
+    add(what, routers_mac, ETH_P_IPV6, report, true, false);
     let what = "a DHCP discover from 0.0.0.0 in a frame to a pod's MAC";
     add(what, o.mac, ETH_P_IP, dhcp(a.mac, what), false, false);
     // RA-guard evasion (RFC 7113): a destination options header in the first

@@ -16,8 +16,8 @@
 //!   broadcast from 0.0.0.0 (UDP 68 to 67 in a broadcast frame, not a fragment,
 //!   a request with the port's MAC as its chaddr);
 //! - IPv6: from one of the attachment's IPv6 addresses or the port's EUI-64
-//!   link-local address, with a layer-4 protocol the kernel can find, or ICMPv6
-//!   from `::` (DAD, MLD). Router advertisements
+//!   link-local address, with a layer-4 protocol the kernel can find, or from
+//!   `::` an RS, an NS (DAD) or an MLD report. Router advertisements
 //!   and redirects never (a router's). Router and neighbour solicitations and
 //!   neighbour advertisements must be plain ICMPv6 (no extension header) with at
 //!   most one option; an advertisement may name only those addresses as its
@@ -56,6 +56,9 @@ const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 const ND_REDIRECT: u8 = 137;
+/// The ICMPv6 a node sends from `::`: an RS, an NS (DAD) and MLD v1 and v2
+/// reports.
+const FROM_UNSPECIFIED: [u8; 4] = [ND_ROUTER_SOLICIT, ND_NEIGHBOR_SOLICIT, 131, 143];
 /// An NS or NA without options, and with one 8-byte option (ICMPv6 length).
 const ND_BARE_LEN: u16 = 24;
 const ND_ONE_OPTION_LEN: u16 = 32;
@@ -291,6 +294,17 @@ impl IpFilter {
         let mut dad = targets(ND_NEIGHBOR_SOLICIT);
         dad.insert(1, network(8, CmpOp::Eq, &unspecified));
         rules.push(rule(dad, Verdict::Drop));
+        // From `::` only what a node sends before it has an address: DAD's NS
+        // (checked above), an RS, and MLD reports (RFC 3590).
+        let mut not_before_an_address = vec![
+            ip6(),
+            network(8, CmpOp::Eq, &unspecified),
+            l4proto(IPPROTO_ICMPV6),
+        ];
+        for kind in FROM_UNSPECIFIED {
+            not_before_an_address.push(transport(0, CmpOp::Neq, &[kind]));
+        }
+        rules.push(rule(not_before_an_address, Verdict::Drop));
         rules.push(rule(
             [
                 ip6(),
