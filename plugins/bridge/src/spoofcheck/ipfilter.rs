@@ -183,8 +183,9 @@ impl IpFilter {
                 l4proto(IPPROTO_UDP),
                 transport(0, CmpOp::Eq, &68u16.to_be_bytes()),
                 transport(2, CmpOp::Eq, &67u16.to_be_bytes()),
-                // A request (BOOTREQUEST) in the port's own name (chaddr): a
-                // release or decline for another's lease is no client's of its own.
+                // A request (BOOTREQUEST) with the port's own hardware address
+                // (chaddr): one with another's is no client's of its own. The
+                // options (a client identifier) are beyond what rules can read.
                 transport(DHCP_OP, CmpOp::Eq, &[BOOTREQUEST]),
                 transport(DHCP_CHADDR, CmpOp::Eq, &self.mac.octets()),
             ],
