@@ -226,10 +226,10 @@ pub fn neighbor_message(
     target: Ipv6Addr,
     options: &[u8],
 ) -> Vec<u8> {
-    let mut icmp = vec![kind, 0, 0, 0, flags, 0, 0, 0];
-    icmp.extend(target.octets());
-    icmp.extend(options);
-    ipv6(src, dst, 58, icmp, 2)
+    let mut body = vec![flags, 0, 0, 0];
+    body.extend(target.octets());
+    body.extend(options);
+    icmpv6(src, dst, kind, 0, &body)
 }
 
 /// The solicited-node multicast address of `address`, and its MAC.
