@@ -487,9 +487,10 @@ fn spoofcheck_rows(impls: &[Impl], n: usize, netns: &str) -> Vec<Row> {
 
 /// ipspoofchk's config on `bridge` (with `ipspoofchk` false: macspoofchk alone, the
 /// same IPAM). The IPAM is our `static`, one address and no gateway: ipspoofchk
-/// needs an IPAM, and this is the cheapest (one small exec on ADD and on DEL, no
-/// files written or locked, nothing on the host), so beside a layer-2 ADD, which
-/// has none, the ratio counts as little of the IPAM as an ipspoofchk ADD can have.
+/// needs an IPAM, and this is the cheapest (run in-process from the multi-call
+/// binary, no files written or locked, nothing on the host), so beside a layer-2
+/// ADD, which has none, the ratio counts as little of the IPAM as an ipspoofchk
+/// ADD can have.
 /// host-local would add its lock, its files and their release to both verbs, a cost
 /// of IPAM rather than of the filter (the layer-3 rows show it).
 fn ipspoofchk_conf(bridge: &str, ipspoofchk: bool) -> Value {

@@ -9,6 +9,10 @@ use std::sync::Mutex;
 
 static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
 
+/// The plugin a line names when it is not this process's own (argv[0]): an IPAM
+/// plugin that runs inside its caller's process (`delegate::builtin`).
+static PROGRAM: Mutex<Option<String>> = Mutex::new(None);
+
 /// The levels, most severe first: a line is written when its level is at most the
 /// configured one.
 const LEVELS: [&str; 5] = ["panic", "error", "warning", "info", "debug"];
@@ -40,6 +44,21 @@ pub fn set_file(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Names `program` in log lines until the returned guard is dropped.
+pub fn speak_as(program: &str) -> ProgramGuard {
+    *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = Some(program.to_string());
+    ProgramGuard
+}
+
+/// Gives log lines back to this process's own name when dropped.
+pub struct ProgramGuard;
+
+impl Drop for ProgramGuard {
+    fn drop(&mut self) {
+        *PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 pub fn write(level: &str, message: std::fmt::Arguments<'_>) {
     let rank = LEVELS
         .iter()
@@ -48,11 +67,14 @@ pub fn write(level: &str, message: std::fmt::Arguments<'_>) {
     if rank > LEVEL.load(Ordering::Relaxed) as usize {
         return;
     }
-    let program = std::env::args().next().unwrap_or_default();
-    let program = Path::new(&program)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("cni");
+    let speaking_as = PROGRAM.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let program = speaking_as.as_deref().unwrap_or_else(|| {
+        Path::new(&argv0)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("cni")
+    });
     let line = format!("{program}: {level}: {message}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
     if let Some(file) = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {

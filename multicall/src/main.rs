@@ -46,7 +46,23 @@ fn install(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The plugins that another plugin of this binary may delegate to, run in-process
+/// when CNI_PATH's file of that name is this binary (`libcni::delegate::builtin`):
+/// the IPAM plugins. A name not here is exec'd, as any plugin is.
+fn delegate_in_process(
+    name: &str,
+    env: libcni::skel::Env<'_>,
+    stdin: &mut dyn std::io::Read,
+) -> Option<libcni::skel::Outcome> {
+    match name {
+        "static" => Some(static_ipam::invoke(env, stdin)),
+        "host-local" => Some(host_local::invoke(env, stdin)),
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
+    libcni::delegate::builtin::register(delegate_in_process);
     let arg0 = std::env::args().next().unwrap_or_default();
     let called = Path::new(&arg0)
         .file_name()

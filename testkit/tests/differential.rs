@@ -21,6 +21,17 @@ fn report(test: &str, seed: u64, outcome: Result<testkit::differential::Coverage
     }
 }
 
+/// Debian's Go plugins' directory, or `None` after a loud skip (not root, none
+/// installed).
+fn go_plugins(test: &str) -> Option<std::path::PathBuf> {
+    if !nix::unistd::geteuid().is_root() {
+        testkit::skip_or_fail(test, "needs root for the sandboxes");
+        return None;
+    }
+    let go_bridge = testkit::go_plugin(test, "bridge")?;
+    Some(go_bridge.parent().unwrap().to_path_buf())
+}
+
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -67,14 +78,9 @@ fn vlan_cases_agree_with_go() {
 #[test]
 fn ours_and_go_agree_on_generated_cases() {
     let test = "ours_and_go_agree_on_generated_cases";
-    if !nix::unistd::geteuid().is_root() {
-        testkit::skip_or_fail(test, "needs root for the sandboxes");
-        return;
-    }
-    let Some(go_bridge) = testkit::go_plugin(test, "bridge") else {
+    let Some(go) = go_plugins(test) else {
         return;
     };
-    let go = go_bridge.parent().unwrap().to_path_buf();
     let (cases, seed) = (
         setting("CNI_DIFF_CASES", 300) as u32,
         setting("CNI_DIFF_SEED", 20261201),
@@ -84,4 +90,30 @@ fn ours_and_go_agree_on_generated_cases() {
         seed,
         testkit::differential::run(cases, seed, &testkit::bin_dir(), &go),
     );
+}
+
+/// The same comparison with ours as packagers install it: the multi-call binary
+/// under every name, so that bridge and macvlan run their IPAM plugin in-process
+/// (`libcni::delegate::builtin`). Another seed, fewer cases: the code under test is
+/// the one-plugin binaries' above; what differs is how IPAM is reached.
+#[test]
+fn ours_as_installed_and_go_agree_on_generated_cases() {
+    let test = "ours_as_installed_and_go_agree_on_generated_cases";
+    let Some(go) = go_plugins(test) else {
+        return;
+    };
+    let installed = testkit::tempdir("differential-installed");
+    testkit::run_checked(
+        std::process::Command::new(testkit::plugin("cni-plugins"))
+            .arg("install")
+            .arg(&installed),
+        "cni-plugins install",
+    );
+    let (cases, seed) = (
+        setting("CNI_DIFF_INSTALLED_CASES", 100) as u32,
+        setting("CNI_DIFF_SEED", 20261201) + 1,
+    );
+    let outcome = testkit::differential::run(cases, seed, &installed, &go);
+    let _ = std::fs::remove_dir_all(&installed);
+    report(test, seed, outcome);
 }

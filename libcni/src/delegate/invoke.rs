@@ -1,12 +1,14 @@
 //! Executing a CNI plugin binary: found in CNI_PATH, given its environment and
 //! stdin, its stdout read as a result or as the spec's error object. Used both to
-//! delegate (IPAM) and by the runtime side (cnitool).
+//! delegate (IPAM) and by the runtime side (cnitool). A plugin that is this very
+//! executable runs in-process instead ([`builtin`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::delegate::builtin;
 use crate::spec::error::CniError;
 
 /// Finds `plugin_type` in the directories of CNI_PATH. A name with a path separator
@@ -84,17 +86,28 @@ fn exec_once(
     Ok(output)
 }
 
-/// Runs a plugin with `env` set on top of the inherited environment. Its stderr is
+/// Runs a plugin with `env` set on top of the inherited environment: in-process
+/// when the file is this executable ([`builtin`]), else exec'd. Its stderr is
 /// forwarded to ours (never to our stdout). Success gives its stdout; failure its
 /// error object, or its stderr when it printed none.
 pub fn run(binary: &Path, env: &[(&str, String)], stdin: &[u8]) -> Result<Vec<u8>, CniError> {
-    let output = exec_once(binary, env, stdin)?;
-    let _ = std::io::stderr().write_all(&output.stderr);
-    if output.status.success() {
-        return Ok(output.stdout);
+    let (succeeded, stdout, stderr) = match builtin::run(binary, env, stdin) {
+        Some(outcome) => (
+            outcome.exit_code == 0,
+            outcome.stdout.into_bytes(),
+            outcome.stderr.into_bytes(),
+        ),
+        None => {
+            let output = exec_once(binary, env, stdin)?;
+            (output.status.success(), output.stdout, output.stderr)
+        }
+    };
+    let _ = std::io::stderr().write_all(&stderr);
+    if succeeded {
+        return Ok(stdout);
     }
-    Err(CniError::from_json(&output.stdout).unwrap_or_else(|| {
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    Err(CniError::from_json(&stdout).unwrap_or_else(|| {
+        let stderr = String::from_utf8_lossy(&stderr).trim().to_string();
         CniError::internal(format!("netplugin failed: {stderr:?}"))
     }))
 }

@@ -6,6 +6,7 @@ mod config;
 mod range;
 mod store;
 
+use libcni::skel::{Env, Outcome};
 use libcni::spec::result::IpConfig;
 use libcni::{About, CniError, CniResult, ErrorCode, Plugin, Request};
 
@@ -255,13 +256,18 @@ impl Plugin for HostLocal {
     }
 }
 
+const ABOUT: About = About {
+    name: "host-local",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
 /// The plugin's entry point, for its own binary and for the multi-call binary.
 pub fn run() -> ! {
-    libcni::skel::run(
-        &HostLocal,
-        About {
-            name: "host-local",
-            version: env!("CARGO_PKG_VERSION"),
-        },
-    )
+    libcni::skel::run(&HostLocal, ABOUT)
+}
+
+/// One invocation inside the caller's process: the multi-call binary's answer when
+/// a plugin of it delegates IPAM to this one (`libcni::delegate::builtin`).
+pub fn invoke(env: Env<'_>, stdin: &mut dyn std::io::Read) -> Outcome {
+    libcni::skel::dispatch(&HostLocal, &ABOUT, env, stdin)
 }

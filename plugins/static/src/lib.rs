@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use libcni::skel::{Env, Outcome};
 use libcni::spec::config::{parse_netconf, NetConf};
 use libcni::spec::result::{Dns, IpConfig, Route};
 use libcni::{About, CniError, CniResult, Plugin, Request};
@@ -240,15 +241,20 @@ impl Plugin for Static {
     }
 }
 
+const ABOUT: About = About {
+    name: "static",
+    version: env!("CARGO_PKG_VERSION"),
+};
+
 /// The plugin's entry point, for its own binary and for the multi-call binary.
 pub fn run() -> ! {
-    libcni::skel::run(
-        &Static,
-        About {
-            name: "static",
-            version: env!("CARGO_PKG_VERSION"),
-        },
-    )
+    libcni::skel::run(&Static, ABOUT)
+}
+
+/// One invocation inside the caller's process: the multi-call binary's answer when
+/// a plugin of it delegates IPAM to this one (`libcni::delegate::builtin`).
+pub fn invoke(env: Env<'_>, stdin: &mut dyn std::io::Read) -> Outcome {
+    libcni::skel::dispatch(&Static, &ABOUT, env, stdin)
 }
 
 #[cfg(test)]
