@@ -244,3 +244,45 @@ fn another_file_of_the_ipam_name_is_still_exec_d() {
     assert!(marker.exists(), "the admin's static was not run");
     assert_eq!(answer["ips"][0]["address"], "10.73.0.9/24");
 }
+
+/// The same file on a `noexec` mount (a bind mount of the installed directory) is
+/// one an exec would refuse: it is exec'd, and fails as such, not run in-process.
+#[test]
+fn the_same_file_on_a_noexec_mount_is_not_run_in_process() {
+    let Some(sb) = Sandbox::new("in-process-noexec") else {
+        return;
+    };
+    let installed = install(&sb);
+    let noexec = sb.scratch.join("noexec");
+    std::fs::create_dir_all(&noexec).unwrap();
+    testkit::sh(&[
+        "mount",
+        "--bind",
+        installed.to_str().unwrap(),
+        noexec.to_str().unwrap(),
+    ]);
+    testkit::sh(&[
+        "mount",
+        "-o",
+        "remount,bind,noexec",
+        noexec.to_str().unwrap(),
+    ]);
+    let netns = sb.netns("pod");
+    let output = Call::attach("ADD", "c1", &netns, "net1")
+        .env("CNI_PATH", &noexec.display().to_string())
+        .config(&bridge_config(
+            "noexec",
+            json!({"type": "static", "addresses": [{"address": "10.74.0.2/24"}]}),
+        ))
+        .run(&installed.join("bridge"));
+    let msg = output.error(5);
+    assert!(
+        msg.contains("failed to exec plugin") && msg.contains("Permission denied"),
+        "{msg}"
+    );
+    let links = sb.links();
+    assert!(
+        !links.values().flatten().any(|l| l == "net1"),
+        "a failed ADD left its link: {links:?}"
+    );
+}

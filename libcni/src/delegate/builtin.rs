@@ -30,17 +30,18 @@ pub fn register(entry: Entry) {
 }
 
 /// Whether `binary` (symlinks followed, as exec follows them) is the file this
-/// process runs, still executable (an exec of it would not fail on its mode).
+/// process runs, and one an exec would run: access(2) with X_OK refuses what exec
+/// refuses for its mode and for a `noexec` mount (a bind mount of the same file
+/// may be one).
 fn is_this_executable(binary: &Path) -> bool {
-    match (
+    let same_file = match (
         std::fs::metadata(binary),
         std::fs::metadata("/proc/self/exe"),
     ) {
-        (Ok(found), Ok(own)) => {
-            found.dev() == own.dev() && found.ino() == own.ino() && found.mode() & 0o111 != 0
-        }
+        (Ok(found), Ok(own)) => found.dev() == own.dev() && found.ino() == own.ino(),
         _ => false,
-    }
+    };
+    same_file && nix::unistd::access(binary, nix::unistd::AccessFlags::X_OK).is_ok()
 }
 
 /// Runs `binary` in-process when it is this executable and holds a plugin under

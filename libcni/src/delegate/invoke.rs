@@ -3,7 +3,7 @@
 //! delegate (IPAM) and by the runtime side (cnitool). A plugin that is this very
 //! executable runs in-process instead ([`builtin`]).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -42,13 +42,25 @@ pub fn find_plugin(plugin_type: &str, search_path: &[PathBuf]) -> Result<PathBuf
         })
 }
 
+/// The most a plugin may print on stdout: a result for the largest config we read
+/// (1 MiB, `skel::MAX_STDIN_BYTES`) is a few times that. More is an error, and the
+/// plugin is killed rather than read to its end.
+pub const MAX_PLUGIN_STDOUT: u64 = 16 * 1024 * 1024;
+
+/// How much of a plugin's stderr is kept and forwarded; the rest is read and dropped,
+/// so that a plugin that logs without end neither blocks nor fills our memory.
+pub const MAX_PLUGIN_STDERR: u64 = 1024 * 1024;
+
+/// What a plugin process left: whether it exited 0, its stdout, the kept stderr.
+struct Exited {
+    success: bool,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
 /// Runs a plugin binary once; on ETXTBSY (a binary being replaced right now) it
 /// tries again a few times, as the Go invoke package does.
-fn exec_once(
-    binary: &Path,
-    env: &[(&str, String)],
-    stdin: &[u8],
-) -> Result<std::process::Output, CniError> {
+fn exec_once(binary: &Path, env: &[(&str, String)], stdin: &[u8]) -> Result<Exited, CniError> {
     let mut attempt = 0;
     let mut child = loop {
         let spawned = Command::new(binary)
@@ -75,15 +87,48 @@ fn exec_once(
     let mut child_stdin = child.stdin.take().expect("stdin is piped");
     let input = stdin.to_vec();
     let writer = std::thread::spawn(move || child_stdin.write_all(&input));
-    let output = child.wait_with_output().map_err(|e| {
+    let mut child_stderr = child.stderr.take().expect("stderr is piped");
+    let logger = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let _ = (&mut child_stderr)
+            .take(MAX_PLUGIN_STDERR)
+            .read_to_end(&mut kept);
+        let _ = std::io::copy(&mut child_stderr, &mut std::io::sink());
+        kept
+    });
+    let mut stdout = Vec::new();
+    let read = child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .take(MAX_PLUGIN_STDOUT + 1)
+        .read_to_end(&mut stdout);
+    let too_much = stdout.len() as u64 > MAX_PLUGIN_STDOUT;
+    if too_much {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    // A plugin that exits without reading stdin closes the pipe: that is not our error.
+    let _ = writer.join();
+    let stderr = logger.join().unwrap_or_default();
+    let failed = |e: std::io::Error| {
         CniError::io(format!(
             "failed to wait for plugin {}: {e}",
             binary.display()
         ))
-    })?;
-    // A plugin that exits without reading stdin closes the pipe: that is not our error.
-    let _ = writer.join();
-    Ok(output)
+    };
+    if too_much {
+        return Err(CniError::io(format!(
+            "plugin {} printed more than {MAX_PLUGIN_STDOUT} bytes on stdout: killed",
+            binary.display()
+        )));
+    }
+    read.map_err(failed)?;
+    Ok(Exited {
+        success: status.map_err(failed)?.success(),
+        stdout,
+        stderr,
+    })
 }
 
 /// Runs a plugin with `env` set on top of the inherited environment: in-process
@@ -98,8 +143,8 @@ pub fn run(binary: &Path, env: &[(&str, String)], stdin: &[u8]) -> Result<Vec<u8
             outcome.stderr.into_bytes(),
         ),
         None => {
-            let output = exec_once(binary, env, stdin)?;
-            (output.status.success(), output.stdout, output.stderr)
+            let exited = exec_once(binary, env, stdin)?;
+            (exited.success, exited.stdout, exited.stderr)
         }
     };
     let _ = std::io::stderr().write_all(&stderr);

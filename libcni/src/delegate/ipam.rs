@@ -311,4 +311,34 @@ mod tests {
         assert!(e.msg.contains("panic: oops"), "{}", e.msg);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    /// A delegate's output is read bounded: endless stdout fails the call at once
+    /// (the plugin killed), endless stderr is cut and the result still read.
+    #[test]
+    fn a_delegate_that_prints_without_end_is_cut_off() {
+        let dir = tempdir("endless");
+        fake_plugin(&dir, "endless-ipam", "cat /dev/zero");
+        fake_plugin(
+            &dir,
+            "chatty-ipam",
+            "head -c 5000000 /dev/zero >&2\n\
+             echo '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.1.0.8/24\"}]}'",
+        );
+        let run = |plugin: &str| {
+            exec_plugin(
+                plugin,
+                Command::Add,
+                b"{}",
+                std::slice::from_ref(&dir),
+                SpecVersion::V1_0_0,
+            )
+        };
+        let started = std::time::Instant::now();
+        let e = run("endless-ipam").unwrap_err();
+        assert!(e.msg.contains("printed more than"), "{}", e.msg);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        let result = run("chatty-ipam").unwrap().unwrap();
+        assert_eq!(result.ips[0].address.to_string(), "10.1.0.8/24");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
