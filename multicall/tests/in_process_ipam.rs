@@ -36,19 +36,13 @@ fn traced(dir: &Path, binary: &Path) -> PathBuf {
             .to_str()
             .unwrap()
     ));
-    std::fs::write(
+    testkit::write_script(
         &wrapper,
-        format!(
-            "#!/bin/sh\nexec strace -f -qq -o \"$TRACE\" -e trace=execve {}\n",
+        &format!(
+            "exec strace -f -qq -o \"$TRACE\" -e trace=execve {}",
             binary.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     wrapper
 }
 
@@ -216,19 +210,13 @@ fn another_file_of_the_ipam_name_is_still_exec_d() {
     let admins = sb.scratch.join("admins");
     std::fs::create_dir_all(&admins).unwrap();
     let marker = sb.scratch.join("admins-static-ran");
-    std::fs::write(
-        admins.join("static"),
-        format!(
-            "#!/bin/sh\ntouch {}\necho '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"10.73.0.9/24\"}}]}}'\n",
+    testkit::write_script(
+        &admins.join("static"),
+        &format!(
+            "touch {}\necho '{{\"cniVersion\":\"1.0.0\",\"ips\":[{{\"address\":\"10.73.0.9/24\"}}]}}'",
             marker.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        admins.join("static"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let netns = sb.netns("pod");
     let answer = Call::attach("ADD", "c1", &netns, "net1")
         .env(

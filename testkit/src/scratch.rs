@@ -1,7 +1,7 @@
 //! Scratch space for tests that need no namespaces: temporary directories and
 //! throwaway dpkg roots.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::call::run_checked;
@@ -43,4 +43,13 @@ pub fn tempdir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Writes an executable shell script at `path`: `body` after `#!/bin/sh`. For stand-in
+/// plugins and wrappers (strace) that tests run as plugins.
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n"))
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

@@ -356,19 +356,13 @@ fn go_and_ours_interleaved_in_parallel_on_one_data_directory() {
 fn store_syscalls(dir: &Path, command: &str, cid: &str, conf: &Value) -> BTreeMap<String, usize> {
     let trace = dir.join(format!("trace-{command}-{cid}"));
     let wrapper = dir.join("traced-host-local");
-    std::fs::write(
+    testkit::write_script(
         &wrapper,
-        format!(
-            "#!/bin/sh\nexec strace -f -qq -o \"$TRACE\" -e trace=openat,getdents64,read,statx,newfstatat,unlinkat,renameat2,renameat {}\n",
+        &format!(
+            "exec strace -f -qq -o \"$TRACE\" -e trace=openat,getdents64,read,statx,newfstatat,unlinkat,renameat2,renameat {}",
             ours().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     Call::attach(command, cid, "/run/netns/hl-none", "eth0")
         .env("TRACE", &trace.display().to_string())
         .config(conf)
