@@ -5,7 +5,9 @@
 # ipspoofchk with 0 and 10,000), macvlan, host-local (empty and 10,000 allocations),
 # 50 parallel ADDs, the kernel's floor, and sriov with a 64-VF PF on the full-kernel
 # tier. Writes docs/benchmarks.md and docs/benchmarks.svg. Needs root. Not part of
-# the test command.
+# the test command. The bridges and the nftables rules are made in the caller's
+# netns, and the nftables rows end with `nft flush ruleset`, which empties that
+# netns's whole ruleset: run it on a machine of its own, never on a node.
 #
 #   scripts/bench.sh              everything, and writes the docs
 #   scripts/bench.sh ipspoofchk   only ipspoofchk's rows and goals, printed (a few

@@ -282,6 +282,62 @@ fn an_ipam_result_is_applied_with_routes_mtu_and_advmss() {
     );
 }
 
+/// Every key of `/proc/sys/net/ipv4/conf/<ifname>/` in `netns`, with its value.
+fn ipv4_conf_in(netns: &str, ifname: &str) -> Vec<(String, String)> {
+    let script = format!("cd /proc/sys/net/ipv4/conf/{ifname} && grep -r . .");
+    let out = sh(&["ip", "netns", "exec", netns, "sh", "-c", &script]);
+    let mut keys: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim_start_matches("./").to_string(), v.to_string()))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn an_ipv4_result_turns_on_arp_notify_and_no_other_ipv4_setting() {
+    let Some(sb) = Sandbox::new("apply_v4_conf") else {
+        return;
+    };
+    let c1 = sb.netns("c1");
+    sh(&[
+        "ip", "link", "add", "hostside", "type", "veth", "peer", "name", "eth0", "netns", "c1",
+    ]);
+    let before = ipv4_conf_in("c1", "eth0");
+    let ns = NetNs::open(Path::new(&c1)).unwrap();
+    let result = CniResult {
+        interfaces: vec![Interface {
+            name: "eth0".into(),
+            sandbox: Some(c1.clone()),
+            ..Default::default()
+        }],
+        ips: vec![IpConfig {
+            address: "10.51.0.5/24".parse().unwrap(),
+            gateway: None,
+            interface: Some(0),
+        }],
+        ..Default::default()
+    };
+    let mut nl = ns.netlink().unwrap();
+    configure_interface(&ns, &mut nl, "eth0", &result, InterfaceOptions::default()).unwrap();
+
+    let after = ipv4_conf_in("c1", "eth0");
+    let changed: Vec<_> = after.iter().filter(|kv| !before.contains(kv)).collect();
+    assert_eq!(
+        changed,
+        [&("arp_notify".to_string(), "1".to_string())],
+        "before: {before:?}"
+    );
+    assert_eq!(
+        sh(&["cat", "/proc/sys/net/ipv4/conf/lo/arp_notify"]).trim(),
+        "0",
+        "the caller's netns is not the container's"
+    );
+    let addrs = sh(&["ip", "-n", "c1", "addr", "show", "eth0"]);
+    assert!(addrs.contains("inet 10.51.0.5/24"), "{addrs}");
+}
+
 #[test]
 fn bridge_vlans_where_the_kernel_has_vlan_filtering() {
     let Some(sb) = Sandbox::new("bridge_vlans") else {

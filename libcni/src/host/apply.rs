@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::netlink::{LinkId, Netlink, RouteSpec, RouteTransport};
+use crate::netlink::{Ipv4Conf, LinkId, Netlink, RouteSpec, RouteTransport};
 use crate::netns::NetNs;
 use crate::spec::error::CniError;
 use crate::spec::result::CniResult;
@@ -21,30 +21,27 @@ impl Default for InterfaceOptions {
     }
 }
 
-/// The sysctls for `ifname`: arp_notify for IPv4, and for IPv6 enable it,
-/// keep_addr_on_down, ndisc_notify and the DAD choice.
-fn interface_sysctls(
-    ifname: &str,
-    has_v4: bool,
-    has_v6: bool,
-    options: InterfaceOptions,
-) -> Vec<(String, &'static str)> {
-    let mut settings = Vec::new();
-    if has_v4 {
-        settings.push((format!("net/ipv4/conf/{ifname}/arp_notify"), "1"));
-    }
-    if has_v6 {
-        settings.push(("net/ipv6/conf/lo/disable_ipv6".to_string(), "0"));
-        settings.push((format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0"));
-        settings.push((format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1"));
-        settings.push((format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1"));
-        if !options.ipv6_dad {
-            settings.push((format!("net/ipv6/conf/{ifname}/enhanced_dad"), "0"));
-            settings.push((format!("net/ipv6/conf/{ifname}/accept_dad"), "0"));
-        }
+/// The IPv6 sysctls for `ifname`, written from inside its netns: enable IPv6,
+/// keep_addr_on_down, ndisc_notify and the DAD choice. (IPv4's arp_notify goes by
+/// netlink: [`IPV4_CONF`].)
+fn ipv6_sysctls(ifname: &str, options: InterfaceOptions) -> Vec<(String, &'static str)> {
+    let mut settings = vec![
+        ("net/ipv6/conf/lo/disable_ipv6".to_string(), "0"),
+        (format!("net/ipv6/conf/{ifname}/disable_ipv6"), "0"),
+        (format!("net/ipv6/conf/{ifname}/keep_addr_on_down"), "1"),
+        (format!("net/ipv6/conf/{ifname}/ndisc_notify"), "1"),
+    ];
+    if !options.ipv6_dad {
+        settings.push((format!("net/ipv6/conf/{ifname}/enhanced_dad"), "0"));
+        settings.push((format!("net/ipv6/conf/{ifname}/accept_dad"), "0"));
     }
     settings
 }
+
+/// An interface with IPv4 addresses announces them (Go writes the sysctl). Set by
+/// a link change on the socket already in the netns: an IPv4-only interface then
+/// needs no thread to enter the netns, which was a tenth of a layer-3 ADD.
+const IPV4_CONF: [Ipv4Conf; 1] = [Ipv4Conf::ArpNotify(true)];
 
 /// The routes to install for `result` on link `oif`: a route without a gateway gets
 /// the gateway of the first address of its family on this interface.
@@ -109,18 +106,24 @@ pub fn configure_interface<T: RouteTransport>(
     let has_v4 = ips.iter().any(|ip| ip.is_ipv4());
     let has_v6 = ips.iter().any(|ip| !ip.is_ipv4());
 
-    let settings = interface_sysctls(ifname, has_v4, has_v6, options);
-    netns.run(|| {
-        for (key, value) in &settings {
-            // A kernel without IPv6, or an older one without a knob, is not an error
-            // here: the address step below reports what really matters.
-            if let Err(e) = crate::host::sysctl::write(key, value) {
-                crate::log_warn!("{e}");
+    // A kernel without IPv6, or an older one without a knob, is not an error here:
+    // the address step below reports what really matters.
+    if has_v6 {
+        let settings = ipv6_sysctls(ifname, options);
+        netns.run(|| {
+            for (key, value) in &settings {
+                if let Err(e) = crate::host::sysctl::write(key, value) {
+                    crate::log_warn!("{e}");
+                }
             }
-        }
-    })?;
-
+        })?;
+    }
     let link = nl.require_link(&LinkId::Name(ifname))?;
+    if has_v4 {
+        if let Err(e) = nl.change_link(link.index).ipv4_conf(&IPV4_CONF).apply() {
+            crate::log_warn!("{e}");
+        }
+    }
     nl.change_link(link.index).up().apply()?;
     for ip in &ips {
         nl.add_address(link.index, ip.address).map_err(|e| {
@@ -234,16 +237,23 @@ mod tests {
     }
 
     #[test]
-    fn sysctls_per_family_and_dad_choice() {
-        let v4_only = interface_sysctls("eth0", true, false, InterfaceOptions::default());
-        assert_eq!(
-            v4_only,
-            vec![("net/ipv4/conf/eth0/arp_notify".to_string(), "1")]
-        );
-        let v6 = interface_sysctls("eth0", false, true, InterfaceOptions { ipv6_dad: false });
-        let keys: Vec<&str> = v6.iter().map(|(k, _)| k.as_str()).collect();
-        assert!(keys.contains(&"net/ipv6/conf/eth0/keep_addr_on_down"));
-        assert!(keys.contains(&"net/ipv6/conf/eth0/accept_dad"));
-        assert!(keys.contains(&"net/ipv6/conf/eth0/ndisc_notify"));
+    fn ipv6_sysctls_with_the_dad_choice() {
+        let keys = |options| -> Vec<String> {
+            ipv6_sysctls("eth0", options)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        let without_dad = keys(InterfaceOptions { ipv6_dad: false });
+        for key in [
+            "keep_addr_on_down",
+            "ndisc_notify",
+            "accept_dad",
+            "enhanced_dad",
+        ] {
+            assert!(without_dad.contains(&format!("net/ipv6/conf/eth0/{key}")));
+        }
+        let with_dad = keys(InterfaceOptions { ipv6_dad: true });
+        assert!(!with_dad.iter().any(|k| k.ends_with("accept_dad")));
     }
 }

@@ -2,11 +2,11 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{DefaultNla, NLA_F_NESTED, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    BridgeMulticastRouterType, InfoBridgePort, InfoData, InfoKind, InfoMacVlan, InfoPortData,
-    InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode, Prop, State,
-    VlanProtocol,
+    AfSpecInet, AfSpecUnspec, BridgeMulticastRouterType, InfoBridgePort, InfoData, InfoKind,
+    InfoMacVlan, InfoPortData, InfoVeth, InfoVlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    MacVlanMode, Prop, State, VlanProtocol,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -25,6 +25,51 @@ impl std::fmt::Display for LinkId<'_> {
         match self {
             LinkId::Index(i) => write!(f, "link #{i}"),
             LinkId::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+/// A per-link IPv4 setting: a key of `/proc/sys/net/ipv4/conf/<link>/`. Set by a
+/// link change, which names the link by index, where the file can be written only
+/// from a thread inside the link's netns (and found only by its name there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ipv4Conf {
+    /// Gratuitous ARP when the link comes up or its MAC changes.
+    ArpNotify(bool),
+    /// Reverse-path filter: 0 off, 1 strict, 2 loose.
+    RpFilter(u32),
+    /// Which ARP requests the link answers (8: none).
+    ArpIgnore(u32),
+    /// Drop unicast IP packets inside layer-2 multicast or broadcast frames.
+    DropUnicastInL2Multicast(bool),
+}
+
+impl Ipv4Conf {
+    /// The sysctl's name under `net/ipv4/conf/<link>/`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Ipv4Conf::ArpNotify(_) => "arp_notify",
+            Ipv4Conf::RpFilter(_) => "rp_filter",
+            Ipv4Conf::ArpIgnore(_) => "arp_ignore",
+            Ipv4Conf::DropUnicastInL2Multicast(_) => "drop_unicast_in_l2_multicast",
+        }
+    }
+
+    /// The value as the sysctl file holds it.
+    pub fn value(self) -> u32 {
+        match self {
+            Ipv4Conf::ArpNotify(on) | Ipv4Conf::DropUnicastInL2Multicast(on) => u32::from(on),
+            Ipv4Conf::RpFilter(v) | Ipv4Conf::ArpIgnore(v) => v,
+        }
+    }
+
+    /// `IPV4_DEVCONF_*` of linux/ip.h.
+    fn devconf(self) -> u16 {
+        match self {
+            Ipv4Conf::RpFilter(_) => 8,
+            Ipv4Conf::ArpIgnore(_) => 19,
+            Ipv4Conf::ArpNotify(_) => 22,
+            Ipv4Conf::DropUnicastInL2Multicast(_) => 30,
         }
     }
 }
@@ -571,6 +616,28 @@ impl<T: RouteTransport> LinkChange<'_, T> {
     pub fn netns(self, netns: BorrowedFd<'_>, netns_name: &str) -> Self {
         let what = format!("move link #{} into netns {netns_name}", self.index);
         self.attribute(LinkAttribute::NetNsFd(netns.as_raw_fd()), what)
+    }
+
+    /// Per-link IPv4 settings (IFLA_AF_SPEC, AF_INET, IFLA_INET_CONF): only those
+    /// given are sent, each as the kernel's own nested attribute, so the link's
+    /// other settings stay as they are.
+    pub fn ipv4_conf(self, settings: &[Ipv4Conf]) -> Self {
+        const IFLA_INET_CONF: u16 = 1;
+        let mut nested = Vec::with_capacity(settings.len() * 8);
+        for setting in settings {
+            nested.extend_from_slice(&8u16.to_ne_bytes());
+            nested.extend_from_slice(&setting.devconf().to_ne_bytes());
+            nested.extend_from_slice(&setting.value().to_ne_bytes());
+        }
+        let conf = DefaultNla::new(IFLA_INET_CONF | NLA_F_NESTED, nested);
+        let attribute =
+            LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet(vec![AfSpecInet::Other(conf)])]);
+        let list: Vec<String> = settings
+            .iter()
+            .map(|s| format!("{} = {}", s.key(), s.value()))
+            .collect();
+        let what = format!("set {} on link #{}", list.join(", "), self.index);
+        self.attribute(attribute, what)
     }
 
     pub fn apply(self) -> NlResult<()> {

@@ -17,7 +17,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 pub use addr::AddressEntry;
 pub use bridge::{BridgePortFlags, BridgeVlanEntry, FdbEntry};
-pub use link::{Link, LinkId, LinkKind, NewLink, NewLinkKind};
+pub use link::{Ipv4Conf, Link, LinkId, LinkKind, NewLink, NewLinkKind};
 pub use route::{RouteEntry, RouteSpec};
 pub use socket::{FakeTransport, Netfilter, Operation, Protocol, Route, Socket, Transport};
 pub use sriov::{VfConfig, VfLinkStateSetting, VfRate, VfState, VfVlanSetting};

@@ -111,7 +111,7 @@ impl<'a> Add<'a> {
         host_sysctl(&format!("net/ipv6/conf/{host_name}/accept_ra"), "0");
         let edge = match cfg.ipspoofchk {
             true => {
-                spoofcheck::edge::close_stack(&host_name)?;
+                spoofcheck::edge::close_stack(&mut self.nl, &host)?;
                 spoofcheck::edge::flags()
             }
             false => BridgePortFlags::default(),

@@ -123,6 +123,19 @@ struct Probe {
     passes: bool,
 }
 
+/// `packet` (an IPv6 packet) with a destination options header (padding only)
+/// between its IPv6 header and its payload.
+fn behind_destination_options(packet: &[u8]) -> Vec<u8> {
+    const IPPROTO_DSTOPTS: u8 = 60;
+    let (header, payload) = packet.split_at(40);
+    let mut out = header.to_vec();
+    out[4..6].copy_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    out[6] = IPPROTO_DSTOPTS;
+    out.extend([header[6], 0, 1, 4, 0, 0, 0, 0]);
+    out.extend(payload);
+    out
+}
+
 fn probe(what: &'static str, frame: Vec<u8>, packet: Vec<u8>, passes: bool) -> Probe {
     Probe {
         what,
@@ -292,6 +305,24 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
             na(a.v6, a.mac),
             true,
         ),
+        // Well-formed but for the form the filter requires of neighbour discovery.
+        (
+            "an NA for its own address behind a destination options header",
+            behind_destination_options(&na(a.v6, a.mac)),
+            false,
+        ),
+        (
+            "an NA for its own address with two options",
+            neighbor_message(
+                a.link_local(),
+                all_nodes,
+                136,
+                NA_OVERRIDE,
+                a.v6,
+                &[lladdr_option(2, a.mac), lladdr_option(2, a.mac)].concat(),
+            ),
+            false,
+        ),
     ] {
         add(what, all_nodes_mac, ETH_P_IPV6, packet, passes, false);
     }
@@ -315,6 +346,15 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
             "a DAD NS for its own address",
             ns(Ipv6Addr::UNSPECIFIED, a.v6, &[]),
             true,
+        ),
+        (
+            "an NS for the observer with two options",
+            ns(
+                a.v6,
+                o.v6,
+                &[lladdr_option(1, a.mac), lladdr_option(1, a.mac)].concat(),
+            ),
+            false,
         ),
     ] {
         add(what, dst, ETH_P_IPV6, packet, passes, false);
@@ -354,6 +394,12 @@ fn probes(a: &Pod, v: &Pod, o: &Pod, vid: u16) -> Vec<Probe> {
             false,
         ),
         ("an RS with its own MAC", routers_mac, rs(a.mac), true),
+        (
+            "an RS with its own MAC behind a destination options header",
+            routers_mac,
+            behind_destination_options(&rs(a.mac)),
+            false,
+        ),
     ] {
         add(what, dst, ETH_P_IPV6, packet, passes, false);
     }

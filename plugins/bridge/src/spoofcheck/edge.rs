@@ -10,7 +10,7 @@
 //! needed by a host: its frames to the node go through the bridge.
 
 use libcni::host::sysctl;
-use libcni::netlink::{BridgePortFlags, Link};
+use libcni::netlink::{BridgePortFlags, Ipv4Conf, Link, Netlink};
 use libcni::CniError;
 
 /// The port flags of an edge port, set with the port's other flags.
@@ -23,33 +23,37 @@ pub fn flags() -> BridgePortFlags {
     }
 }
 
-/// The host veth's sysctls: the key, its value, and whether a kernel without
-/// the family (no /proc/sys/net/ipv6) may lack it.
-fn sysctls(port: &str) -> [(String, &'static str, bool); 4] {
-    let ipv4 = |key: &str| format!("net/ipv4/conf/{port}/{key}");
-    [
-        (format!("net/ipv6/conf/{port}/disable_ipv6"), "1", true),
-        (ipv4("drop_unicast_in_l2_multicast"), "1", false),
-        // Strict: the node routes the pod's addresses through the bridge.
-        (ipv4("rp_filter"), "1", false),
-        // Answer no ARP request here, so none creates a neighbour entry.
-        (ipv4("arp_ignore"), "8", false),
-    ]
+/// The host veth's IPv4 settings, set in one link change.
+const IPV4: [Ipv4Conf; 3] = [
+    Ipv4Conf::DropUnicastInL2Multicast(true),
+    // Strict: the node routes the pod's addresses through the bridge.
+    Ipv4Conf::RpFilter(1),
+    // Answer no ARP request here, so none creates a neighbour entry.
+    Ipv4Conf::ArpIgnore(8),
+];
+
+/// The host veth's sysctls, the key and its value: IPv6 first (no link change sets
+/// it), skipped on a kernel without IPv6; then [`IPV4`].
+fn sysctls(port: &str) -> Vec<(String, String)> {
+    let disable_ipv6 = format!("net/ipv6/conf/{port}/disable_ipv6");
+    let ipv6 = ipv6_present().then(|| (disable_ipv6, "1".to_string()));
+    let ipv4 = IPV4.iter().map(|setting| {
+        let key = format!("net/ipv4/conf/{port}/{}", setting.key());
+        (key, setting.value().to_string())
+    });
+    ipv6.into_iter().chain(ipv4).collect()
 }
 
-fn family_absent(key: &str) -> bool {
-    let family = key.split('/').take(2).collect::<Vec<_>>().join("/");
-    !std::path::Path::new("/proc/sys").join(family).exists()
+fn ipv6_present() -> bool {
+    std::path::Path::new("/proc/sys/net/ipv6").exists()
 }
 
 /// Closes the port's own stack to what it receives (before the container end is up).
-pub fn close_stack(port: &str) -> Result<(), CniError> {
-    for (key, value, optional) in sysctls(port) {
-        if optional && family_absent(&key) {
-            continue;
-        }
-        sysctl::write(&key, value)?;
+pub fn close_stack(nl: &mut Netlink, port: &Link) -> Result<(), CniError> {
+    if ipv6_present() {
+        sysctl::write(&format!("net/ipv6/conf/{}/disable_ipv6", port.name), "1")?;
     }
+    nl.change_link(port.index).ipv4_conf(&IPV4).apply()?;
     Ok(())
 }
 
@@ -66,10 +70,7 @@ pub fn check(port: &Link) -> Result<(), CniError> {
     if port.multicast_router != Some(false) {
         return Err(failed("may become a multicast router port"));
     }
-    for (key, value, optional) in sysctls(&port.name) {
-        if optional && family_absent(&key) {
-            continue;
-        }
+    for (key, value) in sysctls(&port.name) {
         let now = sysctl::read(&key)?;
         if now.trim() != value {
             return Err(failed(&format!("has {key} = {}, not {value}", now.trim())));
