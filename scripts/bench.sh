@@ -5,9 +5,9 @@
 # ipspoofchk with 0 and 10,000), macvlan, host-local (empty and 10,000 allocations),
 # 50 parallel ADDs, the kernel's floor, and sriov with a 64-VF PF on the full-kernel
 # tier. Writes docs/benchmarks.md and docs/benchmarks.svg. Needs root. Not part of
-# the test command. The bridges and the nftables rules are made in the caller's
-# netns, and the nftables rows end with `nft flush ruleset`, which empties that
-# netns's whole ruleset: run it on a machine of its own, never on a node.
+# the test command. The host side of the scenarios (bridges, host veths, nftables
+# rules, sysctls such as ip_forward) lives in a network namespace of the bench's
+# own, so its `nft flush ruleset` and its settings touch nothing of the machine's.
 #
 #   scripts/bench.sh              everything, and writes the docs
 #   scripts/bench.sh ipspoofchk   only ipspoofchk's rows and goals, printed (a few
@@ -29,15 +29,16 @@ ours="$root/target/bench-bin"
 scripts/install.sh "$ours" >/dev/null
 cargo build --release --quiet -p cni-bench
 bench="$root/target/release/cni-bench"
+own_netns=(unshare --net --)
 if [ -n "$only" ]; then
-    exec "$bench" "$only" "$ours" /usr/lib/cni
+    exec "${own_netns[@]}" "$bench" "$only" "$ours" /usr/lib/cni
 fi
 host_md=$(mktemp)
 # Inside the VM only the repository is shared: the SR-IOV table is written there.
 sriov_md="$root/target/bench-sriov.md"
 trap 'rm -f "$host_md" "$sriov_md"' EXIT
 echo "== host scenarios (this kernel)"
-"$bench" "$ours" /usr/lib/cni "$host_md" docs/benchmarks.svg
+"${own_netns[@]}" "$bench" "$ours" /usr/lib/cni "$host_md" docs/benchmarks.svg
 echo "== sriov (full-kernel tier)"
 if scripts/vm/setup.sh >/dev/null && scripts/vm/run.sh "$bench" sriov "$ours" "$sriov_md"; then
     sriov_note=""
