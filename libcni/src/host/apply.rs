@@ -40,7 +40,7 @@ fn ipv6_sysctls(ifname: &str, options: InterfaceOptions) -> Vec<(String, &'stati
 
 /// An interface with IPv4 addresses announces them (Go writes the sysctl). Set by
 /// a link change on the socket already in the netns: an IPv4-only interface then
-/// needs no thread to enter the netns, which was a tenth of a layer-3 ADD.
+/// needs no thread to enter the netns (about 0.15 ms of a 3 ms ADD here).
 const IPV4_CONF: [Ipv4Conf; 1] = [Ipv4Conf::ArpNotify(true)];
 
 /// The routes to install for `result` on link `oif`: a route without a gateway gets
