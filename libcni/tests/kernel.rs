@@ -173,22 +173,29 @@ fn macvlan_is_created_in_the_container_with_its_mode() {
     );
 }
 
+/// A netns "c1" of `sb` with the end "eth0" of a veth pair in it: the netns, and
+/// the interface as a result names it.
+fn eth0_in_c1(sb: &Sandbox) -> (NetNs, Vec<Interface>) {
+    let c1 = sb.netns("c1");
+    sh(&[
+        "ip", "link", "add", "hostside", "type", "veth", "peer", "name", "eth0", "netns", "c1",
+    ]);
+    let interface = Interface {
+        name: "eth0".into(),
+        sandbox: Some(c1.clone()),
+        ..Default::default()
+    };
+    (NetNs::open(Path::new(&c1)).unwrap(), vec![interface])
+}
+
 #[test]
 fn an_ipam_result_is_applied_with_routes_mtu_and_advmss() {
     let Some(sb) = Sandbox::new("apply_result") else {
         return;
     };
-    let c1 = sb.netns("c1");
-    sh(&[
-        "ip", "link", "add", "hostside", "type", "veth", "peer", "name", "eth0", "netns", "c1",
-    ]);
-    let ns = NetNs::open(Path::new(&c1)).unwrap();
+    let (ns, interfaces) = eth0_in_c1(&sb);
     let result = CniResult {
-        interfaces: vec![Interface {
-            name: "eth0".into(),
-            sandbox: Some(c1.clone()),
-            ..Default::default()
-        }],
+        interfaces,
         ips: vec![
             IpConfig {
                 address: "10.50.0.5/24".parse().unwrap(),
@@ -300,18 +307,10 @@ fn an_ipv4_result_turns_on_arp_notify_and_no_other_ipv4_setting() {
     let Some(sb) = Sandbox::new("apply_v4_conf") else {
         return;
     };
-    let c1 = sb.netns("c1");
-    sh(&[
-        "ip", "link", "add", "hostside", "type", "veth", "peer", "name", "eth0", "netns", "c1",
-    ]);
+    let (ns, interfaces) = eth0_in_c1(&sb);
     let before = ipv4_conf_in("c1", "eth0");
-    let ns = NetNs::open(Path::new(&c1)).unwrap();
     let result = CniResult {
-        interfaces: vec![Interface {
-            name: "eth0".into(),
-            sandbox: Some(c1.clone()),
-            ..Default::default()
-        }],
+        interfaces,
         ips: vec![IpConfig {
             address: "10.51.0.5/24".parse().unwrap(),
             gateway: None,
